@@ -1,0 +1,65 @@
+# smtpdesk: `make run` to use it, `make test` to prove it.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+HOST ?= 127.0.0.1
+PORT ?= 5000
+# Front-end files vendored from the npm registry (see `make vendor`).
+HTMX_VERSION := 2.0.11
+PICO_VERSION := 2.1.1
+
+.PHONY: run test install install-test translations extract-messages system-test-deps vendor bench clean
+
+run: install translations
+	$(BIN)/smtpdesk db upgrade
+	$(BIN)/smtpdesk serve --host $(HOST) --port $(PORT)
+
+test: install-test translations system-test-deps
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test
+
+$(VENV)/.installed: pyproject.toml
+	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
+	$(BIN)/pip install -q -e ".[test]"
+	touch $@
+
+# Catalogs are compiled at install time (.mo files are not committed).
+translations: install
+	$(BIN)/pybabel compile -d webapp/translations
+
+# After changing UI strings: extract them and merge into the catalogs, then translate the new entries.
+extract-messages: install
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -o webapp/translations/messages.pot .
+	$(BIN)/pybabel update -i webapp/translations/messages.pot -d webapp/translations --no-fuzzy-matching
+
+# Debian packages the tests use: chromium for the browser tests, microsocks as the SOCKS5 proxy.
+system-test-deps:
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v microsocks >/dev/null 2>&1 || missing="$$missing microsocks"; \
+	if [ -n "$$missing" ]; then \
+		echo "Installing from Debian:$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+# Refresh static/vendor/ from the npm registry at the pinned versions (bump them above first).
+vendor:
+	rm -rf build/vendor && mkdir -p build/vendor
+	cd build/vendor && npm pack -q htmx.org@$(HTMX_VERSION) @picocss/pico@$(PICO_VERSION) >/dev/null
+	tar -xzf build/vendor/htmx.org-$(HTMX_VERSION).tgz -C build/vendor package/dist/htmx.min.js
+	cp build/vendor/package/dist/htmx.min.js static/vendor/htmx.min.js
+	tar -xzf build/vendor/picocss-pico-$(PICO_VERSION).tgz -C build/vendor package/css/pico.min.css
+	cp build/vendor/package/css/pico.min.css static/vendor/pico.min.css
+	rm -rf build/vendor
+
+clean:
+	rm -rf $(VENV) build .pytest_cache

@@ -1,0 +1,75 @@
+"""Small factories for test data: make_account(**overrides) and friends."""
+import itertools
+
+from webapp.auth.passwords import hash_password
+from webapp.models import Connector, Credential, SmtpAccount, User
+
+PASSWORD = "correct horse battery staple"
+_PASSWORD_HASH = hash_password(PASSWORD)  # hashed once: argon2 is slow on purpose
+_counter = itertools.count(1)
+
+
+def make_user(role="admin", **overrides) -> User:
+    fields = dict(username=f"{role}{next(_counter)}", password_hash=_PASSWORD_HASH, role=role)
+    fields.update(overrides)
+    return User.create(**fields)
+
+
+def make_credential(secret="s3cr3t-Pa55word!", **overrides) -> Credential:
+    fields = dict(name=f"cred-{next(_counter)}", username="mailer@example.com")
+    fields.update(overrides)
+    credential = Credential(**fields)
+    credential.set_secret(secret)
+    credential.save()
+    return credential
+
+
+def make_connector(password=None, **overrides) -> Connector:
+    fields = dict(name=f"proxy-{next(_counter)}", kind="socks5", host="127.0.0.1", port=1080)
+    fields.update(overrides)
+    connector = Connector(**fields)
+    connector.set_secret(password)
+    connector.save()
+    return connector
+
+
+def make_account(**overrides) -> SmtpAccount:
+    n = next(_counter)
+    fields = dict(
+        name=f"account-{n}",
+        sender=f"Ops {n} <ops{n}@example.com>",
+        reply_to=f"reply{n}@example.com",
+        return_path=f"bounces{n}@example.com",
+        confirmation_email=f"receipts{n}@example.com",
+        host="smtp.example.com",
+    )
+    fields.update(overrides)
+    return SmtpAccount.create(**fields)
+
+
+def account_form(**overrides) -> dict:
+    """The POST body of a valid account form; override any field."""
+    n = next(_counter)
+    data = {
+        "name": f"form-account-{n}",
+        "enabled": "yes",
+        "sender": "Ops <ops@example.com>",
+        "reply_to": "reply@example.com",
+        "return_path": "bounces@example.com",
+        "confirmation_email": "receipts@example.com",
+        "is_default": "no",
+        "read_confirmation": "no",
+        "force_settings": "no",
+        "footer_enabled": "no",
+        "host": "smtp.example.com",
+        "port": "",
+        "secure": "yes",
+        "secure_type": "tls",
+        "use_auth": "no",
+        "credential": "",
+        "ignore_cert_errors": "no",
+        "use_connector": "no",
+        "connector": "",
+    }
+    data.update(overrides)
+    return data

@@ -1,0 +1,69 @@
+"""smtpdesk: the SMTP-account desk of an e-mail notification system."""
+import os
+from pathlib import Path
+
+from flask import Flask, redirect, url_for
+
+from webapp import config, db
+from webapp.extensions import babel, csrf, htmx, login_manager, select_locale
+from webapp.vault import vault
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(test_config=None):
+    """Build the smtpdesk app: instance config, SMTPDESK_* variables (or test_config), extensions, screens."""
+    app = Flask(
+        __name__,
+        instance_path=os.environ.get("SMTPDESK_INSTANCE_PATH") or str(ROOT / "instance"),
+        instance_relative_config=True,
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+    )
+    app.config.from_object(config.Defaults)
+    if test_config is None:
+        app.config.from_pyfile("config.py", silent=True)
+        app.config.from_prefixed_env("SMTPDESK")
+    else:
+        app.config.from_mapping(test_config)
+    os.makedirs(app.instance_path, exist_ok=True)
+    config.load_keys(app.config, app.instance_path)
+
+    register_extensions(app)
+    register_blueprints(app)
+    register_hooks(app)
+    register_cli(app)
+    return app
+
+
+def register_extensions(app):
+    db.init_app(app)
+    vault.init(app.config["VAULT_KEYS"])
+    babel.init_app(app, locale_selector=select_locale)
+    csrf.init_app(app)
+    htmx.init_app(app)
+    login_manager.init_app(app)
+
+
+def register_blueprints(app):
+    from webapp import accounts, audit, auth, connectors, credentials, users
+
+    for module in (auth, accounts, credentials, connectors, users, audit):
+        app.register_blueprint(module.bp)
+
+    @app.get("/")
+    def home():
+        """The landing page is the SMTP accounts report."""
+        return redirect(url_for("accounts.index"))
+
+
+def register_hooks(app):
+    from webapp import web
+
+    web.init_app(app)
+
+
+def register_cli(app):
+    from webapp import cli
+
+    cli.init_app(app)

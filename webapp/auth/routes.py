@@ -1,0 +1,89 @@
+from flask import abort, current_app, flash, redirect, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user, login_user, logout_user
+
+from webapp.auth import bp
+from webapp.auth.forms import LoginForm, SetupForm
+from webapp.auth.passwords import (
+    authenticate,
+    check_setup_code,
+    forget_setup_code,
+    hash_password,
+    setup_needed,
+)
+from webapp.db import database
+from webapp.models import User, utcnow
+from webapp.web import audit, render, safe_next
+
+LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    """Sign in with username and password."""
+    if setup_needed():
+        return redirect(url_for("auth.setup"))
+    if current_user.is_authenticated:
+        return redirect(url_for("accounts.index"))
+    form = LoginForm()
+    if form.validate_on_submit():
+        user = authenticate(form.username.data, form.password.data)
+        with database.atomic():
+            if user is None:
+                audit("login_failed", object_type="user", object_name=form.username.data.strip().lower()[:64])
+            else:
+                user.last_login_at = utcnow()
+                user.save()
+                audit("login", user, actor=user)
+        if user is not None:
+            login_user(user)
+            return redirect(safe_next(request.args.get("next"), url_for("accounts.index")))
+        # One message whatever was wrong, so the form does not tell which usernames exist.
+        form.password.errors.append(_("Wrong username or password."))
+    return render("auth/login.html", form=form, status=422 if form.errors else 200)
+
+
+@bp.post("/logout")
+def logout():
+    """Sign out."""
+    if current_user.is_authenticated:
+        audit("logout", current_user._get_current_object())
+    logout_user()
+    flash(_("You are signed out."), "info")
+    return redirect(url_for("auth.login"))
+
+
+@bp.route("/setup", methods=["GET", "POST"])
+def setup():
+    """Create the first administrator with the one-time code printed in the console; gone afterwards."""
+    if not setup_needed():
+        abort(404)
+    form = SetupForm()
+    if form.validate_on_submit():
+        if not check_setup_code(current_app.instance_path, form.code.data):
+            form.code.errors.append(_("This is not the code printed in the console. Copy it again."))
+        else:
+            with database.atomic("IMMEDIATE"):
+                if not setup_needed():
+                    abort(404)
+                user = User.create(username=form.username.data.lower(),
+                                   password_hash=hash_password(form.password.data), role="admin")
+                audit("create", user, actor=user, changes={"role": [None, "admin"]})
+            forget_setup_code(current_app.instance_path)
+            login_user(user)
+            flash(_("Welcome! Your administrator account is ready. Start by adding an SMTP account."), "success")
+            return redirect(url_for("accounts.index"))
+    return render("auth/setup.html", form=form, status=422 if form.errors else 200)
+
+
+@bp.post("/language")
+def language():
+    """Switch the interface language and remember it (cookie, and the user's profile when signed in)."""
+    chosen = request.form.get("lang", "")
+    if chosen not in current_app.config["LANGUAGES"]:
+        abort(400)
+    if current_user.is_authenticated:
+        User.update(locale=chosen).where(User.id == current_user.id).execute()
+    response = redirect(safe_next(request.form.get("next"), url_for("accounts.index")))
+    response.set_cookie("lang", chosen, max_age=LANGUAGE_COOKIE_AGE, httponly=True, samesite="Lax")
+    return response

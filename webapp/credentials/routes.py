@@ -1,0 +1,8 @@
+from webapp.credentials import bp
+from webapp.web import render
+
+
+@bp.get("/")
+def index():
+    """Placeholder until the screen is built."""
+    return render("credentials/index.html")

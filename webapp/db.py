@@ -1,0 +1,70 @@
+"""The one SQLite database, opened per request, and its numbered schema migrations."""
+import importlib
+import pkgutil
+
+from peewee import SqliteDatabase
+
+database = SqliteDatabase(None)
+
+PRAGMAS = {
+    "journal_mode": "wal",
+    "foreign_keys": 1,
+    "busy_timeout": 5000,
+    "synchronous": "normal",
+}
+
+
+def init_database(path: str) -> None:
+    """Point the deferred database at a file, with the pragmas every connection needs."""
+    database.init(path, pragmas=PRAGMAS)
+
+
+def init_app(app) -> None:
+    """Bind the database to the app: a connection per request, closed at teardown."""
+    init_database(app.config["DATABASE"])
+
+    @app.before_request
+    def _db_connect():
+        database.connect(reuse_if_open=True)
+
+    @app.teardown_request
+    def _db_close(exc):
+        if not database.is_closed():
+            database.close()
+
+
+def migrations() -> list:
+    """The migration modules of webapp.migrations, in number order (m0001_..., m0002_...)."""
+    from webapp import migrations as package
+
+    names = sorted(m.name for m in pkgutil.iter_modules(package.__path__) if m.name.startswith("m"))
+    return [importlib.import_module(f"webapp.migrations.{name}") for name in names]
+
+
+def schema_version() -> int:
+    """The number of the last migration applied to this database (SQLite's user_version)."""
+    return database.execute_sql("PRAGMA user_version").fetchone()[0]
+
+
+def schema_version_now() -> int:
+    """The schema version, opening a connection if needed."""
+    with database.connection_context():
+        return schema_version()
+
+
+def upgrade() -> list[str]:
+    """Apply every migration newer than the database, each in its own transaction; return their names."""
+    applied = []
+    with database.connection_context():
+        for module in migrations():
+            number = int(module.__name__.rsplit(".", 1)[1][1:5])
+            if number <= schema_version():
+                continue
+            with database.atomic("IMMEDIATE"):
+                # Re-read inside the lock: another process may have applied it meanwhile.
+                if number <= schema_version():
+                    continue
+                module.upgrade(database)
+                database.execute_sql(f"PRAGMA user_version = {number:d}")
+            applied.append(module.__name__.rsplit(".", 1)[1])
+    return applied

@@ -1,0 +1,139 @@
+"""Fields and validators shared by every form: yes/no radios, e-mail addresses, hosts, ports."""
+import ipaddress
+import re
+from email.headerregistry import Address
+
+from email_validator import EmailNotValidError, validate_email
+from flask_babel import lazy_gettext as _l
+from wtforms import RadioField, StringField
+from wtforms.validators import ValidationError
+
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
+
+
+class YesNoField(RadioField):
+    """A Sim/Não (Yes/No) radio group holding a bool; rendered as a fieldset whose legend is the label."""
+
+    def __init__(self, label=None, validators=None, default=False, **kwargs):
+        super().__init__(
+            label,
+            validators,
+            choices=[("yes", _l("Yes")), ("no", _l("No"))],
+            default="yes" if default else "no",
+            **kwargs,
+        )
+
+    def process_data(self, value):
+        if isinstance(value, bool):
+            value = "yes" if value else "no"
+        super().process_data(value)
+
+    def process_formdata(self, valuelist):
+        super().process_formdata(valuelist)
+        if not valuelist:
+            self.data = self.default
+
+    @property
+    def checked(self) -> bool:
+        return self.data == "yes"
+
+    def pre_validate(self, form):
+        if self.data not in ("yes", "no"):
+            raise ValidationError(_l("Choose Yes or No."))
+
+
+class StrippedStringField(StringField):
+    """A text field with surrounding white space removed."""
+
+    def process_formdata(self, valuelist):
+        super().process_formdata(valuelist)
+        if isinstance(self.data, str):
+            self.data = self.data.strip()
+
+
+def no_control_characters(form, field):
+    """Refuse CR, LF and other control characters: they could start a new header or command."""
+    if field.data and CONTROL_CHARS.search(str(field.data)):
+        raise ValidationError(_l("Line breaks and control characters are not allowed here."))
+
+
+# "Name <addr>" or "\"Quoted, Name\" <addr>"; an unquoted name may not hold RFC 5322 specials.
+NAME_ADDR = re.compile(r'\s*(?:"((?:[^"\\]|\\.)*)"|([^"<>,;:@()\[\]\\]*?))\s*<([^<>]*)>\s*')
+
+
+def check_address(value: str, allow_display_name: bool = True) -> str:
+    """Return a normalised address ('Name <local@domain>' kept, UTF-8 allowed) or raise ValidationError."""
+    invalid = _l("Enter a valid e-mail address, such as ops@example.com or Ops <ops@example.com>.")
+    if CONTROL_CHARS.search(value):
+        raise ValidationError(_l("Line breaks and control characters are not allowed here."))
+    if len(value) > 320:
+        raise ValidationError(_l("This address is too long."))
+    display_name, addr = "", value.strip()
+    match = NAME_ADDR.fullmatch(value)
+    if match:
+        if not allow_display_name:
+            raise ValidationError(invalid)
+        quoted, bare, addr = match.groups()
+        display_name = re.sub(r"\\(.)", r"\1", quoted) if quoted is not None else bare
+    try:
+        result = validate_email(addr.strip(), check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError:
+        raise ValidationError(invalid)
+    if len(result.ascii_email or result.normalized) > 254:
+        raise ValidationError(_l("This address is too long."))
+    if display_name.strip():
+        return str(Address(display_name=display_name.strip(), addr_spec=result.normalized))
+    return result.normalized
+
+
+def email_address(form, field):
+    """Validator: a single valid address, display name allowed."""
+    if field.data:
+        field.data = check_address(field.data)
+
+
+def check_host(value: str) -> str:
+    """Return a host name, IPv4 or IPv6 literal (brackets removed), or raise ValidationError."""
+    host = value.strip()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    invalid = _l("Enter a host name (smtp.example.com), an IPv4 address or an IPv6 address, without spaces.")
+    if not host or CONTROL_CHARS.search(host) or " " in host:
+        raise ValidationError(invalid)
+    try:
+        ascii_host = host.rstrip(".").encode("idna").decode("ascii")
+    except UnicodeError:
+        raise ValidationError(invalid)
+    if len(ascii_host) > 253 or not all(HOST_LABEL.match(label) for label in ascii_host.split(".")):
+        raise ValidationError(invalid)
+    return host.rstrip(".").lower()
+
+
+def host_name(form, field):
+    """Validator: a host name or IP literal."""
+    if field.data:
+        field.data = check_host(field.data)
+
+
+class PortField(StringField):
+    """An optional TCP port, 1-65535, with its own message for text that is not a number."""
+
+    def process_formdata(self, valuelist):
+        self.raw = (valuelist[0] if valuelist else "").strip()
+        self.data = None
+        if self.raw.isdigit() and len(self.raw) <= 5:
+            self.data = int(self.raw)
+
+    def _value(self):
+        if getattr(self, "raw", None) is not None:
+            return self.raw
+        return "" if self.data is None else str(self.data)
+
+    def pre_validate(self, form):
+        if getattr(self, "raw", "") and (self.data is None or not 1 <= self.data <= 65535):
+            raise ValidationError(_l("Enter a port number from 1 to 65535."))

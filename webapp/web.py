@@ -1,0 +1,143 @@
+"""What every screen shares: sign-in required, roles, fragment-or-page rendering, errors, audit."""
+from functools import wraps
+from urllib.parse import urlsplit
+
+from flask import abort, current_app, redirect, render_template, request, url_for
+from flask_babel import get_locale, gettext as _
+from flask_login import current_user
+from flask_wtf.csrf import CSRFError
+from jinja2_fragments.flask import render_block
+
+from flask_babel import lazy_gettext as _l
+
+from webapp.extensions import login_manager
+from webapp.models import AuditEntry, User
+
+# Endpoints reachable without signing in.
+PUBLIC_ENDPOINTS = {"static", "auth.login", "auth.setup", "auth.language"}
+
+
+def init_app(app):
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = None
+    login_manager.user_loader(_load_user)
+    login_manager.unauthorized_handler(_unauthorized)
+    app.before_request(_require_login)
+    app.after_request(_vary_on_htmx)
+    app.register_error_handler(CSRFError, _csrf_error)
+    for code in (403, 404, 405, 500):
+        app.register_error_handler(code, _error_page)
+    app.jinja_env.globals.update(safe_next=safe_next, role_label=role_label, get_locale=get_locale)
+    app.context_processor(lambda: {"languages": current_app.config["LANGUAGES"]})
+
+
+def _load_user(user_id):
+    user = User.get_or_none(User.id == int(user_id))
+    return user if user is not None and user.active else None
+
+
+def _unauthorized():
+    """HTML pages go to the login form; an htmx fragment asks the browser to go there."""
+    login_url = url_for("auth.login", next=request.full_path if request.method == "GET" else None)
+    if request.htmx:
+        return "", 401, {"HX-Redirect": login_url}
+    return redirect(login_url)
+
+
+def _require_login():
+    if request.endpoint in PUBLIC_ENDPOINTS or request.endpoint is None:
+        return None
+    if not current_user.is_authenticated:
+        return _unauthorized()
+    return None
+
+
+def _vary_on_htmx(response):
+    # The same URL answers a page or a fragment, so caches must key on HX-Request.
+    response.vary.add("HX-Request")
+    return response
+
+
+def _csrf_error(error):
+    message = _("Your session's security token is missing or has expired. Reload the page and try again.")
+    return _error_response(400, message)
+
+
+def _error_page(error):
+    messages = {
+        403: _("You do not have permission to do this. Ask an administrator if you need it."),
+        404: _("This page does not exist, or the item was deleted."),
+        405: _("This address does not accept that kind of request."),
+        500: _("Something went wrong on our side. The error was logged; try again in a moment."),
+    }
+    code = getattr(error, "code", 500) or 500
+    if code == 500:
+        current_app.logger.error("unhandled error on %s %s", request.method, request.path,
+                                 exc_info=getattr(error, "original_exception", None))
+    return _error_response(code, messages.get(code, messages[500]))
+
+
+def _error_response(code, message):
+    if request.htmx:
+        return render_template("errors/_message.html", message=message), code, {"HX-Reswap": "none"}
+    return render_template("errors/error.html", code=code, message=message), code
+
+
+def role_required(action: str):
+    """Refuse the view with 403 unless the signed-in user's role allows action ('admin', 'audit', ...)."""
+
+    def decorator(view):
+        @wraps(view)
+        def wrapped(*args, **kwargs):
+            if not current_user.is_authenticated or not current_user.can(action):
+                abort(403)
+            return view(*args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+def render(template: str, block: str | None = None, status: int = 200, **context):
+    """The named block alone for htmx requests, the whole page otherwise (history restores included)."""
+    if block and request.htmx and not request.htmx.history_restore_request:
+        return render_block(template, block, **context), status
+    return render_template(template, **context), status
+
+
+def audit(action: str, obj=None, changes: dict | None = None, **kwargs) -> AuditEntry:
+    """Record who did what from this request, inside the caller's transaction."""
+    actor = kwargs.pop("actor", None) or (current_user if current_user.is_authenticated else None)
+    return AuditEntry.record(action, actor=actor, remote_addr=request.remote_addr or "", obj=obj,
+                             changes=changes, **kwargs)
+
+
+def safe_next(target: str | None, fallback: str) -> str:
+    """A redirect target only if it stays on this site (no open redirect)."""
+    if target:
+        parts = urlsplit(target)
+        if not parts.scheme and not parts.netloc and target.startswith("/") and not target.startswith(("//", "/\\")):
+            return target
+    return fallback
+
+
+ROLE_LABELS = {"admin": _l("Administrator"), "operator": _l("Operator"), "auditor": _l("Auditor")}
+
+
+def role_label(role: str) -> str:
+    return str(ROLE_LABELS.get(role, role))
+
+
+class Page:
+    """One page of a query: its rows, the page number and how many pages there are."""
+
+    def __init__(self, query, number, size: int | None = None):
+        self.size = size or current_app.config["PAGE_SIZE"]
+        self.total = query.count()
+        self.pages = max(1, -(-self.total // self.size))
+        try:
+            number = int(number)
+        except (TypeError, ValueError):
+            number = 1
+        self.number = min(max(1, number), self.pages)
+        self.items = list(query.paginate(self.number, self.size))
