@@ -1,5 +1,6 @@
 """The one SQLite database, opened per request, and its numbered schema migrations."""
 import importlib
+import os
 import pkgutil
 
 from peewee import SqliteDatabase
@@ -55,6 +56,10 @@ def schema_version_now() -> int:
 def upgrade() -> list[str]:
     """Apply every migration newer than the database, each in its own transaction; return their names."""
     applied = []
+    path = database.database
+    if path and path != ":memory:" and not os.path.exists(path):
+        # Created owner-only: it holds encrypted secrets and the audit trail. WAL files inherit the mode.
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     with database.connection_context():
         for module in migrations():
             number = int(module.__name__.rsplit(".", 1)[1][1:5])

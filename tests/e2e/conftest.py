@@ -1,0 +1,79 @@
+"""Browser tests: smtpdesk served for real by `smtpdesk serve` (waitress), driven by Playwright in Debian's chromium.
+
+Playwright cannot download its own browsers here, so it launches /usr/bin/chromium (installed by `make test`).
+"""
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.netutil import free_port, wait_for_port
+
+CHROMIUM = "/usr/bin/chromium"
+SETUP_CODE = re.compile(r"setup code: ([0-9A-F-]+)")
+
+
+@dataclass
+class LiveServer:
+    url: str
+    instance: Path
+    log: Path
+
+    @property
+    def setup_code(self) -> str:
+        return SETUP_CODE.search(self.log.read_text()).group(1)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        """Run `smtpdesk ARGS` against this server's instance folder."""
+        return subprocess.run([_smtpdesk(), *args], env=_env(self.instance), capture_output=True,
+                              text=True, timeout=60, check=True)
+
+
+def _smtpdesk() -> str:
+    return str(Path(sys.executable).parent / "smtpdesk")
+
+
+def _env(instance: Path) -> dict:
+    return {**os.environ, "SMTPDESK_INSTANCE_PATH": str(instance), "PYTHONUNBUFFERED": "1"}
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory):
+    """A fresh smtpdesk on a free loopback port, as `make run` starts it; stopped after the module."""
+    instance = tmp_path_factory.mktemp("instance")
+    port = free_port()
+    log = instance / "server.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen([_smtpdesk(), "serve", "--port", str(port)], env=_env(instance),
+                                   stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port)
+        yield LiveServer(url=f"http://127.0.0.1:{port}", instance=instance, log=log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (make test installs it)")
+    return {
+        **browser_type_launch_args,
+        "executable_path": CHROMIUM,
+        "args": ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"],
+    }
+
+
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args):
+    return {**browser_context_args, "locale": "pt-BR", "viewport": {"width": 1400, "height": 900}}

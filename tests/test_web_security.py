@@ -1,0 +1,94 @@
+"""Every route at once: sign-in required, CSRF required, roles enforced, errors never leak a stack trace.
+
+SECURITY.md items 25 (no CSRF token → 400, nothing changed) and 26 (anonymous → login or 401; operator and
+auditor → 403 on admin actions). Routes are read from the app's URL map, so a new screen is covered as soon
+as it exists.
+"""
+import pytest
+
+from tests.factories import make_account, make_connector, make_credential, make_user
+from webapp.models import AuditEntry, Connector, Credential, SmtpAccount, User
+
+PUBLIC = {"static", "auth.login", "auth.setup", "auth.language", "home"}
+# Admin-only GET pages (forms): operators and auditors get 403 there too.
+READ_ENDPOINTS_FOR_EVERYONE = {"accounts.index", "accounts.export_csv", "accounts.print_view",
+                               "credentials.index", "connectors.index"}
+
+
+def _routes(app, methods):
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint in PUBLIC or not (rule.methods & methods):
+            continue
+        url = rule.rule
+        for arg in rule.arguments:
+            url = url.replace(f"<int:{arg}>", "1").replace(f"<{arg}>", "1")
+        yield rule.endpoint, url, sorted(rule.methods & methods)
+
+
+def _world():
+    """One of everything, id 1, so every URL with an id finds its object."""
+    make_user("admin", username="owner")
+    credential = make_credential()
+    connector = make_connector()
+    make_account(credential=credential, use_auth=True, connector=connector, use_connector=True,
+                 is_default=True)
+
+
+def _counts():
+    return [m.select().count() for m in (User, Credential, Connector, SmtpAccount)] + [
+        SmtpAccount.select().where(SmtpAccount.is_default == True).count()  # noqa: E712
+    ]
+
+
+def test_anonymous_requests_go_to_sign_in_or_get_401(app, client):
+    _world()
+    for endpoint, url, methods in _routes(app, {"GET", "POST"}):
+        for method in methods:
+            plain = client.open(url, method=method)
+            assert plain.status_code in (302, 400), (endpoint, method, plain.status_code)
+            if plain.status_code == 302:
+                assert "/auth/login" in plain.headers["Location"], endpoint
+            fragment = client.htmx(method, url)
+            assert fragment.status_code in (401, 400), (endpoint, method, fragment.status_code)
+            if fragment.status_code == 401:
+                assert "/auth/login" in fragment.headers["HX-Redirect"]
+    assert client.get("/").status_code == 302
+
+
+def test_state_changing_requests_without_csrf_token_are_refused(app, admin_client):
+    _world()
+    before = _counts()
+    audit_before = AuditEntry.select().count()
+    for endpoint, url, _methods in _routes(app, {"POST"}):
+        for htmx in (False, True):
+            headers = {"HX-Request": "true"} if htmx else {}
+            response = admin_client.post(url, data={"name": "changed", "enabled": "no"}, headers=headers,
+                                         csrf=False)
+            assert response.status_code == 400, (endpoint, response.status_code)
+    response = admin_client.post("/auth/language", data={"lang": "en"}, csrf=False)
+    assert response.status_code == 400
+    assert _counts() == before
+    assert AuditEntry.select().count() == audit_before
+
+
+@pytest.mark.parametrize("role", ["operator", "auditor"])
+def test_operators_and_auditors_cannot_change_anything(app, role):
+    _world()
+    client = app.test_client()
+    client.login(make_user(role))
+    before = _counts()
+    for endpoint, url, methods in _routes(app, {"GET", "POST"}):
+        for method in methods:
+            response = client.open(url, method=method, data={"name": "x"})
+            if method == "POST" and endpoint not in ("auth.logout",):
+                assert response.status_code == 403, (endpoint, response.status_code)
+            if method == "GET" and endpoint.split(".")[0] == "users":
+                assert response.status_code == 403, endpoint
+    assert _counts() == before
+
+
+def test_unknown_pages_and_errors_explain_without_a_stack_trace(admin_client):
+    response = admin_client.get("/no/such/page")
+    assert response.status_code == 404
+    page = response.get_data(as_text=True)
+    assert "Traceback" not in page and "<html" in page
