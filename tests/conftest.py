@@ -22,11 +22,15 @@ class Client(FlaskClient):
             headers = dict(kwargs.pop("headers", None) or {})
             headers.setdefault("X-CSRFToken", self.fetch_csrf_token())
             kwargs["headers"] = headers
-        return super().open(*args, **kwargs)
+        # A fresh app context per request: the fixture's long-lived one would share `g` (signed-in user,
+        # CSRF token, locale) between requests and clients.
+        with self.application.app_context():
+            return super().open(*args, **kwargs)
 
     def fetch_csrf_token(self) -> str:
         if self.csrf_token is None:
-            page = super().open("/auth/login", follow_redirects=True).get_data(as_text=True)
+            with self.application.app_context():
+                page = super().open("/auth/login", follow_redirects=True).get_data(as_text=True)
             self.csrf_token = CSRF_IN_PAGE.search(page).group(1)
         return self.csrf_token
 

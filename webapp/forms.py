@@ -19,7 +19,8 @@ class YesNoField(RadioField):
         super().__init__(
             label,
             validators,
-            choices=[("yes", _l("Yes")), ("no", _l("No"))],
+            # A callable: WTForms 3.3 deprecates plain tuple choices.
+            choices=lambda: [("yes", _l("Yes")), ("no", _l("No"))],
             default="yes" if default else "no",
             **kwargs,
         )

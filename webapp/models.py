@@ -90,6 +90,18 @@ class User(UserMixin, BaseModel):
     def count_admins(cls) -> int:
         return cls.select().where(cls.role == "admin", cls.active == True).count()  # noqa: E712
 
+    def other_active_admin_exists(self) -> bool:
+        """Whether an active admin other than this user exists (so this one may stop being one)."""
+        others = User.select().where(User.role == "admin", User.active == True, User.id != self.id)  # noqa: E712
+        return others.exists()
+
+    def leaves_an_admin(self) -> bool:
+        """Whether saving this row's (unsaved) role and active flag still leaves an active admin.
+
+        Call inside database.atomic("IMMEDIATE") so two admins cannot demote each other at once.
+        """
+        return (self.role == "admin" and self.active) or self.other_active_admin_exists()
+
 
 class EncryptedSecretMixin:
     """A write-only secret stored as a Fernet token; the clear text leaves only through reveal_secret()."""

@@ -1,8 +1,83 @@
+"""The users screen: list, add and edit the people who sign in (admins only; nobody is ever deleted)."""
+from flask import abort, flash, redirect, request, url_for
+from flask_babel import gettext as _
+from htmx_flask import make_response
+from peewee import IntegrityError
+
+from webapp.auth.passwords import hash_password
+from webapp.db import database
+from webapp.models import AuditEntry, User
 from webapp.users import bp
-from webapp.web import render
+from webapp.users.forms import LAST_ADMIN, ROLE_DESCRIPTIONS, UserCreateForm, UserEditForm
+from webapp.web import audit, render, role_required
 
 
 @bp.get("/")
+@role_required("admin")
 def index():
-    """Placeholder until the screen is built."""
-    return render("users/index.html")
+    """Everyone who can sign in: role, whether active, when created and last signed in."""
+    users = User.select().order_by(User.username)
+    return render("users/index.html", users=users)
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@role_required("admin")
+def create():
+    """Add a user with a role and a first password."""
+    form = UserCreateForm()
+    if form.validate_on_submit():
+        user = User(username=form.username.data, role=form.role.data,
+                    password_hash=hash_password(form.password.data))
+        try:
+            with database.atomic():
+                user.save()
+                audit("create", user, AuditEntry.diff(None, user.audit_snapshot()))
+        except IntegrityError:
+            # Someone added the same name between validation and saving.
+            form.username.errors.append(_("This username is taken. Choose another one."))
+        else:
+            flash(_("User %(name)s added.", name=user.username), "success")
+            return _to_list()
+    return _form_page(form, None)
+
+
+@bp.route("/<int:user_id>/edit", methods=["GET", "POST"])
+@role_required("admin")
+def edit(user_id):
+    """Change a user's role, deactivate or reactivate them, or set a new password."""
+    user = User.get_or_none(User.id == user_id) or abort(404)
+    form = UserEditForm(user=user)
+    if form.validate_on_submit():
+        before = user.audit_snapshot()
+        user.role, user.active = form.role.data, form.active.checked
+        if form.password.data:
+            user.password_hash = hash_password(form.password.data)
+        with database.atomic("IMMEDIATE"):
+            # Checked again under the write lock: two admins may be demoting each other right now.
+            saved = user.leaves_an_admin()
+            if saved:
+                user.save(only=[User.role, User.active, User.password_hash])
+                changes = AuditEntry.diff(before, user.audit_snapshot())
+                if changes:
+                    audit("update", user, changes)
+        if saved:
+            flash(_("User %(name)s saved.", name=user.username) if changes
+                  else _("Nothing changed for %(name)s.", name=user.username), "success")
+            return _to_list()
+        (form.active if form.role.data == "admin" else form.role).errors.append(LAST_ADMIN)
+    return _form_page(form, user)
+
+
+def _form_page(form, user):
+    """The add/edit page, or only its form for htmx; 422 when the submitted form has errors."""
+    failed = any(field.errors for field in form)
+    return render("users/form.html", "user_form", status=422 if failed else 200,
+                  form=form, user=user, role_descriptions=ROLE_DESCRIPTIONS)
+
+
+def _to_list():
+    """After a save: back to the list (HX-Redirect for htmx, 303 for a plain form)."""
+    url = url_for("users.index")
+    if request.htmx:
+        return make_response("", redirect=url)
+    return redirect(url, 303)

@@ -1,0 +1,60 @@
+"""The audit log's filter form (a GET form: no CSRF token, bad values are reported and ignored)."""
+from datetime import date, datetime, time, timedelta
+
+from flask_babel import lazy_gettext as _l, to_utc
+from flask_wtf import FlaskForm
+from peewee import fn
+from wtforms import DateField, SelectField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import Length, Optional
+
+from webapp.audit.labels import ACTION_LABELS, OBJECT_TYPE_LABELS
+from webapp.forms import StrippedStringField
+from webapp.models import AuditEntry
+
+
+def _choices(labels: dict) -> list[SelectChoice]:
+    return [SelectChoice("", _l("Any"))] + [SelectChoice(code, label) for code, label in labels.items()]
+
+
+class AuditFilterForm(FlaskForm):
+    class Meta:
+        csrf = False
+
+    who = StrippedStringField(_l("Who"), validators=[Optional(), Length(max=64)])
+    action = SelectField(_l("Action"), choices=_choices(ACTION_LABELS), validators=[Optional()])
+    object_type = SelectField(_l("Object type"), choices=_choices(OBJECT_TYPE_LABELS), validators=[Optional()])
+    name = StrippedStringField(_l("Object name"), validators=[Optional(), Length(max=255)])
+    date_from = DateField(_l("From"), validators=[Optional()])
+    date_to = DateField(_l("To"), validators=[Optional()])
+
+    def args(self) -> dict:
+        """The filters as typed, for links that keep them (pages, CSV export)."""
+        return {f.name: f.raw_data[0] for f in self if f.raw_data and f.raw_data[0]}
+
+    def apply(self, query):
+        """Narrow an AuditEntry query by every valid filter; text filters match anywhere, ignoring case."""
+        if self.who.data and not self.who.errors:
+            query = query.where(_contains(AuditEntry.actor_name, self.who.data))
+        if self.action.data and not self.action.errors:
+            query = query.where(AuditEntry.action == self.action.data)
+        if self.object_type.data and not self.object_type.errors:
+            query = query.where(AuditEntry.object_type == self.object_type.data)
+        if self.name.data and not self.name.errors:
+            query = query.where(_contains(AuditEntry.object_name, self.name.data))
+        if self.date_from.data and not self.date_from.errors:
+            query = query.where(AuditEntry.at >= _utc_midnight(self.date_from.data))
+        if self.date_to.data and not self.date_to.errors:
+            # Inclusive: everything before the next day starts.
+            query = query.where(AuditEntry.at < _utc_midnight(self.date_to.data + timedelta(days=1)))
+        return query
+
+
+def _contains(column, text: str):
+    # instr() rather than LIKE: "_" and "%" in usernames are literal characters here.
+    return fn.instr(fn.lower(column), fn.lower(text)) > 0
+
+
+def _utc_midnight(day: date) -> datetime:
+    """The start of a day in the display time zone, as the naive UTC datetime the database stores."""
+    return to_utc(datetime.combine(day, time.min))

@@ -1,0 +1,130 @@
+"""How audit entries read: translated action, object type and field labels, and the changes as text."""
+from flask_babel import gettext as _, lazy_gettext as _l
+
+from webapp.models import AuditEntry
+from webapp.web import role_label
+
+ACTION_LABELS = {
+    "create": _l("created"),
+    "update": _l("updated"),
+    "delete": _l("deleted"),
+    "login": _l("signed in"),
+    "login_failed": _l("sign-in failed"),
+    "logout": _l("signed out"),
+    "make_default": _l("made default"),
+    "enable": _l("enabled"),
+    "disable": _l("disabled"),
+}
+
+OBJECT_TYPE_LABELS = {
+    "smtp_account": _l("SMTP account"),
+    "credential": _l("credential"),
+    "connector": _l("network connector"),
+    "user": _l("user"),
+}
+
+# The screens' own labels (DESIGN.md "Labels") so a change reads like the form it was made in.
+ACCOUNT_FIELD_LABELS = {
+    "name": _l("Account name"),
+    "enabled": _l("Enabled"),
+    "sender": _l("Sender e-mail"),
+    "reply_to": _l("Reply-To e-mail"),
+    "return_path": _l("Return-Path e-mail"),
+    "confirmation_email": _l("Confirmation e-mail"),
+    "is_default": _l("Default account"),
+    "read_confirmation": _l("Send read confirmation"),
+    "force_settings": _l("Force settings use"),
+    "footer_enabled": _l("Enable footer"),
+    "host": _l("SMTP host"),
+    "port": _l("Port"),
+    "secure": _l("Use secure connection?"),
+    "secure_type": _l("Secure connection type (SSL / TLS)"),
+    "use_auth": _l("Use authentication?"),
+    "credential": _l("Credential for authentication"),
+    "ignore_cert_errors": _l("Ignore certificate error"),
+    "use_connector": _l("Use network connector?"),
+    "connector": _l("Network connector"),
+    "last_test_at": _l("Last test"),
+    "last_test_ok": _l("Last test succeeded"),
+    "last_test_summary": _l("Last test result"),
+    "last_tls_verified": _l("TLS verified"),
+}
+
+FIELD_LABELS = {
+    "name": _l("Name"),
+    "username": _l("Username"),
+    "secret_encrypted": _l("Secret"),
+    "password_encrypted": _l("Password"),
+    "password_hash": _l("Password"),
+    "description": _l("Description"),
+    "allowed_hosts": _l("Allowed hosts"),
+    "kind": _l("Type"),
+    "host": _l("Host"),
+    "port": _l("Port"),
+    "remote_dns": _l("Resolve names at the proxy"),
+    "is_default": _l("Default"),
+    "role": _l("Role"),
+    "active": _l("Active"),
+    "locale": _l("Language"),
+}
+
+# Labels that depend on the object's type; other fields fall back to FIELD_LABELS.
+TYPE_FIELD_LABELS = {
+    "smtp_account": ACCOUNT_FIELD_LABELS,
+    "connector": {"is_default": _l("System default connector")},
+}
+
+# Long values (descriptions, host lists) are cut in the table; the CSV keeps them whole.
+SHORT_VALUE = 80
+
+
+def action_label(code: str) -> str:
+    """The translated label of an action code; an unknown code as it is."""
+    return str(ACTION_LABELS.get(code, code))
+
+
+def object_type_label(table_name: str) -> str:
+    """The translated name of an object type (a table name); an unknown one as it is."""
+    return str(OBJECT_TYPE_LABELS.get(table_name, table_name))
+
+
+def field_label(object_type: str, name: str) -> str:
+    """The label a field has on its screen, else its column name."""
+    label = TYPE_FIELD_LABELS.get(object_type, {}).get(name) or FIELD_LABELS.get(name)
+    return str(label or name)
+
+
+def actor_label(entry: AuditEntry) -> str:
+    """Who did it: the user's name, else "command line" for the CLI, else "system"."""
+    if entry.actor_name:
+        return entry.actor_name
+    return _("command line") if entry.remote_addr == "cli" else _("system")
+
+
+def value_text(name: str, value, short: bool = False) -> str:
+    """One old or new value as the audit log shows it."""
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, bool):
+        return _("Yes") if value else _("No")
+    if name == "role":
+        return role_label(value)
+    text = " ".join(str(value).split()) if short else str(value)
+    if short and len(text) > SHORT_VALUE:
+        text = text[:SHORT_VALUE - 1] + "…"
+    return text
+
+
+def change_lines(entry: AuditEntry, short: bool = False) -> list[str]:
+    """The entry's changes as "field: old → new" lines; secrets only as "field: changed"."""
+    lines = []
+    for name, change in entry.changes.items():
+        label = field_label(entry.object_type, name)
+        if name in AuditEntry.AUDIT_SECRETS or change == AuditEntry.CHANGED:
+            lines.append(f"{label}: {_('changed')}")
+        elif isinstance(change, (list, tuple)) and len(change) == 2:
+            old, new = change
+            lines.append(f"{label}: {value_text(name, old, short)} → {value_text(name, new, short)}")
+        else:
+            lines.append(f"{label}: {value_text(name, change, short)}")
+    return lines
