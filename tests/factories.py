@@ -73,3 +73,41 @@ def account_form(**overrides) -> dict:
     }
     data.update(overrides)
     return data
+
+
+def credential_form(**overrides) -> dict:
+    """The POST body of a valid credential form; override any field."""
+    data = {
+        "name": f"form-credential-{next(_counter)}",
+        "username": "mailer@example.com",
+        "secret": "form-Secret-pass",
+        "description": "",
+        "allowed_hosts": "",
+    }
+    data.update(overrides)
+    return data
+
+
+def connector_form(**overrides) -> dict:
+    """The POST body of a valid connector form; override any field."""
+    data = {
+        "name": f"form-proxy-{next(_counter)}",
+        "kind": "socks5",
+        "host": "proxy.example.com",
+        "port": "1080",
+        "username": "",
+        "password": "",
+        "remove_password": "no",
+        "remote_dns": "yes",
+        "is_default": "no",
+    }
+    data.update(overrides)
+    return data
+
+
+def make_client(app, role="admin", language="en", **user_overrides):
+    """A test client signed in as a new user of this role (client.user), browsing in this language."""
+    client = app.test_client()
+    client.use_language(language)
+    client.user = client.login(make_user(role, **user_overrides))
+    return client

@@ -152,6 +152,10 @@ class Credential(EncryptedSecretMixin, BaseModel):
     def in_use(self) -> bool:
         return SmtpAccount.select().where(SmtpAccount.credential == self).exists()
 
+    def accounts_using(self) -> list:
+        """The accounts that select this credential, by name (while any does, it cannot be deleted)."""
+        return list(self.accounts.order_by(SmtpAccount.name))
+
 
 class Connector(DefaultFlagMixin, EncryptedSecretMixin, BaseModel):
     KINDS = ("socks5", "socks4", "http")
@@ -174,6 +178,18 @@ class Connector(DefaultFlagMixin, EncryptedSecretMixin, BaseModel):
         if uses.where(SmtpAccount.connector == self).exists():
             return True
         return self.is_default and uses.where(SmtpAccount.connector.is_null()).exists()
+
+    @classmethod
+    def relying_on_default(cls) -> list:
+        """Accounts that use a connector without naming one: they go through the system default."""
+        query = SmtpAccount.select().where(SmtpAccount.use_connector == True,  # noqa: E712
+                                           SmtpAccount.connector.is_null())
+        return list(query.order_by(SmtpAccount.name))
+
+    def accounts_using(self) -> list:
+        """Accounts that select this connector (the foreign key keeps it), then those relying on it as default."""
+        accounts = list(self.accounts.order_by(SmtpAccount.name))
+        return accounts + (self.relying_on_default() if self.is_default else [])
 
 
 class SmtpAccount(DefaultFlagMixin, BaseModel):

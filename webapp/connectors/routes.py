@@ -1,8 +1,175 @@
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from htmx_flask import make_response
+from peewee import IntegrityError, fn
+
 from webapp.connectors import bp
-from webapp.web import render
+from webapp.connectors.forms import ConnectorForm
+from webapp.db import database
+from webapp.models import AuditEntry, Connector, utcnow
+from webapp.web import audit, render, role_required
+
+
+def _connector_or_404(connector_id: int) -> Connector:
+    return Connector.get_or_none(Connector.id == connector_id) or abort(404)
+
+
+def _connectors() -> list:
+    return list(Connector.select().order_by(fn.LOWER(Connector.name)))
+
+
+def _done(message: str, category: str = "success"):
+    """After a successful form: flash it, then back to the list (HX-Redirect for htmx, 303 otherwise)."""
+    flash(message, category)
+    target = url_for("connectors.index")
+    if request.htmx:
+        return make_response("", redirect=target)
+    return redirect(target, 303)
+
+
+def _refuse(message: str):
+    """A change that cannot be made: a toast for htmx (4xx is not swapped), a flash on the list otherwise."""
+    if request.htmx:
+        return render_template("errors/_message.html", message=message), 409, {"HX-Reswap": "none"}
+    flash(message, "error")
+    return redirect(url_for("connectors.index"), 303)
+
+
+def _rows_or_list(message: str):
+    """After a default change: the refreshed rows for htmx, the list with a flash otherwise."""
+    if request.htmx:
+        return render("connectors/list.html", block="connector_rows", connectors=_connectors())
+    flash(message, "success")
+    return redirect(url_for("connectors.index"), 303)
+
+
+def _account_names(accounts: list) -> str:
+    """Account names for a message, marking those that only rely on the system default."""
+    through_default = _("(through the system default)")
+    return ", ".join(a.name if a.connector_id else f"{a.name} {through_default}" for a in accounts)
 
 
 @bp.get("/")
+@role_required("view")
 def index():
-    """Placeholder until the screen is built."""
-    return render("connectors/index.html")
+    """The proxy hops accounts may go through, which one is the system default, and who uses each."""
+    return render("connectors/list.html", block="connector_rows", connectors=_connectors())
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@role_required("admin")
+def create():
+    """Add a connector, optionally as the new system default."""
+    form = ConnectorForm()
+    if form.validate_on_submit():
+        connector = Connector()
+        form.fill(connector)
+        try:
+            with database.atomic("IMMEDIATE"):
+                connector.save()
+                previous = connector.make_default() if form.is_default.checked else None
+                changes = AuditEntry.diff(None, connector.audit_snapshot())
+                if previous is not None:
+                    changes["default_connector"] = [previous.name, connector.name]
+                audit("create", connector, changes)
+        except IntegrityError:  # a same-named connector saved meanwhile
+            form.name.errors.append(_("A connector with this name already exists."))
+        else:
+            return _done(_("Connector “%(name)s” added.", name=connector.name))
+    return _form_page(form, None)
+
+
+@bp.route("/<int:connector_id>/edit", methods=["GET", "POST"])
+@role_required("admin")
+def edit(connector_id: int):
+    """Change a connector; an empty password field keeps the stored password."""
+    connector = _connector_or_404(connector_id)
+    form = ConnectorForm(connector=connector)
+    if form.validate_on_submit():
+        before = connector.audit_snapshot()
+        form.fill(connector)
+        try:
+            with database.atomic("IMMEDIATE"):
+                previous = None
+                if form.is_default.checked and not connector.is_default:
+                    previous = connector.make_default()
+                elif not form.is_default.checked:
+                    connector.is_default = False
+                changes = AuditEntry.diff(before, connector.audit_snapshot())
+                if previous is not None:
+                    changes["default_connector"] = [previous.name, connector.name]
+                if changes:
+                    connector.updated_at = utcnow()
+                    connector.save()
+                    audit("update", connector, changes)
+        except IntegrityError:
+            form.name.errors.append(_("A connector with this name already exists."))
+        else:
+            if not changes:
+                return _done(_("Nothing changed in “%(name)s”.", name=connector.name), "info")
+            return _done(_("Connector “%(name)s” saved.", name=connector.name))
+    return _form_page(form, connector)
+
+
+def _form_page(form: ConnectorForm, connector: Connector | None):
+    """The form page, or just the form for htmx; 422 when it was submitted with errors."""
+    return render("connectors/form.html", block="connector_form", status=422 if form.errors else 200,
+                  form=form, connector=connector)
+
+
+@bp.post("/<int:connector_id>/delete")
+@role_required("admin")
+def delete(connector_id: int):
+    """Delete a connector no account goes through; otherwise say which accounts do."""
+    connector = _connector_or_404(connector_id)
+    with database.atomic("IMMEDIATE"):
+        users = connector.accounts_using()
+        if not users:
+            before = connector.audit_snapshot()
+            connector.delete_instance()
+            audit("delete", connector, AuditEntry.diff(before, None))
+    if users:
+        return _refuse(_("“%(name)s” cannot be deleted: it is used by %(accounts)s. Choose another connector "
+                         "for these accounts, or make another connector the default, first.",
+                         name=connector.name, accounts=_account_names(users)))
+    if request.htmx:
+        return ""  # the row's outerHTML swap removes it
+    flash(_("Connector “%(name)s” deleted.", name=connector.name), "success")
+    return redirect(url_for("connectors.index"), 303)
+
+
+@bp.post("/<int:connector_id>/make-default")
+@role_required("admin")
+def make_default(connector_id: int):
+    """Make this connector the system default (the previous default stops being it, atomically)."""
+    with database.atomic("IMMEDIATE"):
+        connector = _connector_or_404(connector_id)
+        if not connector.is_default:
+            previous = connector.make_default()
+            audit("make_default", connector, {
+                "is_default": [False, True],
+                "default_connector": [previous.name if previous else None, connector.name],
+            })
+    return _rows_or_list(_("“%(name)s” is now the system default connector.", name=connector.name))
+
+
+@bp.post("/<int:connector_id>/unset-default")
+@role_required("admin")
+def unset_default(connector_id: int):
+    """Leave the system without a default connector, unless accounts rely on it."""
+    with database.atomic("IMMEDIATE"):
+        connector = _connector_or_404(connector_id)
+        relying = Connector.relying_on_default() if connector.is_default else []
+        if connector.is_default and not relying:
+            connector.is_default = False
+            connector.updated_at = utcnow()
+            connector.save(only=[Connector.is_default, Connector.updated_at])
+            audit("unset_default", connector, {
+                "is_default": [True, False],
+                "default_connector": [connector.name, None],
+            })
+    if relying:
+        return _refuse(_("“%(name)s” stays the system default: %(accounts)s use a connector without choosing "
+                         "one. Choose a connector for them, or make another connector the default.",
+                         name=connector.name, accounts=", ".join(a.name for a in relying)))
+    return _rows_or_list(_("There is no system default connector now."))

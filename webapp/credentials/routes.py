@@ -1,8 +1,106 @@
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from htmx_flask import make_response
+from peewee import IntegrityError, fn
+
 from webapp.credentials import bp
-from webapp.web import render
+from webapp.credentials.forms import CredentialForm
+from webapp.db import database
+from webapp.models import AuditEntry, Credential, utcnow
+from webapp.web import audit, render, role_required
+
+
+def _credential_or_404(credential_id: int) -> Credential:
+    return Credential.get_or_none(Credential.id == credential_id) or abort(404)
+
+
+def _done(message: str, category: str = "success"):
+    """After a successful change: flash it, then back to the list (HX-Redirect for htmx, 303 otherwise)."""
+    flash(message, category)
+    target = url_for("credentials.index")
+    if request.htmx:
+        return make_response("", redirect=target)
+    return redirect(target, 303)
 
 
 @bp.get("/")
+@role_required("view")
 def index():
-    """Placeholder until the screen is built."""
-    return render("credentials/index.html")
+    """The vault: every credential, whether its secret is set, and which accounts use it."""
+    credentials = list(Credential.select().order_by(fn.LOWER(Credential.name)))
+    return render("credentials/list.html", block="credential_rows", credentials=credentials)
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@role_required("admin")
+def create():
+    """Add a credential; its secret is required and stored encrypted."""
+    form = CredentialForm()
+    if form.validate_on_submit():
+        credential = Credential()
+        form.fill(credential)
+        try:
+            with database.atomic():
+                credential.save()
+                audit("create", credential, AuditEntry.diff(None, credential.audit_snapshot()))
+        except IntegrityError:  # a same-named credential saved meanwhile
+            form.name.errors.append(_("A credential with this name already exists."))
+        else:
+            return _done(_("Credential “%(name)s” added.", name=credential.name))
+    return _form_page(form, None)
+
+
+@bp.route("/<int:credential_id>/edit", methods=["GET", "POST"])
+@role_required("admin")
+def edit(credential_id: int):
+    """Change a credential; an empty secret field keeps the stored secret."""
+    credential = _credential_or_404(credential_id)
+    form = CredentialForm(credential=credential)
+    if form.validate_on_submit():
+        before = credential.audit_snapshot()
+        form.fill(credential)
+        changes = AuditEntry.diff(before, credential.audit_snapshot())
+        if not changes:
+            return _done(_("Nothing changed in “%(name)s”.", name=credential.name), "info")
+        credential.updated_at = utcnow()
+        try:
+            with database.atomic():
+                credential.save()
+                audit("update", credential, changes)
+        except IntegrityError:
+            form.name.errors.append(_("A credential with this name already exists."))
+        else:
+            return _done(_("Credential “%(name)s” saved.", name=credential.name))
+    return _form_page(form, credential)
+
+
+def _form_page(form: CredentialForm, credential: Credential | None):
+    """The form page, or just the form for htmx; 422 when it was submitted with errors."""
+    return render("credentials/form.html", block="credential_form", status=422 if form.errors else 200,
+                  form=form, credential=credential)
+
+
+@bp.post("/<int:credential_id>/delete")
+@role_required("admin")
+def delete(credential_id: int):
+    """Delete a credential no account uses; otherwise say which accounts hold it."""
+    credential = _credential_or_404(credential_id)
+    with database.atomic("IMMEDIATE"):
+        users = credential.accounts_using()
+        if not users:
+            before = credential.audit_snapshot()
+            credential.delete_instance()
+            audit("delete", credential, AuditEntry.diff(before, None))
+    if users:
+        message = _("“%(name)s” cannot be deleted: it is used by %(accounts)s. "
+                    "Choose another credential for these accounts first.",
+                    name=credential.name, accounts=", ".join(a.name for a in users))
+        if request.htmx:
+            # Not swapped (4xx): htmx shows the message as a toast and the row stays.
+            return render_template("errors/_message.html", message=message), 409, {"HX-Reswap": "none"}
+        flash(message, "error")
+        return redirect(url_for("credentials.index"), 303)
+    if request.htmx:
+        return ""  # the row's outerHTML swap removes it
+    flash(_("Credential “%(name)s” deleted.", name=credential.name), "success")
+    return redirect(url_for("credentials.index"), 303)

@@ -1,0 +1,147 @@
+"""The credential form, and the write-only secret field connectors share with it."""
+import ipaddress
+import re
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from markupsafe import Markup
+from wtforms import PasswordField, TextAreaField
+from wtforms.validators import DataRequired, Length, Optional, ValidationError
+from wtforms.widgets import Input, PasswordInput
+
+from webapp.forms import CONTROL_CHARS, StrippedStringField, check_host, no_control_characters
+from webapp.models import Credential
+
+# A description may span lines; other control characters have no business there.
+CONTROL_CHARS_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+class WriteOnlyInput(PasswordInput):
+    """A password input without any value attribute: a stored or typed secret never travels back to the page."""
+
+    def __call__(self, field, **kwargs) -> Markup:
+        kwargs["value"] = False  # html_params drops False attributes; PasswordInput would write value=""
+        return Input.__call__(self, field, **kwargs)
+
+
+class SecretField(PasswordField):
+    """A secret typed in full or left empty to keep the stored one; never pre-filled, never echoed."""
+
+    widget = WriteOnlyInput()
+
+    def __init__(self, label=None, validators=None, **kwargs):
+        render_kw = {"autocomplete": "new-password", **(kwargs.pop("render_kw", None) or {})}
+        super().__init__(label, validators, render_kw=render_kw, **kwargs)
+
+    def process_data(self, value):
+        self.data = None  # nothing from the stored object, ever
+
+    def process_formdata(self, valuelist):
+        # Kept exactly as typed (no stripping): spaces can be part of a password.
+        self.data = valuelist[0] if valuelist and valuelist[0] != "" else None
+
+
+def secret_characters(form, field):
+    """Refuse control characters in a secret: a NUL would split an AUTH PLAIN string, CR/LF a command."""
+    if field.data and CONTROL_CHARS.search(field.data):
+        raise ValidationError(_l("Line breaks and control characters are not allowed in a secret."))
+
+
+def name_taken(model, name: str, exclude=None) -> bool:
+    """Whether another row of model has this name, ignoring case (Unicode-aware, unlike SQLite's LOWER)."""
+    query = model.select(model.id, model.name)
+    if exclude is not None:
+        query = query.where(model.id != exclude.id)
+    wanted = name.casefold()
+    return any(row.name.casefold() == wanted for row in query)
+
+
+def check_allowed_hosts(text: str) -> list[str]:
+    """The normalised host list of an "allowed hosts" text, or ValidationError naming the lines that are wrong."""
+    hosts, wrong = [], []
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            host = "*." + _wildcard_base(line[2:]) if line.startswith("*.") else check_host(line)
+        except ValidationError:
+            wrong.append(str(number))
+            continue
+        if host not in hosts:
+            hosts.append(host)
+    if wrong:
+        raise ValidationError(_l(
+            "Line %(lines)s is not a host name, an IP address or *.domain (one per line, no spaces).",
+            lines=", ".join(wrong)))
+    return hosts
+
+
+def _wildcard_base(value: str) -> str:
+    """The domain under a "*." pattern: a host name, not an IP address."""
+    base = check_host(value)
+    try:
+        ipaddress.ip_address(base)
+    except ValueError:
+        return base
+    raise ValidationError(_l("An IP address cannot take a wildcard."))
+
+
+class CredentialForm(FlaskForm):
+    name = StrippedStringField(_l("Name"), validators=[
+        DataRequired(), Length(max=100), no_control_characters])
+    username = StrippedStringField(_l("Username"), validators=[
+        DataRequired(), Length(max=254), no_control_characters],
+        description=_l("The login the SMTP server expects, often the mailbox address."))
+    secret = SecretField(_l("Secret"), validators=[Length(max=4096), secret_characters],
+                         description=_l("The password or token. It is stored encrypted and never shown again."))
+    description = TextAreaField(_l("Description"), validators=[Optional(), Length(max=2000)],
+                                filters=[lambda value: value.strip() if isinstance(value, str) else value],
+                                description=_l("Optional: what this login is for, who owns it."))
+    allowed_hosts = TextAreaField(
+        _l("Allowed hosts"), validators=[Length(max=20000)],
+        description=_l("Optional. One host per line: smtp.example.com, an IP address, or *.example.com for "
+                       "every host under example.com. The secret is only ever sent to these hosts; "
+                       "leave empty to allow any host."),
+    )
+
+    def __init__(self, *args, credential: Credential | None = None, **kwargs):
+        super().__init__(*args, obj=credential, **kwargs)
+        self.credential = credential
+        if credential is not None and credential.has_secret:
+            self.secret.description = _l("Secret set — enter a new one to change it.")
+
+    def validate_name(self, field):
+        if name_taken(Credential, field.data, exclude=self.credential):
+            raise ValidationError(_l("A credential with this name already exists."))
+
+    def validate_secret(self, field):
+        # A new credential needs its secret; on edit an empty field keeps the stored one.
+        if field.data is None and (self.credential is None or not self.credential.has_secret):
+            raise ValidationError(_l("Enter the password or token."))
+
+    def validate_description(self, field):
+        if field.data and CONTROL_CHARS_BUT_LINES.search(field.data):
+            raise ValidationError(_l("Control characters are not allowed here."))
+
+    def validate_allowed_hosts(self, field):
+        field.data = "\n".join(check_allowed_hosts(field.data or ""))
+        if self.credential is None or not field.data:
+            return
+        # Narrowing the list must not strand an account that already sends this credential elsewhere.
+        narrowed = Credential(allowed_hosts=field.data)
+        stranded = [a for a in self.credential.accounts_using() if not narrowed.allows_host(a.host)]
+        if stranded:
+            raise ValidationError(_l(
+                "These accounts use this credential with a host this list leaves out: %(accounts)s. "
+                "Add their hosts, or choose another credential for them first.",
+                accounts=", ".join(f"{a.name} ({a.host})" for a in stranded)))
+
+    def fill(self, credential: Credential) -> None:
+        """Copy the form onto a credential; an empty secret field keeps the stored secret."""
+        credential.name = self.name.data
+        credential.username = self.username.data
+        credential.description = self.description.data or ""
+        credential.allowed_hosts = self.allowed_hosts.data or ""
+        if self.secret.data is not None:
+            credential.set_secret(self.secret.data)
