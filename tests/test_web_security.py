@@ -78,9 +78,11 @@ def test_operators_and_auditors_cannot_change_anything(app, role):
     client.login(make_user(role))
     before = _counts()
     for endpoint, url, methods in _routes(app, {"GET", "POST"}):
+        if endpoint == "auth.logout":
+            continue
         for method in methods:
             response = client.open(url, method=method, data={"name": "x"})
-            if method == "POST" and endpoint not in ("auth.logout",):
+            if method == "POST":
                 assert response.status_code == 403, (endpoint, response.status_code)
             if method == "GET" and endpoint.split(".")[0] == "users":
                 assert response.status_code == 403, endpoint

@@ -1,8 +1,275 @@
+"""The SMTP accounts report, its row actions, CSV and print views, and the account form."""
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from htmx_flask import make_response as htmx_response
+from jinja2_fragments.flask import render_block
+from peewee import IntegrityError
+
 from webapp.accounts import bp
-from webapp.web import render
+from webapp.accounts.forms import AccountFilterForm, AccountForm
+from webapp.csv_export import csv_response
+from webapp.db import database
+from webapp.models import AuditEntry, SmtpAccount, utcnow
+from webapp.web import Page, audit, render, role_required, safe_next
+
+
+# --- The report -------------------------------------------------------------------------------------------
+
+
+def _filters() -> AccountFilterForm:
+    return AccountFilterForm(formdata=request.args)
 
 
 @bp.get("/")
 def index():
-    """Placeholder until the screen is built."""
-    return render("accounts/index.html")
+    """The SMTP accounts report: filters, 30 rows a page; htmx gets the results block alone."""
+    filters = _filters()
+    page = Page(filters.query(), request.args.get("page"))
+    here = url_for("accounts.index", **filters.params(**({"page": page.number} if page.number > 1 else {})))
+    body, status = render(
+        "accounts/index.html", block="account_rows",
+        filters=filters, page=page, back=here,
+        page_url=lambda number: url_for("accounts.index", **filters.params(page=number)),
+    )
+    # The filter form sends its empty fields too; the address bar gets the short form of the same search.
+    pushed = request.htmx and not request.htmx.history_restore_request
+    return htmx_response(body, status, push_url=here if pushed else None)
+
+
+@bp.get("/export.csv")
+def export_csv():
+    """The filtered accounts as CSV: every column, names of credentials/connectors, never a secret."""
+    accounts = _filters().query()
+    yes_no = {True: _("Yes"), False: _("No"), None: ""}
+    header = [
+        _("ID"), _("Name"), _("Sender e-mail"), _("Reply-To"), _("Return-Path"), _("Confirmation e-mail"),
+        _("Enabled"), _("Default"), _("Secure connection"), _("Uses config"), _("Read confirmation"), _("Footer"),
+        _("SMTP host"), _("Port"), _("Use authentication?"), _("Credential for authentication"),
+        _("Ignore certificate error"), _("TLS not verified"), _("Use network connector?"), _("Network connector"),
+        _("Last test"), _("Last test result"), _("Last test summary"),
+    ]
+    rows = (
+        [
+            a.id, a.name, a.sender, a.reply_to, a.return_path, a.confirmation_email,
+            yes_no[a.enabled], yes_no[a.is_default], secure_label(a), yes_no[a.force_settings],
+            yes_no[a.read_confirmation], yes_no[a.footer_enabled],
+            a.host, a.effective_port, yes_no[a.use_auth], a.credential.name if a.credential else "",
+            yes_no[a.ignore_cert_errors], yes_no[a.tls_unverified], yes_no[a.use_connector],
+            connector_label(a),
+            a.last_test_at.isoformat(sep=" ", timespec="seconds") + " UTC" if a.last_test_at else "",
+            {True: _("OK"), False: _("Failed"), None: ""}[a.last_test_ok], a.last_test_summary or "",
+        ]
+        for a in accounts
+    )
+    return csv_response("smtp-accounts.csv", header, rows)
+
+
+@bp.get("/print")
+def print_view():
+    """A print-friendly report: every matching row on one page, no navigation and no actions."""
+    filters = _filters()
+    return render_template("accounts/print.html", filters=filters, accounts=list(filters.query()),
+                           printed_at=utcnow())
+
+
+def secure_label(account: SmtpAccount) -> str:
+    """The secure connection mode as the report shows it: No, SSL or TLS."""
+    return {"ssl": "SSL", "tls": "TLS"}.get(account.mode, _("No"))
+
+
+def connector_label(account: SmtpAccount) -> str:
+    """The connector an account names, or that it relies on the system default one."""
+    if not account.use_connector:
+        return ""
+    return account.connector.name if account.connector else _("System default connector")
+
+
+# --- Row actions ------------------------------------------------------------------------------------------
+
+
+def _account_or_404(account_id: int) -> SmtpAccount:
+    account = SmtpAccount.get_or_none(SmtpAccount.id == account_id)
+    if account is None:
+        abort(404)
+    return account
+
+
+def _back() -> str:
+    """Where a row action returns without JavaScript: the report it was used from, filter included."""
+    return safe_next(request.form.get("next"), url_for("accounts.index"))
+
+
+def _row(account: SmtpAccount, oob: bool = False) -> str:
+    return render_block("accounts/index.html", "account_row", account=account, back=_back(), oob=oob)
+
+
+def _refuse(message: str):
+    """Say why an action was refused: a toast for htmx (409), a flash on the report otherwise."""
+    if request.htmx:
+        return render_template("errors/_message.html", message=message), 409
+    flash(message, "error")
+    return redirect(_back(), 303)
+
+
+def _row_done(account: SmtpAccount, message: str, previous: SmtpAccount | None = None):
+    """After a row action: the changed row(s) for htmx, the report with a flash otherwise."""
+    if request.htmx:
+        return _row(account) + (_row(previous, oob=True) if previous is not None else "")
+    flash(message, "success")
+    return redirect(_back(), 303)
+
+
+def _audit_undefault(previous: SmtpAccount) -> None:
+    """Record that the previous default stopped being it (make_default() already changed the row)."""
+    before = previous.audit_snapshot()
+    previous.is_default = False
+    audit("update", previous, AuditEntry.diff(before, previous.audit_snapshot()))
+
+
+@bp.post("/<int:account_id>/enable")
+@role_required("admin")
+def enable(account_id):
+    """Enable an account; with no default account yet, it becomes the default."""
+    with database.atomic("IMMEDIATE"):
+        account = _account_or_404(account_id)
+        before = account.audit_snapshot()
+        became_default = False
+        if not account.enabled:
+            account.enabled = True
+            account.updated_at = utcnow()
+            account.save()
+            if SmtpAccount.default() is None:
+                account.make_default()
+                became_default = True
+            audit("enable", account, AuditEntry.diff(before, account.audit_snapshot()))
+    message = _("Account “%(name)s” enabled.", name=account.name)
+    if became_default:
+        message += " " + _("It is now the default account, as there was none.")
+    return _row_done(account, message)
+
+
+@bp.post("/<int:account_id>/disable")
+@role_required("admin")
+def disable(account_id):
+    """Disable an account (not the default one: make another account the default first)."""
+    with database.atomic("IMMEDIATE"):
+        account = _account_or_404(account_id)
+        if account.is_default:
+            return _refuse(_("“%(name)s” is the default account and cannot be disabled. Make another account "
+                             "the default first.", name=account.name))
+        before = account.audit_snapshot()
+        if account.enabled:
+            account.enabled = False
+            account.updated_at = utcnow()
+            account.save()
+            audit("disable", account, AuditEntry.diff(before, account.audit_snapshot()))
+    return _row_done(account, _("Account “%(name)s” disabled.", name=account.name))
+
+
+@bp.post("/<int:account_id>/make-default")
+@role_required("admin")
+def make_default(account_id):
+    """Make an enabled account the default; the previous default stops being it, in the same transaction."""
+    with database.atomic("IMMEDIATE"):
+        account = _account_or_404(account_id)
+        if not account.enabled:
+            return _refuse(_("“%(name)s” is disabled, and the default account must be enabled. Enable it "
+                             "first.", name=account.name))
+        before = account.audit_snapshot()
+        previous = None
+        if not account.is_default:
+            previous = account.make_default()
+            audit("make_default", account, AuditEntry.diff(before, account.audit_snapshot()))
+            if previous is not None:
+                _audit_undefault(previous)
+    return _row_done(account, _("“%(name)s” is now the default account.", name=account.name), previous)
+
+
+# --- The form ---------------------------------------------------------------------------------------------
+
+
+def _save(form: AccountForm, account_id: int | None = None) -> tuple[SmtpAccount, bool]:
+    """Save the form as a new account (or onto account_id) with the default rules and the audit, atomically.
+
+    Returns the account and whether it became the default only because there was none.
+    """
+    with database.atomic("IMMEDIATE"):
+        # Re-read inside the lock: is_default may have moved since the form was validated.
+        account = _account_or_404(account_id) if account_id else SmtpAccount()
+        before = account.audit_snapshot() if account_id else None
+        form.apply_to(account)
+        account.updated_at = utcnow()
+        account.save()
+        previous, first_default = None, False
+        if form.is_default.checked and not account.is_default:
+            previous = account.make_default()
+        elif account.enabled and not account.is_default and SmtpAccount.default() is None:
+            account.make_default()
+            first_default = True
+        audit("update" if account_id else "create", account, AuditEntry.diff(before, account.audit_snapshot()))
+        if previous is not None:
+            _audit_undefault(previous)
+    return account, first_default
+
+
+def _submit(form: AccountForm, account: SmtpAccount | None):
+    """Validate and save; on success go back to the report, else answer 422 with the form and its errors."""
+    if form.validate_on_submit():
+        try:
+            saved, first_default = _save(form, account.id if account else None)
+        except IntegrityError:
+            # Another request saved a clashing change after our validation: validate again to say which.
+            if form.validate():
+                form.form_errors.append(_("Another change was saved at the same moment. Check the values "
+                                          "and submit again."))
+        else:
+            if account:
+                flash(_("Account “%(name)s” saved.", name=saved.name), "success")
+            else:
+                flash(_("Account “%(name)s” created.", name=saved.name), "success")
+            if first_default:
+                flash(_("“%(name)s” is the default account, as there was none.", name=saved.name), "info")
+            target = safe_next(request.args.get("next"), url_for("accounts.index"))
+            if request.htmx:
+                return htmx_response("", redirect=target)
+            return redirect(target, 303)
+    return render("accounts/form.html", block="account_form", form=form, account=account,
+                  back=safe_next(request.args.get("next"), url_for("accounts.index")),
+                  status=422 if form.errors else 200)
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@role_required("admin")
+def create():
+    """Add an SMTP account."""
+    return _submit(AccountForm(), None)
+
+
+@bp.route("/<int:account_id>/edit", methods=["GET", "POST"])
+@role_required("admin")
+def edit(account_id):
+    """Edit an SMTP account."""
+    account = _account_or_404(account_id)
+    return _submit(AccountForm(account=account), account)
+
+
+@bp.post("/<int:account_id>/delete")
+@role_required("admin")
+def delete(account_id):
+    """Delete an account (not the default one), after the page asked for confirmation."""
+    try:
+        with database.atomic("IMMEDIATE"):
+            account = _account_or_404(account_id)
+            if account.is_default:
+                flash(_("“%(name)s” is the default account and cannot be deleted. Make another account the "
+                        "default first.", name=account.name), "error")
+                return redirect(url_for("accounts.edit", account_id=account.id), 303)
+            before = account.audit_snapshot()
+            account.delete_instance()
+            audit("delete", account, AuditEntry.diff(before, None))
+    except IntegrityError:
+        # A foreign key (e.g. the delivery log) still points at the account.
+        flash(_("This account cannot be deleted: other records still refer to it. Disable it instead."), "error")
+        return redirect(url_for("accounts.edit", account_id=account_id), 303)
+    flash(_("Account “%(name)s” deleted.", name=account.name), "success")
+    return redirect(url_for("accounts.index"), 303)

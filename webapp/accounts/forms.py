@@ -1,0 +1,240 @@
+"""The SMTP account form and the report's filter form."""
+from flask_babel import gettext as _, lazy_gettext as _l
+from flask_wtf import FlaskForm
+from peewee import JOIN, fn
+from wtforms import HiddenField, RadioField, SelectField, StringField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired, Length, ValidationError
+
+from webapp.db import database
+from webapp.forms import (
+    PortField,
+    StrippedStringField,
+    YesNoField,
+    email_address,
+    host_name,
+    no_control_characters,
+)
+from webapp.models import Connector, Credential, SmtpAccount
+
+
+@database.func("casefold", num_params=1, deterministic=True)
+def _casefold(value):
+    # SQLite's LIKE and lower() fold ASCII only; "AÇÃO" must find "ação" too.
+    return value.casefold() if isinstance(value, str) else value
+
+
+def _optional_id(value):
+    """Coerce a select's value: '' (or None) means no choice, a row (from obj=) its id, else an int id."""
+    if value in (None, ""):
+        return None
+    return int(getattr(value, "id", value))
+
+
+REQUIRED_ADDRESS = [DataRequired(), email_address]
+
+
+class AccountForm(FlaskForm):
+    """Add or edit an SMTP account: the Account section, then the SMTP server settings."""
+
+    # Account section
+    name = StrippedStringField(_l("Account name"),
+                               validators=[DataRequired(), no_control_characters, Length(max=100)])
+    enabled = YesNoField(_l("Enabled"), default=True)
+    sender = StrippedStringField(
+        _l("Sender e-mail"), validators=REQUIRED_ADDRESS,
+        description=_l("The From of every notification: an address, optionally with a display name."))
+    reply_to = StrippedStringField(_l("Reply-To e-mail"), validators=REQUIRED_ADDRESS,
+                                   description=_l("Replies to a notification go here."))
+    return_path = StrippedStringField(
+        _l("Return-Path e-mail"), validators=REQUIRED_ADDRESS,
+        description=_l("Bounces (delivery errors) go here: it is the envelope sender (MAIL FROM)."))
+    confirmation_email = StrippedStringField(
+        _l("Confirmation e-mail"), validators=REQUIRED_ADDRESS,
+        description=_l("Read receipts go here (Disposition-Notification-To)."))
+    is_default = YesNoField(_l("Default account"),
+                            description=_l("Notifications that name no account are sent through the default one."))
+    read_confirmation = YesNoField(_l("Send read confirmation"),
+                                   description=_l("Ask the reader's mail program for a read receipt."))
+    force_settings = YesNoField(
+        _l("Force settings use"),
+        description=_l("Yes: this account's Reply-To, Return-Path and Confirmation always win over what a "
+                       "sending module asks for."))
+    footer_enabled = YesNoField(_l("Enable footer"),
+                                description=_l("Append the system footer text to every notification."))
+
+    # SMTP server section
+    host = StrippedStringField(_l("SMTP host"), validators=[DataRequired(), Length(max=255), host_name])
+    port = PortField(_l("Port"), description=_l("Leave empty for the usual port: 25, 587 (TLS) or 465 (SSL)."))
+    secure = YesNoField(_l("Use secure connection?"))
+    secure_type = RadioField(
+        _l("Secure connection type (SSL / TLS)"),
+        choices=lambda: [("ssl", "SSL"), ("tls", "TLS")],  # a callable, like YesNoField's (WTForms 3.3)
+        default="tls",
+        validate_choice=False,
+        description=_l("SSL: encrypted from the first byte (usually port 465). TLS: STARTTLS after connecting "
+                       "(usually port 587); never falls back to plain text."))
+    ignore_cert_errors = YesNoField(
+        _l("Ignore certificate error"),
+        description=_l("Yes encrypts without checking the server's certificate; the report marks the account "
+                       "\"TLS not verified\"."))
+    use_auth = YesNoField(_l("Use authentication?"))
+    credential = SelectField(_l("Credential for authentication"), coerce=_optional_id, validate_choice=False,
+                             description=_l("The login comes from the credential vault."))
+    use_connector = YesNoField(_l("Use network connector?"))
+    connector = SelectField(_l("Network connector"), coerce=_optional_id, validate_choice=False)
+
+    def __init__(self, *args, account: SmtpAccount | None = None, **kwargs):
+        super().__init__(*args, obj=account, **kwargs)
+        self.account = account
+        self.credential.choices = [SelectChoice("", "")] + [
+            SelectChoice(c.id, c.name)
+            for c in Credential.select(Credential.id, Credential.name).order_by(Credential.name)
+        ]
+        self.default_connector = Connector.default()
+        empty = (_("System default connector (%(name)s)", name=self.default_connector.name)
+                 if self.default_connector else _("— none set —"))
+        self.connector.choices = [SelectChoice("", empty)] + [
+            SelectChoice(c.id, c.name) for c in Connector.select(Connector.id, Connector.name).order_by(Connector.name)
+        ]
+
+    @property
+    def port_placeholder(self) -> str:
+        """The port used when the field is left empty, for the mode currently chosen."""
+        mode = (self.secure_type.data or "tls") if self.secure.checked else "plain"
+        return str(SmtpAccount.DEFAULT_PORTS.get(mode, 25))
+
+    def validate_name(self, field):
+        taken = SmtpAccount.select().where(fn.casefold(SmtpAccount.name) == field.data.casefold())
+        if self.account is not None:
+            taken = taken.where(SmtpAccount.id != self.account.id)
+        if taken.exists():
+            raise ValidationError(_("Another account already has this name."))
+
+    def validate_enabled(self, field):
+        if self.account is not None and self.account.is_default and not field.checked:
+            raise ValidationError(_("The default account cannot be disabled. Make another account the "
+                                    "default first."))
+
+    def validate_is_default(self, field):
+        if self.account is not None and self.account.is_default and not field.checked:
+            raise ValidationError(_("This is the default account. To change that, make another account "
+                                    "the default."))
+        if field.checked and not self.enabled.checked and not (self.account and self.account.is_default):
+            raise ValidationError(_("Only an enabled account can be the default."))
+
+    def validate_secure_type(self, field):
+        if self.secure.checked and field.data not in ("ssl", "tls"):
+            raise ValidationError(_("Choose SSL or TLS."))
+
+    def validate_credential(self, field):
+        if not self.use_auth.checked:
+            return
+        if field.data is None:
+            raise ValidationError(_("Choose the credential to log in with."))
+        credential = Credential.get_or_none(Credential.id == field.data)
+        if credential is None:
+            raise ValidationError(_("Choose a credential from the list."))
+        if self.host.data and not self.host.errors and not credential.allows_host(self.host.data):
+            raise ValidationError(_("This credential may not be sent to %(host)s: its allowed hosts do not "
+                                    "include it.", host=self.host.data))
+
+    def validate_connector(self, field):
+        if not self.use_connector.checked:
+            return
+        if field.data is None:
+            if self.default_connector is None:
+                raise ValidationError(_("No system default connector is set. Choose a connector, or make "
+                                        "one the default under Network connectors."))
+        elif Connector.get_or_none(Connector.id == field.data) is None:
+            raise ValidationError(_("Choose a connector from the list."))
+
+    def apply_to(self, account: SmtpAccount) -> SmtpAccount:
+        """Copy the submitted settings onto account; what a no makes irrelevant is cleared.
+
+        is_default is left alone: only make_default() changes it, so one default always remains.
+        """
+        account.name = self.name.data
+        account.enabled = self.enabled.checked
+        account.sender = self.sender.data
+        account.reply_to = self.reply_to.data
+        account.return_path = self.return_path.data
+        account.confirmation_email = self.confirmation_email.data
+        account.read_confirmation = self.read_confirmation.checked
+        account.force_settings = self.force_settings.checked
+        account.footer_enabled = self.footer_enabled.checked
+        account.host = self.host.data
+        account.port = self.port.data
+        account.secure = self.secure.checked
+        account.secure_type = self.secure_type.data if account.secure else None
+        account.ignore_cert_errors = account.secure and self.ignore_cert_errors.checked
+        account.use_auth = self.use_auth.checked
+        account.credential = self.credential.data if account.use_auth else None
+        account.use_connector = self.use_connector.checked
+        account.connector = self.connector.data if account.use_connector else None
+        return account
+
+
+ENABLED_CHOICES = [SelectChoice("", _l("Any")), SelectChoice("yes", _l("Yes")), SelectChoice("no", _l("No"))]
+SORTS = {
+    "id": (SmtpAccount.id.asc(),),
+    "-id": (SmtpAccount.id.desc(),),
+    "name": (fn.casefold(SmtpAccount.name).asc(), SmtpAccount.id.asc()),
+    "-name": (fn.casefold(SmtpAccount.name).desc(), SmtpAccount.id.desc()),
+}
+# Text filters: form field -> column searched ("contains", case-insensitive).
+TEXT_FILTERS = {
+    "id": SmtpAccount.id,
+    "name": SmtpAccount.name,
+    "sender": SmtpAccount.sender,
+    "reply_to": SmtpAccount.reply_to,
+    "return_path": SmtpAccount.return_path,
+    "confirmation": SmtpAccount.confirmation_email,
+}
+
+
+class AccountFilterForm(FlaskForm):
+    """The report's search filters, read from the query string (a GET form: no CSRF token)."""
+
+    class Meta:
+        csrf = False
+
+    id = StringField(_l("ID"))
+    name = StringField(_l("Name"))
+    sender = StringField(_l("Sender"))
+    reply_to = StringField(_l("Reply-To"))
+    return_path = StringField(_l("Return-Path"))
+    confirmation = StringField(_l("Confirmation"))
+    enabled = SelectField(_l("Enabled"), choices=ENABLED_CHOICES, default="", validate_choice=False)
+    sort = HiddenField(default="id")
+
+    @property
+    def sort_key(self) -> str:
+        return self.sort.data if self.sort.data in SORTS else "id"
+
+    def params(self, **overrides) -> dict:
+        """The filter as query-string arguments (empty ones left out), for links that keep it."""
+        values = {name: (self[name].data or "").strip() for name in (*TEXT_FILTERS, "enabled")}
+        values["sort"] = self.sort_key
+        values.update(overrides)
+        if values["sort"] == "id":  # the default order needs no argument
+            values["sort"] = ""
+        return {key: value for key, value in values.items() if value not in ("", None)}
+
+    def query(self):
+        """The accounts matching the filter, in the chosen order."""
+        # The credential's and connector's names come along (for the CSV), never their secrets.
+        query = (
+            SmtpAccount.select(SmtpAccount, Credential.id, Credential.name, Connector.id, Connector.name)
+            .join(Credential, JOIN.LEFT_OUTER, on=(SmtpAccount.credential == Credential.id), attr="credential")
+            .switch(SmtpAccount)
+            .join(Connector, JOIN.LEFT_OUTER, on=(SmtpAccount.connector == Connector.id), attr="connector")
+        )
+        for name, column in TEXT_FILTERS.items():
+            term = (self[name].data or "").strip()
+            if term:
+                text = column.cast("TEXT") if name == "id" else column
+                query = query.where(fn.instr(fn.casefold(text), term.casefold()) > 0)
+        if self.enabled.data in ("yes", "no"):
+            query = query.where(SmtpAccount.enabled == (self.enabled.data == "yes"))
+        return query.order_by(*SORTS[self.sort_key])
