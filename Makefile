@@ -9,7 +9,7 @@ PORT ?= 5000
 HTMX_VERSION := 2.0.11
 PICO_VERSION := 2.1.1
 
-.PHONY: run test install install-test translations extract-messages system-test-deps vendor bench clean
+.PHONY: screenshots run test install install-test translations extract-messages system-test-deps vendor bench clean
 
 run: install translations
 	$(BIN)/smtpdesk db upgrade
@@ -17,6 +17,10 @@ run: install translations
 
 test: install-test translations system-test-deps
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The README's pictures, taken by the browser test so they show the screens as they are.
+screenshots: install-test translations system-test-deps
+	SMTPDESK_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/e2e/test_configuration_flow.py
 
 install: $(VENV)/.installed
 
