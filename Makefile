@@ -42,7 +42,7 @@ translations: install
 
 # After changing UI strings: extract them and merge into the catalogs, then translate the new entries.
 extract-messages: install
-	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -o webapp/translations/messages.pot .
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -k lazy_ngettext:1,2 -o webapp/translations/messages.pot .
 	$(BIN)/pybabel update -i webapp/translations/messages.pot -d webapp/translations --no-fuzzy-matching
 
 # Debian packages the tests use: chromium for the browser tests, microsocks as the SOCKS5 proxy.

@@ -12,6 +12,7 @@ ACTION_LABELS = {
     "login_failed": _l("sign-in failed"),
     "logout": _l("signed out"),
     "make_default": _l("made default"),
+    "unset_default": _l("default unset"),
     "enable": _l("enabled"),
     "disable": _l("disabled"),
 }
@@ -71,7 +72,10 @@ FIELD_LABELS = {
 # Labels that depend on the object's type; other fields fall back to FIELD_LABELS.
 TYPE_FIELD_LABELS = {
     "smtp_account": ACCOUNT_FIELD_LABELS,
-    "connector": {"is_default": _l("System default connector")},
+    "connector": {
+        "is_default": _l("System default connector"),
+        "default_connector": _l("System default"),  # the change "previous default → this one"
+    },
 }
 
 # Long values (descriptions, host lists) are cut in the table; the CSV keeps them whole.

@@ -1,0 +1,164 @@
+"""Brazilian Portuguese is the default UI language: the catalog is complete, current, and the DESIGN labels render."""
+import re
+from pathlib import Path
+
+import pytest
+from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
+from babel.messages.frontend import parse_mapping_cfg
+from babel.messages.mofile import read_mo
+from babel.messages.pofile import read_po
+
+from tests.factories import account_form, make_account
+
+ROOT = Path(__file__).resolve().parent.parent
+CATALOG_DIR = ROOT / "webapp" / "translations" / "pt_BR" / "LC_MESSAGES"
+HOW_TO_FIX = ("run `make extract-messages`, translate the entries in "
+              "webapp/translations/pt_BR/LC_MESSAGES/messages.po, then `make translations`")
+PLACEHOLDER = re.compile(r"%\(\w+\)[sd]")
+
+# DESIGN.md "Labels": (pt_BR, English) as the account form shows them.
+FORM_LABELS = [
+    ("Nome da conta", "Account name"),
+    ("Ativo", "Enabled"),
+    ("E-mail do Remetente", "Sender e-mail"),
+    ("E-mail de resposta (Reply-To)", "Reply-To e-mail"),
+    ("E-mail de retorno (Return-Path)", "Return-Path e-mail"),
+    ("E-mail de confirmação", "Confirmation e-mail"),
+    ("Conta padrão", "Default account"),
+    ("Enviar confirmação de leitura", "Send read confirmation"),
+    ("Obrigar o uso da configuração", "Force settings use"),
+    ("Habilitar rodapé", "Enable footer"),
+    ("Host SMTP", "SMTP host"),
+    ("Porta", "Port"),
+    ("Usar conexão segura?", "Use secure connection?"),
+    ("Tipo de conexão segura (SSL / TLS)", "Secure connection type (SSL / TLS)"),
+    ("Usar autenticação?", "Use authentication?"),
+    ("Ignorar erro de certificado", "Ignore certificate error"),
+    ("Usar Network Connector?", "Use network connector?"),
+    ("Network Connector", "Network connector"),
+    ("Credencial para autenticação", "Credential for authentication"),
+]
+# The Test Email dialog's labels (Teste de E-mail - Conta, Enviar para, Assunto, Mensagem, Enviar) belong here
+# once the dialog exists.
+
+
+def read_catalog():
+    with open(CATALOG_DIR / "messages.po", "rb") as f:
+        return read_po(f, locale="pt_BR")
+
+
+def messages(catalog):
+    return [m for m in catalog if m.id]
+
+
+def translations_of(message) -> list[str]:
+    return list(message.string) if message.pluralizable else [message.string]
+
+
+def originals_of(message) -> list[str]:
+    return list(message.id) if message.pluralizable else [message.id]
+
+
+def label_texts(html: str) -> set[str]:
+    """The text of every <label> and <legend> (the fields' accessible names)."""
+    return {" ".join(re.sub(r"<[^>]+>", "", text).split())
+            for text in re.findall(r"<(?:label|legend)[^>]*>(.*?)</(?:label|legend)>", html, re.S)}
+
+
+# --- The catalog -------------------------------------------------------------------------------------------
+
+
+def test_every_entry_is_translated_and_none_is_fuzzy():
+    catalog = read_catalog()
+    assert catalog.num_plurals == 2 and catalog.plural_expr == "(n > 1)"
+    fuzzy = [m.id for m in messages(catalog) if m.fuzzy]
+    untranslated = [m.id for m in messages(catalog) if not all(translations_of(m))]
+    assert not fuzzy, f"fuzzy pt_BR entries (check them, then remove the fuzzy flag): {fuzzy}"
+    assert not untranslated, f"untranslated pt_BR entries: {untranslated}; {HOW_TO_FIX}"
+
+
+def test_translations_keep_their_placeholders():
+    for message in messages(read_catalog()):
+        expected = sorted(PLACEHOLDER.findall(originals_of(message)[-1]))
+        for text in translations_of(message):
+            assert sorted(PLACEHOLDER.findall(text)) == expected, (message.id, text)
+
+
+def test_the_catalog_holds_every_ui_string_of_the_source():
+    with open(ROOT / "babel.cfg") as f:
+        method_map, options_map = parse_mapping_cfg(f)
+    # The same keywords as `make extract-messages`.
+    keywords = {**DEFAULT_KEYWORDS, "_l": None, "lazy_gettext": None, "lazy_ngettext": (1, 2)}
+    found = {}
+    for filename, lineno, message, _comments, _context in extract_from_dir(
+            str(ROOT), method_map, options_map, keywords=keywords):
+        singular = message[0] if isinstance(message, tuple) else message
+        if singular:
+            found.setdefault(singular, f"{filename}:{lineno}")
+    catalog = read_catalog()
+    assert len(found) > 200  # the extraction did look at the templates and the Python code
+    missing = [f"{msgid!r} ({where})" for msgid, where in found.items() if catalog.get(msgid) is None]
+    assert not missing, f"UI strings missing from the pt_BR catalog: {'; '.join(missing)} — {HOW_TO_FIX}"
+
+
+def test_the_compiled_catalog_matches_the_translations():
+    mo_path = CATALOG_DIR / "messages.mo"
+    assert mo_path.exists(), "messages.mo is missing: run `make translations`"
+    with open(mo_path, "rb") as f:
+        compiled = read_mo(f)
+    stale = [m.id for m in messages(read_catalog())
+             if compiled.get(m.id) is None or translations_of(compiled.get(m.id)) != translations_of(m)]
+    assert not stale, f"messages.mo is older than messages.po for {stale}: run `make translations`"
+
+
+# --- What the screens show ---------------------------------------------------------------------------------
+
+
+def test_the_account_form_shows_the_design_labels_in_portuguese_by_default(admin_client):
+    html = admin_client.get("/accounts/new").get_data(as_text=True)
+    assert '<html lang="pt-BR">' in html
+    labels = label_texts(html)
+    for portuguese, _english in FORM_LABELS:
+        assert portuguese in labels, portuguese
+    assert {"Sim", "Não"} <= labels
+    assert "<h2>Configuração do servidor SMTP</h2>" in html
+    assert '<button type="submit">Enviar</button>' in html
+
+
+def test_the_account_form_shows_the_design_labels_in_english_when_chosen(admin_client):
+    html = admin_client.use_language("en").get("/accounts/new").get_data(as_text=True)
+    assert '<html lang="en">' in html
+    labels = label_texts(html)
+    for _portuguese, english in FORM_LABELS:
+        assert english in labels, english
+    assert {"Yes", "No"} <= labels
+    assert "<h2>SMTP server settings</h2>" in html
+    assert '<button type="submit">Submit</button>' in html
+
+
+@pytest.mark.parametrize("language,title,add,actions,edit,test", [
+    ("pt_BR", "Configuração SMTP", "Adicionar", "Ações", "Editar", "Testar configuração"),
+    ("en", "SMTP Configuration", "Add", "Actions", "Edit", "Test configuration"),
+])
+def test_the_report_shows_the_design_labels(admin_client, language, title, add, actions, edit, test):
+    account = make_account(name="Main")  # a row, so its Actions menu renders
+    html = admin_client.use_language(language).get("/accounts/").get_data(as_text=True)
+    assert f"<title>{title} · smtpdesk</title>" in html
+    assert f"<h1>{title}</h1>" in html
+    assert re.search(rf'<a href="/accounts/new" role="button">{add}</a>', html)
+    assert re.search(rf'<th scope="col" class="actions-col">{actions}</th>', html)
+    assert f'<summary aria-label="{actions}: Main">{actions}</summary>' in html
+    assert re.search(rf'<a href="/accounts/{account.id}/edit[^"]*">{edit}</a>', html)
+    assert re.search(rf"<button [^>]*>{test}</button>", html)
+
+
+# --- WTForms' own messages ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("language,required", [("pt_BR", "Campo obrigatório."), ("en", "This field is required.")])
+def test_wtforms_built_in_messages_follow_the_language(admin_client, language, required):
+    admin_client.use_language(language)
+    response = admin_client.post("/accounts/new", data=account_form(name=""))
+    assert response.status_code == 422
+    assert re.search(rf'<small class="field-error" id="name-error">\s*{re.escape(required)}\s*</small>',
+                     response.get_data(as_text=True))
