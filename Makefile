@@ -9,14 +9,17 @@ PORT ?= 5000
 HTMX_VERSION := 2.0.11
 PICO_VERSION := 2.1.1
 
-.PHONY: screenshots run test install install-test translations extract-messages system-test-deps vendor bench clean
+.PHONY: lint screenshots run test install install-test translations extract-messages system-test-deps vendor bench clean
 
 run: install translations
 	$(BIN)/smtpdesk db upgrade
 	$(BIN)/smtpdesk serve --host $(HOST) --port $(PORT)
 
-test: install-test translations system-test-deps
+test: install-test translations system-test-deps lint
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: install-test
+	$(BIN)/ruff check webapp tests
 
 # The README's pictures, taken by the browser test so they show the screens as they are.
 screenshots: install-test translations system-test-deps

@@ -240,7 +240,7 @@ def test_an_invalid_edit_changes_nothing(admin):
 
 @pytest.mark.parametrize("name,error", [
     ("", "This field is required."),
-    ("x" * 101, "Field cannot be longer than 100 characters."),
+    ("x" * 101, "Use at most 100 characters."),
     ("Ops\r\nBcc: victim@example.com", "Line breaks and control characters are not allowed here."),
     ("Ops\nX", "Line breaks and control characters are not allowed here."),
     ("tab\there", "Line breaks and control characters are not allowed here."),

@@ -92,7 +92,7 @@ def test_add_user_lowercases_the_name_hashes_the_password_and_audits(app, en, ad
     ({"username": "bob smith"}, "username", "Use letters, digits and . _ @ - only."),
     ({"username": "bob<script>"}, "username", "Use letters, digits and . _ @ - only."),
     ({"username": "bob\nroot"}, "username", "Use letters, digits and . _ @ - only."),
-    ({"username": "b" * 65}, "username", "Field cannot be longer than 64 characters."),
+    ({"username": "b" * 65}, "username", "Use at most 64 characters."),
     ({"username": "ALICE"}, "username", "This username is taken."),
     ({"role": "root"}, "role", "Not a valid choice."),
     ({"role": None}, "role", "This field is required."),

@@ -6,7 +6,7 @@ from email.headerregistry import Address
 from email_validator import EmailNotValidError, validate_email
 from flask_babel import lazy_gettext as _l
 from wtforms import RadioField, StringField
-from wtforms.validators import ValidationError
+from wtforms.validators import Length, ValidationError
 
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
@@ -51,6 +51,11 @@ class StrippedStringField(StringField):
         super().process_formdata(valuelist)
         if isinstance(self.data, str):
             self.data = self.data.strip()
+
+
+def max_length(limit: int) -> Length:
+    """Length(max=limit) with our own message (WTForms' Portuguese one gets the plural wrong)."""
+    return Length(max=limit, message=_l("Use at most %(max)d characters."))
 
 
 def no_control_characters(form, field):

@@ -2,13 +2,12 @@
 from functools import wraps
 from urllib.parse import urlsplit
 
-from flask import abort, current_app, redirect, render_template, request, url_for
-from flask_babel import get_locale, gettext as _
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import get_locale, gettext as _, lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
+from htmx_flask import make_response as htmx_response
 from jinja2_fragments.flask import render_block
-
-from flask_babel import lazy_gettext as _l
 
 from webapp.extensions import login_manager
 from webapp.models import AuditEntry, User
@@ -25,7 +24,7 @@ def init_app(app):
     app.before_request(_require_login)
     app.after_request(_vary_on_htmx)
     app.register_error_handler(CSRFError, _csrf_error)
-    for code in (403, 404, 405, 500):
+    for code in (400, 403, 404, 405, 500):
         app.register_error_handler(code, _error_page)
     app.jinja_env.globals.update(safe_next=safe_next, role_label=role_label, get_locale=get_locale)
     app.context_processor(lambda: {"languages": current_app.config["LANGUAGES"]})
@@ -65,6 +64,7 @@ def _csrf_error(error):
 
 def _error_page(error):
     messages = {
+        400: _("The request was not understood. Reload the page and try again."),
         403: _("You do not have permission to do this. Ask an administrator if you need it."),
         404: _("This page does not exist, or the item was deleted."),
         405: _("This address does not accept that kind of request."),
@@ -103,6 +103,23 @@ def render(template: str, block: str | None = None, status: int = 200, **context
     if block and request.htmx and not request.htmx.history_restore_request:
         return render_block(template, block, **context), status
     return render_template(template, **context), status
+
+
+def go_to(url: str, message: str | None = None, category: str = "success"):
+    """After a successful change: flash the message and go to url (HX-Redirect for htmx, 303 otherwise)."""
+    if message:
+        flash(message, category)
+    if request.htmx:
+        return htmx_response("", redirect=url)
+    return redirect(url, 303)
+
+
+def refuse(message: str, url: str):
+    """An action that cannot be done: a toast for htmx (409, nothing swapped), a flash on url otherwise."""
+    if request.htmx:
+        return render_template("errors/_message.html", message=message), 409, {"HX-Reswap": "none"}
+    flash(message, "error")
+    return redirect(url, 303)
 
 
 def audit(action: str, obj=None, changes: dict | None = None, **kwargs) -> AuditEntry:

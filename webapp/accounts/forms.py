@@ -4,7 +4,7 @@ from flask_wtf import FlaskForm
 from peewee import JOIN, fn
 from wtforms import HiddenField, RadioField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, Length, ValidationError
+from wtforms.validators import DataRequired, ValidationError
 
 from webapp.db import database
 from webapp.forms import (
@@ -13,6 +13,7 @@ from webapp.forms import (
     YesNoField,
     email_address,
     host_name,
+    max_length,
     no_control_characters,
 )
 from webapp.models import Connector, Credential, SmtpAccount
@@ -39,7 +40,7 @@ class AccountForm(FlaskForm):
 
     # Account section
     name = StrippedStringField(_l("Account name"),
-                               validators=[DataRequired(), no_control_characters, Length(max=100)])
+                               validators=[DataRequired(), no_control_characters, max_length(100)])
     enabled = YesNoField(_l("Enabled"), default=True)
     sender = StrippedStringField(
         _l("Sender e-mail"), validators=REQUIRED_ADDRESS,
@@ -64,7 +65,7 @@ class AccountForm(FlaskForm):
                                 description=_l("Append the system footer text to every notification."))
 
     # SMTP server section
-    host = StrippedStringField(_l("SMTP host"), validators=[DataRequired(), Length(max=255), host_name])
+    host = StrippedStringField(_l("SMTP host"), validators=[DataRequired(), max_length(255), host_name])
     port = PortField(_l("Port"), description=_l("Leave empty for the usual port: 25, 587 (TLS) or 465 (SSL)."))
     secure = YesNoField(_l("Use secure connection?"))
     secure_type = RadioField(

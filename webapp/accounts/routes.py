@@ -10,8 +10,7 @@ from webapp.accounts.forms import AccountFilterForm, AccountForm
 from webapp.csv_export import csv_response
 from webapp.db import database
 from webapp.models import AuditEntry, SmtpAccount, utcnow
-from webapp.web import Page, audit, render, role_required, safe_next
-
+from webapp.web import Page, audit, go_to, refuse, render, role_required, safe_next
 
 # --- The report -------------------------------------------------------------------------------------------
 
@@ -104,11 +103,7 @@ def _row(account: SmtpAccount, oob: bool = False) -> str:
 
 
 def _refuse(message: str):
-    """Say why an action was refused: a toast for htmx (409), a flash on the report otherwise."""
-    if request.htmx:
-        return render_template("errors/_message.html", message=message), 409
-    flash(message, "error")
-    return redirect(_back(), 303)
+    return refuse(message, _back())
 
 
 def _row_done(account: SmtpAccount, message: str, previous: SmtpAccount | None = None):
@@ -229,10 +224,7 @@ def _submit(form: AccountForm, account: SmtpAccount | None):
                 flash(_("Account “%(name)s” created.", name=saved.name), "success")
             if first_default:
                 flash(_("“%(name)s” is the default account, as there was none.", name=saved.name), "info")
-            target = safe_next(request.args.get("next"), url_for("accounts.index"))
-            if request.htmx:
-                return htmx_response("", redirect=target)
-            return redirect(target, 303)
+            return go_to(safe_next(request.args.get("next"), url_for("accounts.index")))
     return render("accounts/form.html", block="account_form", form=form, account=account,
                   back=safe_next(request.args.get("next"), url_for("accounts.index")),
                   status=422 if form.errors else 200)

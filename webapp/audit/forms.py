@@ -6,10 +6,10 @@ from flask_wtf import FlaskForm
 from peewee import fn
 from wtforms import DateField, SelectField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import Length, Optional
+from wtforms.validators import Optional
 
 from webapp.audit.labels import ACTION_LABELS, OBJECT_TYPE_LABELS
-from webapp.forms import StrippedStringField
+from webapp.forms import StrippedStringField, max_length
 from webapp.models import AuditEntry
 
 
@@ -21,10 +21,10 @@ class AuditFilterForm(FlaskForm):
     class Meta:
         csrf = False
 
-    who = StrippedStringField(_l("Who"), validators=[Optional(), Length(max=64)])
+    who = StrippedStringField(_l("Who"), validators=[Optional(), max_length(64)])
     action = SelectField(_l("Action"), choices=_choices(ACTION_LABELS), validators=[Optional()])
     object_type = SelectField(_l("Object type"), choices=_choices(OBJECT_TYPE_LABELS), validators=[Optional()])
-    name = StrippedStringField(_l("Object name"), validators=[Optional(), Length(max=255)])
+    name = StrippedStringField(_l("Object name"), validators=[Optional(), max_length(255)])
     date_from = DateField(_l("From"), validators=[Optional()])
     date_to = DateField(_l("To"), validators=[Optional()])
 

@@ -3,21 +3,23 @@ from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length, Regexp
 
+from webapp.forms import max_length
+
 USERNAME_RULES = [
     DataRequired(),
-    Length(max=64),
+    max_length(64),
     Regexp(r"^[A-Za-z0-9._@-]+$", message=_l("Use letters, digits and . _ @ - only.")),
 ]
 PASSWORD_RULES = [DataRequired(), Length(min=10, max=1024, message=_l("Use at least 10 characters."))]
 
 
 class LoginForm(FlaskForm):
-    username = StringField(_l("Username"), validators=[DataRequired(), Length(max=64)])
-    password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=1024)])
+    username = StringField(_l("Username"), validators=[DataRequired(), max_length(64)])
+    password = PasswordField(_l("Password"), validators=[DataRequired(), max_length(1024)])
 
 
 class SetupForm(FlaskForm):
-    code = StringField(_l("Setup code"), validators=[DataRequired(), Length(max=64)],
+    code = StringField(_l("Setup code"), validators=[DataRequired(), max_length(64)],
                        description=_l("Printed in the console where smtpdesk was started."))
     username = StringField(_l("Administrator username"), validators=USERNAME_RULES)
     password = PasswordField(_l("Password"), validators=PASSWORD_RULES)

@@ -2,10 +2,17 @@ from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import SelectField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, Length, StopValidation, ValidationError
+from wtforms.validators import DataRequired, StopValidation, ValidationError
 
 from webapp.credentials.forms import SecretField, name_taken, secret_characters
-from webapp.forms import PortField, StrippedStringField, YesNoField, host_name, no_control_characters
+from webapp.forms import (
+    PortField,
+    StrippedStringField,
+    YesNoField,
+    host_name,
+    max_length,
+    no_control_characters,
+)
 from webapp.models import Connector
 
 KIND_CHOICES = [SelectChoice("socks5", "SOCKS5"), SelectChoice("socks4", "SOCKS4"),
@@ -19,16 +26,16 @@ def port_required(form, field):
 
 
 class ConnectorForm(FlaskForm):
-    name = StrippedStringField(_l("Name"), validators=[DataRequired(), Length(max=100), no_control_characters])
+    name = StrippedStringField(_l("Name"), validators=[DataRequired(), max_length(100), no_control_characters])
     kind = SelectField(_l("Type"), choices=KIND_CHOICES, default="socks5")
-    host = StrippedStringField(_l("Host"), validators=[DataRequired(), Length(max=255), host_name],
+    host = StrippedStringField(_l("Host"), validators=[DataRequired(), max_length(255), host_name],
                                description=_l("The proxy's host name or IP address."))
     port = PortField(_l("Port"), validators=[port_required])
     username = StrippedStringField(
-        _l("Username"), validators=[Length(max=255), no_control_characters],
+        _l("Username"), validators=[max_length(255), no_control_characters],
         description=_l("Optional. For SOCKS4 this is the user id."))
     password = SecretField(
-        _l("Password"), validators=[Length(max=255), secret_characters],
+        _l("Password"), validators=[max_length(255), secret_characters],
         description=_l("Optional. Stored encrypted and never shown again. SOCKS4 has no password."))
     remove_password = YesNoField(_l("Remove the stored password"), default=False,
                                  description=_l("Yes goes back to connecting without a password."))

@@ -1,13 +1,12 @@
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import abort, flash, redirect, request, url_for
 from flask_babel import gettext as _
-from htmx_flask import make_response
 from peewee import IntegrityError, fn
 
 from webapp.connectors import bp
 from webapp.connectors.forms import ConnectorForm
 from webapp.db import database
 from webapp.models import AuditEntry, Connector, utcnow
-from webapp.web import audit, render, role_required
+from webapp.web import audit, go_to, refuse, render, role_required
 
 
 def _connector_or_404(connector_id: int) -> Connector:
@@ -19,20 +18,11 @@ def _connectors() -> list:
 
 
 def _done(message: str, category: str = "success"):
-    """After a successful form: flash it, then back to the list (HX-Redirect for htmx, 303 otherwise)."""
-    flash(message, category)
-    target = url_for("connectors.index")
-    if request.htmx:
-        return make_response("", redirect=target)
-    return redirect(target, 303)
+    return go_to(url_for("connectors.index"), message, category)
 
 
 def _refuse(message: str):
-    """A change that cannot be made: a toast for htmx (4xx is not swapped), a flash on the list otherwise."""
-    if request.htmx:
-        return render_template("errors/_message.html", message=message), 409, {"HX-Reswap": "none"}
-    flash(message, "error")
-    return redirect(url_for("connectors.index"), 303)
+    return refuse(message, url_for("connectors.index"))
 
 
 def _rows_or_list(message: str):

@@ -6,10 +6,10 @@ from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from markupsafe import Markup
 from wtforms import PasswordField, TextAreaField
-from wtforms.validators import DataRequired, Length, Optional, ValidationError
+from wtforms.validators import DataRequired, Optional, ValidationError
 from wtforms.widgets import Input, PasswordInput
 
-from webapp.forms import CONTROL_CHARS, StrippedStringField, check_host, no_control_characters
+from webapp.forms import CONTROL_CHARS, StrippedStringField, check_host, max_length, no_control_characters
 from webapp.models import Credential
 
 # A description may span lines; other control characters have no business there.
@@ -89,17 +89,17 @@ def _wildcard_base(value: str) -> str:
 
 class CredentialForm(FlaskForm):
     name = StrippedStringField(_l("Name"), validators=[
-        DataRequired(), Length(max=100), no_control_characters])
+        DataRequired(), max_length(100), no_control_characters])
     username = StrippedStringField(_l("Username"), validators=[
-        DataRequired(), Length(max=254), no_control_characters],
+        DataRequired(), max_length(254), no_control_characters],
         description=_l("The login the SMTP server expects, often the mailbox address."))
-    secret = SecretField(_l("Secret"), validators=[Length(max=4096), secret_characters],
+    secret = SecretField(_l("Secret"), validators=[max_length(4096), secret_characters],
                          description=_l("The password or token. It is stored encrypted and never shown again."))
-    description = TextAreaField(_l("Description"), validators=[Optional(), Length(max=2000)],
+    description = TextAreaField(_l("Description"), validators=[Optional(), max_length(2000)],
                                 filters=[lambda value: value.strip() if isinstance(value, str) else value],
                                 description=_l("Optional: what this login is for, who owns it."))
     allowed_hosts = TextAreaField(
-        _l("Allowed hosts"), validators=[Length(max=20000)],
+        _l("Allowed hosts"), validators=[max_length(20000)],
         description=_l("Optional. One host per line: smtp.example.com, an IP address, or *.example.com for "
                        "every host under example.com. The secret is only ever sent to these hosts; "
                        "leave empty to allow any host."),

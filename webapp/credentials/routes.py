@@ -1,13 +1,12 @@
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import abort, flash, redirect, request, url_for
 from flask_babel import gettext as _
-from htmx_flask import make_response
 from peewee import IntegrityError, fn
 
 from webapp.credentials import bp
 from webapp.credentials.forms import CredentialForm
 from webapp.db import database
 from webapp.models import AuditEntry, Credential, utcnow
-from webapp.web import audit, render, role_required
+from webapp.web import audit, go_to, refuse, render, role_required
 
 
 def _credential_or_404(credential_id: int) -> Credential:
@@ -15,12 +14,7 @@ def _credential_or_404(credential_id: int) -> Credential:
 
 
 def _done(message: str, category: str = "success"):
-    """After a successful change: flash it, then back to the list (HX-Redirect for htmx, 303 otherwise)."""
-    flash(message, category)
-    target = url_for("credentials.index")
-    if request.htmx:
-        return make_response("", redirect=target)
-    return redirect(target, 303)
+    return go_to(url_for("credentials.index"), message, category)
 
 
 @bp.get("/")
@@ -95,11 +89,7 @@ def delete(credential_id: int):
         message = _("“%(name)s” cannot be deleted: it is used by %(accounts)s. "
                     "Choose another credential for these accounts first.",
                     name=credential.name, accounts=", ".join(a.name for a in users))
-        if request.htmx:
-            # Not swapped (4xx): htmx shows the message as a toast and the row stays.
-            return render_template("errors/_message.html", message=message), 409, {"HX-Reswap": "none"}
-        flash(message, "error")
-        return redirect(url_for("credentials.index"), 303)
+        return refuse(message, url_for("credentials.index"))
     if request.htmx:
         return ""  # the row's outerHTML swap removes it
     flash(_("Credential “%(name)s” deleted.", name=credential.name), "success")

@@ -52,9 +52,12 @@ class UserEditForm(FlaskForm):
     role = _role_field()
     active = YesNoField(_l("Active"), default=True,
                         description=_l("An inactive user cannot sign in; their open sessions end at once."))
-    password = PasswordField(_l("New password"),
-                             validators=[Optional(strip_whitespace=False), Length(min=10, max=1024, message=_l("Use at least 10 characters."))],
-                             description=_l("Leave empty to keep the current password."))
+    password = PasswordField(
+        _l("New password"),
+        validators=[Optional(strip_whitespace=False),
+                    Length(min=10, max=1024, message=_l("Use at least 10 characters."))],
+        description=_l("Leave empty to keep the current password."),
+    )
     confirm = PasswordField(
         _l("Repeat the new password"),
         validators=[EqualTo("password", message=_l("The passwords do not match."))],

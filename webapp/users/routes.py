@@ -1,7 +1,6 @@
 """The users screen: list, add and edit the people who sign in (admins only; nobody is ever deleted)."""
-from flask import abort, flash, redirect, request, url_for
+from flask import abort, flash, url_for
 from flask_babel import gettext as _
-from htmx_flask import make_response
 from peewee import IntegrityError
 
 from webapp.auth.passwords import hash_password
@@ -9,7 +8,7 @@ from webapp.db import database
 from webapp.models import AuditEntry, User
 from webapp.users import bp
 from webapp.users.forms import LAST_ADMIN, ROLE_DESCRIPTIONS, UserCreateForm, UserEditForm
-from webapp.web import audit, render, role_required
+from webapp.web import audit, go_to, render, role_required
 
 
 @bp.get("/")
@@ -76,8 +75,4 @@ def _form_page(form, user):
 
 
 def _to_list():
-    """After a save: back to the list (HX-Redirect for htmx, 303 for a plain form)."""
-    url = url_for("users.index")
-    if request.htmx:
-        return make_response("", redirect=url)
-    return redirect(url, 303)
+    return go_to(url_for("users.index"))
