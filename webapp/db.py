@@ -3,9 +3,20 @@ import importlib
 import os
 import pkgutil
 
-from peewee import SqliteDatabase
+from peewee import SqliteDatabase, fn
 
 database = SqliteDatabase(None)
+
+
+@database.func("casefold", num_params=1, deterministic=True)
+def _casefold(value):
+    # SQLite's LIKE and lower() fold ASCII only; "AÇÃO" must find "ação" too.
+    return value.casefold() if isinstance(value, str) else value
+
+
+def contains(column, text: str):
+    """column contains text, ignoring case (Unicode-aware); "%" and "_" are literal, unlike LIKE."""
+    return fn.instr(fn.casefold(column), text.casefold()) > 0
 
 PRAGMAS = {
     "journal_mode": "wal",

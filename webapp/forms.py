@@ -5,8 +5,11 @@ from email.headerregistry import Address
 
 from email_validator import EmailNotValidError, validate_email
 from flask_babel import lazy_gettext as _l
-from wtforms import RadioField, StringField
+from markupsafe import Markup
+from peewee import fn
+from wtforms import PasswordField, RadioField, StringField
 from wtforms.validators import Length, ValidationError
+from wtforms.widgets import Input, PasswordInput
 
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
@@ -143,3 +146,42 @@ class PortField(StringField):
     def pre_validate(self, form):
         if getattr(self, "raw", "") and (self.data is None or not 1 <= self.data <= 65535):
             raise ValidationError(_l("Enter a port number from 1 to 65535."))
+
+
+class WriteOnlyInput(PasswordInput):
+    """A password input without any value attribute: a stored or typed secret never travels back to the page."""
+
+    def __call__(self, field, **kwargs) -> Markup:
+        kwargs["value"] = False  # html_params drops False attributes; PasswordInput would write value=""
+        return Input.__call__(self, field, **kwargs)
+
+
+class SecretField(PasswordField):
+    """A secret typed in full or left empty to keep the stored one; never pre-filled, never echoed."""
+
+    widget = WriteOnlyInput()
+
+    def __init__(self, label=None, validators=None, **kwargs):
+        render_kw = {"autocomplete": "new-password", **(kwargs.pop("render_kw", None) or {})}
+        super().__init__(label, validators, render_kw=render_kw, **kwargs)
+
+    def process_data(self, value):
+        self.data = None  # nothing from the stored object, ever
+
+    def process_formdata(self, valuelist):
+        # Kept exactly as typed (no stripping): spaces can be part of a password.
+        self.data = valuelist[0] if valuelist and valuelist[0] != "" else None
+
+
+def secret_characters(form, field):
+    """Refuse control characters in a secret: a NUL would split an AUTH PLAIN string, CR/LF a command."""
+    if field.data and CONTROL_CHARS.search(field.data):
+        raise ValidationError(_l("Line breaks and control characters are not allowed in a secret."))
+
+
+def name_taken(model, name: str, exclude=None) -> bool:
+    """Whether another row of model has this name, ignoring case (Unicode-aware, unlike SQLite's LOWER)."""
+    query = model.select(model.id).where(fn.casefold(model.name) == name.casefold())
+    if exclude is not None:
+        query = query.where(model.id != exclude.id)
+    return query.exists()

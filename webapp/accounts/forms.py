@@ -6,7 +6,7 @@ from wtforms import HiddenField, RadioField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, ValidationError
 
-from webapp.db import database
+from webapp.db import contains
 from webapp.forms import (
     PortField,
     StrippedStringField,
@@ -14,15 +14,10 @@ from webapp.forms import (
     email_address,
     host_name,
     max_length,
+    name_taken,
     no_control_characters,
 )
 from webapp.models import Connector, Credential, SmtpAccount
-
-
-@database.func("casefold", num_params=1, deterministic=True)
-def _casefold(value):
-    # SQLite's LIKE and lower() fold ASCII only; "AÇÃO" must find "ação" too.
-    return value.casefold() if isinstance(value, str) else value
 
 
 def _optional_id(value):
@@ -106,10 +101,7 @@ class AccountForm(FlaskForm):
         return str(SmtpAccount.DEFAULT_PORTS.get(mode, 25))
 
     def validate_name(self, field):
-        taken = SmtpAccount.select().where(fn.casefold(SmtpAccount.name) == field.data.casefold())
-        if self.account is not None:
-            taken = taken.where(SmtpAccount.id != self.account.id)
-        if taken.exists():
+        if name_taken(SmtpAccount, field.data, exclude=self.account):
             raise ValidationError(_("Another account already has this name."))
 
     def validate_enabled(self, field):
@@ -235,7 +227,7 @@ class AccountFilterForm(FlaskForm):
             term = (self[name].data or "").strip()
             if term:
                 text = column.cast("TEXT") if name == "id" else column
-                query = query.where(fn.instr(fn.casefold(text), term.casefold()) > 0)
+                query = query.where(contains(text, term))
         if self.enabled.data in ("yes", "no"):
             query = query.where(SmtpAccount.enabled == (self.enabled.data == "yes"))
         return query.order_by(*SORTS[self.sort_key])

@@ -3,12 +3,12 @@ from datetime import date, datetime, time, timedelta
 
 from flask_babel import lazy_gettext as _l, to_utc
 from flask_wtf import FlaskForm
-from peewee import fn
 from wtforms import DateField, SelectField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Optional
 
 from webapp.audit.labels import ACTION_LABELS, OBJECT_TYPE_LABELS
+from webapp.db import contains
 from webapp.forms import StrippedStringField, max_length
 from webapp.models import AuditEntry
 
@@ -35,13 +35,13 @@ class AuditFilterForm(FlaskForm):
     def apply(self, query):
         """Narrow an AuditEntry query by every valid filter; text filters match anywhere, ignoring case."""
         if self.who.data and not self.who.errors:
-            query = query.where(_contains(AuditEntry.actor_name, self.who.data))
+            query = query.where(contains(AuditEntry.actor_name, self.who.data))
         if self.action.data and not self.action.errors:
             query = query.where(AuditEntry.action == self.action.data)
         if self.object_type.data and not self.object_type.errors:
             query = query.where(AuditEntry.object_type == self.object_type.data)
         if self.name.data and not self.name.errors:
-            query = query.where(_contains(AuditEntry.object_name, self.name.data))
+            query = query.where(contains(AuditEntry.object_name, self.name.data))
         if self.date_from.data and not self.date_from.errors:
             query = query.where(AuditEntry.at >= _utc_midnight(self.date_from.data))
         if self.date_to.data and not self.date_to.errors:
@@ -50,9 +50,6 @@ class AuditFilterForm(FlaskForm):
         return query
 
 
-def _contains(column, text: str):
-    # instr() rather than LIKE: "_" and "%" in usernames are literal characters here.
-    return fn.instr(fn.lower(column), fn.lower(text)) > 0
 
 
 def _utc_midnight(day: date) -> datetime:

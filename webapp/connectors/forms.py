@@ -4,14 +4,16 @@ from wtforms import SelectField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, StopValidation, ValidationError
 
-from webapp.credentials.forms import SecretField, name_taken, secret_characters
 from webapp.forms import (
     PortField,
+    SecretField,
     StrippedStringField,
     YesNoField,
     host_name,
     max_length,
+    name_taken,
     no_control_characters,
+    secret_characters,
 )
 from webapp.models import Connector
 

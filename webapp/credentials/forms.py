@@ -1,59 +1,25 @@
-"""The credential form, and the write-only secret field connectors share with it."""
+"""The credential form."""
 import ipaddress
 import re
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from markupsafe import Markup
-from wtforms import PasswordField, TextAreaField
+from wtforms import TextAreaField
 from wtforms.validators import DataRequired, Optional, ValidationError
-from wtforms.widgets import Input, PasswordInput
 
-from webapp.forms import CONTROL_CHARS, StrippedStringField, check_host, max_length, no_control_characters
+from webapp.forms import (
+    SecretField,
+    StrippedStringField,
+    check_host,
+    max_length,
+    name_taken,
+    no_control_characters,
+    secret_characters,
+)
 from webapp.models import Credential
 
 # A description may span lines; other control characters have no business there.
 CONTROL_CHARS_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
-class WriteOnlyInput(PasswordInput):
-    """A password input without any value attribute: a stored or typed secret never travels back to the page."""
-
-    def __call__(self, field, **kwargs) -> Markup:
-        kwargs["value"] = False  # html_params drops False attributes; PasswordInput would write value=""
-        return Input.__call__(self, field, **kwargs)
-
-
-class SecretField(PasswordField):
-    """A secret typed in full or left empty to keep the stored one; never pre-filled, never echoed."""
-
-    widget = WriteOnlyInput()
-
-    def __init__(self, label=None, validators=None, **kwargs):
-        render_kw = {"autocomplete": "new-password", **(kwargs.pop("render_kw", None) or {})}
-        super().__init__(label, validators, render_kw=render_kw, **kwargs)
-
-    def process_data(self, value):
-        self.data = None  # nothing from the stored object, ever
-
-    def process_formdata(self, valuelist):
-        # Kept exactly as typed (no stripping): spaces can be part of a password.
-        self.data = valuelist[0] if valuelist and valuelist[0] != "" else None
-
-
-def secret_characters(form, field):
-    """Refuse control characters in a secret: a NUL would split an AUTH PLAIN string, CR/LF a command."""
-    if field.data and CONTROL_CHARS.search(field.data):
-        raise ValidationError(_l("Line breaks and control characters are not allowed in a secret."))
-
-
-def name_taken(model, name: str, exclude=None) -> bool:
-    """Whether another row of model has this name, ignoring case (Unicode-aware, unlike SQLite's LOWER)."""
-    query = model.select(model.id, model.name)
-    if exclude is not None:
-        query = query.where(model.id != exclude.id)
-    wanted = name.casefold()
-    return any(row.name.casefold() == wanted for row in query)
 
 
 def check_allowed_hosts(text: str) -> list[str]:
