@@ -24,7 +24,7 @@ def init_app(app):
     app.before_request(_require_login)
     app.after_request(_vary_on_htmx)
     app.register_error_handler(CSRFError, _csrf_error)
-    for code in (400, 403, 404, 405, 500):
+    for code in (400, 403, 404, 405, 413, 500):
         app.register_error_handler(code, _error_page)
     app.jinja_env.globals.update(safe_next=safe_next, role_label=role_label, get_locale=get_locale)
     app.context_processor(lambda: {"languages": current_app.config["LANGUAGES"]})
@@ -37,7 +37,8 @@ def _load_user(user_id):
 
 def _unauthorized():
     """HTML pages go to the login form; an htmx fragment asks the browser to go there."""
-    login_url = url_for("auth.login", next=request.full_path if request.method == "GET" else None)
+    # full_path ends in "?" even without a query string.
+    login_url = url_for("auth.login", next=request.full_path.rstrip("?") if request.method == "GET" else None)
     if request.htmx:
         return "", 401, {"HX-Redirect": login_url}
     return redirect(login_url)
@@ -68,6 +69,8 @@ def _error_page(error):
         403: _("You do not have permission to do this. Ask an administrator if you need it."),
         404: _("This page does not exist, or the item was deleted."),
         405: _("This address does not accept that kind of request."),
+        413: _("What was sent is too large (at most %(size)s MB). Shorten it and try again.",
+               size=(current_app.config.get("MAX_CONTENT_LENGTH") or 0) // (1024 * 1024)),
         500: _("Something went wrong on our side. The error was logged; try again in a moment."),
     }
     code = getattr(error, "code", 500) or 500
