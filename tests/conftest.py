@@ -8,6 +8,8 @@ from tests.factories import PASSWORD, make_user
 from webapp import create_app, db
 from webapp.db import database
 
+pytest_plugins = ["tests.fixtures.certs", "tests.fixtures.smtp", "tests.fixtures.proxies"]
+
 CSRF_IN_PAGE = re.compile(r'"X-CSRFToken": "([^"]+)"')
 
 

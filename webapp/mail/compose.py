@@ -1,0 +1,205 @@
+"""Messages as the mail server receives them: headers, Message-ID on the sender's domain, text body."""
+import email.policy
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.errors import MessageError
+from email.headerregistry import Address, HeaderRegistry, UniqueAddressHeader
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from html import escape as html_escape
+
+
+def has_control_characters(text: str) -> bool:
+    """CR, LF or another control character: in a header or an SMTP command it would start a new line."""
+    return any(ord(char) < 32 or ord(char) == 127 for char in text)
+
+
+def ascii_domain(domain: str) -> str:
+    """An internationalised domain in its ASCII (punycode) form; ASCII domains unchanged."""
+    if domain.isascii():
+        return domain
+    return domain.rstrip(".").encode("idna").decode("ascii")
+
+
+def ascii_addr_spec(addr: str) -> str:
+    """local@domain with the domain punycoded, as the envelope and the headers carry it."""
+    local, at, domain = addr.rpartition("@")
+    return f"{local}{at}{ascii_domain(domain)}" if at else addr
+
+
+def header_address(value: str) -> Address:
+    """'Name <local@domain>' or 'local@domain' (exactly one) as a header Address with a punycoded domain."""
+    if has_control_characters(value):
+        raise ValueError("control characters in an address")
+    try:
+        addresses = HeaderRegistry()("To", value).addresses
+    except (IndexError, ValueError, MessageError):  # the stdlib parser raises IndexError on "to@"
+        raise ValueError("not an e-mail address") from None
+    if len(addresses) != 1 or not addresses[0].username or not addresses[0].domain:
+        raise ValueError("expected exactly one e-mail address")
+    address = addresses[0]
+    return Address(display_name=address.display_name, username=address.username,
+                   domain=ascii_domain(address.domain))
+
+
+def compose_test_message(*, sender: str, to: str, subject: str, body: str) -> EmailMessage:
+    """The test dialog's message: From, To, Subject, Date, Message-ID on the sender's domain, text body
+    (SMTP policy)."""
+    message = EmailMessage(policy=email.policy.SMTP)
+    sender_address = header_address(sender)
+    message["From"] = sender_address
+    message["To"] = header_address(to)
+    message["Subject"] = subject
+    message["Date"] = format_datetime(datetime.now(timezone.utc).astimezone())
+    message["Message-ID"] = make_msgid(domain=sender_address.domain)
+    # Non-ASCII text goes quoted-printable: 8bit would need BODY=8BITMIME, which smtplib does not request.
+    message.set_content(body, cte=None if body.isascii() else "quoted-printable")
+    return message
+
+
+# --- Notifications (issue 4) ---------------------------------------------------------------------------------
+
+
+def _notification_policy():
+    # RFC 8098's Disposition-Notification-To holds addresses: parsed and encoded as such (a display name gets
+    # encoded words, the address stays readable), not as unstructured text.
+    registry = HeaderRegistry()
+    registry.map_to_type("disposition-notification-to", UniqueAddressHeader)
+    return email.policy.SMTP.clone(header_factory=registry)
+
+
+NOTIFICATION_POLICY = _notification_policy()
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file sent with a notification (the schedule report's CSV)."""
+
+    filename: str
+    mimetype: str  # "text/csv"
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Addressing:
+    """Where replies, bounces and read confirmations go for one notification, after the account's rules."""
+
+    reply_to: str | None            # the Reply-To header (None: no header)
+    return_path: str | None         # the envelope sender, MAIL FROM (None: the sender's address)
+    confirmation_email: str | None  # Disposition-Notification-To (None: no read confirmation asked)
+    overrides_ignored: bool         # overrides were given and the account forces its settings
+
+
+def resolve_addressing(*, reply_to: str | None, return_path: str | None, confirmation_email: str | None,
+                       read_confirmation: bool, force_settings: bool, override_reply_to: str | None = None,
+                       override_return_path: str | None = None,
+                       override_confirmation: str | None = None) -> Addressing:
+    """The account's Reply-To / Return-Path / Confirmation e-mails, replaced by the message's overrides unless the
+    account forces its settings ("Force settings use"); then the overrides are ignored, and that is recorded.
+
+    A confirmation override only changes where the read confirmation goes: whether one is asked for at all is the
+    account's "Send read confirmation".
+    """
+    overrides = (override_reply_to, override_return_path, override_confirmation)
+    given = any(value for value in overrides)
+    if given and not force_settings:
+        reply_to = override_reply_to or reply_to
+        return_path = override_return_path or return_path
+        confirmation_email = override_confirmation or confirmation_email
+    return Addressing(
+        reply_to=reply_to or None,
+        return_path=return_path or None,
+        confirmation_email=(confirmation_email or None) if read_confirmation else None,
+        overrides_ignored=given and force_settings,
+    )
+
+
+def new_message_id(sender: str) -> str:
+    """A fresh Message-ID on the sender's (punycoded) domain, e.g. <1700000000.123.456@example.com>."""
+    return make_msgid(domain=header_address(sender).domain)
+
+
+def envelope_address(value: str) -> str:
+    """The bare addr-spec of 'Name <local@domain>' for the SMTP envelope (MAIL FROM / RCPT TO), domain punycoded."""
+    return header_address(value).addr_spec
+
+
+def footer_html(footer: str) -> str:
+    """The plain-text footer as an HTML paragraph (escaped, line breaks kept)."""
+    return '<hr>\n<p class="footer">' + html_escape(footer).replace("\n", "<br>\n") + "</p>\n"
+
+
+def with_footer(text: str | None, html: str | None, footer: str | None) -> tuple[str | None, str | None]:
+    """The text and HTML bodies with the system footer appended (before </body> in an HTML document)."""
+    footer = (footer or "").strip("\r\n")
+    if not footer.strip():
+        return text, html
+    if text is not None:
+        text = (text.rstrip("\r\n") + "\n\n" if text.strip() else "") + footer + "\n"
+    if html is not None:
+        end = html.lower().rfind("</body>")
+        html = html[:end] + footer_html(footer) + html[end:] if end >= 0 else html + "\n" + footer_html(footer)
+    return text, html
+
+
+def compose_notification(*, sender: str, to: list[str], subject: str, text: str, message_id: str,
+                         html: str | None = None, cc: list[str] = (), reply_to: str | None = None,
+                         confirmation_email: str | None = None, footer: str | None = None,
+                         date: datetime | None = None, attachments: list[Attachment] = ()) -> EmailMessage:
+    """A notification as the server receives it (SMTP policy: CRLF, headers refuse CR/LF, UTF-8 encoded words).
+
+    From = the account's sender; To and Cc (bcc is envelope only, never a header); Reply-To when given;
+    Disposition-Notification-To (RFC 8098) when a read confirmation is asked; Date (the notification's creation time,
+    so every retry is the same message) and the Message-ID stored at enqueue. Text, or text + HTML as
+    multipart/alternative; the footer appended to both; attachments make it multipart/mixed.
+    Raises ValueError for an invalid address or a line break in the subject.
+    """
+    if not to:
+        raise ValueError("a notification needs at least one To address")
+    if _has_control(subject):
+        raise ValueError("line breaks and control characters in the subject")
+    text, html = with_footer(text or "", html, footer)
+    message = EmailMessage(policy=NOTIFICATION_POLICY)
+    message["From"] = header_address(sender)
+    message["To"] = [header_address(address) for address in to]
+    if cc:
+        message["Cc"] = [header_address(address) for address in cc]
+    if reply_to:
+        message["Reply-To"] = header_address(reply_to)
+    if confirmation_email:
+        message["Disposition-Notification-To"] = header_address(confirmation_email)
+    message["Subject"] = subject
+    when = (date.replace(tzinfo=timezone.utc) if date is not None and date.tzinfo is None else date) or \
+        datetime.now(timezone.utc)
+    message["Date"] = format_datetime(when)
+    message["Message-ID"] = message_id
+    # RFC 3834: an automatic message; vacation responders and the like should not answer it.
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(text, cte=_body_cte(text))
+    if html is not None:
+        message.add_alternative(html, subtype="html", cte=_body_cte(html))
+    for attachment in attachments:
+        maintype, _, subtype = attachment.mimetype.partition("/")
+        message.add_attachment(attachment.data, maintype=maintype, subtype=subtype or "octet-stream",
+                               filename=attachment.filename)
+    for part in message.walk():
+        if part.is_multipart():
+            # Chosen now rather than while flattening (smtplib flattens a copy), so header_block() shows the
+            # Content-Type exactly as sent. 128 random bits: never part of a body.
+            part.set_boundary(f"=_smtpdesk_{secrets.token_hex(16)}")
+    return message
+
+
+def header_block(message: EmailMessage) -> str:
+    """The header lines exactly as they go on the wire (for the deliveries detail view)."""
+    return "".join(message.policy.fold(name, value) for name, value in message.raw_items())
+
+
+def _body_cte(body: str) -> str | None:
+    # Non-ASCII text goes quoted-printable: 8bit would need BODY=8BITMIME, which smtplib does not request.
+    return None if body.isascii() else "quoted-printable"
+
+
+def _has_control(text: str) -> bool:
+    return any(ord(char) < 32 or ord(char) == 127 for char in text)

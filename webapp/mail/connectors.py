@@ -1,0 +1,176 @@
+"""TCP connections to a mail server, direct or through a network connector (SOCKS5, SOCKS4, HTTP CONNECT)."""
+import base64
+import ipaddress
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+from python_socks import ProxyError, ProxyTimeoutError, ProxyType
+from python_socks.sync import Proxy
+
+from webapp.mail import errors
+from webapp.mail.compose import ascii_domain
+from webapp.mail.errors import Step
+
+KINDS = ("socks5", "socks4", "http")
+SOCKS_TYPES = {"socks5": ProxyType.SOCKS5, "socks4": ProxyType.SOCKS4}
+MAX_PROXY_HEAD = 16384
+
+
+@dataclass(frozen=True)
+class Hop:
+    """A network connector as plain data."""
+
+    kind: str                   # "socks5" | "socks4" | "http"
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    remote_dns: bool = True     # SOCKS5 only: the proxy resolves the destination name
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown connector kind {self.kind!r}")
+
+    @property
+    def label(self) -> str:
+        """The hop as the admin recognises it in messages and transcripts: kind and address, no credentials."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.kind} {host}:{self.port}"
+
+    @property
+    def resolves_names(self) -> bool:
+        """Whether the proxy resolves the destination name (HTTP always; SOCKS5 when so configured)."""
+        return self.kind == "http" or (self.kind == "socks5" and self.remote_dns)
+
+
+def open_connection(host: str, port: int, timeout: float, hop: Hop | None = None) -> socket.socket:
+    """A connected TCP socket to host:port, direct or through the hop; raises MailError (DNS/CONNECT/PROXY/TIMEOUT).
+    Never falls back to a direct connection when a hop is given."""
+    end = time.monotonic() + timeout
+    if hop is None:
+        try:
+            return _connect_direct(host, port, end)
+        except OSError as exc:
+            raise errors.classify(exc, Step.CONNECT, host=host, port=port) from None
+    if hop.kind == "http":
+        return _http_tunnel(host, port, hop, end, timeout)
+    try:
+        proxy_address = resolve(hop.host, hop.port, _left(end))[0][4][0]
+    except OSError as exc:
+        raise errors.proxy_error(exc, hop.label, host, port) from None
+    destination = host
+    if not hop.resolves_names:
+        try:
+            destination = resolve(host, port, _left(end))[0][4][0]
+        except OSError as exc:
+            raise errors.classify(exc, Step.CONNECT, host=host, port=port) from None
+    proxy = Proxy(
+        SOCKS_TYPES[hop.kind], proxy_address, hop.port,
+        # SOCKS4 has a user id and no password; python-socks takes the id as `username`.
+        username=hop.username or None,
+        password=(hop.password or None) if hop.kind != "socks4" else None,
+        # Names resolved here were turned into addresses above; rdns for an address changes nothing.
+        rdns=hop.kind == "socks5" and hop.remote_dns,
+    )
+    try:
+        sock = proxy.connect(dest_host=destination, dest_port=port, timeout=_left(end))
+    except (ProxyError, OSError) as exc:
+        # OSError: the proxy is unreachable (ProxyConnectionError) or too slow (ProxyTimeoutError).
+        raise errors.classify(exc, Step.PROXY, host=host, port=port, proxy=hop.label) from None
+    sock.settimeout(timeout)
+    return sock
+
+
+def _http_tunnel(host: str, port: int, hop: Hop, end: float, timeout: float) -> socket.socket:
+    """HTTP CONNECT (RFC 9110 §9.3.6), reading the proxy's answer up to its blank line and not one byte further.
+    Not python-socks here: its single recv() of up to 64 KiB can swallow the SMTP greeting that follows the
+    proxy's 200 (the server speaks first), or stop before the blank line and leave it for smtplib to read."""
+    try:
+        target = f"[{host}]:{port}" if ":" in host else f"{ascii_domain(host)}:{port}"
+    except UnicodeError:
+        raise errors.dns_error(socket.gaierror(socket.EAI_NONAME, "not a valid host name"), host, port) from None
+    try:
+        sock = _connect_direct(hop.host, hop.port, end)
+    except OSError as exc:
+        raise errors.proxy_error(exc, hop.label, host, port) from None
+    request = f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n"
+    if hop.username or hop.password:
+        token = base64.b64encode(f"{hop.username or ''}:{hop.password or ''}".encode("utf-8")).decode("ascii")
+        request += f"Proxy-Authorization: Basic {token}\r\n"
+    try:
+        sock.sendall((request + "\r\n").encode("utf-8"))
+        head = bytearray()
+        while not head.endswith(b"\r\n\r\n"):
+            if len(head) > MAX_PROXY_HEAD:
+                raise ProxyError("Proxy response too long")
+            sock.settimeout(_left(end))
+            byte = sock.recv(1)
+            if not byte:
+                raise ProxyError("the proxy closed the connection without an HTTP answer" if not head
+                                 else "the proxy closed the connection in the middle of its answer")
+            head += byte
+        status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+        version, _, rest = status_line.partition(" ")
+        code, _, reason = rest.partition(" ")
+        if not version.startswith("HTTP/") or not code.isdigit():
+            raise ProxyError(f"Invalid status line: {status_line}")
+        if not code.startswith("2"):
+            raise ProxyError(f"{code} {reason}".strip(), error_code=int(code))
+    except TimeoutError:
+        sock.close()
+        raise errors.proxy_error(ProxyTimeoutError("Proxy connection timed out"), hop.label, host, port) from None
+    except (ProxyError, OSError) as exc:
+        sock.close()
+        raise errors.classify(exc, Step.PROXY, host=host, port=port, proxy=hop.label) from None
+    sock.settimeout(timeout)
+    return sock
+
+
+def resolve(host: str, port: int, timeout: float) -> list[tuple]:
+    """getaddrinfo() for TCP, IPv4 first, bounded by timeout: the C resolver's own timeouts cannot be set per call,
+    so a slow name server would hold the request thread past its deadline."""
+    def getaddrinfo():
+        try:
+            return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except UnicodeError:  # the idna codec refuses the name before any lookup
+            raise socket.gaierror(socket.EAI_NONAME, "not a valid host name") from None
+
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return getaddrinfo()
+    outcome = {}
+
+    def lookup():
+        try:
+            outcome["infos"] = getaddrinfo()
+        except OSError as exc:
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=lookup, name="smtpdesk-resolve", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise socket.gaierror(socket.EAI_AGAIN, "the name server did not answer in time")
+    if "error" in outcome:
+        raise outcome["error"]
+    return sorted(outcome["infos"], key=lambda info: info[0])
+
+
+def _connect_direct(host: str, port: int, end: float) -> socket.socket:
+    last_error = None
+    for *_, address in resolve(host, port, _left(end)):
+        try:
+            return socket.create_connection(address[:2], timeout=_left(end))
+        except OSError as exc:
+            last_error = exc
+    raise last_error or socket.gaierror(socket.EAI_NONAME, "no address")
+
+
+def _left(end: float) -> float:
+    """Seconds left until end; a connect with 0 would block, so at least a millisecond (it then times out)."""
+    return max(end - time.monotonic(), 0.001)
