@@ -23,7 +23,7 @@ lint: install-test
 
 # The README's pictures, taken by the browser test so they show the screens as they are.
 screenshots: install-test translations system-test-deps
-	SMTPDESK_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/e2e/test_configuration_flow.py
+	SMTPDESK_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/e2e/test_configuration_flow.py tests/e2e/test_test_dialog.py
 
 install: $(VENV)/.installed
 
@@ -45,7 +45,7 @@ translations: install
 
 # After changing UI strings: extract them and merge into the catalogs, then translate the new entries.
 extract-messages: install
-	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -k lazy_ngettext:1,2 -o webapp/translations/messages.pot .
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -k lazy_ngettext:1,2 -k N_ -o webapp/translations/messages.pot .
 	$(BIN)/pybabel update -i webapp/translations/messages.pot -d webapp/translations --no-fuzzy-matching
 
 # Debian packages the tests use: chromium for the browser tests, microsocks as the SOCKS5 proxy.

@@ -111,3 +111,20 @@ def make_client(app, role="admin", language="en", **user_overrides):
     client.use_language(language)
     client.user = client.login(make_user(role, **user_overrides))
     return client
+
+
+def make_notification(status="queued", account=None, **overrides):
+    """A notification queued through the outbox (send_notification), then put in `status` with any column
+    overridden (attempts, last_code, last_reply, sent_at, created_at, ...)."""
+    from webapp.mail.outbox import send_notification
+    from webapp.models import Notification
+
+    fields = dict(to=f"person{next(_counter)}@example.com", subject="Your invoice", text="It is ready.")
+    for name in ("to", "cc", "bcc", "subject", "text", "html", "reply_to", "return_path", "confirmation_email",
+                 "idempotency_key", "source", "created_by"):
+        if name in overrides:
+            fields[name] = overrides.pop(name)
+    notification_id = send_notification(account=account or SmtpAccount.default() or make_account(is_default=True),
+                                        **fields)
+    Notification.update(status=status, **overrides).where(Notification.id == notification_id).execute()
+    return Notification.get_by_id(notification_id)

@@ -66,9 +66,10 @@ def test_report_shows_every_column_and_each_accounts_health(admin):
     assert 'datetime="2025-03-04T05:06:00Z"' in row(ssl)
     assert ssl.sender.replace("<", "&lt;").replace(">", "&gt;") in row(ssl)
     assert ssl.reply_to in row(ssl) and ssl.return_path in row(ssl) and ssl.confirmation_email in row(ssl)
-    # The row menu: Edit, a Test configuration placeholder (arrives with sending), Enable/Disable, Make default.
+    # The row menu: Edit, Test configuration (opens the dialog), Enable/Disable, Make default.
     assert f'href="/accounts/{ssl.id}/edit' in row(ssl)
-    assert re.search(r"<button[^>]*disabled[^>]*title=\"[^\"]+\"[^>]*>Test configuration</button>", row(ssl), re.S)
+    assert re.search(rf'<button [^>]*hx-get="/accounts/{ssl.id}/test\?next=[^"]*"[^>]*>Test configuration</button>',
+                     row(ssl), re.S)
     assert f'action="/accounts/{ssl.id}/disable"' in row(ssl)
     assert f'action="/accounts/{tls.id}/enable"' in row(tls)
     assert f'action="/accounts/{ssl.id}/make-default"' in row(ssl)

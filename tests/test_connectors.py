@@ -73,11 +73,11 @@ def test_list_shows_each_connector_with_its_type_address_password_state_and_user
     assert "Direct" not in html
 
 
-def test_the_test_button_is_a_disabled_placeholder(admin_en):
-    make_connector(name="Proxy")
+def test_the_test_action_opens_the_test_connector_dialog(admin_en):
+    connector = make_connector(name="Proxy")
     html = page(admin_en.get("/connectors/"))
-    button = re.search(r"<button[^>]*>Test connector</button>", html, re.S).group(0)
-    assert "disabled" in button and 'title="Testing a connector arrives with sending."' in button
+    link = re.search(r"<a [^>]*>Test connector</a>", html, re.S).group(0)
+    assert f'href="/connectors/{connector.id}/test"' in link and 'hx-target="#test-dialog"' in link
 
 
 @pytest.mark.parametrize("role_client", ["operator_client", "auditor_client"])

@@ -38,8 +38,8 @@ FORM_LABELS = [
     ("Network Connector", "Network connector"),
     ("Credencial para autenticação", "Credential for authentication"),
 ]
-# The Test Email dialog's labels (Teste de E-mail - Conta, Enviar para, Assunto, Mensagem, Enviar) belong here
-# once the dialog exists.
+# The Test Email dialog's labels: (pt_BR, English).
+DIALOG_LABELS = [("Enviar para", "Send to"), ("Assunto", "Subject"), ("Mensagem", "Message")]
 
 
 def read_catalog():
@@ -88,7 +88,7 @@ def test_the_catalog_holds_every_ui_string_of_the_source():
     with open(ROOT / "babel.cfg") as f:
         method_map, options_map = parse_mapping_cfg(f)
     # The same keywords as `make extract-messages`.
-    keywords = {**DEFAULT_KEYWORDS, "_l": None, "lazy_gettext": None, "lazy_ngettext": (1, 2)}
+    keywords = {**DEFAULT_KEYWORDS, "_l": None, "lazy_gettext": None, "lazy_ngettext": (1, 2), "N_": None}
     found = {}
     for filename, lineno, message, _comments, _context in extract_from_dir(
             str(ROOT), method_map, options_map, keywords=keywords):
@@ -150,6 +150,20 @@ def test_the_report_shows_the_design_labels(admin_client, language, title, add, 
     assert f'<summary aria-label="{actions}: Main">{actions}</summary>' in html
     assert re.search(rf'<a href="/accounts/{account.id}/edit[^"]*">{edit}</a>', html)
     assert re.search(rf"<button [^>]*>{test}</button>", html)
+
+
+@pytest.mark.parametrize("language,index,title,send", [
+    ("pt_BR", 0, "Teste de E-mail - Conta", "Enviar"),
+    ("en", 1, "Test Email - Account", "Send"),
+])
+def test_the_test_dialog_shows_the_design_labels(admin_client, language, index, title, send):
+    account = make_account(name="Main")
+    html = admin_client.use_language(language).get(f"/accounts/{account.id}/test").get_data(as_text=True)
+    assert f'<h2 id="test-dialog-title">{title} <em>Main</em></h2>' in html
+    labels = label_texts(html)
+    for pair in DIALOG_LABELS:
+        assert pair[index] in labels, pair[index]
+    assert f'<button type="submit">{send}</button>' in html
 
 
 # --- WTForms' own messages ---------------------------------------------------------------------------------

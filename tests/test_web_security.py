@@ -2,14 +2,33 @@
 
 SECURITY.md items 25 (no CSRF token → 400, nothing changed) and 26 (anonymous → login or 401; operator and
 auditor → 403 on admin actions). Routes are read from the app's URL map, so a new screen is covered as soon
-as it exists.
+as it exists. The HTTP API (/api/v1) is the exception by design: it authenticates with bearer tokens only, so
+every request without one — anonymous or with a signed-in session cookie — gets 401 JSON, and it needs no CSRF
+token (tests/test_api.py covers it in depth).
 """
 import pytest
 
 from tests.factories import make_account, make_connector, make_credential, make_user
-from webapp.models import AuditEntry, Connector, Credential, SmtpAccount, User
+from webapp.mail.outbox import send_notification
+from webapp.models import (
+    ApiToken,
+    AuditEntry,
+    Connector,
+    Credential,
+    Notification,
+    ScheduledReport,
+    Setting,
+    SmtpAccount,
+    User,
+)
 
 PUBLIC = {"static", "auth.login", "auth.setup", "auth.language", "home"}
+# Tests send mail or open a connection, change no setting: operators may run them (auditors may not).
+TEST_ENDPOINTS = {"accounts.test_send", "connectors.test"}
+# Retrying a failed delivery changes no setting: operators may do it (auditors may not).
+OPERATOR_ACTIONS = {"deliveries.retry"}
+# Token-authenticated: the session cookie counts for nothing there.
+API = "api."
 # Admin-only GET pages (forms): operators and auditors get 403 there too.
 READ_ENDPOINTS_FOR_EVERYONE = {"accounts.index", "accounts.export_csv", "accounts.print_view",
                                "credentials.index", "connectors.index"}
@@ -32,18 +51,37 @@ def _world():
     connector = make_connector()
     make_account(credential=credential, use_auth=True, connector=connector, use_connector=True,
                  is_default=True)
+    failed = send_notification(to="ana@example.com", subject="Invoice", text="Ready.")
+    Notification.update(status="failed").where(Notification.id == failed).execute()
+    ApiToken.issue("integration")
+    ScheduledReport.create(recipients="ana@example.com", frequency="daily")
 
 
 def _counts():
-    return [m.select().count() for m in (User, Credential, Connector, SmtpAccount)] + [
-        SmtpAccount.select().where(SmtpAccount.is_default == True).count()  # noqa: E712
+    return [m.select().count() for m in (User, Credential, Connector, SmtpAccount, ScheduledReport, Setting)] + [
+        SmtpAccount.select().where(SmtpAccount.is_default == True).count(),  # noqa: E712
+        ApiToken.select().where(ApiToken.revoked_at.is_null()).count(),
     ]
+
+
+def _failed_notifications():
+    return Notification.select().where(Notification.status == "failed").count()
+
+
+def _refused_by_the_api(response) -> bool:
+    """401 JSON asking for a bearer token: never a login redirect, never a page."""
+    return (response.status_code == 401 and response.is_json
+            and response.headers["WWW-Authenticate"].startswith("Bearer"))
 
 
 def test_anonymous_requests_go_to_sign_in_or_get_401(app, client):
     _world()
     for endpoint, url, methods in _routes(app, {"GET", "POST"}):
         for method in methods:
+            if endpoint.startswith(API):
+                assert _refused_by_the_api(client.open(url, method=method)), endpoint
+                assert _refused_by_the_api(client.htmx(method, url)), endpoint
+                continue
             plain = client.open(url, method=method)
             assert plain.status_code in (302, 400), (endpoint, method, plain.status_code)
             if plain.status_code == 302:
@@ -64,10 +102,14 @@ def test_state_changing_requests_without_csrf_token_are_refused(app, admin_clien
             headers = {"HX-Request": "true"} if htmx else {}
             response = admin_client.post(url, data={"name": "changed", "enabled": "no"}, headers=headers,
                                          csrf=False)
+            if endpoint.startswith(API):
+                assert _refused_by_the_api(response), endpoint
+                continue
             assert response.status_code == 400, (endpoint, response.status_code)
     response = admin_client.post("/auth/language", data={"lang": "en"}, csrf=False)
     assert response.status_code == 400
     assert _counts() == before
+    assert _failed_notifications() == 1 and Notification.select().count() == 1
     assert AuditEntry.select().count() == audit_before
 
 
@@ -82,11 +124,18 @@ def test_operators_and_auditors_cannot_change_anything(app, role):
             continue
         for method in methods:
             response = client.open(url, method=method, data={"name": "x"})
-            if method == "POST":
+            if endpoint.startswith(API):
+                assert _refused_by_the_api(response), endpoint
+            elif method == "POST" and endpoint in TEST_ENDPOINTS and role == "operator":
+                assert response.status_code == 422, (endpoint, response.status_code)  # invalid: nothing sent
+            elif method == "POST" and endpoint in OPERATOR_ACTIONS and role == "operator":
+                assert response.status_code == 303, (endpoint, response.status_code)
+            elif method == "POST":
                 assert response.status_code == 403, (endpoint, response.status_code)
-            if method == "GET" and endpoint.split(".")[0] == "users":
+            if method == "GET" and endpoint.split(".")[0] in ("users", "tokens", "settings", "schedules"):
                 assert response.status_code == 403, endpoint
     assert _counts() == before
+    assert _failed_notifications() == (0 if role == "operator" else 1)
 
 
 def test_unknown_pages_and_errors_explain_without_a_stack_trace(admin_client):

@@ -46,9 +46,21 @@ def register_extensions(app):
 
 
 def register_blueprints(app):
-    from webapp import accounts, audit, auth, connectors, credentials, users
+    from webapp import (
+        accounts,
+        api,
+        audit,
+        auth,
+        connectors,
+        credentials,
+        deliveries,
+        schedules,
+        settings,
+        tokens,
+        users,
+    )
 
-    for module in (auth, accounts, credentials, connectors, users, audit):
+    for module in (auth, accounts, credentials, connectors, users, audit, deliveries, tokens, settings, schedules, api):
         app.register_blueprint(module.bp)
 
     @app.get("/")

@@ -1,4 +1,10 @@
 """The `smtpdesk` command: the Flask CLI for this app plus db, users and serve."""
+import importlib.util
+import logging
+import signal
+import threading
+import time
+
 import click
 from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
@@ -17,6 +23,9 @@ def init_app(app):
     app.cli.add_command(db_group)
     app.cli.add_command(users_group)
     app.cli.add_command(serve)
+    app.cli.add_command(worker)
+    app.cli.add_command(send)
+    app.cli.add_command(outbox)
 
 
 @click.group("db", help="The SQLite database.")
@@ -68,9 +77,11 @@ def users_create(username, role, password):
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1, or SMTPDESK_HOST).")
 @click.option("--port", type=int, default=None, help="Port (default 5000, or SMTPDESK_PORT).")
 @click.option("--threads", type=int, default=8, show_default=True)
+@click.option("--worker/--no-worker", "run_worker", default=None,
+              help="Deliver the outbox from this process too (default: OUTBOX_IN_SERVER, on).")
 @with_appcontext
-def serve(host, port, threads):
-    """Apply migrations, print the first-run setup code if needed, and serve with waitress."""
+def serve(host, port, threads, run_worker):
+    """Apply migrations, print the first-run setup code if needed, and serve with waitress (and the outbox worker)."""
     import waitress
 
     from webapp.auth.passwords import issue_setup_code
@@ -88,4 +99,156 @@ def serve(host, port, threads):
         click.echo(f"  Open {url}/auth/setup and enter this one-time setup code: {code}")
         click.echo("")
     click.echo(f"smtpdesk serving on {url} (Ctrl+C to stop)", err=False)
-    waitress.serve(app, host=host, port=port, threads=threads, ident="smtpdesk")
+    background = None
+    if app.config["OUTBOX_IN_SERVER"] if run_worker is None else run_worker:
+        from webapp.mail.outbox import WorkerThread
+
+        _log_to_stderr()
+        background = WorkerThread(_make_worker(app)).start()
+    # SIGTERM ends waitress's loop like Ctrl+C does (it returns on SystemExit), so the worker stops gracefully.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    try:
+        waitress.serve(app, host=host, port=port, threads=threads, ident="smtpdesk")
+    finally:
+        if background is not None:
+            click.echo("Stopping the outbox worker (messages in flight finish first)...")
+            background.stop(timeout=background.worker.settings.smtp_deadline + 5)
+
+
+# --- The outbox: worker, send, outbox ---------------------------------------------------------------------------
+
+
+def _exit_on_signal(signum, frame):
+    raise SystemExit(0)
+
+
+def _log_to_stderr() -> None:
+    """Worker log lines (ids, accounts, reply codes; never secrets) on stderr unless logging is configured."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _make_worker(app, **overrides):
+    """A Worker configured from the app, with the report schedule as its periodic hook when that module exists."""
+    from webapp.mail.outbox import OutboxSettings, Worker, connection
+
+    hooks = []
+    if importlib.util.find_spec("webapp.schedules") is not None:
+        def run_due_schedules():
+            from webapp.schedules import run_due_schedules as run
+
+            with app.app_context(), connection():
+                run()
+        hooks.append(run_due_schedules)
+    overrides = {name: value for name, value in overrides.items() if value is not None}
+    return Worker(OutboxSettings.from_config(app.config, **overrides), hooks=hooks)
+
+
+@click.command("worker")
+@click.option("--batch-size", type=int, default=None, help="Notifications claimed at once (OUTBOX_BATCH_SIZE).")
+@click.option("--concurrency", type=int, default=None, help="Accounts delivered in parallel (OUTBOX_CONCURRENCY).")
+@click.option("--until-idle", is_flag=True, help="Deliver until nothing is queued, sending or retrying, then exit.")
+@with_appcontext
+def worker(batch_size, concurrency, until_idle):
+    """Deliver the outbox in this process (besides or instead of `smtpdesk serve`); SIGTERM or Ctrl+C stops it
+    gracefully: messages in flight finish, the rest of the batch goes back to the queue."""
+    app = current_app._get_current_object()
+    _log_to_stderr()
+    db.upgrade()
+    delivering = _make_worker(app, batch_size=batch_size, concurrency=concurrency)
+    if until_idle:
+        try:
+            delivering.run_until_idle(timeout=float("inf"))
+        finally:
+            delivering.close()
+        return
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    click.echo(f"smtpdesk worker {delivering.name} delivering (SIGTERM or Ctrl+C to stop)")
+    delivering.run_forever(stop)
+    click.echo(f"smtpdesk worker {delivering.name} stopped")
+
+
+@click.command("send")
+@click.option("--to", "to", multiple=True, required=True, help="Recipient (repeat for several).")
+@click.option("--cc", multiple=True, help="Copy recipient (repeat for several).")
+@click.option("--bcc", multiple=True, help="Blind copy recipient: envelope only (repeat for several).")
+@click.option("--subject", required=True)
+@click.option("--body", default=None, help="The text body.")
+@click.option("--body-file", type=click.File("r", encoding="utf-8"), default=None,
+              help="Read the text body from a file ('-' for standard input).")
+@click.option("--html-file", type=click.File("r", encoding="utf-8"), default=None, help="An optional HTML body.")
+@click.option("--account", default=None, help="The account's name (default: the default account).")
+@click.option("--idempotency-key", default=None, help="Repeat the command with the same key: queued only once.")
+@with_appcontext
+def send(to, cc, bcc, subject, body, body_file, html_file, account, idempotency_key):
+    """Queue a notification; the worker delivers it (see `smtpdesk outbox`)."""
+    from flask_babel import force_locale
+
+    from webapp.mail.outbox import (
+        IdempotencyConflict,
+        NoDefaultAccount,
+        NotificationError,
+        connection,
+        send_notification,
+    )
+    from webapp.models import Notification
+
+    if (body is None) == (body_file is None):
+        raise click.UsageError("Give the text body with exactly one of --body and --body-file.")
+    text = body if body is not None else body_file.read()
+    try:
+        notification_id = send_notification(
+            to=list(to), cc=list(cc), bcc=list(bcc), subject=subject, text=text,
+            html=html_file.read() if html_file else None, account=account, idempotency_key=idempotency_key,
+            source="cli", created_by="cli")
+    except NotificationError as error:
+        with force_locale("en"):  # lazy messages; no request here to choose a language from
+            problems = "; ".join(f"--{name.replace('_', '-')}: {message}"
+                                 for name, message in error.field_errors.items())
+        raise click.UsageError(problems) from None
+    except NoDefaultAccount:
+        raise click.ClickException("No enabled default SMTP account is set: give --account NAME.") from None
+    except IdempotencyConflict as error:
+        raise click.ClickException(f"This idempotency key was already used by notification {error.existing_id} "
+                                   "with a different message.") from None
+    with connection():
+        notification = Notification.get_by_id(notification_id)
+        click.echo(f"Queued notification {notification.id} through account {notification.account.name!r} "
+                   f"(Message-ID {notification.message_id}).")
+
+
+@click.command("outbox")
+@click.option("--wait", is_flag=True, help="Show a progress bar until nothing is queued, sending or retrying.")
+@click.option("--timeout", type=float, default=None, help="With --wait: give up after this many seconds (exit 1).")
+@click.option("--interval", type=float, default=0.5, show_default=True, help="With --wait: seconds between checks.")
+@with_appcontext
+def outbox(wait, timeout, interval):
+    """Notifications by status; with --wait, a progress bar while the queue drains."""
+    from webapp.mail.outbox import ACTIVE, outbox_counts
+
+    def active(counts):
+        return sum(counts[status] for status in ACTIVE)
+
+    counts = outbox_counts()
+    if wait and active(counts):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        total = active(counts)
+        with click.progressbar(length=total, label="Delivering", show_pos=True) as bar:
+            done = 0
+            while active(counts):
+                if deadline is not None and time.monotonic() > deadline:
+                    break
+                time.sleep(interval)
+                counts = outbox_counts()
+                left = active(counts)
+                total = max(total, left + done)  # more were queued meanwhile
+                bar.length = total
+                progress = total - left - done
+                if progress > 0:
+                    bar.update(progress)
+                    done += progress
+    click.echo(", ".join(f"{status} {count}" for status, count in counts.items()))
+    if wait and active(counts):
+        raise click.ClickException("The outbox did not drain within the timeout.")

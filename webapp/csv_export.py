@@ -29,15 +29,20 @@ def safe_cell(value) -> str:
     return text
 
 
-def csv_response(filename: str, header, rows) -> Response:
-    """An attachment download of header + rows (iterables of cells), UTF-8 with BOM, every cell neutralised."""
+def csv_bytes(header, rows) -> bytes:
+    """header + rows (iterables of cells) as CSV: UTF-8 with BOM, CRLF, every cell neutralised."""
     buffer = io.StringIO()
     buffer.write(BOM)
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow([safe_cell(cell) for cell in header])
     for row in rows:
         writer.writerow([safe_cell(cell) for cell in row])
-    response = Response(buffer.getvalue().encode("utf-8"), mimetype="text/csv")
+    return buffer.getvalue().encode("utf-8")
+
+
+def csv_response(filename: str, header, rows) -> Response:
+    """An attachment download of header + rows (iterables of cells), UTF-8 with BOM, every cell neutralised."""
+    response = Response(csv_bytes(header, rows), mimetype="text/csv")
     response.headers["Content-Type"] = "text/csv; charset=utf-8"
     response.headers.set("Content-Disposition", "attachment", filename=filename)
     return response

@@ -1,6 +1,8 @@
 """The data: people, the credential vault, network connectors, SMTP accounts and the audit log."""
+import hashlib
 import json
-from datetime import datetime, timezone
+import secrets
+from datetime import datetime, timedelta, timezone
 
 from flask_login import UserMixin
 from peewee import (
@@ -14,6 +16,9 @@ from peewee import (
 )
 
 from webapp.db import database
+from webapp.mail.connectors import Hop
+from webapp.mail.errors import N_, MailError, Step
+from webapp.mail.transport import SmtpSettings
 from webapp.vault import vault
 
 
@@ -191,6 +196,15 @@ class Connector(DefaultFlagMixin, EncryptedSecretMixin, BaseModel):
         accounts = list(self.accounts.order_by(SmtpAccount.name))
         return accounts + (self.relying_on_default() if self.is_default else [])
 
+    def hop(self) -> Hop:
+        """This connector as the mail transport's plain Hop; the password is revealed for the transport only."""
+        return Hop(kind=self.kind, host=self.host, port=self.port, username=self.username or None,
+                   password=self.reveal_secret(), remote_dns=self.remote_dns)
+
+
+# smtp_settings()'s default: the account's own credential (None would mean "no credential").
+SAVED_CREDENTIAL = object()
+
 
 class SmtpAccount(DefaultFlagMixin, BaseModel):
     DEFAULT_PORTS = {"plain": 25, "tls": 587, "ssl": 465}
@@ -214,6 +228,8 @@ class SmtpAccount(DefaultFlagMixin, BaseModel):
     ignore_cert_errors = BooleanField(default=False)
     use_connector = BooleanField(default=False)
     connector = ForeignKeyField(Connector, null=True, backref="accounts", on_delete="RESTRICT")
+    ca_cert = TextField(null=True)  # a PEM CA certificate trusted in addition to the system store
+    helo_name = CharField(max_length=255, null=True)  # the EHLO/HELO name; empty = this machine's name
     last_test_at = DateTimeField(null=True)
     last_test_ok = BooleanField(null=True)
     last_test_summary = TextField(null=True)
@@ -240,6 +256,49 @@ class SmtpAccount(DefaultFlagMixin, BaseModel):
         if not self.use_connector:
             return None
         return self.connector if self.connector_id else Connector.default()
+
+    def smtp_settings(self, timeout: float, deadline: float, credential=SAVED_CREDENTIAL):
+        """The settings webapp.mail's transport needs; raise MailError(POLICY) when our own rules refuse them.
+
+        credential: whom to log in as; by default the account's own. "Test these settings" passes the one the admin
+        chose. Nothing here opens a socket, so a refusal means nothing was sent.
+        """
+        if credential is SAVED_CREDENTIAL:
+            credential = self.credential if self.use_auth and self.credential_id else None
+        username = password = None
+        if self.use_auth:
+            if credential is None:
+                raise _refused(N_("Authentication is on, but no credential is chosen."),
+                               N_("Choose the credential to log in with."))
+            if not credential.allows_host(self.host):
+                # SECURITY 7: a stored secret goes only to the hosts its credential allows.
+                raise _refused(N_("The credential %(credential)s may not be sent to %(host)s: its allowed hosts "
+                                  "do not include it."),
+                               N_("Choose another credential, or add the host to the credential's allowed hosts."),
+                               credential=credential.name, host=self.host)
+            if not credential.has_secret:
+                raise _refused(N_("The credential %(credential)s has no secret stored."),
+                               N_("Enter the secret in the credential vault."), credential=credential.name)
+            username, password = credential.username, credential.reveal_secret()
+        hop = None
+        if self.use_connector:
+            connector = self.effective_connector()
+            if connector is None:
+                raise _refused(N_("This account goes through a network connector, but it names none and no system "
+                                  "default connector is set."),
+                               N_("Choose a connector for the account, or make one the system default under Network "
+                                  "connectors. Nothing is ever sent directly instead."))
+            hop = connector.hop()
+        return SmtpSettings(
+            host=self.host, port=self.effective_port, mode=self.mode, username=username, password=password,
+            verify_tls=not self.ignore_cert_errors, ca_pem=self.ca_cert or None, helo_name=self.helo_name or None,
+            hop=hop, timeout=timeout, deadline=deadline,
+        )
+
+
+def _refused(message: str, hint: str, **params) -> MailError:
+    """A refusal by our own rules (step POLICY): permanent, explained, and nothing was sent."""
+    return MailError(Step.POLICY, False, message, hint, params)
 
 
 class AuditEntry(BaseModel):
@@ -298,4 +357,155 @@ def _jsonable(value):
     return value.isoformat(sep=" ", timespec="seconds") if isinstance(value, datetime) else value
 
 
-MODELS = [User, Credential, Connector, SmtpAccount, AuditEntry]
+class Setting(BaseModel):
+    """An admin setting as key/value text (e.g. "footer_text", the system footer)."""
+
+    key = CharField(max_length=64, unique=True)
+    value = TextField(default="")
+
+    @classmethod
+    def get_value(cls, key: str, default: str = "") -> str:
+        """The stored value of key, or default when it was never set."""
+        row = cls.get_or_none(cls.key == key)
+        return row.value if row is not None else default
+
+    @classmethod
+    def set_value(cls, key: str, value: str) -> None:
+        """Store value under key (insert or replace)."""
+        cls.insert(key=key, value=value or "").on_conflict(
+            conflict_target=[cls.key], update={cls.value: value or ""}).execute()
+
+
+class Notification(BaseModel):
+    """One e-mail in the outbox: what to send, through which account, and where its delivery stands."""
+
+    STATUSES = ("queued", "sending", "sent", "retrying", "failed")
+    SOURCES = ("python", "api", "cli", "schedule")
+
+    account = ForeignKeyField(SmtpAccount, backref="notifications", on_delete="RESTRICT")
+    status = CharField(max_length=16, default="queued")
+    to_addrs = TextField(default="[]")  # JSON lists of addresses
+    cc_addrs = TextField(default="[]")
+    bcc_addrs = TextField(default="[]")  # envelope only, never a header
+    subject = TextField(default="")
+    body_text = TextField(default="")
+    body_html = TextField(null=True)
+    attachments = TextField(null=True)  # JSON [{"filename", "mimetype", "data" (base64)}], or NULL
+    reply_to = CharField(max_length=320, null=True)  # per-message overrides (NULL = the account's)
+    return_path = CharField(max_length=320, null=True)
+    confirmation_email = CharField(max_length=320, null=True)
+    overrides_ignored = BooleanField(default=False)  # the account forces its settings and overrides were given
+    message_id = CharField(max_length=255, unique=True)  # assigned at enqueue, the same on every retry
+    idempotency_key = CharField(max_length=255, null=True, unique=True)
+    request_fingerprint = CharField(max_length=64, null=True)  # sha256 of the normalised payload
+    attempts = IntegerField(default=0)
+    next_attempt_at = DateTimeField(default=utcnow)
+    lease_owner = CharField(max_length=100, null=True)
+    lease_until = DateTimeField(null=True)
+    last_code = IntegerField(null=True)
+    last_reply = TextField(null=True)
+    last_step = CharField(max_length=32, null=True)
+    headers_sent = TextField(null=True)  # the header block actually sent, for the detail view
+    source = CharField(max_length=16, default="python")
+    created_by = CharField(max_length=100, default="")
+    created_at = DateTimeField(default=utcnow, index=True)
+    updated_at = DateTimeField(default=utcnow)
+    sent_at = DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("status", "next_attempt_at"), False),)
+
+    @property
+    def to_list(self) -> list[str]:
+        return json.loads(self.to_addrs or "[]")
+
+    @property
+    def cc_list(self) -> list[str]:
+        return json.loads(self.cc_addrs or "[]")
+
+    @property
+    def bcc_list(self) -> list[str]:
+        return json.loads(self.bcc_addrs or "[]")
+
+
+class DeliveryAttempt(BaseModel):
+    """One try at delivering a notification: when, how long, and the server's answer."""
+
+    notification = ForeignKeyField(Notification, backref="delivery_attempts", on_delete="CASCADE")
+    started_at = DateTimeField(default=utcnow)
+    duration_ms = IntegerField(default=0)
+    ok = BooleanField(default=False)
+    code = IntegerField(null=True)
+    reply = TextField(null=True)
+    step = CharField(max_length=32, null=True)
+    transient = BooleanField(default=False)
+    worker = CharField(max_length=100, default="")
+
+
+class ApiToken(BaseModel):
+    """A bearer token for the HTTP API, stored as its sha256; the clear token is shown once."""
+
+    name = CharField(max_length=100)
+    token_hash = CharField(max_length=64, unique=True)
+    prefix = CharField(max_length=16)  # the first characters, for display
+    created_by = ForeignKeyField(User, null=True, backref="api_tokens", on_delete="SET NULL")
+    created_at = DateTimeField(default=utcnow)
+    last_used_at = DateTimeField(null=True)
+    revoked_at = DateTimeField(null=True)
+
+    # Recognisable in logs and secret scanners; the rest is 256 random bits.
+    TOKEN_PREFIX = "smtpdesk_"
+    # last_used_at is rewritten at most this often: a busy client must not turn every call into a write.
+    TOUCH_EVERY = timedelta(minutes=1)
+
+    @staticmethod
+    def hash_token(token: str) -> str:
+        """The stored form of a token: sha256 hex (a random 256-bit token needs no slow hash)."""
+        return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+
+    @classmethod
+    def issue(cls, name: str, created_by=None) -> tuple["ApiToken", str]:
+        """Create a token; return the row and the clear token, which is never stored and shown only once."""
+        token = cls.TOKEN_PREFIX + secrets.token_urlsafe(32)
+        row = cls.create(name=name, token_hash=cls.hash_token(token), prefix=token[:len(cls.TOKEN_PREFIX) + 6],
+                         created_by=created_by)
+        return row, token
+
+    @classmethod
+    def authenticate(cls, token: str) -> "ApiToken | None":
+        """The unrevoked token with this clear text, or None; records when it was last used."""
+        row = cls.get_or_none(cls.token_hash == cls.hash_token(token))
+        if row is None or row.revoked_at is not None:
+            return None
+        now = utcnow()
+        if row.last_used_at is None or now - row.last_used_at > cls.TOUCH_EVERY:
+            cls.update(last_used_at=now).where(cls.id == row.id).execute()
+            row.last_used_at = now
+        return row
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+class ScheduledReport(BaseModel):
+    """The accounts report e-mailed as CSV to chosen recipients, daily, weekly or monthly."""
+
+    FREQUENCIES = ("daily", "weekly", "monthly")
+
+    recipients = TextField(default="")  # one address per line
+    frequency = CharField(max_length=8, default="daily")
+    filters = TextField(default="")  # the report's query string
+    next_run_at = DateTimeField(default=utcnow, index=True)
+    last_run_at = DateTimeField(null=True)
+    last_result = TextField(null=True)
+    created_by = ForeignKeyField(User, null=True, backref="scheduled_reports", on_delete="SET NULL")
+    created_at = DateTimeField(default=utcnow)
+
+    @property
+    def recipient_list(self) -> list[str]:
+        return [line.strip() for line in self.recipients.splitlines() if line.strip()]
+
+
+MODELS = [User, Credential, Connector, SmtpAccount, AuditEntry, Setting, Notification, DeliveryAttempt,
+          ApiToken, ScheduledReport]

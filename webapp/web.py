@@ -14,6 +14,10 @@ from webapp.models import AuditEntry, User
 
 # Endpoints reachable without signing in.
 PUBLIC_ENDPOINTS = {"static", "auth.login", "auth.setup", "auth.language"}
+# Blueprints that authenticate every request themselves (the HTTP API: bearer tokens, never the session cookie).
+SELF_AUTHENTICATING_BLUEPRINTS = {"api"}
+# Under this path errors are answered as JSON (unknown API addresses and wrong methods included), not as pages.
+API_PATH = "/api/"
 
 
 def init_app(app):
@@ -47,6 +51,8 @@ def _unauthorized():
 def _require_login():
     if request.endpoint in PUBLIC_ENDPOINTS or request.endpoint is None:
         return None
+    if request.blueprint in SELF_AUTHENTICATING_BLUEPRINTS:
+        return None
     if not current_user.is_authenticated:
         return _unauthorized()
     return None
@@ -64,6 +70,10 @@ def _csrf_error(error):
 
 
 def _error_page(error):
+    if request.path.startswith(API_PATH):
+        from webapp.api.errors import error_response
+
+        return error_response(error)
     messages = {
         400: _("The request was not understood. Reload the page and try again."),
         403: _("You do not have permission to do this. Ask an administrator if you need it."),

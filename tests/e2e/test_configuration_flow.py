@@ -92,7 +92,7 @@ def test_configure_smtpdesk_from_first_run_to_filtered_csv(live_server, page: Pa
     expect(page).to_have_url(re.compile(r"/accounts/$"))
 
     # 2. English, from the nav's language switch.
-    page.get_by_role("button", name="EN").click()
+    page.get_by_role("button", name="EN", exact=True).click()
     expect(page.locator("html")).to_have_attribute("lang", "en")
     expect(page.get_by_role("heading", name="SMTP Configuration")).to_be_visible()
     expect(page.get_by_text("No SMTP account yet.")).to_be_visible()

@@ -22,7 +22,7 @@ def test_first_run_setup_then_language_switch(live_server, page: Page):
     expect(page).to_have_url(re.compile(r"/accounts/$"))
     expect(page.get_by_role("heading", name="Configuração SMTP")).to_be_visible()
 
-    page.get_by_role("button", name="EN").click()
+    page.get_by_role("button", name="EN", exact=True).click()
     expect(page.get_by_role("heading", name="SMTP Configuration")).to_be_visible()
     page.reload()
     expect(page.get_by_role("heading", name="SMTP Configuration")).to_be_visible()

@@ -1,16 +1,21 @@
-"""The SMTP account form and the report's filter form."""
+"""The SMTP account form, the report's filter form and the Test Email dialog's form."""
+import re
+
+from cryptography import x509
 from flask_babel import gettext as _, lazy_gettext as _l
 from flask_wtf import FlaskForm
 from peewee import JOIN, fn
-from wtforms import HiddenField, RadioField, SelectField, StringField
+from wtforms import HiddenField, RadioField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, ValidationError
 
 from webapp.db import contains
 from webapp.forms import (
+    CONTROL_CHARS,
     PortField,
     StrippedStringField,
     YesNoField,
+    check_address,
     email_address,
     host_name,
     max_length,
@@ -80,6 +85,19 @@ class AccountForm(FlaskForm):
     use_connector = YesNoField(_l("Use network connector?"))
     connector = SelectField(_l("Network connector"), coerce=_optional_id, validate_choice=False)
 
+    # Advanced (a collapsed part of the SMTP server section)
+    ca_cert = TextAreaField(
+        _l("Custom CA certificate (PEM)"),
+        description=_l("Optional. For a relay whose certificate comes from a private certificate authority: paste "
+                       "that CA's certificate, from -----BEGIN CERTIFICATE----- to -----END CERTIFICATE-----. It is "
+                       "trusted in addition to the system's."))
+    helo_name = StrippedStringField(
+        _l("HELO/EHLO name"), validators=[max_length(255), host_name],
+        description=_l("Optional. The name this machine gives when it greets the server; empty uses this "
+                       "machine's own name."))
+    # "Test these settings": where the test message goes. Only that button reads it (see AccountTestForm).
+    test_to = StrippedStringField(_l("Send to"))
+
     def __init__(self, *args, account: SmtpAccount | None = None, **kwargs):
         super().__init__(*args, obj=account, **kwargs)
         self.account = account
@@ -142,6 +160,23 @@ class AccountForm(FlaskForm):
         elif Connector.get_or_none(Connector.id == field.data) is None:
             raise ValidationError(_("Choose a connector from the list."))
 
+    def validate_ca_cert(self, field):
+        text = (field.data or "").strip()
+        if not text:
+            field.data = None
+            return
+        if len(text.encode()) > CA_CERT_MAX_BYTES:
+            raise ValidationError(_("The certificate is too large: at most 64 KB."))
+        if "PRIVATE KEY" in text:
+            # Never store a key: it would sit in the database and the audit log.
+            raise ValidationError(_("This contains a private key. Paste only the CA certificate."))
+        try:
+            x509.load_pem_x509_certificates(text.encode())
+        except ValueError:
+            raise ValidationError(_("This is not a certificate in PEM form. Paste it from -----BEGIN "
+                                    "CERTIFICATE----- to -----END CERTIFICATE-----."))
+        field.data = text + "\n"
+
     def apply_to(self, account: SmtpAccount) -> SmtpAccount:
         """Copy the submitted settings onto account; what a no makes irrelevant is cleared.
 
@@ -165,7 +200,58 @@ class AccountForm(FlaskForm):
         account.credential = self.credential.data if account.use_auth else None
         account.use_connector = self.use_connector.checked
         account.connector = self.connector.data if account.use_connector else None
+        account.ca_cert = self.ca_cert.data or None
+        account.helo_name = self.helo_name.data or None
         return account
+
+
+CA_CERT_MAX_BYTES = 64 * 1024
+TEST_MESSAGE_MAX_BYTES = 100 * 1024
+LIST_SEPARATORS = re.compile(r"[,;]")
+# A message body may span lines; other control characters have no business there.
+CONTROL_CHARS_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def one_recipient(form, field):
+    """Validator: exactly one address (display name allowed); a list is refused with its own message."""
+    value = field.data or ""
+    if len(field.raw_data or []) > 1:
+        raise ValidationError(_l("Enter exactly one address: a test goes to one recipient."))
+    if CONTROL_CHARS.search(value):
+        raise ValidationError(_l("Line breaks and control characters are not allowed here."))
+    looks_like_a_list = bool(LIST_SEPARATORS.search(value)) or value.count("@") > 1
+    if len(value) <= 254:
+        try:
+            field.data = check_address(value)
+            return
+        except ValidationError:
+            if not looks_like_a_list:
+                raise
+    if looks_like_a_list:
+        raise ValidationError(_l("Enter exactly one address: a test goes to one recipient."))
+    raise ValidationError(_l("This address is too long."))
+
+
+class AccountTestForm(AccountForm):
+    """The account form as "Test these settings" reads it: the same fields, and a recipient is required."""
+
+    test_to = StrippedStringField(_l("Send to"), validators=[DataRequired(), one_recipient])
+
+
+class EmailTestForm(FlaskForm):
+    """The Test Email dialog: one recipient, and a subject and a message with DESIGN.md's defaults."""
+
+    to = StrippedStringField(_l("Send to"), validators=[DataRequired(), one_recipient])
+    subject = StrippedStringField(_l("Subject"), default=lambda: _("TEST MESSAGE!"),
+                                  validators=[DataRequired(), no_control_characters, max_length(998)])
+    body = TextAreaField(_l("Message"), default=lambda: _("ATTENTION: THIS IS A TEST MESSAGE!"),
+                         validators=[DataRequired()])
+
+    def validate_body(self, field):
+        if len(field.data.encode()) > TEST_MESSAGE_MAX_BYTES:
+            raise ValidationError(_("The message is too long: at most 100 KB."))
+        if CONTROL_CHARS_BUT_LINES.search(field.data):
+            raise ValidationError(_("Control characters are not allowed in the message."))
 
 
 ENABLED_CHOICES = [SelectChoice("", _l("Any")), SelectChoice("yes", _l("Yes")), SelectChoice("no", _l("No"))]

@@ -1,12 +1,15 @@
 """The SMTP accounts report, its row actions, CSV and print views, and the account form."""
-from flask import abort, flash, redirect, render_template, request, url_for
+from collections.abc import Iterable
+
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from htmx_flask import make_response as htmx_response
 from jinja2_fragments.flask import render_block
 from peewee import IntegrityError
 
 from webapp.accounts import bp
-from webapp.accounts.forms import AccountFilterForm, AccountForm
+from webapp.accounts.forms import AccountFilterForm, AccountForm, AccountTestForm, EmailTestForm
+from webapp.accounts.testing import Outcome, record, refused, route_label, send_test, stored_credential_moved
 from webapp.csv_export import csv_response
 from webapp.db import database
 from webapp.models import AuditEntry, SmtpAccount, utcnow
@@ -38,7 +41,11 @@ def index():
 @bp.get("/export.csv")
 def export_csv():
     """The filtered accounts as CSV: every column, names of credentials/connectors, never a secret."""
-    accounts = _filters().query()
+    return csv_response("smtp-accounts.csv", *report_table(_filters().query()))
+
+
+def report_table(accounts) -> tuple[list, Iterable]:
+    """The CSV's header and rows for these accounts (the export and the scheduled report e-mail share it)."""
     yes_no = {True: _("Yes"), False: _("No"), None: ""}
     header = [
         _("ID"), _("Name"), _("Sender e-mail"), _("Reply-To"), _("Return-Path"), _("Confirmation e-mail"),
@@ -60,7 +67,7 @@ def export_csv():
         ]
         for a in accounts
     )
-    return csv_response("smtp-accounts.csv", header, rows)
+    return header, rows
 
 
 @bp.get("/print")
@@ -95,7 +102,7 @@ def _account_or_404(account_id: int) -> SmtpAccount:
 
 def _back() -> str:
     """Where a row action returns without JavaScript: the report it was used from, filter included."""
-    return safe_next(request.form.get("next"), url_for("accounts.index"))
+    return safe_next(request.values.get("next"), url_for("accounts.index"))
 
 
 def _row(account: SmtpAccount, oob: bool = False) -> str:
@@ -265,3 +272,76 @@ def delete(account_id):
         return redirect(url_for("accounts.edit", account_id=account_id), 303)
     flash(_("Account “%(name)s” deleted.", name=account.name), "success")
     return redirect(url_for("accounts.index"), 303)
+
+
+# --- Test configuration -----------------------------------------------------------------------------------
+
+
+def _inline() -> bool:
+    """Whether this request wants the dialog alone (htmx) rather than a page."""
+    return bool(request.htmx) and not request.htmx.history_restore_request
+
+
+def _test_dialog(account: SmtpAccount, form: EmailTestForm, outcome: Outcome | None = None, status: int = 200):
+    """The Test Email dialog: alone for htmx (with the account's row refreshed out of band), as a page otherwise."""
+    back = _back()
+    context = dict(account=account, account_name=account.name, form=form, outcome=outcome, back=back,
+                   inline=_inline(), deadline=current_app.config["SMTP_DEADLINE"])
+    if not _inline():
+        return render_template("accounts/test.html", **context), status
+    body = render_block("accounts/test.html", "test_dialog", **context)
+    # The row comes along out of band: its menu closes as the dialog opens, and it shows a test's outcome.
+    # (A <tr> cannot stand beside a <dialog>: the <template> keeps it whole for htmx.)
+    return body + "<template>" + _row(account, oob=True) + "</template>", status
+
+
+@bp.get("/<int:account_id>/test")
+@role_required("test")
+def test_dialog(account_id):
+    """The Test Email dialog of an account, with the default subject and message in the user's language."""
+    return _test_dialog(_account_or_404(account_id), EmailTestForm())
+
+
+@bp.post("/<int:account_id>/test")
+@role_required("test")
+def test_send(account_id):
+    """Send a test message through the account as saved; show the outcome in the dialog and keep it on the row."""
+    account = _account_or_404(account_id)
+    form = EmailTestForm()
+    if not form.validate_on_submit():
+        return _test_dialog(account, form, status=422)
+    outcome = send_test(account, to=form.to.data, subject=form.subject.data, body=form.body.data)
+    with database.atomic():
+        record(account, outcome)
+        audit("test", account, outcome.audit_changes())
+    return _test_dialog(account, form, outcome)
+
+
+@bp.post("/test-settings")
+@role_required("admin")
+def test_settings():
+    """"Test these settings": one test message with the account form's unsaved values; nothing is saved."""
+    account_id = request.args.get("account_id", type=int)
+    saved = _account_or_404(account_id) if account_id else None
+    form = AccountTestForm(account=saved)
+    back = safe_next(request.args.get("next"), url_for("accounts.index"))
+    if not form.validate_on_submit():
+        body, status = render("accounts/form.html", block="account_form", form=form, account=saved, back=back,
+                              status=422)
+        return body, status, {"HX-Retarget": "#account-form", "HX-Reswap": "outerHTML"}
+    candidate = form.apply_to(SmtpAccount())
+    to = form.test_to.data
+    moved = stored_credential_moved(saved, candidate)
+    if moved is not None:
+        outcome = Outcome(result=refused(moved), route=route_label(candidate), to=to)
+    else:
+        outcome = send_test(candidate, to=to, subject=_("TEST MESSAGE!"), body=_("ATTENTION: THIS IS A TEST MESSAGE!"))
+    with database.atomic():
+        where = {} if saved else {"object_type": "smtp_account", "object_name": candidate.name}
+        audit("test", saved, outcome.audit_changes(settings="unsaved"), **where)
+    context = dict(account=saved, account_name=candidate.name, form=None, outcome=outcome, back=back,
+                   inline=_inline(), deadline=current_app.config["SMTP_DEADLINE"])
+    if _inline():
+        return render_block("accounts/test.html", "test_dialog", **context), 200, {
+            "HX-Retarget": "#test-dialog", "HX-Reswap": "outerHTML"}
+    return render_template("accounts/form.html", **{**context, "form": form, "test_outcome": outcome})

@@ -15,6 +15,9 @@ ACTION_LABELS = {
     "unset_default": _l("default unset"),
     "enable": _l("enabled"),
     "disable": _l("disabled"),
+    "test": _l("tested"),
+    "revoke": _l("revoked"),
+    "retry": _l("retried"),
 }
 
 OBJECT_TYPE_LABELS = {
@@ -22,6 +25,10 @@ OBJECT_TYPE_LABELS = {
     "credential": _l("credential"),
     "connector": _l("network connector"),
     "user": _l("user"),
+    "api_token": _l("API token"),
+    "notification": _l("notification"),
+    "scheduled_report": _l("scheduled report"),
+    "setting": _l("setting"),
 }
 
 # The screens' own labels (DESIGN.md "Labels") so a change reads like the form it was made in.
@@ -49,6 +56,8 @@ ACCOUNT_FIELD_LABELS = {
     "last_test_ok": _l("Last test succeeded"),
     "last_test_summary": _l("Last test result"),
     "last_tls_verified": _l("TLS verified"),
+    "ca_cert": _l("Custom CA certificate (PEM)"),
+    "helo_name": _l("HELO/EHLO name"),
 }
 
 FIELD_LABELS = {
@@ -67,6 +76,14 @@ FIELD_LABELS = {
     "role": _l("Role"),
     "active": _l("Active"),
     "locale": _l("Language"),
+    # A test's outcome (action "test"): Test configuration, Test these settings, Test connector.
+    "ok": _l("Succeeded"),
+    "step": _l("Failed step"),
+    "code": _l("Server reply code"),
+    "to": _l("Sent to"),
+    "tls": "TLS",
+    "target": _l("Destination"),
+    "settings": _l("Settings"),
 }
 
 # Labels that depend on the object's type; other fields fall back to FIELD_LABELS.
@@ -76,6 +93,18 @@ TYPE_FIELD_LABELS = {
         "is_default": _l("System default connector"),
         "default_connector": _l("System default"),  # the change "previous default → this one"
     },
+    "api_token": {"prefix": _l("Token"), "revoked_at": _l("Revoked")},
+    "notification": {"status": _l("Status")},
+    "scheduled_report": {
+        "recipients": _l("Recipients"),
+        "frequency": _l("Frequency"),
+        "filters": _l("Filters"),
+        "next_run_at": _l("Next sending"),
+        "last_run_at": _l("Last sending"),
+        "last_result": _l("Result"),
+        "created_by": _l("Created by"),
+    },
+    "setting": {"footer_text": _l("Footer text")},
 }
 
 # Long values (descriptions, host lists) are cut in the table; the CSV keeps them whole.

@@ -95,3 +95,11 @@ class ConnectorForm(FlaskForm):
             connector.set_secret(self.password.data)
         elif self.remove_password.checked:
             connector.set_secret(None)
+
+
+class ConnectionTestForm(FlaskForm):
+    """Test connector: the destination to reach through the hop."""
+
+    host = StrippedStringField(_l("Host"), validators=[DataRequired(), max_length(255), host_name],
+                               description=_l("The server to reach through the connector, such as an SMTP host."))
+    port = PortField(_l("Port"), validators=[port_required])

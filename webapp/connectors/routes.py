@@ -1,10 +1,14 @@
-from flask import abort, flash, redirect, request, url_for
+import time
+
+from flask import abort, current_app, flash, redirect, request, url_for
 from flask_babel import gettext as _
 from peewee import IntegrityError, fn
 
+from webapp.accounts.testing import Outcome, refused
 from webapp.connectors import bp
-from webapp.connectors.forms import ConnectorForm
+from webapp.connectors.forms import ConnectionTestForm, ConnectorForm
 from webapp.db import database
+from webapp.mail import MailError, SendResult, open_connection
 from webapp.models import AuditEntry, Connector, utcnow
 from webapp.web import audit, go_to, refuse, render, role_required
 
@@ -163,3 +167,49 @@ def unset_default(connector_id: int):
                          "one. Choose a connector for them, or make another connector the default.",
                          name=connector.name, accounts=", ".join(a.name for a in relying)))
     return _rows_or_list(_("There is no system default connector now."))
+
+
+# --- Test connector ---------------------------------------------------------------------------------------
+
+
+def _default_target(connector: Connector) -> dict:
+    """The SMTP host and port of an account going through this connector, else nothing."""
+    for account in connector.accounts_using():
+        return {"host": account.host, "port": account.effective_port}
+    return {}
+
+
+def try_connection(connector: Connector, host: str, port: int) -> Outcome:
+    """Open (and close) a TCP connection to host:port through the connector, bounded by the SMTP timeouts."""
+    config = current_app.config
+    timeout = min(float(config["SMTP_TIMEOUT"]), float(config["SMTP_DEADLINE"]))
+    started = time.monotonic()
+    try:
+        sock = open_connection(host, port, timeout, connector.hop())
+    except MailError as error:
+        result = refused(error)
+        result.elapsed = time.monotonic() - started
+    else:
+        sock.close()
+        result = SendResult(ok=True, elapsed=time.monotonic() - started, code=None, reply=None, tls="none",
+                            transcript=[], error=None)
+    target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return Outcome(result=result, route=connector.name, to=target)
+
+
+@bp.route("/<int:connector_id>/test", methods=["GET", "POST"])
+@role_required("test")
+def test(connector_id: int):
+    """Test connector: connect through the hop to a host and port; success or the proxy's own reason, in place."""
+    connector = _connector_or_404(connector_id)
+    form = ConnectionTestForm(data=_default_target(connector))
+    outcome = None
+    if form.validate_on_submit():
+        outcome = try_connection(connector, form.host.data, form.port.data)
+        with database.atomic():
+            error = outcome.error
+            audit("test", connector, {"ok": outcome.ok, "target": outcome.to,
+                                      "step": error.step.value if error else None})
+    inline = bool(request.htmx) and not request.htmx.history_restore_request
+    return render("connectors/test.html", block="test_dialog", status=422 if form.errors else 200,
+                  connector=connector, form=form, outcome=outcome, inline=inline)

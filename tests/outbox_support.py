@@ -1,0 +1,85 @@
+"""Helpers for the outbox tests: accounts pointing at the test SMTP servers, a fast worker, server-side counts."""
+import asyncio
+from collections import Counter
+
+from tests.factories import make_account, make_credential
+from tests.fixtures.smtp import Received
+from webapp.mail.outbox import Worker
+from webapp.models import Notification
+
+# Small leases, deadlines and backoffs keep the suite fast; lease >= 2 x (deadline + 1) as the worker demands.
+FAST = dict(lease_seconds=6, smtp_timeout=1.0, smtp_deadline=2.0, backoff_base_seconds=0.01,
+            backoff_max_seconds=0.05, poll_seconds=0.02, session_idle_seconds=5, batch_size=50)
+
+
+def fast_worker(**overrides) -> Worker:
+    """A Worker with the test timings (overrides replace any of them)."""
+    return Worker(**{**FAST, **overrides})
+
+
+def drain(**overrides) -> Worker:
+    """Deliver until nothing is queued, sending or retrying; return the (closed) worker."""
+    worker = fast_worker(**overrides)
+    try:
+        worker.run_until_idle(timeout=20)
+    finally:
+        worker.close()
+    return worker
+
+
+def account_for(server, certificates=None, users=None, **overrides):
+    """An enabled default account sending through this test server (TLS modes trust the test CA)."""
+    fields = dict(host=server.host, port=server.port, is_default=True)
+    if server.mode != "plain":
+        fields.update(secure=True, secure_type=server.mode, ca_cert=certificates.ca_pem)
+    if users:
+        login, secret = next(iter(users.items()))
+        fields.update(use_auth=True, credential=make_credential(username=login, secret=secret))
+    fields.update(overrides)
+    return make_account(**fields)
+
+
+def message_ids(server) -> Counter:
+    """How many times the server received each Message-ID."""
+    return Counter(received.message["Message-ID"] for received in server.received)
+
+
+def statuses() -> Counter:
+    return Counter(n.status for n in Notification.select())
+
+
+def drop_after_data(server, every: int = 1):
+    """Make the server accept each message, answer 250, then close the connection (after every `every` messages)."""
+    handler = server.handler
+    original = handler.handle_DATA
+
+    async def handle_DATA(smtp, session, envelope):
+        reply = await original(smtp, session, envelope)
+        if reply.startswith("250") and len(handler.received) % every == 0:
+            asyncio.get_running_loop().call_later(0.02, smtp.transport.close)
+        return reply
+
+    handler.handle_DATA = handle_DATA
+
+
+def vanish_after_dot(server, times: int = 1):
+    """Make the server take the message and close the connection without a reply, the first `times` times
+    (SECURITY 17: the connection drops after the final dot, before the 250)."""
+    handler = server.handler
+    original = handler.handle_DATA
+    state = {"left": times}
+
+    async def handle_DATA(smtp, session, envelope):
+        if state["left"] > 0:
+            state["left"] -= 1
+            handler.received.append(_received(envelope))
+            smtp.transport.abort()
+            await asyncio.sleep(0.05)
+            return "250 OK (never seen)"
+        return await original(smtp, session, envelope)
+
+    handler.handle_DATA = handle_DATA
+
+
+def _received(envelope) -> Received:
+    return Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)

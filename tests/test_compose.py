@@ -1,0 +1,171 @@
+"""compose_notification and the account rules, without a server: headers, parts, encodings, refusals."""
+import email
+import email.policy
+import email.utils
+from datetime import datetime
+
+import pytest
+
+from webapp.mail.compose import (
+    Attachment,
+    compose_notification,
+    envelope_address,
+    header_block,
+    new_message_id,
+    resolve_addressing,
+    with_footer,
+)
+
+
+def compose(**overrides):
+    fields = dict(sender="Ops <ops@example.com>", to=["ana@example.org"], subject="Disk almost full",
+                  text="The disk is 91% full.", message_id="<fixed.1@example.com>")
+    fields.update(overrides)
+    return compose_notification(**fields)
+
+
+def parsed(message):
+    """The message as a receiving server would parse its bytes."""
+    return email.message_from_bytes(message.as_bytes(), policy=email.policy.default)
+
+
+def content(part) -> str:
+    """A text part's decoded content with the wire's CRLF read as LF."""
+    return part.get_content().replace("\r\n", "\n")
+
+
+def test_a_text_notification_has_the_headers_of_the_account_and_the_notification():
+    message = parsed(compose(cc=["Bia <bia@example.org>"], reply_to="help@example.com",
+                             date=datetime(2030, 1, 2, 3, 4, 5)))
+    assert message["From"] == "Ops <ops@example.com>"
+    assert message["To"] == "ana@example.org"
+    assert message["Cc"] == "Bia <bia@example.org>"
+    assert message["Reply-To"] == "help@example.com"
+    assert message["Subject"] == "Disk almost full"
+    assert message["Date"] == "Wed, 02 Jan 2030 03:04:05 +0000"
+    assert message["Message-ID"] == "<fixed.1@example.com>"
+    assert message["Auto-Submitted"] == "auto-generated"
+    assert message["Disposition-Notification-To"] is None
+    assert message["Bcc"] is None
+    assert message.get_content_type() == "text/plain"
+    assert content(message) == "The disk is 91% full.\n"
+
+
+def test_the_wire_form_uses_crlf_only():
+    raw = compose(text="one\ntwo\r\nthree\rfour").as_bytes()
+    assert b"\n" not in raw.replace(b"\r\n", b"")
+    assert b"\r" not in raw.replace(b"\r\n", b"")
+
+
+def test_text_and_html_make_a_multipart_alternative():
+    message = parsed(compose(html="<p>The disk is <b>91%</b> full.</p>"))
+    assert message.get_content_type() == "multipart/alternative"
+    assert [part.get_content_type() for part in message.iter_parts()] == ["text/plain", "text/html"]
+    assert "<b>91%</b>" in message.get_body(("html",)).get_content()
+
+
+def test_attachments_make_a_multipart_mixed_message():
+    message = parsed(compose(html="<p>x</p>", attachments=[Attachment("accounts.csv", "text/csv", b"a;b\r\n1;2\r\n")]))
+    assert message.get_content_type() == "multipart/mixed"
+    attachment = next(message.iter_attachments())
+    assert attachment.get_filename() == "accounts.csv"
+    assert attachment.get_content_type() == "text/csv"
+    assert attachment.get_payload(decode=True) == b"a;b\r\n1;2\r\n"
+
+
+def test_several_recipients_utf8_subject_and_names_and_internationalised_domains():
+    message = compose(sender="Operações <ops@exämple.com>", to=["José <jose@bücher.example>", "ana@example.org"],
+                      subject="Relatório de falhas — ação necessária", text="Olá, José!")
+    raw = message.as_bytes()
+    assert raw.isascii()  # encoded words and punycode: no SMTPUTF8 needed
+    assert b"ops@xn--exmple-cua.com" in raw
+    assert b"jose@xn--bcher-kva.example" in raw
+    back = parsed(message)
+    assert back["Subject"] == "Relatório de falhas — ação necessária"
+    assert back["From"].addresses[0].display_name == "Operações"
+    assert [a.addr_spec for a in back["To"].addresses] == ["jose@xn--bcher-kva.example", "ana@example.org"]
+    assert content(back) == "Olá, José!\n"
+
+
+def test_message_id_is_on_the_senders_punycoded_domain_and_unique():
+    first, second = new_message_id("Ops <ops@exämple.com>"), new_message_id("ops@exämple.com")
+    assert first.startswith("<") and first.endswith("@xn--exmple-cua.com>")
+    assert first != second
+
+
+def test_the_envelope_address_is_the_bare_address_with_a_punycoded_domain():
+    assert envelope_address("Bounces <bounces@exämple.com>") == "bounces@xn--exmple-cua.com"
+
+
+@pytest.mark.parametrize("subject", ["Hi\r\nBcc: victim@example.com", "Hi\nX-Injected: 1", "Hi\rthere"])
+def test_security_19_line_breaks_in_the_subject_are_refused(subject):
+    with pytest.raises(ValueError):
+        compose(subject=subject)
+
+
+@pytest.mark.parametrize("field", ["sender", "reply_to", "confirmation_email"])
+def test_security_19_line_breaks_in_names_and_addresses_are_refused(field):
+    value = "Ops\r\nBcc: victim@example.com <ops@example.com>"
+    with pytest.raises(ValueError):
+        compose(**{field: value})
+
+
+def test_security_19_line_breaks_in_a_recipient_name_are_refused():
+    with pytest.raises(ValueError):
+        compose(to=["Ana\nBcc: victim@example.com <ana@example.org>"])
+
+
+def test_read_confirmation_asks_with_disposition_notification_to():
+    message = parsed(compose(confirmation_email="Recibos Ç <receipts@example.com>"))
+    assert email.utils.parseaddr(str(message["Disposition-Notification-To"])) == ("Recibos Ç",
+                                                                                  "receipts@example.com")
+
+
+def test_the_footer_is_appended_to_the_text_and_escaped_into_the_html():
+    message = parsed(compose(text="Body.", html="<html><body><p>Body.</p></body></html>",
+                             footer="Sent by <Ops> & co.\nDo not reply."))
+    text = content(message.get_body(("plain",)))
+    html = content(message.get_body(("html",)))
+    assert text == "Body.\n\nSent by <Ops> & co.\nDo not reply.\n"
+    assert "Sent by &lt;Ops&gt; &amp; co.<br>\nDo not reply." in html
+    assert html.index("Do not reply") < html.index("</body>")
+
+
+def test_no_footer_text_means_the_bodies_are_unchanged():
+    assert with_footer("Body.", "<p>Body.</p>", "  \n") == ("Body.", "<p>Body.</p>")
+    assert with_footer("Body.", None, None) == ("Body.", None)
+
+
+def test_the_header_block_is_what_goes_on_the_wire_before_the_body():
+    message = compose()
+    block = header_block(message)
+    assert block.endswith("\r\n") and "\r\n\r\n" not in block
+    assert "Message-ID: <fixed.1@example.com>\r\n" in block
+    assert message.as_bytes().startswith(block.encode())
+
+
+ACCOUNT = dict(reply_to="reply@example.com", return_path="bounces@example.com",
+               confirmation_email="receipts@example.com")
+OVERRIDES = dict(override_reply_to="o-reply@example.com", override_return_path="o-bounces@example.com",
+                 override_confirmation="o-receipts@example.com")
+
+
+@pytest.mark.parametrize("read_confirmation", [True, False])
+@pytest.mark.parametrize("force_settings", [True, False])
+@pytest.mark.parametrize("with_overrides", [True, False])
+def test_account_rules_for_every_combination(read_confirmation, force_settings, with_overrides):
+    rules = resolve_addressing(**ACCOUNT, read_confirmation=read_confirmation, force_settings=force_settings,
+                               **(OVERRIDES if with_overrides else {}))
+    honoured = with_overrides and not force_settings
+    assert rules.reply_to == ("o-reply@example.com" if honoured else "reply@example.com")
+    assert rules.return_path == ("o-bounces@example.com" if honoured else "bounces@example.com")
+    expected_confirmation = "o-receipts@example.com" if honoured else "receipts@example.com"
+    assert rules.confirmation_email == (expected_confirmation if read_confirmation else None)
+    assert rules.overrides_ignored == (with_overrides and force_settings)
+
+
+def test_one_override_leaves_the_other_account_settings_in_place():
+    rules = resolve_addressing(**ACCOUNT, read_confirmation=True, force_settings=False,
+                               override_reply_to="o-reply@example.com")
+    assert (rules.reply_to, rules.return_path, rules.confirmation_email) == (
+        "o-reply@example.com", "bounces@example.com", "receipts@example.com")

@@ -1,0 +1,199 @@
+"""Sending a test message through an account, saved or not, and the words the screens use for the outcome.
+
+The views stay thin: they validate, call send_test(), record and audit; the SMTP work is webapp.mail's.
+"""
+from dataclasses import dataclass
+
+from flask import current_app
+from flask_babel import gettext
+
+from webapp.mail import N_, MailError, SendResult, Step, compose_test_message, send_message
+from webapp.mail.compose import header_address
+from webapp.models import SAVED_CREDENTIAL, SmtpAccount, utcnow
+
+# Step names in the admin's words: English here (the account's summary), translated on screen.
+STEP_NAMES = {
+    Step.DNS: N_("DNS"),
+    Step.CONNECT: N_("connection"),
+    Step.PROXY: N_("proxy"),
+    Step.GREETING: N_("server greeting"),
+    Step.TLS: N_("TLS handshake"),
+    Step.CERTIFICATE: N_("certificate"),
+    Step.STARTTLS: N_("STARTTLS"),
+    Step.AUTH: N_("authentication"),
+    Step.SENDER: N_("sender refused"),
+    Step.RECIPIENT: N_("recipient refused"),
+    Step.DATA: N_("message refused"),
+    Step.TIMEOUT: N_("timeout"),
+    Step.CONNECTION_LOST: N_("connection lost"),
+    Step.POLICY: N_("refused by policy"),
+}
+TLS_STATES = {
+    "verified": N_("verified"),
+    "unverified": N_("encrypted, certificate not verified"),
+    "none": N_("not used"),
+}
+SUMMARY_MAX = 200
+
+
+@dataclass
+class Outcome:
+    """A test's result with what the dialog says around it: the route taken and the words for each part."""
+
+    result: SendResult
+    route: str          # "direct connection" or the connector's name, translated
+    to: str
+
+    @property
+    def ok(self) -> bool:
+        return self.result.ok
+
+    @property
+    def error(self) -> MailError | None:
+        return self.result.error
+
+    @property
+    def elapsed_ms(self) -> int:
+        return round(self.result.elapsed * 1000)
+
+    @property
+    def tls(self) -> str:
+        return gettext(TLS_STATES.get(self.result.tls, self.result.tls))
+
+    @property
+    def step(self) -> str:
+        return gettext(STEP_NAMES[self.error.step]) if self.error else ""
+
+    @property
+    def message(self) -> str:
+        return explain(self.error.message, self.error.params) if self.error else ""
+
+    @property
+    def hint(self) -> str:
+        return explain(self.error.hint, self.error.params) if self.error else ""
+
+    @property
+    def summary(self) -> str:
+        return summary(self.result)
+
+    def audit_changes(self, **extra) -> dict:
+        """What the audit log keeps of a test: outcome, step and reply code; never the message or a secret."""
+        error = self.error
+        changes = {"ok": self.ok, "step": error.step.value if error else None, "code": self.result.code,
+                   "to": self.to, "tls": self.result.tls}
+        changes.update(extra)
+        return changes
+
+
+def explain(text: str, params: dict) -> str:
+    """A MailError message or hint in the user's language, its placeholders filled."""
+    # "reason" may itself be an N_() phrase (a certificate's reason); other values are names and numbers.
+    params = dict(params)
+    if isinstance(params.get("reason"), str):
+        params["reason"] = gettext(params["reason"])
+    try:
+        return gettext(text) % params
+    except (KeyError, ValueError, TypeError):
+        try:
+            return text % params
+        except (KeyError, ValueError, TypeError):
+            return text
+
+
+def summary(result: SendResult) -> str:
+    """The short English line the report shows: "250 OK ..." or "authentication: 535 ...". Never a secret
+    (the transport scrubbed the reply)."""
+    if result.ok:
+        text = " ".join(str(part) for part in (result.code, result.reply) if part not in (None, ""))
+        return _shorten(text or "OK")
+    error = result.error
+    if error.code is not None:
+        detail = " ".join(str(part) for part in (error.code, error.reply) if part not in (None, ""))
+    else:
+        try:
+            detail = error.message % error.params
+        except (KeyError, ValueError, TypeError):
+            detail = error.message
+    return _shorten(f"{STEP_NAMES[error.step]}: {detail}")
+
+
+def _shorten(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= SUMMARY_MAX else text[:SUMMARY_MAX - 1] + "…"
+
+
+def addr_spec(address: str) -> str:
+    """The bare local@domain of 'Name <local@domain>', for the SMTP envelope."""
+    return header_address(address).addr_spec
+
+
+def route_label(account: SmtpAccount) -> str:
+    """How the test went out: directly, or through which connector."""
+    if not account.use_connector:
+        return gettext("direct connection")
+    connector = account.effective_connector()
+    if connector is None:
+        return gettext("a network connector (none is set)")
+    return gettext("network connector %(name)s", name=connector.name)
+
+
+def send_test(account: SmtpAccount, *, to: str, subject: str, body: str,
+              credential=SAVED_CREDENTIAL) -> Outcome:
+    """Send one test message through the account's settings (saved or not) within SMTP_DEADLINE.
+
+    Our own rules (allowed hosts, a missing default connector) refuse before any socket is opened.
+    """
+    config = current_app.config
+    try:
+        settings = account.smtp_settings(float(config["SMTP_TIMEOUT"]), float(config["SMTP_DEADLINE"]),
+                                         credential=credential)
+        message = compose_test_message(sender=account.sender, to=to, subject=subject, body=body)
+        envelope_from = addr_spec(account.return_path)
+        recipients = [addr_spec(to)]
+    except MailError as error:
+        result = refused(error)
+    except ValueError as exc:  # an address the composer cannot use (validated before, so unexpected)
+        result = refused(MailError(Step.POLICY, False, N_("The test message could not be composed (%(reason)s)."),
+                                   N_("Check the account's addresses and the recipient."), {"reason": str(exc)}))
+    else:
+        result = send_message(settings, message, envelope_from=envelope_from, recipients=recipients)
+    return Outcome(result=result, route=route_label(account), to=to)
+
+
+def stored_credential_moved(saved: SmtpAccount | None, candidate: SmtpAccount) -> MailError | None:
+    """SECURITY 6 (Keycloak #39486): unsaved settings may use the account's stored credential only with the
+    host, port and security settings it was saved with; otherwise the refusal, and nothing is sent."""
+    if saved is None or not (candidate.use_auth and saved.use_auth):
+        return None
+    if candidate.credential_id is None or candidate.credential_id != saved.credential_id:
+        return None  # another credential from the vault: its own allowed hosts decide (smtp_settings)
+    if _security_settings(candidate) == _security_settings(saved):
+        return None
+    return MailError(
+        Step.POLICY, False,
+        N_("The saved credential %(credential)s is used only with the host, port and security settings the "
+           "account was saved with, and they were changed, so nothing was sent."),
+        N_("Save the account first (its credential's allowed hosts are checked then) and test it from the report, "
+           "or choose another credential from the vault for the new settings."),
+        {"credential": saved.credential.name})
+
+
+def _security_settings(account: SmtpAccount) -> tuple:
+    """Where a secret would go and how it is protected on the way: host, port, mode and certificate checks."""
+    return (account.host.lower(), account.effective_port, account.mode, bool(account.ignore_cert_errors),
+            (account.ca_cert or "").strip())
+
+
+def refused(error: MailError) -> SendResult:
+    """A result for a test our own rules refused: nothing was opened, nothing was said."""
+    return SendResult(ok=False, elapsed=0.0, code=None, reply=None, tls="none", transcript=[], error=error)
+
+
+def record(account: SmtpAccount, outcome: Outcome) -> None:
+    """Keep the outcome on the account (only the last_test_* columns: an edit saved meanwhile stays)."""
+    tls_verified = {"verified": True, "unverified": False}.get(outcome.result.tls)
+    values = dict(last_test_at=utcnow(), last_test_ok=outcome.ok, last_test_summary=outcome.summary,
+                  last_tls_verified=tls_verified)
+    SmtpAccount.update(**values).where(SmtpAccount.id == account.id).execute()
+    for name, value in values.items():
+        setattr(account, name, value)

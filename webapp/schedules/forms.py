@@ -1,0 +1,72 @@
+"""The schedule-report form: recipients, how often, from when; the report's filters ride along."""
+import re
+from datetime import datetime, timedelta
+from urllib.parse import parse_qsl, urlencode
+
+from flask_babel import lazy_gettext as _l, to_utc
+from flask_wtf import FlaskForm
+from wtforms import DateTimeLocalField, HiddenField, RadioField, TextAreaField
+from wtforms.validators import DataRequired, InputRequired, ValidationError
+
+from webapp.forms import check_address
+from webapp.models import utcnow
+from webapp.schedules.runner import FREQUENCY_LABELS
+
+MAX_RECIPIENTS = 50
+# Recipients are typed one per line; commas and semicolons outside display names separate them too.
+SEPARATORS = re.compile(r"[\r\n]+|[,;](?=(?:[^\"]*\"[^\"]*\")*[^\"]*$)")
+# Query-string keys the accounts report understands; anything else in the link is dropped.
+REPORT_FILTERS = ("id", "name", "sender", "reply_to", "return_path", "confirmation", "enabled", "sort")
+
+
+def report_query(args) -> str:
+    """The accounts report's filters from a query string, as the short query string a schedule keeps."""
+    from webapp.accounts.forms import AccountFilterForm
+
+    form = AccountFilterForm(formdata=args)
+    return urlencode(form.params())
+
+
+class ScheduleForm(FlaskForm):
+    recipients = TextAreaField(
+        _l("Recipients"), validators=[DataRequired()], render_kw={"rows": 4},
+        description=_l("One address per line (display names allowed). At most 50."))
+    frequency = RadioField(_l("Frequency"), default="daily", validators=[InputRequired()],
+                           choices=lambda: list(FREQUENCY_LABELS.items()))  # pairs: the radios macro unpacks them
+    first_run = DateTimeLocalField(
+        _l("First sending"), format=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"], validators=[InputRequired()],
+        description=_l("Date and time of the first e-mail; the next ones follow at the same time."))
+    filters = HiddenField()
+
+    def validate_recipients(self, field):
+        parts = [part.strip() for part in SEPARATORS.split(field.data or "") if part and part.strip()]
+        if not parts:
+            raise ValidationError(_l("Enter at least one address."))
+        if len(parts) > MAX_RECIPIENTS:
+            raise ValidationError(_l("At most %(max)d recipients.", max=MAX_RECIPIENTS))
+        addresses = []
+        for part in parts:
+            try:
+                addresses.append(check_address(part))
+            except ValidationError as error:
+                raise ValidationError(_l("%(address)s: %(problem)s", address=part[:80], problem=error.args[0]))
+        field.data = "\n".join(dict.fromkeys(addresses))  # one per line, duplicates dropped
+
+    def validate_first_run(self, field):
+        if field.data is None:
+            return
+        moment = to_utc(field.data)
+        # A minute of slack: the default is the next full hour, but the form may sit open a while.
+        if moment < utcnow() - timedelta(minutes=1):
+            raise ValidationError(_l("Choose a moment from now on."))
+        field.data = moment
+
+    def validate_filters(self, field):
+        pairs = parse_qsl(field.data or "")
+        if any(key not in REPORT_FILTERS for key, _value in pairs):
+            raise ValidationError(_l("These report filters are not understood. Open the report and try again."))
+
+
+def next_full_hour() -> datetime:
+    """The default first sending: the next full hour, UTC."""
+    return (utcnow() + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)

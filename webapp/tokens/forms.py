@@ -1,0 +1,18 @@
+"""The new-token form: a name that says which system uses the token."""
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms.validators import DataRequired, ValidationError
+
+from webapp.forms import StrippedStringField, max_length, no_control_characters
+from webapp.models import ApiToken
+
+
+class TokenForm(FlaskForm):
+    name = StrippedStringField(
+        _l("Name"), validators=[DataRequired(), no_control_characters, max_length(100)],
+        description=_l("Which system uses the token, e.g. “billing service”. Deliveries it sends show this name."))
+
+    def validate_name(self, field):
+        active = ApiToken.select().where(ApiToken.name == field.data, ApiToken.revoked_at.is_null())
+        if active.exists():
+            raise ValidationError(_l("An active token already has this name."))
