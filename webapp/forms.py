@@ -1,10 +1,11 @@
 """Fields and validators shared by every form: yes/no radios, e-mail addresses, hosts, ports."""
 import ipaddress
 import re
+from datetime import date, datetime, time, timedelta
 from email.headerregistry import Address
 
 from email_validator import EmailNotValidError, validate_email
-from flask_babel import lazy_gettext as _l
+from flask_babel import lazy_gettext as _l, to_utc
 from markupsafe import Markup
 from peewee import fn
 from wtforms import PasswordField, RadioField, StringField
@@ -185,3 +186,17 @@ def name_taken(model, name: str, exclude=None) -> bool:
     if exclude is not None:
         query = query.where(model.id != exclude.id)
     return query.exists()
+
+
+def _day_start_utc(day: date) -> datetime:
+    """The start of a day in the display time zone, as the naive UTC datetime the database stores."""
+    return to_utc(datetime.combine(day, time.min))
+
+
+def within_days(query, column, first: date | None, last: date | None):
+    """Rows whose column falls on the days first..last, both included (either may be None)."""
+    if first:
+        query = query.where(column >= _day_start_utc(first))
+    if last:
+        query = query.where(column < _day_start_utc(last + timedelta(days=1)))
+    return query

@@ -1,7 +1,6 @@
 """The audit log's filter form (a GET form: no CSRF token, bad values are reported and ignored)."""
-from datetime import date, datetime, time, timedelta
 
-from flask_babel import lazy_gettext as _l, to_utc
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import DateField, SelectField
 from wtforms.fields.choices import SelectChoice
@@ -9,7 +8,7 @@ from wtforms.validators import Optional
 
 from webapp.audit.labels import ACTION_LABELS, OBJECT_TYPE_LABELS
 from webapp.db import contains
-from webapp.forms import StrippedStringField, max_length
+from webapp.forms import StrippedStringField, max_length, within_days
 from webapp.models import AuditEntry
 
 
@@ -42,16 +41,8 @@ class AuditFilterForm(FlaskForm):
             query = query.where(AuditEntry.object_type == self.object_type.data)
         if self.name.data and not self.name.errors:
             query = query.where(contains(AuditEntry.object_name, self.name.data))
-        if self.date_from.data and not self.date_from.errors:
-            query = query.where(AuditEntry.at >= _utc_midnight(self.date_from.data))
-        if self.date_to.data and not self.date_to.errors:
-            # Inclusive: everything before the next day starts.
-            query = query.where(AuditEntry.at < _utc_midnight(self.date_to.data + timedelta(days=1)))
-        return query
+        return within_days(query, AuditEntry.at, None if self.date_from.errors else self.date_from.data,
+                           None if self.date_to.errors else self.date_to.data)
 
 
 
-
-def _utc_midnight(day: date) -> datetime:
-    """The start of a day in the display time zone, as the naive UTC datetime the database stores."""
-    return to_utc(datetime.combine(day, time.min))

@@ -1,15 +1,14 @@
 """The deliveries filter form (a GET form: no CSRF token; bad values are reported and ignored)."""
 import json
-from datetime import date, datetime, time, timedelta
 
-from flask_babel import lazy_gettext as _l, to_utc
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import DateField, SelectField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Optional, ValidationError
 
 from webapp.db import contains
-from webapp.forms import StrippedStringField, max_length
+from webapp.forms import StrippedStringField, max_length, within_days
 from webapp.models import Notification, SmtpAccount
 
 STATUS_LABELS = {
@@ -80,14 +79,6 @@ class DeliveryFilterForm(FlaskForm):
                     match = contains(column, text)
                     matches = match if matches is None else (matches | match)
             query = query.where(matches)
-        if self.date_from.data and not self.date_from.errors:
-            query = query.where(Notification.created_at >= utc_midnight(self.date_from.data))
-        if self.date_to.data and not self.date_to.errors:
-            # Inclusive: everything before the next day starts.
-            query = query.where(Notification.created_at < utc_midnight(self.date_to.data + timedelta(days=1)))
-        return query
+        return within_days(query, Notification.created_at, None if self.date_from.errors else self.date_from.data,
+                           None if self.date_to.errors else self.date_to.data)
 
-
-def utc_midnight(day: date) -> datetime:
-    """The start of a day in the display time zone, as the naive UTC datetime the database stores."""
-    return to_utc(datetime.combine(day, time.min))

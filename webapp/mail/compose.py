@@ -157,7 +157,7 @@ def compose_notification(*, sender: str, to: list[str], subject: str, text: str,
     """
     if not to:
         raise ValueError("a notification needs at least one To address")
-    if _has_control(subject):
+    if has_control_characters(subject):
         raise ValueError("line breaks and control characters in the subject")
     text, html = with_footer(text or "", html, footer)
     message = EmailMessage(policy=NOTIFICATION_POLICY)
@@ -200,6 +200,3 @@ def _body_cte(body: str) -> str | None:
     # Non-ASCII text goes quoted-printable: 8bit would need BODY=8BITMIME, which smtplib does not request.
     return None if body.isascii() else "quoted-printable"
 
-
-def _has_control(text: str) -> bool:
-    return any(ord(char) < 32 or ord(char) == 127 for char in text)
