@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 
 from tests.factories import PASSWORD, make_user
 from webapp.auth.passwords import issue_setup_code
@@ -82,6 +83,17 @@ def test_language_switch_is_remembered_for_the_user_and_the_browser(admin_client
 
 def test_language_switch_rejects_unknown_languages(client):
     assert client.post("/auth/language", data={"lang": "xx"}).status_code == 400
+
+
+def test_cli_creates_the_first_user_on_a_fresh_instance(tmp_path):
+    from webapp import create_app
+
+    fresh = create_app({"TESTING": True, "SECRET_KEY": "x", "DATABASE": str(tmp_path / "new.db"),
+                        "VAULT_KEYS": Fernet.generate_key().decode()})
+    fresh.instance_path = str(tmp_path)
+    result = fresh.test_cli_runner().invoke(args=["users", "create", "first", "--password", PASSWORD])
+    assert result.exit_code == 0, result.output
+    assert User.get(User.username == "first").role == "admin"
 
 
 def test_cli_creates_a_user_and_retires_the_setup_code(app, runner):

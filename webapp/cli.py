@@ -63,6 +63,7 @@ def users_create(username, role, password):
     if len(password) < 10:
         raise click.UsageError("Use a password of at least 10 characters.")
     username = username.strip().lower()
+    db.upgrade()  # a fresh instance needs no separate `db upgrade` first
     with db.database.connection_context(), db.database.atomic():
         if User.get_or_none(User.username == username):
             raise click.UsageError(f"A user named {username!r} already exists.")
@@ -197,6 +198,7 @@ def send(to, cc, bcc, subject, body, body_file, html_file, account, idempotency_
 
     if (body is None) == (body_file is None):
         raise click.UsageError("Give the text body with exactly one of --body and --body-file.")
+    db.upgrade()
     text = body if body is not None else body_file.read()
     try:
         notification_id = send_notification(
@@ -231,6 +233,7 @@ def outbox(wait, timeout, interval):
     def active(counts):
         return sum(counts[status] for status in ACTIVE)
 
+    db.upgrade()
     counts = outbox_counts()
     if wait and active(counts):
         deadline = None if timeout is None else time.monotonic() + timeout
