@@ -128,3 +128,26 @@ def make_notification(status="queued", account=None, **overrides):
                                         **fields)
     Notification.update(status=status, **overrides).where(Notification.id == notification_id).execute()
     return Notification.get_by_id(notification_id)
+
+
+class QueryCounter:
+    """Counts the SQL statements run inside `with QueryCounter() as queries:` (queries.count), e.g. to catch N+1."""
+
+    def __enter__(self):
+        from webapp.db import database
+
+        self.count = 0
+        original = database.execute_sql
+
+        def counting(*args, **kwargs):
+            self.count += 1
+            return original(*args, **kwargs)
+
+        database.execute_sql = counting
+        return self
+
+    def __exit__(self, *exc):
+        from webapp.db import database
+
+        del database.execute_sql  # the instance attribute goes; the class's method is back
+        return False

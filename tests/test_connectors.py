@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.factories import connector_form, make_account, make_connector
+from tests.factories import QueryCounter, connector_form, make_account, make_connector
 from webapp.db import database
 from webapp.models import AuditEntry, Connector
 
@@ -71,6 +71,19 @@ def test_list_shows_each_connector_with_its_type_address_password_state_and_user
         assert text in row
     assert "badge-default" not in row and "Alerts" not in row
     assert "Direct" not in html
+
+
+def test_the_list_asks_the_database_as_often_for_many_connectors_as_for_one(admin_en):
+    make_account(use_connector=True, connector=make_connector(is_default=True))
+    make_account(use_connector=True)  # through the system default
+    with QueryCounter() as one:
+        admin_en.get("/connectors/")
+    for _ in range(5):
+        make_account(use_connector=True, connector=make_connector())
+    with QueryCounter() as six:
+        html = page(admin_en.get("/connectors/"))
+    assert html.count('<tr id="connector-') == 6
+    assert six.count == one.count
 
 
 def test_the_test_action_opens_the_test_connector_dialog(admin_en):

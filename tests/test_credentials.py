@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.factories import credential_form, make_account, make_credential
+from tests.factories import QueryCounter, credential_form, make_account, make_credential
 from webapp.db import database
 from webapp.models import AuditEntry, Connector, Credential
 
@@ -49,6 +49,18 @@ def test_list_shows_each_credential_with_its_secret_state_hosts_and_accounts(adm
         assert text in row
     assert "no secret" in html and "any host" in html
     assert 'href="/credentials/new"' in html
+
+
+def test_the_list_asks_the_database_as_often_for_many_credentials_as_for_one(admin_en):
+    make_account(credential=make_credential())
+    with QueryCounter() as one:
+        admin_en.get("/credentials/")
+    for _ in range(5):
+        make_account(credential=make_credential())
+    with QueryCounter() as six:
+        html = page(admin_en.get("/credentials/"))
+    assert html.count('<tr id="credential-') == 6
+    assert six.count == one.count
 
 
 @pytest.mark.parametrize("role_client", ["operator_client", "auditor_client"])

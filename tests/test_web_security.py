@@ -143,3 +143,15 @@ def test_unknown_pages_and_errors_explain_without_a_stack_trace(admin_client):
     assert response.status_code == 404
     page = response.get_data(as_text=True)
     assert "Traceback" not in page and "<html" in page
+
+
+@pytest.mark.parametrize("url", ["/auth/login", "/accounts/", "/accounts/export.csv", "/no-such-page",
+                                 "/api/v1/notifications/1"])
+def test_every_answer_forbids_framing_inline_script_and_sniffing(app, admin_client, url):
+    """SECURITY.md 27: a CSP without inline script, frame-ancestors 'none', and no MIME sniffing."""
+    response = admin_client.get(url)
+    policy = response.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["X-Frame-Options"] == "DENY"

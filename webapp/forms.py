@@ -5,7 +5,9 @@ from datetime import date, datetime, time, timedelta
 from email.headerregistry import Address
 
 from email_validator import EmailNotValidError, validate_email
+from flask import request
 from flask_babel import lazy_gettext as _l, to_utc
+from flask_wtf import FlaskForm
 from markupsafe import Markup
 from peewee import fn
 from wtforms import PasswordField, RadioField, StringField
@@ -13,6 +15,8 @@ from wtforms.validators import Length, ValidationError
 from wtforms.widgets import Input, PasswordInput
 
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+# A message body, a description or a footer may span lines; other control characters have no business there.
+CONTROL_CHARS_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
 
 
@@ -186,6 +190,26 @@ def name_taken(model, name: str, exclude=None) -> bool:
     if exclude is not None:
         query = query.where(model.id != exclude.id)
     return query.exists()
+
+
+class FilterForm(FlaskForm):
+    """A list's search filters, read from the query string (a GET form: no CSRF token)."""
+
+    class Meta:
+        csrf = False
+
+    @classmethod
+    def from_query(cls):
+        """The filters of this request, validated: a wrong value is reported beside its field and ignored."""
+        form = cls(formdata=request.args)
+        form.validate()
+        return form
+
+    def args(self, **overrides) -> dict:
+        """The filters as typed (empty ones left out), for links that keep them (pages, CSV, refreshes)."""
+        values = {f.name: f.raw_data[0] for f in self if f.raw_data and f.raw_data[0]}
+        values.update(overrides)
+        return {key: value for key, value in values.items() if value not in ("", None)}
 
 
 def _day_start_utc(day: date) -> datetime:

@@ -12,6 +12,8 @@ from wtforms.validators import DataRequired, ValidationError
 from webapp.db import contains
 from webapp.forms import (
     CONTROL_CHARS,
+    CONTROL_CHARS_BUT_LINES,
+    FilterForm,
     PortField,
     StrippedStringField,
     YesNoField,
@@ -208,8 +210,6 @@ class AccountForm(FlaskForm):
 CA_CERT_MAX_BYTES = 64 * 1024
 TEST_MESSAGE_MAX_BYTES = 100 * 1024
 LIST_SEPARATORS = re.compile(r"[,;]")
-# A message body may span lines; other control characters have no business there.
-CONTROL_CHARS_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def one_recipient(form, field):
@@ -272,11 +272,8 @@ TEXT_FILTERS = {
 }
 
 
-class AccountFilterForm(FlaskForm):
+class AccountFilterForm(FilterForm):
     """The report's search filters, read from the query string (a GET form: no CSRF token)."""
-
-    class Meta:
-        csrf = False
 
     id = StringField(_l("ID"))
     name = StringField(_l("Name"))

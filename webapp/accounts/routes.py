@@ -1,7 +1,7 @@
 """The SMTP accounts report, its row actions, CSV and print views, and the account form."""
 from collections.abc import Iterable
 
-from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask import current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from htmx_flask import make_response as htmx_response
 from jinja2_fragments.flask import render_block
@@ -13,7 +13,7 @@ from webapp.accounts.testing import Outcome, record, refused, route_label, send_
 from webapp.csv_export import csv_response
 from webapp.db import database
 from webapp.models import AuditEntry, SmtpAccount, utcnow
-from webapp.web import Page, audit, go_to, refuse, render, role_required, safe_next
+from webapp.web import Page, audit, get_or_404, go_to, refuse, render, render_form, role_required, safe_next
 
 # --- The report -------------------------------------------------------------------------------------------
 
@@ -23,6 +23,7 @@ def _filters() -> AccountFilterForm:
 
 
 @bp.get("/")
+@role_required("view")
 def index():
     """The SMTP accounts report: filters, 30 rows a page; htmx gets the results block alone."""
     filters = _filters()
@@ -39,6 +40,7 @@ def index():
 
 
 @bp.get("/export.csv")
+@role_required("view")
 def export_csv():
     """The filtered accounts as CSV: every column, names of credentials/connectors, never a secret."""
     return csv_response("smtp-accounts.csv", *report_table(_filters().query()))
@@ -71,6 +73,7 @@ def report_table(accounts) -> tuple[list, Iterable]:
 
 
 @bp.get("/print")
+@role_required("view")
 def print_view():
     """A print-friendly report: every matching row on one page, no navigation and no actions."""
     filters = _filters()
@@ -91,13 +94,6 @@ def connector_label(account: SmtpAccount) -> str:
 
 
 # --- Row actions ------------------------------------------------------------------------------------------
-
-
-def _account_or_404(account_id: int) -> SmtpAccount:
-    account = SmtpAccount.get_or_none(SmtpAccount.id == account_id)
-    if account is None:
-        abort(404)
-    return account
 
 
 def _back() -> str:
@@ -133,7 +129,7 @@ def _audit_undefault(previous: SmtpAccount) -> None:
 def enable(account_id):
     """Enable an account; with no default account yet, it becomes the default."""
     with database.atomic("IMMEDIATE"):
-        account = _account_or_404(account_id)
+        account = get_or_404(SmtpAccount, account_id)
         before = account.audit_snapshot()
         became_default = False
         if not account.enabled:
@@ -155,7 +151,7 @@ def enable(account_id):
 def disable(account_id):
     """Disable an account (not the default one: make another account the default first)."""
     with database.atomic("IMMEDIATE"):
-        account = _account_or_404(account_id)
+        account = get_or_404(SmtpAccount, account_id)
         if account.is_default:
             return _refuse(_("“%(name)s” is the default account and cannot be disabled. Make another account "
                              "the default first.", name=account.name))
@@ -173,7 +169,7 @@ def disable(account_id):
 def make_default(account_id):
     """Make an enabled account the default; the previous default stops being it, in the same transaction."""
     with database.atomic("IMMEDIATE"):
-        account = _account_or_404(account_id)
+        account = get_or_404(SmtpAccount, account_id)
         if not account.enabled:
             return _refuse(_("“%(name)s” is disabled, and the default account must be enabled. Enable it "
                              "first.", name=account.name))
@@ -197,7 +193,7 @@ def _save(form: AccountForm, account_id: int | None = None) -> tuple[SmtpAccount
     """
     with database.atomic("IMMEDIATE"):
         # Re-read inside the lock: is_default may have moved since the form was validated.
-        account = _account_or_404(account_id) if account_id else SmtpAccount()
+        account = get_or_404(SmtpAccount, account_id) if account_id else SmtpAccount()
         before = account.audit_snapshot() if account_id else None
         form.apply_to(account)
         account.updated_at = utcnow()
@@ -232,9 +228,8 @@ def _submit(form: AccountForm, account: SmtpAccount | None):
             if first_default:
                 flash(_("“%(name)s” is the default account, as there was none.", name=saved.name), "info")
             return go_to(safe_next(request.args.get("next"), url_for("accounts.index")))
-    return render("accounts/form.html", block="account_form", form=form, account=account,
-                  back=safe_next(request.args.get("next"), url_for("accounts.index")),
-                  status=422 if form.errors else 200)
+    return render_form("accounts/form.html", form, block="account_form", account=account,
+                       back=safe_next(request.args.get("next"), url_for("accounts.index")))
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -248,7 +243,7 @@ def create():
 @role_required("admin")
 def edit(account_id):
     """Edit an SMTP account."""
-    account = _account_or_404(account_id)
+    account = get_or_404(SmtpAccount, account_id)
     return _submit(AccountForm(account=account), account)
 
 
@@ -258,7 +253,7 @@ def delete(account_id):
     """Delete an account (not the default one), after the page asked for confirmation."""
     try:
         with database.atomic("IMMEDIATE"):
-            account = _account_or_404(account_id)
+            account = get_or_404(SmtpAccount, account_id)
             if account.is_default:
                 flash(_("“%(name)s” is the default account and cannot be deleted. Make another account the "
                         "default first.", name=account.name), "error")
@@ -299,14 +294,14 @@ def _test_dialog(account: SmtpAccount, form: EmailTestForm, outcome: Outcome | N
 @role_required("test")
 def test_dialog(account_id):
     """The Test Email dialog of an account, with the default subject and message in the user's language."""
-    return _test_dialog(_account_or_404(account_id), EmailTestForm())
+    return _test_dialog(get_or_404(SmtpAccount, account_id), EmailTestForm())
 
 
 @bp.post("/<int:account_id>/test")
 @role_required("test")
 def test_send(account_id):
     """Send a test message through the account as saved; show the outcome in the dialog and keep it on the row."""
-    account = _account_or_404(account_id)
+    account = get_or_404(SmtpAccount, account_id)
     form = EmailTestForm()
     if not form.validate_on_submit():
         return _test_dialog(account, form, status=422)
@@ -322,7 +317,7 @@ def test_send(account_id):
 def test_settings():
     """"Test these settings": one test message with the account form's unsaved values; nothing is saved."""
     account_id = request.args.get("account_id", type=int)
-    saved = _account_or_404(account_id) if account_id else None
+    saved = get_or_404(SmtpAccount, account_id) if account_id else None
     form = AccountTestForm(account=saved)
     back = safe_next(request.args.get("next"), url_for("accounts.index"))
     if not form.validate_on_submit():

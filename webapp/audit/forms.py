@@ -1,14 +1,13 @@
 """The audit log's filter form (a GET form: no CSRF token, bad values are reported and ignored)."""
 
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from wtforms import DateField, SelectField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Optional
 
 from webapp.audit.labels import ACTION_LABELS, OBJECT_TYPE_LABELS
 from webapp.db import contains
-from webapp.forms import StrippedStringField, max_length, within_days
+from webapp.forms import FilterForm, StrippedStringField, max_length, within_days
 from webapp.models import AuditEntry
 
 
@@ -16,20 +15,13 @@ def _choices(labels: dict) -> list[SelectChoice]:
     return [SelectChoice("", _l("Any"))] + [SelectChoice(code, label) for code, label in labels.items()]
 
 
-class AuditFilterForm(FlaskForm):
-    class Meta:
-        csrf = False
-
+class AuditFilterForm(FilterForm):
     who = StrippedStringField(_l("Who"), validators=[Optional(), max_length(64)])
     action = SelectField(_l("Action"), choices=_choices(ACTION_LABELS), validators=[Optional()])
     object_type = SelectField(_l("Object type"), choices=_choices(OBJECT_TYPE_LABELS), validators=[Optional()])
     name = StrippedStringField(_l("Object name"), validators=[Optional(), max_length(255)])
     date_from = DateField(_l("From"), validators=[Optional()])
     date_to = DateField(_l("To"), validators=[Optional()])
-
-    def args(self) -> dict:
-        """The filters as typed, for links that keep them (pages, CSV export)."""
-        return {f.name: f.raw_data[0] for f in self if f.raw_data and f.raw_data[0]}
 
     def apply(self, query):
         """Narrow an AuditEntry query by every valid filter; text filters match anywhere, ignoring case."""

@@ -14,8 +14,7 @@ PAGE_SIZE = 50
 
 def _filtered():
     """The filter form read from the query string, and the entries it selects, newest first."""
-    form = AuditFilterForm(formdata=request.args)
-    form.validate()
+    form = AuditFilterForm.from_query()
     query = AuditEntry.select().order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
     return form, form.apply(query)
 

@@ -16,6 +16,7 @@ SETUP_CODE_FILE = "setup_code"
 
 
 def hash_password(password: str) -> str:
+    """The argon2id hash to store for a password."""
     return hasher.hash(password)
 
 
@@ -63,4 +64,5 @@ def check_setup_code(instance_path: str, typed: str) -> bool:
 
 
 def forget_setup_code(instance_path: str) -> None:
+    """Delete the setup code once the first administrator exists."""
     (Path(instance_path) / SETUP_CODE_FILE).unlink(missing_ok=True)

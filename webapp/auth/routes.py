@@ -1,3 +1,4 @@
+"""Sign in and out, the first-run setup of the first administrator, and the language switch."""
 from flask import abort, current_app, flash, redirect, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
@@ -13,7 +14,7 @@ from webapp.auth.passwords import (
 )
 from webapp.db import database
 from webapp.models import User, utcnow
-from webapp.web import audit, render, safe_next
+from webapp.web import audit, render_form, safe_next
 
 LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
 
@@ -40,7 +41,7 @@ def login():
             return redirect(safe_next(request.args.get("next"), url_for("accounts.index")))
         # One message whatever was wrong, so the form does not tell which usernames exist.
         form.password.errors.append(_("Wrong username or password."))
-    return render("auth/login.html", form=form, status=422 if form.errors else 200)
+    return render_form("auth/login.html", form)
 
 
 @bp.post("/logout")
@@ -73,7 +74,7 @@ def setup():
             login_user(user)
             flash(_("Welcome! Your administrator account is ready. Start by adding an SMTP account."), "success")
             return redirect(url_for("accounts.index"))
-    return render("auth/setup.html", form=form, status=422 if form.errors else 200)
+    return render_form("auth/setup.html", form)
 
 
 @bp.post("/language")

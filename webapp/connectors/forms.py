@@ -1,3 +1,4 @@
+"""The connector form and the Test connector form."""
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import SelectField
@@ -17,8 +18,7 @@ from webapp.forms import (
 )
 from webapp.models import Connector
 
-KIND_CHOICES = [SelectChoice("socks5", "SOCKS5"), SelectChoice("socks4", "SOCKS4"),
-                SelectChoice("http", "HTTP CONNECT")]
+KIND_CHOICES = [SelectChoice(kind, label) for kind, label in Connector.KIND_LABELS.items()]
 
 
 def port_required(form, field):

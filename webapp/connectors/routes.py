@@ -1,6 +1,7 @@
+"""Network connectors: list, add, edit, delete, the system default, and Test connector."""
 import time
 
-from flask import abort, current_app, flash, redirect, request, url_for
+from flask import current_app, flash, redirect, request, url_for
 from flask_babel import gettext as _
 from peewee import IntegrityError, fn
 
@@ -10,15 +11,12 @@ from webapp.connectors.forms import ConnectionTestForm, ConnectorForm
 from webapp.db import database
 from webapp.mail import MailError, SendResult, open_connection
 from webapp.models import AuditEntry, Connector, utcnow
-from webapp.web import audit, go_to, refuse, render, role_required
+from webapp.web import audit, get_or_404, go_to, refuse, removed, render, render_form, role_required
 
 
-def _connector_or_404(connector_id: int) -> Connector:
-    return Connector.get_or_none(Connector.id == connector_id) or abort(404)
-
-
-def _connectors() -> list:
-    return list(Connector.select().order_by(fn.LOWER(Connector.name)))
+def _list_context() -> dict:
+    """The connectors by name and, in one go, the accounts going through each."""
+    return {"connectors": list(Connector.select().order_by(fn.LOWER(Connector.name))), "used_by": Connector.usage()}
 
 
 def _done(message: str, category: str = "success"):
@@ -32,7 +30,7 @@ def _refuse(message: str):
 def _rows_or_list(message: str):
     """After a default change: the refreshed rows for htmx, the list with a flash otherwise."""
     if request.htmx:
-        return render("connectors/list.html", block="connector_rows", connectors=_connectors())
+        return render("connectors/list.html", block="connector_rows", **_list_context())
     flash(message, "success")
     return redirect(url_for("connectors.index"), 303)
 
@@ -47,7 +45,7 @@ def _account_names(accounts: list) -> str:
 @role_required("view")
 def index():
     """The proxy hops accounts may go through, which one is the system default, and who uses each."""
-    return render("connectors/list.html", block="connector_rows", connectors=_connectors())
+    return render("connectors/list.html", block="connector_rows", **_list_context())
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -77,7 +75,7 @@ def create():
 @role_required("admin")
 def edit(connector_id: int):
     """Change a connector; an empty password field keeps the stored password."""
-    connector = _connector_or_404(connector_id)
+    connector = get_or_404(Connector, connector_id)
     form = ConnectorForm(connector=connector)
     if form.validate_on_submit():
         before = connector.audit_snapshot()
@@ -107,15 +105,14 @@ def edit(connector_id: int):
 
 def _form_page(form: ConnectorForm, connector: Connector | None):
     """The form page, or just the form for htmx; 422 when it was submitted with errors."""
-    return render("connectors/form.html", block="connector_form", status=422 if form.errors else 200,
-                  form=form, connector=connector)
+    return render_form("connectors/form.html", form, block="connector_form", connector=connector)
 
 
 @bp.post("/<int:connector_id>/delete")
 @role_required("admin")
 def delete(connector_id: int):
     """Delete a connector no account goes through; otherwise say which accounts do."""
-    connector = _connector_or_404(connector_id)
+    connector = get_or_404(Connector, connector_id)
     with database.atomic("IMMEDIATE"):
         users = connector.accounts_using()
         if not users:
@@ -126,10 +123,7 @@ def delete(connector_id: int):
         return _refuse(_("“%(name)s” cannot be deleted: it is used by %(accounts)s. Choose another connector "
                          "for these accounts, or make another connector the default, first.",
                          name=connector.name, accounts=_account_names(users)))
-    if request.htmx:
-        return ""  # the row's outerHTML swap removes it
-    flash(_("Connector “%(name)s” deleted.", name=connector.name), "success")
-    return redirect(url_for("connectors.index"), 303)
+    return removed(_("Connector “%(name)s” deleted.", name=connector.name), url_for("connectors.index"))
 
 
 @bp.post("/<int:connector_id>/make-default")
@@ -137,7 +131,7 @@ def delete(connector_id: int):
 def make_default(connector_id: int):
     """Make this connector the system default (the previous default stops being it, atomically)."""
     with database.atomic("IMMEDIATE"):
-        connector = _connector_or_404(connector_id)
+        connector = get_or_404(Connector, connector_id)
         if not connector.is_default:
             previous = connector.make_default()
             audit("make_default", connector, {
@@ -152,7 +146,7 @@ def make_default(connector_id: int):
 def unset_default(connector_id: int):
     """Leave the system without a default connector, unless accounts rely on it."""
     with database.atomic("IMMEDIATE"):
-        connector = _connector_or_404(connector_id)
+        connector = get_or_404(Connector, connector_id)
         relying = Connector.relying_on_default() if connector.is_default else []
         if connector.is_default and not relying:
             connector.is_default = False
@@ -201,7 +195,7 @@ def try_connection(connector: Connector, host: str, port: int) -> Outcome:
 @role_required("test")
 def test(connector_id: int):
     """Test connector: connect through the hop to a host and port; success or the proxy's own reason, in place."""
-    connector = _connector_or_404(connector_id)
+    connector = get_or_404(Connector, connector_id)
     form = ConnectionTestForm(data=_default_target(connector))
     outcome = None
     if form.validate_on_submit():
@@ -211,5 +205,5 @@ def test(connector_id: int):
             audit("test", connector, {"ok": outcome.ok, "target": outcome.to,
                                       "step": error.step.value if error else None})
     inline = bool(request.htmx) and not request.htmx.history_restore_request
-    return render("connectors/test.html", block="test_dialog", status=422 if form.errors else 200,
-                  connector=connector, form=form, outcome=outcome, inline=inline)
+    return render_form("connectors/test.html", form, block="test_dialog", connector=connector, outcome=outcome,
+                       inline=inline)

@@ -1,6 +1,5 @@
 """The credential form."""
 import ipaddress
-import re
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
@@ -8,6 +7,7 @@ from wtforms import TextAreaField
 from wtforms.validators import DataRequired, Optional, ValidationError
 
 from webapp.forms import (
+    CONTROL_CHARS_BUT_LINES,
     SecretField,
     StrippedStringField,
     check_host,
@@ -17,9 +17,6 @@ from webapp.forms import (
     secret_characters,
 )
 from webapp.models import Credential
-
-# A description may span lines; other control characters have no business there.
-CONTROL_CHARS_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def check_allowed_hosts(text: str) -> list[str]:

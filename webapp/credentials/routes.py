@@ -1,4 +1,5 @@
-from flask import abort, flash, redirect, request, url_for
+"""The credential vault screen: list, add, edit and delete logins; secrets are write-only."""
+from flask import url_for
 from flask_babel import gettext as _
 from peewee import IntegrityError, fn
 
@@ -6,11 +7,7 @@ from webapp.credentials import bp
 from webapp.credentials.forms import CredentialForm
 from webapp.db import database
 from webapp.models import AuditEntry, Credential, utcnow
-from webapp.web import audit, go_to, refuse, render, role_required
-
-
-def _credential_or_404(credential_id: int) -> Credential:
-    return Credential.get_or_none(Credential.id == credential_id) or abort(404)
+from webapp.web import audit, get_or_404, go_to, refuse, removed, render, render_form, role_required
 
 
 def _done(message: str, category: str = "success"):
@@ -22,7 +19,8 @@ def _done(message: str, category: str = "success"):
 def index():
     """The vault: every credential, whether its secret is set, and which accounts use it."""
     credentials = list(Credential.select().order_by(fn.LOWER(Credential.name)))
-    return render("credentials/list.html", block="credential_rows", credentials=credentials)
+    return render("credentials/list.html", block="credential_rows", credentials=credentials,
+                  used_by=Credential.usage())
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -48,7 +46,7 @@ def create():
 @role_required("admin")
 def edit(credential_id: int):
     """Change a credential; an empty secret field keeps the stored secret."""
-    credential = _credential_or_404(credential_id)
+    credential = get_or_404(Credential, credential_id)
     form = CredentialForm(credential=credential)
     if form.validate_on_submit():
         before = credential.audit_snapshot()
@@ -70,15 +68,14 @@ def edit(credential_id: int):
 
 def _form_page(form: CredentialForm, credential: Credential | None):
     """The form page, or just the form for htmx; 422 when it was submitted with errors."""
-    return render("credentials/form.html", block="credential_form", status=422 if form.errors else 200,
-                  form=form, credential=credential)
+    return render_form("credentials/form.html", form, block="credential_form", credential=credential)
 
 
 @bp.post("/<int:credential_id>/delete")
 @role_required("admin")
 def delete(credential_id: int):
     """Delete a credential no account uses; otherwise say which accounts hold it."""
-    credential = _credential_or_404(credential_id)
+    credential = get_or_404(Credential, credential_id)
     with database.atomic("IMMEDIATE"):
         users = credential.accounts_using()
         if not users:
@@ -90,7 +87,4 @@ def delete(credential_id: int):
                     "Choose another credential for these accounts first.",
                     name=credential.name, accounts=", ".join(a.name for a in users))
         return refuse(message, url_for("credentials.index"))
-    if request.htmx:
-        return ""  # the row's outerHTML swap removes it
-    flash(_("Credential “%(name)s” deleted.", name=credential.name), "success")
-    return redirect(url_for("credentials.index"), 303)
+    return removed(_("Credential “%(name)s” deleted.", name=credential.name), url_for("credentials.index"))

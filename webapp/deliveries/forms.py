@@ -2,13 +2,12 @@
 import json
 
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from wtforms import DateField, SelectField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Optional, ValidationError
 
 from webapp.db import contains
-from webapp.forms import StrippedStringField, max_length, within_days
+from webapp.forms import FilterForm, StrippedStringField, max_length, within_days
 from webapp.models import Notification, SmtpAccount
 
 STATUS_LABELS = {
@@ -29,10 +28,7 @@ def _optional_int(value):
         return None
 
 
-class DeliveryFilterForm(FlaskForm):
-    class Meta:
-        csrf = False
-
+class DeliveryFilterForm(FilterForm):
     status = SelectField(_l("Status"), validators=[Optional()],
                          choices=[SelectChoice("", _l("Any"))] + [SelectChoice(code, label)
                                                                   for code, label in STATUS_LABELS.items()])
@@ -51,12 +47,6 @@ class DeliveryFilterForm(FlaskForm):
     def validate_account(self, field):
         if field.raw_data and field.raw_data[0] and field.data is None:
             raise ValidationError(_l("Choose an account from the list."))
-
-    def args(self, **overrides) -> dict:
-        """The filters as typed (empty ones left out), for links that keep them (pages, refreshes)."""
-        values = {f.name: f.raw_data[0] for f in self if f.raw_data and f.raw_data[0]}
-        values.update(overrides)
-        return {key: value for key, value in values.items() if value not in ("", None)}
 
     @property
     def active(self) -> bool:

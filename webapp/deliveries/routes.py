@@ -16,7 +16,7 @@ from webapp.deliveries.forms import ACTIVE_STATUSES, STATUS_LABELS, DeliveryFilt
 from webapp.mail import Step
 from webapp.mail.outbox import LEASE_EXPIRED, outbox_counts, retry_notification
 from webapp.models import DeliveryAttempt, Notification, SmtpAccount
-from webapp.web import Page, audit, refuse, render, role_required, safe_next
+from webapp.web import Page, audit, get_or_404, refuse, render, role_required, safe_next
 
 FILTER_FORM_ID = "delivery-filters"
 SOURCE_LABELS = {
@@ -25,12 +25,6 @@ SOURCE_LABELS = {
     "cli": _l("command line"),
     "schedule": _l("scheduled report"),
 }
-
-
-def _filters() -> DeliveryFilterForm:
-    form = DeliveryFilterForm(formdata=request.args)
-    form.validate()
-    return form
 
 
 def _listing(form: DeliveryFilterForm):
@@ -71,7 +65,7 @@ def _can_retry() -> bool:
 @role_required("view")
 def index():
     """Counts by status, the filters and one page of notifications; htmx gets the rows block alone."""
-    form = _filters()
+    form = DeliveryFilterForm.from_query()
     context = _context(form, request.args.get("page"))
     body, status = render("deliveries/index.html", block="delivery_rows", **context)
     # Only a search from the filter form moves the address bar (in its short form); the rows' own refreshes don't.
@@ -101,15 +95,11 @@ def step_label(step: str | None) -> str:
         return step or ""
 
 
-def _notification_or_404(notification_id: int) -> Notification:
-    return Notification.get_or_none(Notification.id == notification_id) or abort(404)
-
-
 @bp.get("/<int:notification_id>")
 @role_required("view")
 def show(notification_id):
     """One notification: recipients, overrides and whether they were ignored, every attempt, headers sent."""
-    notification = _notification_or_404(notification_id)
+    notification = get_or_404(Notification, notification_id)
     attempts = notification.delivery_attempts.order_by(DeliveryAttempt.started_at, DeliveryAttempt.id)
     attachments = json.loads(notification.attachments) if notification.attachments else []
     return render("deliveries/show.html", notification=notification, attempts=list(attempts),
@@ -124,7 +114,7 @@ def retry(notification_id):
     """Put a failed notification back in the queue, due now (operators and admins); audited."""
     back = safe_next(request.form.get("next"), url_for("deliveries.show", notification_id=notification_id))
     with database.atomic("IMMEDIATE"):
-        notification = _notification_or_404(notification_id)
+        notification = get_or_404(Notification, notification_id)
         if notification.status != "failed":
             return refuse(_("Only a failed notification can be retried; this one is %(status)s.",
                             status=STATUS_LABELS.get(notification.status, notification.status)), back)

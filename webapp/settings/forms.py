@@ -4,7 +4,7 @@ from flask_wtf import FlaskForm
 from wtforms import TextAreaField
 from wtforms.validators import ValidationError
 
-from webapp.accounts.forms import CONTROL_CHARS_BUT_LINES
+from webapp.forms import CONTROL_CHARS_BUT_LINES
 
 FOOTER_MAX_BYTES = 10 * 1024
 

@@ -6,7 +6,7 @@ from webapp.db import database
 from webapp.models import Setting, SmtpAccount
 from webapp.settings import bp
 from webapp.settings.forms import SettingsForm
-from webapp.web import audit, go_to, render, role_required
+from webapp.web import audit, go_to, render_form, role_required
 
 FOOTER = "footer_text"
 
@@ -27,5 +27,5 @@ def index():
             return go_to(url_for("settings.index"), _("Nothing changed."), "info")
         return go_to(url_for("settings.index"), _("Settings saved."))
     using = SmtpAccount.select(SmtpAccount.name).where(SmtpAccount.footer_enabled == True)  # noqa: E712
-    return render("settings/index.html", block="settings_form", status=422 if form.errors else 200,
-                  form=form, footer_accounts=[a.name for a in using.order_by(SmtpAccount.name)])
+    return render_form("settings/index.html", form, block="settings_form",
+                       footer_accounts=[a.name for a in using.order_by(SmtpAccount.name)])

@@ -1,5 +1,5 @@
 """API tokens: list, create (the token is shown once, in full) and revoke; admins only, every change audited."""
-from flask import abort, url_for
+from flask import url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 from peewee import JOIN
@@ -8,7 +8,7 @@ from webapp.db import database
 from webapp.models import ApiToken, User, utcnow
 from webapp.tokens import bp
 from webapp.tokens.forms import TokenForm
-from webapp.web import audit, go_to, refuse, render, role_required
+from webapp.web import audit, get_or_404, go_to, refuse, render, render_form, role_required
 
 
 @bp.get("/")
@@ -34,8 +34,7 @@ def create():
         body, status = render("tokens/new.html", block="token_form", form=form, token=token, clear=clear)
         # The only time the clear token exists outside the caller's hands: keep it out of every cache.
         return body, status, {"Cache-Control": "no-store"}
-    return render("tokens/new.html", block="token_form", form=form, token=None, clear=None,
-                  status=422 if form.errors else 200)
+    return render_form("tokens/new.html", form, block="token_form", token=None, clear=None)
 
 
 @bp.post("/<int:token_id>/revoke")
@@ -43,7 +42,7 @@ def create():
 def revoke(token_id):
     """Revoke a token (after the page asked): API calls with it get 401 from now on. It stays listed."""
     with database.atomic("IMMEDIATE"):
-        token = ApiToken.get_or_none(ApiToken.id == token_id) or abort(404)
+        token = get_or_404(ApiToken, token_id)
         if token.revoked:
             return refuse(_("The token “%(name)s” was already revoked.", name=token.name), url_for("tokens.index"))
         token.revoked_at = utcnow()

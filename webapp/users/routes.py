@@ -1,5 +1,5 @@
 """The users screen: list, add and edit the people who sign in (admins only; nobody is ever deleted)."""
-from flask import abort, flash, url_for
+from flask import flash, url_for
 from flask_babel import gettext as _
 from peewee import IntegrityError
 
@@ -8,7 +8,7 @@ from webapp.db import database
 from webapp.models import AuditEntry, User
 from webapp.users import bp
 from webapp.users.forms import LAST_ADMIN, ROLE_DESCRIPTIONS, UserCreateForm, UserEditForm
-from webapp.web import audit, go_to, render, role_required
+from webapp.web import audit, get_or_404, go_to, render, render_form, role_required
 
 
 @bp.get("/")
@@ -44,7 +44,7 @@ def create():
 @role_required("admin")
 def edit(user_id):
     """Change a user's role, deactivate or reactivate them, or set a new password."""
-    user = User.get_or_none(User.id == user_id) or abort(404)
+    user = get_or_404(User, user_id)
     form = UserEditForm(user=user)
     if form.validate_on_submit():
         before = user.audit_snapshot()
@@ -69,9 +69,7 @@ def edit(user_id):
 
 def _form_page(form, user):
     """The add/edit page, or only its form for htmx; 422 when the submitted form has errors."""
-    failed = any(field.errors for field in form)
-    return render("users/form.html", "user_form", status=422 if failed else 200,
-                  form=form, user=user, role_descriptions=ROLE_DESCRIPTIONS)
+    return render_form("users/form.html", form, block="user_form", user=user, role_descriptions=ROLE_DESCRIPTIONS)
 
 
 def _to_list():
