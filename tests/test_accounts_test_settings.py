@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from tests.factories import account_form, make_account, make_client, make_credential
+from tests.factories import account_form, make_account, make_client, make_connector, make_credential
 from webapp.models import AuditEntry, SmtpAccount
 
 LOGIN = "mailer@example.com"
@@ -227,8 +227,8 @@ def test_the_stored_credential_does_not_follow_a_changed_port(admin, smtp_server
     html = text_of(try_settings(admin, moved, account))
     dialog = dialog_of(html)
     assert "<strong>Step: refused by policy</strong>" in dialog
-    assert ("The saved credential Relay login is used only with the host, port and security settings the account "
-            "was saved with, and they were changed, so nothing was sent.") in dialog
+    assert ("The saved credential Relay login is used only with the host, port, connector and security settings "
+            "the account was saved with, and they were changed, so nothing was sent.") in dialog
     assert other_server.connections == 0 and other_server.handler.logins == [] and other_server.commands == []
     assert saved_server.connections == 0
     entry = AuditEntry.get(AuditEntry.action == "test")
@@ -249,6 +249,19 @@ def test_the_stored_credential_does_not_follow_a_changed_host(admin, smtp_server
     credential = make_credential(name="Relay login", username=LOGIN, secret=SECRET)
     account = make_account(name="Relay", host="localhost", port=server.port, use_auth=True, credential=credential)
     data = server_form(server, name="Relay", host="127.0.0.1", use_auth="yes", credential=str(credential.id))
+    html = text_of(try_settings(admin, data, account))
+    assert "<strong>Step: refused by policy</strong>" in html
+    assert server.connections == 0 and server.handler.logins == []
+
+
+def test_the_stored_credential_does_not_follow_a_new_proxy_route(admin, smtp_server, socks5_proxy):
+    """A proxy sees what passes through it: routing the saved login through another hop is a changed setting."""
+    server = smtp_server("plain", users={LOGIN: SECRET})
+    credential = make_credential(name="Relay login", username=LOGIN, secret=SECRET)
+    account = make_account(name="Relay", host=server.host, port=server.port, use_auth=True, credential=credential)
+    connector = make_connector(name="Elsewhere", host=socks5_proxy.host, port=socks5_proxy.port)
+    data = server_form(server, name="Relay", use_auth="yes", credential=str(credential.id),
+                       use_connector="yes", connector=str(connector.id))
     html = text_of(try_settings(admin, data, account))
     assert "<strong>Step: refused by policy</strong>" in html
     assert server.connections == 0 and server.handler.logins == []

@@ -171,6 +171,27 @@ def test_open_connection_raises_mail_errors(proxy_down, closed_port):
     assert direct_failure.value.step is Step.CONNECT
 
 
+@pytest.mark.parametrize("password", ["Pässwörd-9931", "Px-" + "9" * 300])
+def test_a_socks5_password_socks_cannot_carry_is_refused_before_connecting(smtp_server, socks5_auth_proxy,
+                                                                           password):
+    """python-socks would raise UnicodeEncodeError (quoting a character of the password) or ValueError."""
+    server = smtp_server("plain")
+
+    result = send(server.settings(hop=socks5_auth_proxy.hop(password=password)))
+
+    assert result.error.step is Step.PROXY and not result.error.transient
+    assert "ASCII" in result.error.params["reason"]
+    assert "ä" not in shown(result) and "999" not in shown(result)
+    assert server.connections == 0
+
+
+def test_a_line_break_in_the_host_never_reaches_the_http_connect_request(http_proxy):
+    with pytest.raises(MailError) as refused:
+        open_connection("smtp.example.com\r\nX-Injected: 1", 25, timeout=2, hop=http_proxy.hop())
+
+    assert refused.value.step is Step.DNS and not refused.value.transient
+
+
 def test_hop_shows_no_credentials():
     hop = Hop("http", "proxy.example", 3128, username="relay", password="Px-secret-1")
 

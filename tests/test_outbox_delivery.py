@@ -19,7 +19,7 @@ from tests.outbox_support import (
     vanish_after_dot,
 )
 from webapp.mail import send_notification
-from webapp.mail.outbox import FOOTER_SETTING, OutboxSettings, claim, retry_notification
+from webapp.mail.outbox import FOOTER_SETTING, OutboxSettings, Worker, claim, retry_notification
 from webapp.models import DeliveryAttempt, Notification, Setting, SmtpAccount, utcnow
 
 FOOTER = "Sent by the monitoring system.\nDo not reply."
@@ -246,6 +246,26 @@ def test_stop_on_550(app, smtp_server):
     assert notification.attempts == 1
     assert notification.last_code == 550 and "no such user" in notification.last_reply
     assert notification.last_step == "recipient"
+    assert server.received == []
+
+
+def test_an_unexpected_fault_counts_a_transient_attempt_instead_of_spinning(app, smtp_server, monkeypatch):
+    server = smtp_server()
+    account_for(server)
+    first, second = notify(subject="first"), notify(subject="second")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug of ours")
+
+    monkeypatch.setattr(Worker, "_send", broken)
+    worker = fast_worker(backoff_base_seconds=60, backoff_max_seconds=60)
+    worker.run_once()
+    worker.close()
+    first, second = reload(first), reload(second)
+    assert first.status == "retrying" and first.attempts == 1 and first.last_step == "internal"
+    assert first.next_attempt_at > utcnow()  # backoff applies: no busy loop
+    assert attempts_of(first)[0].transient
+    assert second.status == "queued" and second.attempts == 0  # put back, untouched
     assert server.received == []
 
 

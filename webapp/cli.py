@@ -1,5 +1,4 @@
 """The `smtpdesk` command: the Flask CLI for this app plus db, users and serve."""
-import importlib.util
 import logging
 import signal
 import threading
@@ -20,6 +19,7 @@ def main():
 
 
 def init_app(app):
+    """Add the smtpdesk commands to the app's `flask` CLI."""
     app.cli.add_command(db_group)
     app.cli.add_command(users_group)
     app.cli.add_command(serve)
@@ -130,19 +130,17 @@ def _log_to_stderr() -> None:
 
 
 def _make_worker(app, **overrides):
-    """A Worker configured from the app, with the report schedule as its periodic hook when that module exists."""
+    """A Worker configured from the app, with the report schedule as its periodic hook."""
     from webapp.mail.outbox import OutboxSettings, Worker, connection
+    from webapp.schedules import run_due_schedules
 
-    hooks = []
-    if importlib.util.find_spec("webapp.schedules") is not None:
-        def run_due_schedules():
-            from webapp.schedules import run_due_schedules as run
+    def run_schedules():
+        # The worker's loop has no app context; the report's translations and filter form need one.
+        with app.app_context(), connection():
+            run_due_schedules()
 
-            with app.app_context(), connection():
-                run()
-        hooks.append(run_due_schedules)
     overrides = {name: value for name, value in overrides.items() if value is not None}
-    return Worker(OutboxSettings.from_config(app.config, **overrides), hooks=hooks)
+    return Worker(OutboxSettings.from_config(app.config, **overrides), hooks=[run_schedules])
 
 
 @click.command("worker")

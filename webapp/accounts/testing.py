@@ -8,7 +8,7 @@ from flask import current_app
 from flask_babel import gettext
 
 from webapp.mail import N_, MailError, SendResult, Step, compose_test_message, send_message
-from webapp.mail.compose import header_address
+from webapp.mail.compose import envelope_address
 from webapp.models import SAVED_CREDENTIAL, SmtpAccount, utcnow
 
 # Step names in the admin's words: English here (the account's summary), translated on screen.
@@ -27,6 +27,7 @@ STEP_NAMES = {
     Step.TIMEOUT: N_("timeout"),
     Step.CONNECTION_LOST: N_("connection lost"),
     Step.POLICY: N_("refused by policy"),
+    Step.INTERNAL: N_("internal error"),
 }
 TLS_STATES = {
     "verified": N_("verified"),
@@ -122,11 +123,6 @@ def _shorten(text: str) -> str:
     return text if len(text) <= SUMMARY_MAX else text[:SUMMARY_MAX - 1] + "…"
 
 
-def addr_spec(address: str) -> str:
-    """The bare local@domain of 'Name <local@domain>', for the SMTP envelope."""
-    return header_address(address).addr_spec
-
-
 def route_label(account: SmtpAccount) -> str:
     """How the test went out: directly, or through which connector."""
     if not account.use_connector:
@@ -148,8 +144,8 @@ def send_test(account: SmtpAccount, *, to: str, subject: str, body: str,
         settings = account.smtp_settings(float(config["SMTP_TIMEOUT"]), float(config["SMTP_DEADLINE"]),
                                          credential=credential)
         message = compose_test_message(sender=account.sender, to=to, subject=subject, body=body)
-        envelope_from = addr_spec(account.return_path)
-        recipients = [addr_spec(to)]
+        envelope_from = envelope_address(account.return_path)
+        recipients = [envelope_address(to)]
     except MailError as error:
         result = refused(error)
     except ValueError as exc:  # an address the composer cannot use (validated before, so unexpected)
@@ -162,7 +158,7 @@ def send_test(account: SmtpAccount, *, to: str, subject: str, body: str,
 
 def stored_credential_moved(saved: SmtpAccount | None, candidate: SmtpAccount) -> MailError | None:
     """SECURITY 6 (Keycloak #39486): unsaved settings may use the account's stored credential only with the
-    host, port and security settings it was saved with; otherwise the refusal, and nothing is sent."""
+    host, port, route and security settings it was saved with; otherwise the refusal, and nothing is sent."""
     if saved is None or not (candidate.use_auth and saved.use_auth):
         return None
     if candidate.credential_id is None or candidate.credential_id != saved.credential_id:
@@ -171,22 +167,23 @@ def stored_credential_moved(saved: SmtpAccount | None, candidate: SmtpAccount) -
         return None
     return MailError(
         Step.POLICY, False,
-        N_("The saved credential %(credential)s is used only with the host, port and security settings the "
-           "account was saved with, and they were changed, so nothing was sent."),
+        N_("The saved credential %(credential)s is used only with the host, port, connector and security settings "
+           "the account was saved with, and they were changed, so nothing was sent."),
         N_("Save the account first (its credential's allowed hosts are checked then) and test it from the report, "
            "or choose another credential from the vault for the new settings."),
         {"credential": saved.credential.name})
 
 
 def _security_settings(account: SmtpAccount) -> tuple:
-    """Where a secret would go and how it is protected on the way: host, port, mode and certificate checks."""
-    return (account.host.lower(), account.effective_port, account.mode, bool(account.ignore_cert_errors),
-            (account.ca_cert or "").strip())
+    """Where a secret would go and how it is protected on the way: host, port, the proxy it passes (which sees it
+    when the connection is plain or unverified), mode and certificate checks."""
+    connector = account.effective_connector()
+    return (account.host.lower(), account.effective_port, connector.id if connector else None, account.mode,
+            bool(account.ignore_cert_errors), (account.ca_cert or "").strip())
 
 
-def refused(error: MailError) -> SendResult:
-    """A result for a test our own rules refused: nothing was opened, nothing was said."""
-    return SendResult(ok=False, elapsed=0.0, code=None, reply=None, tls="none", transcript=[], error=error)
+# A result for a test our own rules refused: nothing was opened, nothing was said (one helper with the outbox).
+refused = SendResult.refusal
 
 
 def record(account: SmtpAccount, outcome: Outcome) -> None:

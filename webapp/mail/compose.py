@@ -53,8 +53,7 @@ def compose_test_message(*, sender: str, to: str, subject: str, body: str) -> Em
     message["Subject"] = subject
     message["Date"] = format_datetime(datetime.now(timezone.utc).astimezone())
     message["Message-ID"] = make_msgid(domain=sender_address.domain)
-    # Non-ASCII text goes quoted-printable: 8bit would need BODY=8BITMIME, which smtplib does not request.
-    message.set_content(body, cte=None if body.isascii() else "quoted-printable")
+    message.set_content(body, cte=_body_cte(body))
     return message
 
 
@@ -170,9 +169,11 @@ def compose_notification(*, sender: str, to: list[str], subject: str, text: str,
     if confirmation_email:
         message["Disposition-Notification-To"] = header_address(confirmation_email)
     message["Subject"] = subject
-    when = (date.replace(tzinfo=timezone.utc) if date is not None and date.tzinfo is None else date) or \
-        datetime.now(timezone.utc)
-    message["Date"] = format_datetime(when)
+    if date is None:
+        date = datetime.now(timezone.utc)
+    elif date.tzinfo is None:  # the database keeps naive UTC
+        date = date.replace(tzinfo=timezone.utc)
+    message["Date"] = format_datetime(date)
     message["Message-ID"] = message_id
     # RFC 3834: an automatic message; vacation responders and the like should not answer it.
     message["Auto-Submitted"] = "auto-generated"

@@ -10,12 +10,13 @@ from python_socks import ProxyError, ProxyTimeoutError, ProxyType
 from python_socks.sync import Proxy
 
 from webapp.mail import errors
-from webapp.mail.compose import ascii_domain
+from webapp.mail.compose import ascii_domain, has_control_characters
 from webapp.mail.errors import Step
 
 KINDS = ("socks5", "socks4", "http")
 SOCKS_TYPES = {"socks5": ProxyType.SOCKS5, "socks4": ProxyType.SOCKS4}
 MAX_PROXY_HEAD = 16384
+MAX_SOCKS_LOGIN = 255  # RFC 1929: one length byte before the username and before the password
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,8 @@ def open_connection(host: str, port: int, timeout: float, hop: Hop | None = None
             raise errors.classify(exc, Step.CONNECT, host=host, port=port) from None
     if hop.kind == "http":
         return _http_tunnel(host, port, hop, end, timeout)
+    if not _socks_login_sendable(hop):
+        raise errors.proxy_login_unsendable(hop.label, host, port)
     try:
         proxy_address = resolve(hop.host, hop.port, _left(end))[0][4][0]
     except OSError as exc:
@@ -90,7 +93,9 @@ def _http_tunnel(host: str, port: int, hop: Hop, end: float, timeout: float) -> 
     try:
         target = f"[{host}]:{port}" if ":" in host else f"{ascii_domain(host)}:{port}"
     except UnicodeError:
-        raise errors.dns_error(socket.gaierror(socket.EAI_NONAME, "not a valid host name"), host, port) from None
+        target = None
+    if target is None or has_control_characters(target):  # a line break would add a header to the request
+        raise errors.dns_error(socket.gaierror(socket.EAI_NONAME, "not a valid host name"), host, port)
     try:
         sock = _connect_direct(hop.host, hop.port, end)
     except OSError as exc:
@@ -126,6 +131,14 @@ def _http_tunnel(host: str, port: int, hop: Hop, end: float, timeout: float) -> 
         raise errors.classify(exc, Step.PROXY, host=host, port=port, proxy=hop.label) from None
     sock.settimeout(timeout)
     return sock
+
+
+def _socks_login_sendable(hop: Hop) -> bool:
+    """Whether python-socks can send the hop's login: as ASCII, and for SOCKS5 each part behind one length byte.
+    Checked first because its UnicodeEncodeError would quote a character of the password, and escape as a crash."""
+    parts = [hop.username] if hop.kind == "socks4" else [hop.username, hop.password]  # SOCKS4: a user id only
+    limit = MAX_SOCKS_LOGIN if hop.kind == "socks5" else float("inf")
+    return all(part.isascii() and len(part) <= limit for part in parts if part)
 
 
 def resolve(host: str, port: int, timeout: float) -> list[tuple]:

@@ -35,6 +35,7 @@ class Step(str, Enum):
     TIMEOUT = "timeout"
     CONNECTION_LOST = "connection_lost"
     POLICY = "policy"
+    INTERNAL = "internal"  # our own fault, not the server's: counted as a transient attempt so it cannot loop
 
 
 @dataclass(eq=False)
@@ -151,6 +152,16 @@ def proxy_error(exc: Exception, proxy: str, host: str, port: int) -> MailError:
                         "(%(reason)s)."),
                      N_("Check that the proxy may reach the mail server (its rules and firewall) and that the host "
                         "and port are right."), params)
+
+
+def proxy_login_unsendable(proxy: str, host: str, port: int) -> MailError:
+    """The connector's username or password cannot go over SOCKS (ASCII, 255 characters at most); nothing was sent."""
+    # The msgids of a refused login (already translated); the reason says it was refused here, before connecting.
+    return MailError(Step.PROXY, False, N_("The network connector %(proxy)s refused the login (%(reason)s)."),
+                     N_("Check the connector's username and password."),
+                     {"proxy": proxy, "host": host, "port": port,
+                      "reason": "SOCKS carries only a username and password of ASCII characters, at most 255 each; "
+                                "nothing was sent"})
 
 
 def tls_error(exc: ssl.SSLError | OSError, host: str, port: int) -> MailError:

@@ -53,7 +53,7 @@ from webapp.mail.compose import (
     new_message_id,
     resolve_addressing,
 )
-from webapp.mail.errors import N_, MailError, Step
+from webapp.mail.errors import N_, MailError, Step, reply_text
 from webapp.mail.transport import SendResult, SmtpSession
 from webapp.models import DeliveryAttempt, Notification, Setting, SmtpAccount, utcnow
 
@@ -658,14 +658,14 @@ class Worker:
                 return
             session, shared = None, None
             if not account.enabled:  # disabled after these were queued: nothing goes out through it
-                shared = _refusal(MailError(Step.POLICY, False, N_("The account %(account)s is disabled."),
+                shared = SendResult.refusal(MailError(Step.POLICY, False, N_("The account %(account)s is disabled."),
                                             N_("Enable the account, then retry the notification."),
                                             {"account": account.name}))
             else:
                 try:
                     session = self._session(account)
                 except MailError as error:  # our own rules refuse the account (credential host, no connector)
-                    shared = _refusal(error)
+                    shared = SendResult.refusal(error)
             try:
                 self._deliver_over(session, account, list(notifications), shared)
             finally:
@@ -691,9 +691,15 @@ class Worker:
                         shared = result
                 group.done(notification)
         except Exception:
-            # The one in flight (if any) is released too: unrecorded, it may go out again (the documented window).
             log.exception("outbox worker %s: delivery through %s failed", self.name, account.name)
-            self._release(group.pending)
+            # The one in flight counts a transient attempt, so backoff and the attempt limit apply: a fault that
+            # repeats cannot spin. Unrecorded by the server, it may go out again (the documented window).
+            in_flight, rest = group.pending[:1], group.pending[1:]
+            self._release(rest)
+            for notification in in_flight:
+                self._finish(notification, account, SendResult.refusal(MailError(
+                    Step.INTERNAL, True, N_("An unexpected error interrupted this delivery."),
+                    N_("It will be retried; if it repeats, look at the server log."))), started=utcnow())
 
     def _release(self, notifications: list[Notification]) -> None:
         """Give claimed, unsent notifications back to the queue (graceful stop)."""
@@ -754,7 +760,7 @@ class Worker:
         try:
             message, envelope_from, recipients = build_message(notification, account)
         except ValueError as exc:
-            result = _refusal(MailError(Step.POLICY, False,
+            result = SendResult.refusal(MailError(Step.POLICY, False,
                                         N_("The message could not be composed (%(reason)s)."),
                                         N_("Check the account's addresses and the notification's recipients."),
                                         {"reason": str(exc)}))
@@ -811,12 +817,12 @@ class Worker:
                     if result.ok and final:
                         Notification.update(**values).where(Notification.id == notification.id,
                                                             Notification.status != "sent").execute()
-                notification.attempts = attempts
                 if not result.ok and error is not None and error.step is Step.AUTH and result.code == 535:
                     _flag_authentication(account, reply, now)
                 return values.get("status", "sending")
 
         status = _retry_locked(record)
+        notification.attempts += 1  # after the commit: record() may run again when SQLite stays locked
         if result.ok:
             log.info("notification %s sent via %s (%s)", notification.id, account.name, result.code)
         else:
@@ -869,17 +875,13 @@ def build_message(notification: Notification, account: SmtpAccount):
     return message, envelope_from, recipients
 
 
-def _refusal(error: MailError) -> SendResult:
-    """A result for a delivery our own rules refused before any connection."""
-    return SendResult(ok=False, elapsed=0.0, code=None, reply=None, tls="none", transcript=[], error=error)
-
-
 def _describe(result: SendResult) -> str:
     """The attempt's reply for the log: the server's reply, or our explanation when the server said nothing."""
     if result.ok:
         text = f"{result.code} {result.reply or ''}".strip()
         if result.refused:
-            refused = "; ".join(f"{rcpt}: {code} {_decode(reply)}" for rcpt, (code, reply) in result.refused.items())
+            refused = "; ".join(f"{rcpt}: {code} {reply_text(reply) or ''}"
+                                for rcpt, (code, reply) in result.refused.items())
             text += f" (refused: {refused})"
         return text
     error = result.error
@@ -887,10 +889,6 @@ def _describe(result: SendResult) -> str:
     if result.code is not None:
         return f"{result.code} {result.reply or ''}".strip() + f" — {explanation}"
     return explanation
-
-
-def _decode(reply) -> str:
-    return reply.decode("utf-8", "replace").strip() if isinstance(reply, bytes) else str(reply or "").strip()
 
 
 def _fresh_connection(result: SendResult) -> bool:

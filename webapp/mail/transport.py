@@ -2,6 +2,7 @@
 a transcript of the dialogue without secrets. Direct or through a network connector (see connectors.py)."""
 import base64
 import dataclasses
+import functools
 import smtplib
 import socket
 import ssl
@@ -54,6 +55,11 @@ class SendResult:
     transcript: list[str]          # "S: 220 ...", "C: EHLO ...", AUTH payloads replaced by "C: AUTH PLAIN ********"
     error: MailError | None
     refused: dict = field(default_factory=dict)  # recipients refused while others were accepted: {rcpt: (code, text)}
+
+    @classmethod
+    def refusal(cls, error: MailError) -> "SendResult":
+        """A result for a send our own rules refused before any connection: nothing was opened, nothing was said."""
+        return cls(ok=False, elapsed=0.0, code=None, reply=None, tls="none", transcript=[], error=error)
 
 
 def send_message(settings: SmtpSettings, message: EmailMessage, *, envelope_from: str,
@@ -239,7 +245,8 @@ class _Client(smtplib.SMTP):
     transcript and bounding every read and write by the read timeout and the session's deadline."""
 
     def __init__(self, session: SmtpSession, tls_context: ssl.SSLContext | None):
-        super().__init__(local_hostname=session.settings.helo_name, timeout=session.settings.timeout)
+        super().__init__(local_hostname=session.settings.helo_name or _default_helo_name(),
+                         timeout=session.settings.timeout)
         self.settings = session.settings
         self.session = session
         self._watchdog = session._watchdog
@@ -413,6 +420,13 @@ class _Watchdog:
                 probe.detach()
 
 
+@functools.cache
+def _default_helo_name() -> str:
+    """smtplib's own EHLO name (this machine's FQDN, else its address literal), worked out once per process: it
+    takes reverse DNS lookups that no timeout bounds, which smtplib would otherwise repeat on every connection."""
+    return smtplib.SMTP().local_hostname
+
+
 def _tls_context(settings: SmtpSettings) -> ssl.SSLContext:
     """Verifying by default (system store, TLS 1.2+, host name), plus the account's CA; or encrypting only."""
     context = ssl.create_default_context()
@@ -437,7 +451,8 @@ def _refuse_line_breaks(helo_name: str | None, envelope_from: str, recipients: l
 
 
 def _secret_forms(settings: SmtpSettings) -> list[str]:
-    """The password as it could appear: plain, base64 alone, and inside AUTH PLAIN's base64; longest first."""
+    """The passwords as they could appear: plain, base64 alone, inside AUTH PLAIN's base64 and inside the HTTP
+    connector's Basic token; longest first."""
     forms = set()
     user = settings.username or ""
     for password in (settings.password, settings.hop.password if settings.hop else None):
@@ -445,4 +460,7 @@ def _secret_forms(settings: SmtpSettings) -> list[str]:
             forms.add(password)
             for raw in (password, f"\0{user}\0{password}", f"{user}\0{user}\0{password}"):
                 forms.add(base64.b64encode(raw.encode("utf-8")).decode("ascii"))
+    if settings.hop is not None and settings.hop.password:
+        token = f"{settings.hop.username or ''}:{settings.hop.password}"
+        forms.add(base64.b64encode(token.encode("utf-8")).decode("ascii"))
     return sorted(forms, key=len, reverse=True)

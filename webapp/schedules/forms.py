@@ -28,6 +28,8 @@ def report_query(args) -> str:
 
 
 class ScheduleForm(FlaskForm):
+    """Schedule the accounts report: recipients (normalised, one per line), frequency, first sending (to UTC)."""
+
     recipients = TextAreaField(
         _l("Recipients"), validators=[DataRequired()], render_kw={"rows": 4},
         description=_l("One address per line (display names allowed). At most 50."))

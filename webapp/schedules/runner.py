@@ -128,13 +128,13 @@ def _queue_report(schedule: ScheduledReport, due_at: datetime) -> dict:
                     "Scheduled reports.", frequency=frequency),
         ])
     try:
-        with database.atomic():
-            notification_id = send_notification(
-                to=schedule.recipient_list, subject=subject, text=text,
-                attachments=[(f"smtp-accounts-{due_at:%Y%m%d}.csv", "text/csv", attachment)],
-                source="schedule", created_by=schedule.created_by.username if schedule.created_by else "",
-                idempotency_key=f"schedule:{schedule.id}:{due_at:%Y%m%dT%H%M%S}",
-            )
+        # Inside _run()'s transaction: send_notification() writes in a savepoint, undone if it raises.
+        notification_id = send_notification(
+            to=schedule.recipient_list, subject=subject, text=text,
+            attachments=[(f"smtp-accounts-{due_at:%Y%m%d}.csv", "text/csv", attachment)],
+            source="schedule", created_by=schedule.created_by.username if schedule.created_by else "",
+            idempotency_key=f"schedule:{schedule.id}:{due_at:%Y%m%dT%H%M%S}",
+        )
     except NoDefaultAccount:
         return {"message": N_("Not sent: no enabled default account is set.")}
     except NotificationError as error:
