@@ -14,6 +14,7 @@ import pytest
 from tests.netutil import free_port, wait_for_port
 
 CHROMIUM = "/usr/bin/chromium"
+PASSWORD = "correct horse battery staple"
 SETUP_CODE = re.compile(r"setup code: ([0-9A-F-]+)")
 
 
@@ -77,3 +78,22 @@ def browser_type_launch_args(browser_type_launch_args):
 @pytest.fixture(scope="session")
 def browser_context_args(browser_context_args):
     return {**browser_context_args, "locale": "pt-BR", "viewport": {"width": 1400, "height": 900}}
+
+
+def complete_first_run(page, live_server: LiveServer, username: str = "admin") -> None:
+    """Create the first admin through /auth/setup with the code the server printed, then switch to English.
+
+    Fields are found by id: the setup page is still in Portuguese at that point.
+    """
+    from playwright.sync_api import expect
+
+    page.goto(live_server.url)
+    expect(page).to_have_url(re.compile(r"/auth/setup$"))
+    page.locator("#code").fill(live_server.setup_code)
+    page.locator("#username").fill(username)
+    page.locator("#password").fill(PASSWORD)
+    page.locator("#confirm").fill(PASSWORD)
+    page.locator("main form button[type=submit]").click()
+    expect(page).to_have_url(re.compile(r"/accounts/$"))
+    page.get_by_role("button", name="EN", exact=True).click()
+    expect(page.locator("html")).to_have_attribute("lang", "en")

@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.e2e.conftest import complete_first_run
+
 pytestmark = pytest.mark.e2e
 
 expect.set_options(timeout=10_000)
 
-PASSWORD = "correct horse battery staple"
 CREDENTIAL_SECRET = "Cred-Secret-7fK3q9Zt"
 PROXY_PASSWORD = "Proxy-Pass-2Lw8XmRv"
 # `make screenshots` sets this to docs/screenshots; ordinary runs leave the committed pictures alone.
@@ -81,19 +82,8 @@ def test_configure_smtpdesk_from_first_run_to_filtered_csv(live_server, page: Pa
     seen = Visited(page)
     base = live_server.url
 
-    # 1. First-run setup with the code the server printed. (By id: this page is still in Portuguese.)
-    page.goto(base)
-    expect(page).to_have_url(re.compile(r"/auth/setup$"))
-    page.locator("#code").fill(live_server.setup_code)
-    page.locator("#username").fill("admin")
-    page.locator("#password").fill(PASSWORD)
-    page.locator("#confirm").fill(PASSWORD)
-    page.locator("main form button[type=submit]").click()
-    expect(page).to_have_url(re.compile(r"/accounts/$"))
-
-    # 2. English, from the nav's language switch.
-    page.get_by_role("button", name="EN", exact=True).click()
-    expect(page.locator("html")).to_have_attribute("lang", "en")
+    # 1-2. First-run setup with the code the server printed, then English from the nav's language switch.
+    complete_first_run(page, live_server)
     expect(page.get_by_role("heading", name="SMTP Configuration")).to_be_visible()
     expect(page.get_by_text("No SMTP account yet.")).to_be_visible()
 

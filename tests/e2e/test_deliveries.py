@@ -11,9 +11,10 @@ import urllib.request
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.e2e.conftest import complete_first_run
+
 pytestmark = pytest.mark.e2e
 
-PASSWORD = "correct horse battery staple"
 
 
 def call_api(base: str, token: str, body: dict) -> dict:
@@ -32,16 +33,7 @@ def test_a_notification_sent_through_the_api_appears_in_deliveries_and_turns_to_
     server = smtp_server("plain", stall={"DATA": 3})
     base = live_server.url
 
-    # First-run setup, then English.
-    page.goto(base)
-    page.locator("#code").fill(live_server.setup_code)
-    page.locator("#username").fill("admin")
-    page.locator("#password").fill(PASSWORD)
-    page.locator("#confirm").fill(PASSWORD)
-    page.locator("main form button[type=submit]").click()
-    expect(page).to_have_url(re.compile(r"/accounts/$"))
-    page.get_by_role("button", name="EN", exact=True).click()
-    expect(page.locator("html")).to_have_attribute("lang", "en")
+    complete_first_run(page, live_server)
 
     # The account the notification goes through: the first one, so the default.
     page.get_by_role("button", name="Add").click()
