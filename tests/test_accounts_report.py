@@ -6,7 +6,7 @@ from datetime import datetime
 
 import pytest
 
-from tests.factories import make_account, make_client, make_connector, make_credential
+from tests.factories import QueryCounter, make_account, make_client, make_connector, make_credential, make_notification
 from webapp.models import AuditEntry, SmtpAccount
 
 ROW_ID = re.compile(r'<tr id="account-(\d+)"')
@@ -527,3 +527,27 @@ def test_markup_in_stored_fields_is_plain_text_in_the_csv(admin):
     header, row = read_csv(admin.get("/accounts/export.csv"))
     assert row[1] == SCRIPT
     assert row[3] == IMG
+
+
+def test_the_report_shows_each_accounts_last_delivery_in_one_query(admin):
+    """DESIGN's health at a glance: the last delivery's result and time, without a query per row."""
+    sent_through = make_account(name="Sends fine", is_default=True)
+    fails_through = make_account(name="Bounces")
+    make_account(name="Never used")
+    make_notification("sent", account=sent_through)
+    make_notification("failed", account=fails_through, last_reply="550 no such user")
+    make_notification("queued", account=fails_through)  # not finished: the failed one stays the last delivery
+    page = admin.get("/accounts/").get_data(as_text=True)
+    rows = {name: re.search(rf"<tr[^>]*>(?:(?!</tr>).)*{name}(?:(?!</tr>).)*</tr>", page, re.S).group(0)
+            for name in ("Sends fine", "Bounces", "Never used")}
+    assert "Last delivery:" in rows["Sends fine"] and "badge-ok\">Sent<" in rows["Sends fine"]
+    assert "Last delivery:" in rows["Bounces"] and "badge-bad\">Failed<" in rows["Bounces"]
+    assert "Last delivery:" not in rows["Never used"]
+
+    with QueryCounter() as three:
+        admin.get("/accounts/")
+    for n in range(6):
+        make_notification("sent", account=make_account(name=f"more-{n}"))
+    with QueryCounter() as nine:
+        admin.get("/accounts/")
+    assert nine.count == three.count

@@ -28,6 +28,7 @@ def index():
     """The SMTP accounts report: filters, 30 rows a page; htmx gets the results block alone."""
     filters = _filters()
     page = Page(filters.query(), request.args.get("page"))
+    SmtpAccount.attach_last_delivery(page.items)
     here = url_for("accounts.index", **filters.params(**({"page": page.number} if page.number > 1 else {})))
     body, status = render(
         "accounts/index.html", block="account_rows",
@@ -77,7 +78,8 @@ def report_table(accounts) -> tuple[list, Iterable]:
 def print_view():
     """A print-friendly report: every matching row on one page, no navigation and no actions."""
     filters = _filters()
-    return render_template("accounts/print.html", filters=filters, accounts=list(filters.query()),
+    accounts = SmtpAccount.attach_last_delivery(list(filters.query()))
+    return render_template("accounts/print.html", filters=filters, accounts=accounts,
                            printed_at=utcnow())
 
 
