@@ -4,9 +4,9 @@ from pathlib import Path
 
 from flask import Flask, redirect, url_for
 
-from webapp import config, db
+from webapp import config, db, logs
 from webapp.extensions import babel, csrf, htmx, login_manager, select_locale
-from webapp.vault import vault
+from webapp.vault import check_keys, vault
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,8 +28,11 @@ def create_app(test_config=None):
         app.config.from_mapping(test_config)
     os.makedirs(app.instance_path, exist_ok=True)
     config.load_keys(app.config, app.instance_path)
+    logs.configure_logging(app)
+    config.apply_reverse_proxy(app)
 
     register_extensions(app)
+    check_keys(app.config["DATABASE"], app.config["VAULT_KEYS_SOURCE"])  # a wrong key: refuse to start, clearly
     register_blueprints(app)
     register_hooks(app)
     register_cli(app)
@@ -38,7 +41,7 @@ def create_app(test_config=None):
 
 def register_extensions(app):
     db.init_app(app)
-    vault.init(app.config["VAULT_KEYS"])
+    vault.init(app.config["VAULT_KEYS"], app.config["VAULT_KEY_FILE"])
     babel.init_app(app, locale_selector=select_locale)
     csrf.init_app(app)
     htmx.init_app(app)

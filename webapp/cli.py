@@ -1,6 +1,6 @@
 """The `smtpdesk` command: the Flask CLI for this app plus db, users and serve."""
-import logging
 import signal
+import sys
 import threading
 import time
 
@@ -8,14 +8,20 @@ import click
 from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
 
-from webapp import db
+from webapp import db, logs, maintenance
+from webapp.vault import VaultKeyError
 
 
 def main():
     """Entry point of the `smtpdesk` console script."""
     from webapp import create_app
 
-    FlaskGroup(create_app=create_app, help="smtpdesk: SMTP accounts of a notification system.")()
+    try:
+        FlaskGroup(create_app=create_app, help="smtpdesk: SMTP accounts of a notification system.")()
+    except VaultKeyError as error:
+        # A missing or wrong vault key: say which and how to fix it, not a traceback (and write no new key).
+        click.echo(f"Error: {error}", err=True)
+        sys.exit(2)
 
 
 def init_app(app):
@@ -26,6 +32,8 @@ def init_app(app):
     app.cli.add_command(worker)
     app.cli.add_command(send)
     app.cli.add_command(outbox)
+    app.cli.add_command(maintenance.vault_group)
+    app.cli.add_command(maintenance.backup)
 
 
 @click.group("db", help="The SQLite database.")
@@ -74,6 +82,30 @@ def users_create(username, role, password):
     click.echo(f"Created {role} {username!r}.")
 
 
+@users_group.command("set-password")
+@click.argument("username")
+@click.password_option(help="Asked for when not given.")
+@with_appcontext
+def users_set_password(username, password):
+    """Set a user's password; every session they have open ends at its next request."""
+    from webapp.auth.passwords import hash_password
+    from webapp.models import AuditEntry, User
+
+    if len(password) < 10:
+        raise click.UsageError("Use a password of at least 10 characters.")
+    username = username.strip().lower()
+    with db.database.connection_context(), db.database.atomic():
+        user = User.get_or_none(User.username == username)
+        if user is None:
+            raise click.UsageError(f"There is no user named {username!r}.")
+        before = user.audit_snapshot()
+        user.password_hash = hash_password(password)
+        user.save(only=[User.password_hash])
+        AuditEntry.record("update", actor=None, obj=user, changes=AuditEntry.diff(before, user.audit_snapshot()),
+                          remote_addr="cli")
+    click.echo(f"Password of {username!r} changed; their open sessions are signed out.")
+
+
 @click.command("serve")
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1, or SMTPDESK_HOST).")
 @click.option("--port", type=int, default=None, help="Port (default 5000, or SMTPDESK_PORT).")
@@ -104,7 +136,7 @@ def serve(host, port, threads, run_worker):
     if app.config["OUTBOX_IN_SERVER"] if run_worker is None else run_worker:
         from webapp.mail.outbox import WorkerThread
 
-        _log_to_stderr()
+        logs.configure_logging(app)  # worker lines (ids, accounts, reply codes) on stderr, scrubbed of secrets
         background = WorkerThread(_make_worker(app)).start()
     # SIGTERM ends waitress's loop like Ctrl+C does (it returns on SystemExit), so the worker stops gracefully.
     signal.signal(signal.SIGTERM, _exit_on_signal)
@@ -121,12 +153,6 @@ def serve(host, port, threads, run_worker):
 
 def _exit_on_signal(signum, frame):
     raise SystemExit(0)
-
-
-def _log_to_stderr() -> None:
-    """Worker log lines (ids, accounts, reply codes; never secrets) on stderr unless logging is configured."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def _make_worker(app, **overrides):
@@ -152,7 +178,7 @@ def worker(batch_size, concurrency, until_idle):
     """Deliver the outbox in this process (besides or instead of `smtpdesk serve`); SIGTERM or Ctrl+C stops it
     gracefully: messages in flight finish, the rest of the batch goes back to the queue."""
     app = current_app._get_current_object()
-    _log_to_stderr()
+    logs.configure_logging(app)
     db.upgrade()
     delivering = _make_worker(app, batch_size=batch_size, concurrency=concurrency)
     if until_idle:

@@ -1,6 +1,7 @@
 """Configuration defaults and the key files kept in the instance folder."""
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 from cryptography.fernet import Fernet
@@ -11,6 +12,7 @@ class Defaults:
 
     SECRET_KEY = None  # read from instance/secret_key unless given
     VAULT_KEYS = None  # comma-separated Fernet keys, newest first; else instance/vault.key
+    VAULT_KEY_FILE = None  # set at start-up: the key file the keys came from (None: from VAULT_KEYS)
     DATABASE = None  # instance/smtpdesk.db unless given
     BABEL_DEFAULT_LOCALE = "pt_BR"
     BABEL_DEFAULT_TIMEZONE = "UTC"
@@ -21,6 +23,15 @@ class Defaults:
     SESSION_COOKIE_SAMESITE = "Lax"
     REMEMBER_COOKIE_HTTPONLY = True
     REMEMBER_COOKIE_SAMESITE = "Lax"
+    # Issue 5, web defences. Sessions are made permanent at sign-in, so they end this long after the last request.
+    PERMANENT_SESSION_LIFETIME = timedelta(hours=8)
+    # SMTPDESK_BEHIND_HTTPS=1 behind a TLS reverse proxy: cookies get Secure, and ProxyFix takes the client
+    # address, scheme and host from the proxy's X-Forwarded-* headers (trust one proxy hop only).
+    BEHIND_HTTPS = False
+    # Sign-in lock-out, counted from the audit log's login_failed entries (so every process sees the same counts).
+    LOGIN_MAX_FAILURES_PER_USER = 5       # failures for one username within the window
+    LOGIN_MAX_FAILURES_PER_ADDRESS = 20   # failures from one client address within the window
+    LOGIN_WINDOW_SECONDS = 15 * 60
     HOST = "127.0.0.1"
     PORT = 5000
     # SMTP from a request (test dialog, test connector): seconds for connect and each read, and for the whole dialogue.
@@ -46,6 +57,17 @@ class Defaults:
     OUTBOX_SMTP_TIMEOUT = 30           # connect and each read
     OUTBOX_SMTP_DEADLINE = 60          # one message's whole dialogue
     OUTBOX_SESSION_IDLE_SECONDS = 15   # a kept connection unused this long is closed
+    # Networks no SMTP host or connector host may be reached in, checked on every address a name resolves to (test
+    # dialog, test these settings, test connector, worker). A list, or one string separated by commas or spaces
+    # (SMTPDESK_OUTBOUND_BLOCKED_NETWORKS). Private LAN ranges stay allowed: internal relays are the common case.
+    OUTBOUND_BLOCKED_NETWORKS = (
+        "169.254.0.0/16",      # IPv4 link-local: the metadata service of AWS, GCP, Azure, OpenStack, Oracle...
+        "fe80::/10",           # IPv6 link-local
+        "fd00:ec2::254/128",   # AWS instance metadata over IPv6
+        "100.100.100.200/32",  # Alibaba Cloud metadata
+        "192.0.0.192/32",      # Oracle Cloud (OCI) legacy metadata
+        "168.63.129.16/32",    # Azure WireServer / host agent
+    )
 
 
 def read_or_create_key(path: Path, make) -> str:
@@ -70,9 +92,38 @@ def load_keys(config, instance_path: str) -> None:
         config["SECRET_KEY"] = read_or_create_key(
             instance / "secret_key", lambda: secrets.token_urlsafe(48)
         )
-    if not config.get("VAULT_KEYS"):
-        config["VAULT_KEYS"] = read_or_create_key(
-            instance / "vault.key", lambda: Fernet.generate_key().decode()
-        )
     if not config.get("DATABASE"):
         config["DATABASE"] = str(instance / "smtpdesk.db")
+    if not config.get("VAULT_KEYS"):
+        load_vault_key_file(config, instance / "vault.key")
+    else:
+        config["VAULT_KEY_FILE"] = None
+        config["VAULT_KEYS_SOURCE"] = ("the SMTPDESK_VAULT_KEYS variable" if os.environ.get("SMTPDESK_VAULT_KEYS")
+                                       else "the VAULT_KEYS setting")
+
+
+def load_vault_key_file(config, path: Path) -> None:
+    """VAULT_KEYS from the instance's vault.key, created on first use only while no secret is stored."""
+    from webapp.vault import VaultKeyError, first_stored_token
+
+    if not path.exists() and first_stored_token(config["DATABASE"]) is not None:
+        # A new key would silently make every stored secret unreadable: refuse instead.
+        raise VaultKeyError(
+            f"The vault key file {path} is missing, but {config['DATABASE']} holds encrypted secrets. "
+            f"Restore {path} from your key backup (or set SMTPDESK_VAULT_KEYS) and start again; "
+            "no new key was written.")
+    config["VAULT_KEYS"] = read_or_create_key(path, lambda: Fernet.generate_key().decode())
+    config["VAULT_KEY_FILE"] = str(path)
+    config["VAULT_KEYS_SOURCE"] = f"the key file {path}"
+
+
+def apply_reverse_proxy(app) -> None:
+    """When BEHIND_HTTPS: Secure cookies, and the client address and scheme read from the reverse proxy."""
+    if not app.config.get("BEHIND_HTTPS"):
+        return
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    app.config["SESSION_COOKIE_SECURE"] = True
+    app.config["REMEMBER_COOKIE_SECURE"] = True
+    # One proxy hop: X-Forwarded-* set by anything further out could be forged by the client.
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)

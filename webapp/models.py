@@ -16,6 +16,7 @@ from peewee import (
     fn,
 )
 
+from webapp import logs
 from webapp.db import database
 from webapp.mail.connectors import Hop
 from webapp.mail.errors import N_, MailError, Step
@@ -83,6 +84,23 @@ class User(UserMixin, BaseModel):
     def is_active(self) -> bool:
         return self.active
 
+    def get_id(self) -> str:
+        """The session's user id: the row id plus a fingerprint of the password hash (issue 5).
+
+        Changing the password changes the fingerprint, so every session signed in with the old one ends at its
+        next request (webapp.web loads users only when both parts match).
+        """
+        return f"{self.id}.{self.session_fingerprint()}"
+
+    def session_fingerprint(self) -> str:
+        """A keyed digest of the password hash: it changes with the password and reveals nothing about it."""
+        import hmac
+
+        from flask import current_app
+
+        key = str(current_app.config["SECRET_KEY"]).encode()
+        return hmac.new(key, (self.password_hash or "").encode(), hashlib.sha256).hexdigest()[:20]
+
     def can(self, action: str) -> bool:
         """Whether this user's role allows an action: 'view', 'test', 'send', 'audit' or 'admin'."""
         allowed = {
@@ -120,12 +138,17 @@ class EncryptedSecretMixin:
 
     def set_secret(self, plaintext: str | None) -> None:
         """Store a new secret (None or '' clears it)."""
+        logs.remember_secret(plaintext)
         setattr(self, self.SECRET_COLUMN, vault.encrypt(plaintext) if plaintext else None)
 
     def reveal_secret(self) -> str | None:
         """The clear secret, for the transport only: never render or log it."""
         token = getattr(self, self.SECRET_COLUMN)
-        return vault.decrypt(token) if token else None
+        if not token:
+            return None
+        secret = vault.decrypt(token)
+        logs.remember_secret(secret)  # from now on masked in every log line of this process
+        return secret
 
 
 class Credential(EncryptedSecretMixin, BaseModel):
@@ -307,11 +330,12 @@ class SmtpAccount(DefaultFlagMixin, BaseModel):
             return None
         return self.connector if self.connector_id else Connector.default()
 
-    def smtp_settings(self, timeout: float, deadline: float, credential=SAVED_CREDENTIAL):
+    def smtp_settings(self, timeout: float, deadline: float, credential=SAVED_CREDENTIAL, blocked_networks=()):
         """The settings webapp.mail's transport needs; raise MailError(POLICY) when our own rules refuse them.
 
         credential: whom to log in as; by default the account's own. "Test these settings" passes the one the admin
-        chose. Nothing here opens a socket, so a refusal means nothing was sent.
+        chose. blocked_networks: the app's OUTBOUND_BLOCKED_NETWORKS, checked by the transport after name
+        resolution. Nothing here opens a socket, so a refusal means nothing was sent.
         """
         if credential is SAVED_CREDENTIAL:
             credential = self.credential if self.use_auth and self.credential_id else None
@@ -342,7 +366,7 @@ class SmtpAccount(DefaultFlagMixin, BaseModel):
         return SmtpSettings(
             host=self.host, port=self.effective_port, mode=self.mode, username=username, password=password,
             verify_tls=not self.ignore_cert_errors, ca_pem=self.ca_cert or None, helo_name=self.helo_name or None,
-            hop=hop, timeout=timeout, deadline=deadline,
+            hop=hop, timeout=timeout, deadline=deadline, blocked_networks=tuple(blocked_networks),
         )
 
 

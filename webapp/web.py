@@ -1,4 +1,5 @@
 """What every screen shares: sign-in required, roles, fragment-or-page rendering, errors, audit."""
+import hmac
 from functools import wraps
 from urllib.parse import urlsplit
 
@@ -44,9 +45,15 @@ def init_app(app):
     app.context_processor(lambda: {"languages": current_app.config["LANGUAGES"]})
 
 
-def _load_user(user_id):
-    user = User.get_or_none(User.id == int(user_id))
-    return user if user is not None and user.active else None
+def _load_user(session_id):
+    # "<id>.<password fingerprint>" (User.get_id): a session from before a password change no longer loads.
+    row_id, _dot, fingerprint = str(session_id).partition(".")
+    if not row_id.isdigit() or not fingerprint:
+        return None
+    user = User.get_or_none(User.id == int(row_id))
+    if user is None or not user.active or not hmac.compare_digest(fingerprint, user.session_fingerprint()):
+        return None
+    return user
 
 
 def _unauthorized():

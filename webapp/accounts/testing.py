@@ -9,6 +9,7 @@ from flask_babel import gettext
 
 from webapp.mail import N_, MailError, SendResult, Step, compose_test_message, send_message
 from webapp.mail.compose import envelope_address
+from webapp.mail.connectors import parse_networks
 from webapp.models import SAVED_CREDENTIAL, SmtpAccount, utcnow
 
 # Step names in the admin's words: English here (the account's summary), translated on screen.
@@ -142,7 +143,8 @@ def send_test(account: SmtpAccount, *, to: str, subject: str, body: str,
     config = current_app.config
     try:
         settings = account.smtp_settings(float(config["SMTP_TIMEOUT"]), float(config["SMTP_DEADLINE"]),
-                                         credential=credential)
+                                         credential=credential,
+                                         blocked_networks=parse_networks(config["OUTBOUND_BLOCKED_NETWORKS"]))
         message = compose_test_message(sender=account.sender, to=to, subject=subject, body=body)
         envelope_from = envelope_address(account.return_path)
         recipients = [envelope_address(to)]

@@ -156,7 +156,9 @@ def send():
     if errors:
         return _invalid(errors)
     key = values.get("idempotency_key")
-    seen_before = bool(key) and Notification.select().where(Notification.idempotency_key == key).exists()
+    # Only a string can be a stored key (send_notification refuses any other shape): a list would reach SQL.
+    seen_before = isinstance(key, str) and bool(key) and \
+        Notification.select().where(Notification.idempotency_key == key).exists()
     try:
         notification_id = send_notification(
             to=values.get("to"), cc=values.get("cc", ()), bcc=values.get("bcc", ()),

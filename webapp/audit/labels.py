@@ -10,6 +10,7 @@ ACTION_LABELS = {
     "delete": _l("deleted"),
     "login": _l("signed in"),
     "login_failed": _l("sign-in failed"),
+    "login_locked": _l("sign-in refused: too many failures"),
     "logout": _l("signed out"),
     "make_default": _l("made default"),
     "unset_default": _l("default unset"),

@@ -1,5 +1,5 @@
 """Sign in and out, the first-run setup of the first administrator, and the language switch."""
-from flask import abort, current_app, flash, redirect, request, url_for
+from flask import abort, current_app, flash, redirect, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
 
@@ -12,9 +12,10 @@ from webapp.auth.passwords import (
     hash_password,
     setup_needed,
 )
+from webapp.auth.throttle import login_locked, window_seconds
 from webapp.db import database
 from webapp.models import User, utcnow
-from webapp.web import audit, render_form, safe_next
+from webapp.web import audit, render, render_form, safe_next
 
 LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
 
@@ -28,20 +29,40 @@ def login():
         return redirect(url_for("accounts.index"))
     form = LoginForm()
     if form.validate_on_submit():
+        username = form.username.data.strip().lower()[:64]
+        if login_locked(username, request.remote_addr):
+            return _locked_out(form, username)
         user = authenticate(form.username.data, form.password.data)
         with database.atomic():
             if user is None:
-                audit("login_failed", object_type="user", object_name=form.username.data.strip().lower()[:64])
+                audit("login_failed", object_type="user", object_name=username)
             else:
                 user.last_login_at = utcnow()
                 user.save()
                 audit("login", user, actor=user)
         if user is not None:
-            login_user(user)
+            _sign_in(user)
             return redirect(safe_next(request.args.get("next"), url_for("accounts.index")))
         # One message whatever was wrong, so the form does not tell which usernames exist.
         form.password.errors.append(_("Wrong username or password."))
     return render_form("auth/login.html", form)
+
+
+def _sign_in(user):
+    """Start the user's session; permanent, so it ends PERMANENT_SESSION_LIFETIME after the last request."""
+    session.permanent = True
+    login_user(user)
+
+
+def _locked_out(form, username):
+    """429 with the form: the same words whether or not the username exists; the password is not checked."""
+    with database.atomic():
+        audit("login_locked", object_type="user", object_name=username)
+    minutes = -(-window_seconds() // 60)
+    form.password.errors.append(_("Too many failed sign-in attempts. Wait %(minutes)s minutes and try again.",
+                                  minutes=minutes))
+    body, _status = render("auth/login.html", form=form)
+    return body, 429, {"Retry-After": str(window_seconds())}
 
 
 @bp.post("/logout")
@@ -71,7 +92,7 @@ def setup():
                                    password_hash=hash_password(form.password.data), role="admin")
                 audit("create", user, actor=user, changes={"role": [None, "admin"]})
             forget_setup_code(current_app.instance_path)
-            login_user(user)
+            _sign_in(user)
             flash(_("Welcome! Your administrator account is ready. Start by adding an SMTP account."), "success")
             return redirect(url_for("accounts.index"))
     return render_form("auth/setup.html", form)

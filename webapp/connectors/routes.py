@@ -10,6 +10,7 @@ from webapp.connectors import bp
 from webapp.connectors.forms import ConnectionTestForm, ConnectorForm
 from webapp.db import database
 from webapp.mail import MailError, SendResult, open_connection
+from webapp.mail.connectors import parse_networks
 from webapp.models import AuditEntry, Connector, utcnow
 from webapp.web import audit, get_or_404, go_to, refuse, removed, render, render_form, role_required
 
@@ -179,7 +180,8 @@ def try_connection(connector: Connector, host: str, port: int) -> Outcome:
     timeout = min(float(config["SMTP_TIMEOUT"]), float(config["SMTP_DEADLINE"]))
     started = time.monotonic()
     try:
-        sock = open_connection(host, port, timeout, connector.hop())
+        sock = open_connection(host, port, timeout, connector.hop(),
+                               blocked_networks=parse_networks(config["OUTBOUND_BLOCKED_NETWORKS"]))
     except MailError as error:
         result = refused(error)
         result.elapsed = time.monotonic() - started

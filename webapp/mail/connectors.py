@@ -17,6 +17,8 @@ KINDS = ("socks5", "socks4", "http")
 SOCKS_TYPES = {"socks5": ProxyType.SOCKS5, "socks4": ProxyType.SOCKS4}
 MAX_PROXY_HEAD = 16384
 MAX_SOCKS_LOGIN = 255  # RFC 1929: one length byte before the username and before the password
+# IPv6 forms that carry an IPv4 address a router or the kernel may turn back into it (checked as that IPv4 too).
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
 @dataclass(frozen=True)
@@ -46,29 +48,44 @@ class Hop:
         return self.kind == "http" or (self.kind == "socks5" and self.remote_dns)
 
 
-def open_connection(host: str, port: int, timeout: float, hop: Hop | None = None) -> socket.socket:
+def open_connection(host: str, port: int, timeout: float, hop: Hop | None = None,
+                    blocked_networks=()) -> socket.socket:
     """A connected TCP socket to host:port, direct or through the hop; raises MailError (DNS/CONNECT/PROXY/TIMEOUT).
-    Never falls back to a direct connection when a hop is given."""
+    Never falls back to a direct connection when a hop is given.
+
+    blocked_networks (see parse_networks): addresses never contacted, checked after name resolution on every
+    address a name resolves to (MailError POLICY, before any connection). Through a proxy that resolves the
+    destination name itself (HTTP, SOCKS5 with remote DNS) only the proxy's address and a literal IP destination
+    can be checked: the proxy alone learns where the name leads.
+    """
+    blocked = parse_networks(blocked_networks)
     end = time.monotonic() + timeout
     if hop is None:
         try:
-            return _connect_direct(host, port, end)
+            return _connect_direct(host, port, end, blocked)
         except OSError as exc:
             raise errors.classify(exc, Step.CONNECT, host=host, port=port) from None
+    if hop.resolves_names:
+        _check_literal(host, port, blocked)
     if hop.kind == "http":
-        return _http_tunnel(host, port, hop, end, timeout)
+        return _http_tunnel(host, port, hop, end, timeout, blocked)
     if not _socks_login_sendable(hop):
         raise errors.proxy_login_unsendable(hop.label, host, port)
     try:
-        proxy_address = resolve(hop.host, hop.port, _left(end))[0][4][0]
+        proxy_infos = resolve(hop.host, hop.port, _left(end))
     except OSError as exc:
         raise errors.proxy_error(exc, hop.label, host, port) from None
+    check_addresses(hop.host, port, [info[4][0] for info in proxy_infos], blocked, proxy=hop.label,
+                    destination=host)
+    proxy_address = proxy_infos[0][4][0]
     destination = host
     if not hop.resolves_names:
         try:
-            destination = resolve(host, port, _left(end))[0][4][0]
+            infos = resolve(host, port, _left(end))
         except OSError as exc:
             raise errors.classify(exc, Step.CONNECT, host=host, port=port) from None
+        check_addresses(host, port, [info[4][0] for info in infos], blocked)
+        destination = infos[0][4][0]
     proxy = Proxy(
         SOCKS_TYPES[hop.kind], proxy_address, hop.port,
         # SOCKS4 has a user id and no password; python-socks takes the id as `username`.
@@ -86,7 +103,61 @@ def open_connection(host: str, port: int, timeout: float, hop: Hop | None = None
     return sock
 
 
-def _http_tunnel(host: str, port: int, hop: Hop, end: float, timeout: float) -> socket.socket:
+def parse_networks(value) -> tuple:
+    """OUTBOUND_BLOCKED_NETWORKS as ip_network objects: from a list of networks or strings, or one string of
+    entries separated by commas or spaces (an environment variable); a bare address is a /32 or /128.
+    Raises ValueError naming the entry that is not a network."""
+    if isinstance(value, str):
+        value = value.replace(",", " ").split()
+    networks = []
+    for entry in value or ():
+        if isinstance(entry, (ipaddress.IPv4Network, ipaddress.IPv6Network)):
+            networks.append(entry)
+            continue
+        try:
+            networks.append(ipaddress.ip_network(str(entry).strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"OUTBOUND_BLOCKED_NETWORKS: {entry!r} is not an IP network") from None
+    return tuple(networks)
+
+
+def blocked_network(address: str, blocked) -> str | None:
+    """The blocked network (as text) that holds address, else None. An IPv6 address carrying an IPv4 one
+    (IPv4-mapped, NAT64, 6to4) is checked as that IPv4 address too."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])  # a link-local address may carry its zone: fe80::1%eth0
+    candidates = [ip]
+    if ip.version == 6:
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is None and ip in NAT64:
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None:
+            candidates.append(embedded)
+    for network in parse_networks(blocked):
+        if any(candidate.version == network.version and candidate in network for candidate in candidates):
+            return str(network)
+    return None
+
+
+def check_addresses(host: str, port: int, addresses, blocked, *, proxy: str | None = None,
+                    destination: str | None = None) -> None:
+    """Raise MailError POLICY when any of the addresses host resolved to lies in a blocked network.
+    proxy: the addresses are the connector's own (host is then the connector's host, destination the mail host)."""
+    for address in addresses:
+        network = blocked_network(address, blocked)
+        if network is not None:
+            raise errors.blocked_address(destination if proxy else host, port, address, network, proxy=proxy)
+
+
+def _check_literal(host: str, port: int, blocked) -> None:
+    """A destination the proxy resolves: only a literal address can be checked here."""
+    try:
+        ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return
+    check_addresses(host, port, [host.strip("[]")], blocked)
+
+
+def _http_tunnel(host: str, port: int, hop: Hop, end: float, timeout: float, blocked=()) -> socket.socket:
     """HTTP CONNECT (RFC 9110 §9.3.6), reading the proxy's answer up to its blank line and not one byte further.
     Not python-socks here: its single recv() of up to 64 KiB can swallow the SMTP greeting that follows the
     proxy's 200 (the server speaks first), or stop before the blank line and leave it for smtplib to read."""
@@ -97,7 +168,7 @@ def _http_tunnel(host: str, port: int, hop: Hop, end: float, timeout: float) -> 
     if target is None or has_control_characters(target):  # a line break would add a header to the request
         raise errors.dns_error(socket.gaierror(socket.EAI_NONAME, "not a valid host name"), host, port)
     try:
-        sock = _connect_direct(hop.host, hop.port, end)
+        sock = _connect_direct(hop.host, hop.port, end, blocked, proxy=hop.label, destination=host)
     except OSError as exc:
         raise errors.proxy_error(exc, hop.label, host, port) from None
     request = f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n"
@@ -174,9 +245,13 @@ def resolve(host: str, port: int, timeout: float) -> list[tuple]:
     return sorted(outcome["infos"], key=lambda info: info[0])
 
 
-def _connect_direct(host: str, port: int, end: float) -> socket.socket:
+def _connect_direct(host: str, port: int, end: float, blocked=(), *, proxy: str | None = None,
+                    destination: str | None = None) -> socket.socket:
+    infos = resolve(host, port, _left(end))
+    # Every address first: a name with one blocked address among good ones is refused, not tried in turn.
+    check_addresses(host, port, [info[4][0] for info in infos], blocked, proxy=proxy, destination=destination)
     last_error = None
-    for *_, address in resolve(host, port, _left(end)):
+    for *_, address in infos:
         try:
             return socket.create_connection(address[:2], timeout=_left(end))
         except OSError as exc:

@@ -369,3 +369,21 @@ def classify(exc: BaseException, step: Step, *, host: str, port: int, proxy: str
 def _seconds(value: float) -> str:
     return f"{value:g}"
 
+
+
+def blocked_address(host: str, port: int, address: str, network: str, proxy: str | None = None) -> MailError:
+    """Our outbound policy (OUTBOUND_BLOCKED_NETWORKS) refused an address before any connection: permanent."""
+    params = {"host": host, "port": port, "address": address, "network": network}
+    if proxy is not None:
+        params["proxy"] = proxy
+        message = N_("The network connector %(proxy)s is at %(address)s, in the blocked network %(network)s "
+                     "(setting OUTBOUND_BLOCKED_NETWORKS), so no connection was made.")
+    elif host.strip("[]") == address:
+        message = N_("%(address)s is in the blocked network %(network)s (setting OUTBOUND_BLOCKED_NETWORKS), "
+                     "so no connection was made.")
+    else:
+        message = N_("%(host)s is at %(address)s, in the blocked network %(network)s "
+                     "(setting OUTBOUND_BLOCKED_NETWORKS), so no connection was made.")
+    return MailError(Step.POLICY, False, message,
+                     N_("Link-local and cloud metadata addresses are never contacted. Use another host, or ask the "
+                        "server's administrator to change OUTBOUND_BLOCKED_NETWORKS."), params)

@@ -43,6 +43,7 @@ from flask_babel import lazy_gettext as _l
 from peewee import IntegrityError, OperationalError, fn
 from wtforms.validators import ValidationError
 
+from webapp.config import Defaults
 from webapp.db import database
 from webapp.forms import CONTROL_CHARS, check_address
 from webapp.mail.compose import (
@@ -53,6 +54,7 @@ from webapp.mail.compose import (
     new_message_id,
     resolve_addressing,
 )
+from webapp.mail.connectors import parse_networks
 from webapp.mail.errors import N_, MailError, Step, reply_text
 from webapp.mail.transport import SendResult, SmtpSession
 from webapp.models import DeliveryAttempt, Notification, Setting, SmtpAccount, utcnow
@@ -130,6 +132,8 @@ class OutboxSettings:
     smtp_timeout: float = 30             # connect and each read
     smtp_deadline: float = 60            # one message's whole dialogue (the opening included)
     session_idle_seconds: float = 15     # close a kept connection unused this long
+    # Never connected to (OUTBOUND_BLOCKED_NETWORKS); the same defaults as the app's when built without a config.
+    blocked_networks: tuple = Defaults.OUTBOUND_BLOCKED_NETWORKS  # parsed into ip_network objects below
 
     KEYS = {
         "batch_size": "OUTBOX_BATCH_SIZE", "lease_seconds": "OUTBOX_LEASE_SECONDS",
@@ -139,9 +143,11 @@ class OutboxSettings:
         "max_connections": "OUTBOX_MAX_CONNECTIONS", "rate_per_minute": "OUTBOX_RATE_PER_MINUTE",
         "account_limits": "OUTBOX_ACCOUNT_LIMITS", "smtp_timeout": "OUTBOX_SMTP_TIMEOUT",
         "smtp_deadline": "OUTBOX_SMTP_DEADLINE", "session_idle_seconds": "OUTBOX_SESSION_IDLE_SECONDS",
+        "blocked_networks": "OUTBOUND_BLOCKED_NETWORKS",
     }
 
     def __post_init__(self):
+        object.__setattr__(self, "blocked_networks", parse_networks(self.blocked_networks))
         if self.lease_seconds < 2 * (self.smtp_deadline + 1):
             raise ValueError("OUTBOX_LEASE_SECONDS must be at least 2 x (OUTBOX_SMTP_DEADLINE + 1): a message must "
                              "finish well within its lease")
@@ -719,7 +725,8 @@ class Worker:
         log.info("outbox worker %s put %d notifications back in the queue", self.name, len(ids))
 
     def _session(self, account: SmtpAccount) -> SmtpSession:
-        settings = account.smtp_settings(self.settings.smtp_timeout, self.settings.smtp_deadline)
+        settings = account.smtp_settings(self.settings.smtp_timeout, self.settings.smtp_deadline,
+                                         blocked_networks=self.settings.blocked_networks)
         with self._sessions_lock:
             entry = self._sessions.pop(account.id, None)
         if entry is not None and entry.session.settings == settings:

@@ -37,6 +37,7 @@ class SmtpSettings:
     hop: Hop | None = None
     timeout: float = 10.0          # connect and each read
     deadline: float = 30.0         # the whole dialogue
+    blocked_networks: tuple = ()   # OUTBOUND_BLOCKED_NETWORKS: never connected to (see connectors.open_connection)
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -260,7 +261,8 @@ class _Client(smtplib.SMTP):
     def _get_socket(self, host, port, timeout):
         self._host = host  # smtplib sets it only when its constructor connects; STARTTLS needs it
         hop = self.settings.hop
-        sock = open_connection(host, port, self._watchdog.io_timeout(self.settings.timeout), hop)
+        sock = open_connection(host, port, self._watchdog.io_timeout(self.settings.timeout), hop,
+                               blocked_networks=self.settings.blocked_networks)
         self._watchdog.watch(sock)
         self._note(f"*: connected to {host}:{port}" + (f" through the connector {hop.label}" if hop else ""))
         if self.settings.mode == "ssl":

@@ -1,6 +1,7 @@
 """The users screen: list, add and edit the people who sign in (admins only; nobody is ever deleted)."""
 from flask import flash, url_for
 from flask_babel import gettext as _
+from flask_login import current_user, login_user
 from peewee import IntegrityError
 
 from webapp.auth.passwords import hash_password
@@ -59,6 +60,9 @@ def edit(user_id):
                 changes = AuditEntry.diff(before, user.audit_snapshot())
                 if changes:
                     audit("update", user, changes)
+        if saved and form.password.data and user.id == current_user.id:
+            # A new password ends every session of the user (User.get_id); the admin who set it stays signed in.
+            login_user(user)
         if saved:
             flash(_("User %(name)s saved.", name=user.username) if changes
                   else _("Nothing changed for %(name)s.", name=user.username), "success")

@@ -1,0 +1,187 @@
+"""Outbound policy (issue 5): OUTBOUND_BLOCKED_NETWORKS is checked after name resolution, before any connection,
+for the test dialog, "test these settings", "test connector" and the worker, on the SMTP host and the proxy's own
+address; a refusal is a permanent POLICY error naming the address and the setting."""
+import re
+import time
+
+import pytest
+
+from tests.factories import account_form, make_account, make_client, make_connector
+from tests.outbox_support import account_for, fast_worker
+from webapp.config import Defaults
+from webapp.mail import send_notification
+from webapp.mail.connectors import Hop, blocked_network, open_connection, parse_networks
+from webapp.mail.errors import MailError, Step
+from webapp.mail.outbox import OutboxSettings
+from webapp.models import DeliveryAttempt, Notification
+
+LOOPBACK_BLOCKED = ["169.254.0.0/16", "127.0.0.1/32"]
+DEFAULTS = parse_networks(Defaults.OUTBOUND_BLOCKED_NETWORKS)
+
+
+@pytest.fixture(autouse=True)
+def short_timeouts(app):
+    app.config.update(SMTP_TIMEOUT=2, SMTP_DEADLINE=4)
+
+
+@pytest.fixture
+def admin(app):
+    return make_client(app, "admin")
+
+
+@pytest.fixture
+def loopback_blocked(app):
+    """The app's policy with 127.0.0.1 blocked, as an admin would configure it (a string, like the variable)."""
+    app.config["OUTBOUND_BLOCKED_NETWORKS"] = ", ".join(LOOPBACK_BLOCKED)
+
+
+def dialog_of(response) -> str:
+    return re.search(r'<dialog open id="test-dialog".*?</dialog>', response.get_data(as_text=True), re.S).group(0)
+
+
+def refusal_shown(dialog: str) -> bool:
+    return ("<strong>Step: refused by policy</strong>" in dialog and "127.0.0.1/32" in dialog
+            and "(setting OUTBOUND_BLOCKED_NETWORKS), so no connection was made." in dialog)
+
+
+# --- The policy itself ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("address", ["169.254.169.254", "169.254.0.23", "fe80::1", "fe80::1%eth0", "fd00:ec2::254",
+                                     "100.100.100.200", "::ffff:169.254.169.254", "64:ff9b::a9fe:a9fe"])
+def test_link_local_and_metadata_addresses_are_blocked_by_default(address):
+    assert blocked_network(address, DEFAULTS) is not None
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "::1", "10.0.0.25", "10.255.1.1", "172.16.5.5", "192.168.1.10",
+                                     "fd12:3456::25", "203.0.113.7"])
+def test_loopback_private_lan_and_public_addresses_are_allowed_by_default(address):
+    assert blocked_network(address, DEFAULTS) is None
+
+
+def test_the_setting_takes_a_list_or_a_string_and_refuses_nonsense():
+    assert parse_networks("10.0.0.0/8, 192.0.2.1  fe80::/10") == parse_networks(["10.0.0.0/8", "192.0.2.1/32",
+                                                                                 "fe80::/10"])
+    assert parse_networks("") == ()
+    with pytest.raises(ValueError, match="'not-a-network'"):
+        parse_networks(["10.0.0.0/8", "not-a-network"])
+
+
+def test_the_worker_reads_the_setting_and_defaults_to_the_app_defaults():
+    assert OutboxSettings().blocked_networks == DEFAULTS
+    settings = OutboxSettings.from_config({"OUTBOUND_BLOCKED_NETWORKS": "127.0.0.1"})
+    assert [str(n) for n in settings.blocked_networks] == ["127.0.0.1/32"]
+
+
+def test_a_name_is_checked_on_what_it_resolves_to(smtp_server):
+    server = smtp_server("plain")
+    with pytest.raises(MailError) as caught:
+        open_connection("localhost", server.port, 2, blocked_networks=["127.0.0.0/8", "::1/128"])
+    error = caught.value
+    assert (error.step, error.transient) == (Step.POLICY, False)
+    assert error.params["host"] == "localhost" and error.params["address"] in ("127.0.0.1", "::1")
+    assert str(error).startswith("localhost is at ")
+    assert server.connections == 0
+
+
+def test_with_the_defaults_loopback_is_reached(smtp_server):
+    server = smtp_server("plain")
+    open_connection("127.0.0.1", server.port, 2, blocked_networks=DEFAULTS).close()
+    deadline = time.monotonic() + 2
+    while server.connections == 0 and time.monotonic() < deadline:  # the server counts it on its own thread
+        time.sleep(0.01)
+    assert server.connections == 1
+
+
+def test_a_literal_destination_is_checked_even_when_the_proxy_resolves_names():
+    # The proxy would resolve a name itself; a literal address is refused before the proxy is even contacted
+    # (nothing listens at the proxy's address: reaching it would be a PROXY error, not POLICY).
+    hop = Hop(kind="socks5", host="127.0.0.1", port=9, remote_dns=True)
+    with pytest.raises(MailError) as caught:
+        open_connection("169.254.169.254", 25, 2, hop, blocked_networks=DEFAULTS)
+    assert caught.value.step == Step.POLICY
+    assert str(caught.value) == ("169.254.169.254 is in the blocked network 169.254.0.0/16 "
+                                 "(setting OUTBOUND_BLOCKED_NETWORKS), so no connection was made.")
+
+
+@pytest.mark.parametrize("kind", ["socks5", "socks4", "http"])
+def test_the_proxys_own_address_is_checked(kind, smtp_server):
+    server = smtp_server("plain")  # stands in for the proxy: it must see no connection
+    hop = Hop(kind=kind, host="localhost", port=server.port)
+    with pytest.raises(MailError) as caught:
+        open_connection("mail.example.com", 25, 2, hop, blocked_networks=["127.0.0.0/8", "::1/128"])
+    error = caught.value
+    assert (error.step, error.transient) == (Step.POLICY, False)
+    assert error.params["proxy"] == f"{kind} localhost:{server.port}" and error.params["host"] == "mail.example.com"
+    assert str(error).startswith(f"The network connector {kind} localhost:{server.port} is at ")
+    assert server.connections == 0
+
+
+# --- Every way the app connects ---------------------------------------------------------------------------
+
+
+def test_the_test_dialog_refuses_a_blocked_host(admin, smtp_server, loopback_blocked):
+    server = smtp_server("plain")
+    account = make_account(name="Relay", host=server.host, port=server.port)
+    response = admin.htmx("post", f"/accounts/{account.id}/test",
+                          data={"to": "rita@example.org", "subject": "Check", "body": "Hi", "next": "/accounts/"})
+    assert response.status_code == 200
+    dialog = dialog_of(response)
+    assert refusal_shown(dialog)
+    assert "127.0.0.1 is in the blocked network 127.0.0.1/32" in dialog
+    assert server.connections == 0
+
+
+def test_the_test_dialog_says_it_in_portuguese(app, smtp_server, loopback_blocked):
+    client = make_client(app, "admin", language="pt_BR")
+    server = smtp_server("plain")
+    account = make_account(name="Relay", host=server.host, port=server.port)
+    response = client.htmx("post", f"/accounts/{account.id}/test",
+                           data={"to": "rita@example.org", "subject": "Check", "body": "Hi", "next": "/accounts/"})
+    dialog = dialog_of(response)
+    assert "127.0.0.1/32" in dialog and "OUTBOUND_BLOCKED_NETWORKS" in dialog
+    assert "so no connection was made" not in dialog
+    assert server.connections == 0
+
+
+def test_test_these_settings_refuses_a_blocked_host(admin, smtp_server, loopback_blocked):
+    server = smtp_server("plain")
+    data = account_form(host=server.host, port=str(server.port), secure="no", test_to="rita@example.org",
+                        sender="Ops <ops@example.com>", return_path="bounces@example.com")
+    response = admin.htmx("post", "/accounts/test-settings", data=data)
+    assert response.status_code == 200
+    assert refusal_shown(dialog_of(response))
+    assert server.connections == 0
+
+
+def test_test_connector_refuses_a_blocked_proxy(admin, smtp_server, socks5_proxy, loopback_blocked):
+    server = smtp_server("plain")
+    connector = make_connector(name="Office proxy", kind="socks5", host=socks5_proxy.host, port=socks5_proxy.port)
+    # A literal destination in a blocked network is refused before the proxy is asked...
+    response = admin.htmx("post", f"/connectors/{connector.id}/test",
+                          data={"host": "127.0.0.1", "port": str(server.port)})
+    assert response.status_code == 200
+    assert refusal_shown(dialog_of(response))
+    # ...and a name the proxy would resolve itself is refused because the proxy's own address is blocked.
+    response = admin.htmx("post", f"/connectors/{connector.id}/test",
+                          data={"host": "localhost", "port": str(server.port)})
+    dialog = dialog_of(response)
+    assert refusal_shown(dialog)
+    assert f"The network connector socks5 127.0.0.1:{socks5_proxy.port} is at 127.0.0.1" in dialog
+    assert server.connections == 0
+
+
+def test_the_worker_refuses_a_blocked_host_for_good(app, smtp_server):
+    server = smtp_server("plain")
+    account_for(server)
+    notification_id = send_notification(to=["ana@example.org"], subject="Disk almost full", text="91% used.")
+    worker = fast_worker(blocked_networks=LOOPBACK_BLOCKED)
+    try:
+        worker.run_once()
+    finally:
+        worker.close()
+    notification = Notification.get_by_id(notification_id)
+    assert notification.status == "failed" and notification.last_step == "policy"
+    [attempt] = DeliveryAttempt.select().where(DeliveryAttempt.notification == notification_id)
+    assert attempt.ok is False and attempt.transient is False
+    assert server.connections == 0 and server.received == []

@@ -1,0 +1,249 @@
+"""The vault key: `smtpdesk vault rotate-key` with no downtime, and a clear refusal to start on a missing or wrong key.
+
+Issue 5 "Vault": MultiFernet with the new key first while old keys still read; rows re-encrypted a few per
+transaction; a running process (old key list) keeps reading throughout; startup errors say which key and how to fix.
+"""
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet, InvalidToken
+
+from tests.factories import make_connector, make_credential
+from webapp import create_app, db
+from webapp.db import database
+from webapp.models import Connector, Credential
+from webapp.vault import SECRET_COLUMNS, Vault, VaultKeyError, vault
+
+SMTPDESK = Path(sys.executable).parent / "smtpdesk"
+
+
+def make_app(instance: Path, **config):
+    """An app whose instance folder is `instance` (vault.key and smtpdesk.db there unless configured)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SMTPDESK_INSTANCE_PATH", str(instance))
+        return create_app({"TESTING": True, "SECRET_KEY": "test-secret-key",
+                           "DATABASE": str(instance / "smtpdesk.db"), **config})
+
+
+@pytest.fixture
+def instance(tmp_path) -> Path:
+    return tmp_path / "instance"
+
+
+@pytest.fixture
+def file_app(instance):
+    """An app keeping its vault key in instance/vault.key, as a real installation does."""
+    app = make_app(instance)
+    db.upgrade()
+    with app.app_context():
+        database.connect(reuse_if_open=True)
+        yield app
+        if not database.is_closed():
+            database.close()
+
+
+def stored_tokens(database_path) -> dict[tuple[str, int], str]:
+    """Every vault token in the database by (table, id), read as another process would."""
+    connection = sqlite3.connect(database_path, timeout=10)
+    try:
+        return {(table, row_id): token for table, column in SECRET_COLUMNS
+                for row_id, token in connection.execute(
+                    f'SELECT id, "{column}" FROM "{table}" WHERE "{column}" IS NOT NULL')}
+    finally:
+        connection.close()
+
+
+def make_secrets(credentials=60, connectors=10) -> dict[tuple[str, int], str]:
+    expected = {}
+    for n in range(credentials):
+        expected["credential", make_credential(secret=f"cred-secret-{n:03d}-ç").id] = f"cred-secret-{n:03d}-ç"
+    for n in range(connectors):
+        expected["connector", make_connector(password=f"proxy-pass-{n:03d}").id] = f"proxy-pass-{n:03d}"
+    return expected
+
+
+def key_file_of(app) -> Path:
+    return Path(app.config["VAULT_KEY_FILE"])
+
+
+def keys_in(path: Path) -> list[str]:
+    return path.read_text().strip().split(",")
+
+
+# --- Rotation --------------------------------------------------------------------------------------------------
+
+
+def test_rotation_keeps_a_second_instance_reading_throughout(file_app, monkeypatch):
+    """A process started with the old key list reads every secret before, during and after the rotation."""
+    expected = make_secrets()
+    key_file = key_file_of(file_app)
+    [old_key] = keys_in(key_file)
+    other_instance = Vault()
+    other_instance.init(keys_in(key_file), key_file)   # what a second `smtpdesk serve` loaded at start
+    failures, passes, mixed_passes = [], [], []
+    stop = threading.Event()
+
+    def keep_reading():
+        while not stop.is_set():
+            tokens = stored_tokens(file_app.config["DATABASE"])
+            under_old = 0
+            for where, token in tokens.items():
+                try:
+                    if other_instance.decrypt(token) != expected[where]:
+                        failures.append((where, "wrong value"))
+                except Exception as error:  # noqa: BLE001 - any failure to read is what this test is about
+                    failures.append((where, repr(error)))
+                try:
+                    Fernet(old_key).decrypt(token.encode())
+                    under_old += 1
+                except InvalidToken:
+                    pass
+            passes.append(len(tokens))
+            if 0 < under_old < len(tokens):
+                mixed_passes.append(under_old)
+
+    rotate = vault.rotate
+
+    def slow_rotate(token):
+        time.sleep(0.003)  # a bigger table: the reader gets many passes in while rows are half rotated
+        return rotate(token)
+
+    monkeypatch.setattr(vault, "rotate", slow_rotate)
+    reader = threading.Thread(target=keep_reading)
+    reader.start()
+    try:
+        result = file_app.test_cli_runner().invoke(args=["vault", "rotate-key", "--batch-size", "7"])
+    finally:
+        time.sleep(0.05)
+        stop.set()
+        reader.join(10)
+    assert result.exit_code == 0, result.output
+    assert "Re-encrypted 70 secrets under the newest key." in result.output
+    assert failures == []
+    assert mixed_passes, "the reader never saw the table half rotated"
+    assert len(passes) > len(mixed_passes) and all(count == len(expected) for count in passes)
+    new_key, kept = keys_in(key_file)
+    assert kept == old_key and new_key != old_key
+    assert other_instance.keys == [new_key, old_key]  # it reread the key file on its own
+    assert os.stat(key_file).st_mode & 0o777 == 0o600
+
+
+def test_after_rotation_every_row_decrypts_with_the_new_key_alone(file_app):
+    expected = make_secrets(credentials=12, connectors=3)
+    key_file = key_file_of(file_app)
+    [old_key] = keys_in(key_file)
+    result = file_app.test_cli_runner().invoke(args=["vault", "rotate-key", "--retire-old"])
+    assert result.exit_code == 0, result.output
+    assert "Old vault keys retired" in result.output
+    [new_key] = keys_in(key_file)
+    assert new_key != old_key and os.stat(key_file).st_mode & 0o777 == 0o600
+    assert not list(key_file.parent.glob(".vault.key.*"))  # no temporary file left behind
+    for where, token in stored_tokens(file_app.config["DATABASE"]).items():
+        assert Fernet(new_key).decrypt(token.encode()).decode() == expected[where]
+        with pytest.raises(InvalidToken):
+            Fernet(old_key).decrypt(token.encode())
+    # The app itself, restarted with the file as it now is, reads them all.
+    restarted = make_app(key_file.parent)
+    with restarted.app_context(), database.connection_context():
+        assert {("credential", c.id): c.reveal_secret() for c in Credential.select()} | {
+            ("connector", c.id): c.reveal_secret() for c in Connector.select()} == expected
+
+
+def test_retiring_in_a_second_step_catches_secrets_written_meanwhile_under_the_old_key(file_app):
+    """A process that had not reread the key file yet saves a secret under the old key: retire-old re-encrypts it."""
+    make_secrets(credentials=3, connectors=1)
+    key_file = key_file_of(file_app)
+    [old_key] = keys_in(key_file)
+    runner = file_app.test_cli_runner()
+    result = runner.invoke(args=["vault", "rotate-key"])
+    assert result.exit_code == 0, result.output
+    assert "run `smtpdesk vault retire-old`" in result.output
+    assert len(keys_in(key_file)) == 2
+    late = make_credential(secret="placeholder")
+    Credential.update(secret_encrypted=Fernet(old_key).encrypt("written-late-9".encode()).decode()).where(
+        Credential.id == late.id).execute()
+    result = runner.invoke(args=["vault", "retire-old"])
+    assert result.exit_code == 0, result.output
+    [new_key] = keys_in(key_file)
+    assert Fernet(new_key).decrypt(Credential.get_by_id(late.id).secret_encrypted.encode()) == b"written-late-9"
+
+
+def test_with_keys_from_the_environment_the_new_list_is_printed_to_set(app, tmp_path):
+    """SMTPDESK_VAULT_KEYS cannot be rewritten from here: the command prints the list, re-encrypts in a second step."""
+    credential = make_credential(secret="env-secret-123")
+    old_key = app.config["VAULT_KEYS"]
+    before = Credential.get_by_id(credential.id).secret_encrypted
+    result = app.test_cli_runner().invoke(args=["vault", "rotate-key"])
+    assert result.exit_code == 0, result.output
+    [line] = [line for line in result.output.splitlines() if line.startswith("SMTPDESK_VAULT_KEYS=")]
+    new_key, kept = line.removeprefix("SMTPDESK_VAULT_KEYS=").split(",")
+    assert kept == old_key and Fernet(new_key)
+    assert Credential.get_by_id(credential.id).secret_encrypted == before  # nothing re-encrypted yet
+    assert not list(tmp_path.glob("vault.key*"))
+
+    # Step two, once every process runs with the new list.
+    restarted = create_app({"TESTING": True, "SECRET_KEY": "x", "VAULT_KEYS": f"{new_key},{old_key}",
+                            "DATABASE": app.config["DATABASE"]})
+    result = restarted.test_cli_runner().invoke(args=["vault", "reencrypt", "--retire-old"])
+    assert result.exit_code == 0, result.output
+    assert f"SMTPDESK_VAULT_KEYS={new_key}\n" in result.output
+    token = Credential.get_by_id(credential.id).secret_encrypted
+    assert Fernet(new_key).decrypt(token.encode()) == b"env-secret-123"
+
+
+# --- Refusing to start -----------------------------------------------------------------------------------------
+
+
+def test_a_wrong_key_file_is_a_clear_startup_error(file_app):
+    make_credential(secret="kept-safe-77")
+    key_file = key_file_of(file_app)
+    key_file.write_text(Fernet.generate_key().decode() + "\n")
+    with pytest.raises(VaultKeyError) as refused:
+        make_app(key_file.parent)
+    message = str(refused.value)
+    assert f"The vault key in the key file {key_file} cannot decrypt the secrets stored in" in message
+    assert "Put back the key this database was written with" in message
+    assert key_file.read_text().strip() not in message and "kept-safe-77" not in message
+
+
+def test_a_wrong_key_in_the_environment_names_the_variable_and_smtpdesk_exits_without_a_traceback(file_app):
+    make_connector(password="proxy-kept-safe")
+    environment = {**os.environ, "SMTPDESK_INSTANCE_PATH": str(key_file_of(file_app).parent),
+                   "SMTPDESK_VAULT_KEYS": Fernet.generate_key().decode()}
+    finished = subprocess.run([str(SMTPDESK), "outbox"], env=environment, capture_output=True, text=True,
+                              timeout=60)
+    assert finished.returncode == 2
+    assert "Error: The vault key in the SMTPDESK_VAULT_KEYS variable cannot decrypt" in finished.stderr
+    assert "Traceback" not in finished.stderr and "proxy-kept-safe" not in finished.stderr
+
+
+def test_a_missing_key_file_with_stored_secrets_refuses_to_start_and_writes_no_new_key(file_app):
+    make_credential(secret="would-be-lost-1")
+    key_file = key_file_of(file_app)
+    key_file.unlink()
+    with pytest.raises(VaultKeyError) as refused:
+        make_app(key_file.parent)
+    assert f"The vault key file {key_file} is missing" in str(refused.value)
+    assert "no new key was written" in str(refused.value)
+    assert not key_file.exists()
+
+    environment = {**os.environ, "SMTPDESK_INSTANCE_PATH": str(key_file.parent)}
+    environment.pop("SMTPDESK_VAULT_KEYS", None)
+    finished = subprocess.run([str(SMTPDESK), "serve", "--port", "1"], env=environment, capture_output=True,
+                              text=True, timeout=60)
+    assert finished.returncode == 2
+    assert f"Error: The vault key file {key_file} is missing" in finished.stderr
+    assert "Traceback" not in finished.stderr
+    assert not key_file.exists()
+
+
+def test_a_first_start_without_secrets_still_creates_the_key(instance):
+    make_app(instance)
+    assert len(keys_in(instance / "vault.key")) == 1
+    assert os.stat(instance / "vault.key").st_mode & 0o777 == 0o600
