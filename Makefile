@@ -19,7 +19,7 @@ test: install-test translations system-test-deps lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: install-test
-	$(BIN)/ruff check webapp tests
+	$(BIN)/ruff check webapp tests bench
 
 # The README's pictures, taken by the browser test so they show the screens as they are.
 screenshots: install-test translations system-test-deps
@@ -67,6 +67,18 @@ vendor:
 	tar -xzf build/vendor/picocss-pico-$(PICO_VERSION).tgz -C build/vendor package/css/pico.min.css
 	cp build/vendor/package/css/pico.min.css static/vendor/pico.min.css
 	rm -rf build/vendor
+
+# Throughput and latency figures against baselines from the same run (docs/BENCHMARKS.md); BENCH_QUICK=1 for a
+# smoke run. Debian's stunnel (implicit TLS) and wrk (HTTP load); bench/run.py extracts smtp-sink from postfix's .deb.
+bench: install-test translations
+	@missing=""; \
+	command -v stunnel4 >/dev/null 2>&1 || command -v stunnel >/dev/null 2>&1 || missing="$$missing stunnel4"; \
+	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
+	if [ -n "$$missing" ]; then \
+		echo "Installing from Debian:$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	BENCH_QUICK=$(BENCH_QUICK) $(BIN)/python -m bench.run
 
 clean:
 	rm -rf $(VENV) build .pytest_cache
