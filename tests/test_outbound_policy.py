@@ -185,3 +185,15 @@ def test_the_worker_refuses_a_blocked_host_for_good(app, smtp_server):
     [attempt] = DeliveryAttempt.select().where(DeliveryAttempt.notification == notification_id)
     assert attempt.ok is False and attempt.transient is False
     assert server.connections == 0 and server.received == []
+
+
+def test_an_unusable_blocked_networks_setting_stops_start_up_with_its_name(tmp_path):
+    from cryptography.fernet import Fernet
+
+    from webapp import create_app
+    from webapp.config import ConfigError
+
+    with pytest.raises(ConfigError, match="OUTBOUND_BLOCKED_NETWORKS: 'not-a-network'"):
+        create_app({"TESTING": True, "SECRET_KEY": "x", "DATABASE": str(tmp_path / "x.db"),
+                    "VAULT_KEYS": Fernet.generate_key().decode(),
+                    "OUTBOUND_BLOCKED_NETWORKS": ["169.254.0.0/16", "not-a-network"]})

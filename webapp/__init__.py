@@ -33,6 +33,7 @@ def create_app(test_config=None):
 
     register_extensions(app)
     check_keys(app.config["DATABASE"], app.config["VAULT_KEYS_SOURCE"])  # a wrong key: refuse to start, clearly
+    config.check_settings(app.config)
     register_blueprints(app)
     register_hooks(app)
     register_cli(app)

@@ -9,6 +9,7 @@ from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
 
 from webapp import db, logs, maintenance
+from webapp.config import ConfigError
 from webapp.vault import VaultKeyError
 
 
@@ -18,8 +19,8 @@ def main():
 
     try:
         FlaskGroup(create_app=create_app, help="smtpdesk: SMTP accounts of a notification system.")()
-    except VaultKeyError as error:
-        # A missing or wrong vault key: say which and how to fix it, not a traceback (and write no new key).
+    except (VaultKeyError, ConfigError) as error:
+        # A missing or wrong vault key, or an unusable setting: say which and how to fix it, not a traceback.
         click.echo(f"Error: {error}", err=True)
         sys.exit(2)
 

@@ -70,6 +70,20 @@ class Defaults:
     )
 
 
+class ConfigError(Exception):
+    """A setting that cannot work: the app refuses to start and says which one (no traceback)."""
+
+
+def check_settings(config) -> None:
+    """Refuse at start-up what would otherwise fail only at the first send."""
+    from webapp.mail.connectors import parse_networks
+
+    try:
+        parse_networks(config["OUTBOUND_BLOCKED_NETWORKS"])
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
 def read_or_create_key(path: Path, make) -> str:
     """Return the key stored at path, creating it with mode 0600 on first use."""
     if path.exists():
