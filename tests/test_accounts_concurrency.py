@@ -37,7 +37,7 @@ def run_together(*targets):
         raise errors[0]
 
 
-def test_two_browsers_making_different_accounts_default_at_once_leave_exactly_one(app):
+def test_security_30_two_browsers_making_different_accounts_default_at_once_leave_exactly_one(app):
     accounts = [make_account(is_default=True), make_account(), make_account()]
     admins = [make_user("admin"), make_user("admin")]
     statuses = []

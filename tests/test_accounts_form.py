@@ -285,7 +285,7 @@ INVALID_ADDRESSES = [
 
 @pytest.mark.parametrize("name", ADDRESS_FIELDS)
 @pytest.mark.parametrize("value", INVALID_ADDRESSES)
-def test_invalid_addresses_are_refused_beside_their_field(admin, name, value):
+def test_security_20_invalid_addresses_are_refused_beside_their_field(admin, name, value):
     response = post_new(admin, **{name: value})
     assert response.status_code == 422
     assert field_error(response, name)
@@ -308,7 +308,7 @@ def test_display_names_and_international_domains_are_accepted(admin, value, stor
 
 @pytest.mark.parametrize("host", ["", "smtp example.com", "$(reboot)", "smtp.example.com\nrcpt", "smtp\r.x",
                                   "-bad-.example", "a..b", "smtp.example.com;rm"])
-def test_invalid_hosts_are_refused(admin, host):
+def test_security_22_invalid_hosts_are_refused(admin, host):
     response = post_new(admin, host=host)
     assert response.status_code == 422
     assert field_error(response, "host")
@@ -324,7 +324,7 @@ def test_host_names_and_ip_literals_are_accepted(admin, host, stored):
 
 
 @pytest.mark.parametrize("port", ["0", "70000", "abc", "-1", "65536", "1.5", "99999999"])
-def test_invalid_ports_are_refused(admin, port):
+def test_security_22_invalid_ports_are_refused(admin, port):
     response = post_new(admin, port=port)
     assert response.status_code == 422
     assert field_error(response, "port") == "Enter a port number from 1 to 65535."
@@ -363,7 +363,7 @@ def test_authentication_needs_a_credential(admin):
     assert SmtpAccount.select().count() == 0
 
 
-def test_a_credential_restricted_to_other_hosts_is_refused(admin):
+def test_security_7_a_credential_restricted_to_other_hosts_is_refused(admin):
     credential = make_credential(allowed_hosts="smtp.partner.example\n*.mail.example")
     response = post_new(admin, host="smtp.attacker.example", use_auth="yes", credential=str(credential.id))
     assert response.status_code == 422

@@ -467,7 +467,7 @@ def test_csv_export_never_contains_a_secret(admin):
         assert secret.encode() not in raw
 
 
-def test_csv_cells_that_spreadsheets_would_run_as_formulas_are_neutralised(admin):
+def test_security_24_csv_cells_that_spreadsheets_would_run_as_formulas_are_neutralised(admin):
     make_account(name="=HYPERLINK(\"http://evil.example\",\"x\")", last_test_summary="@SUM(A1)")
     make_account(name="+1+2", last_test_summary="\tcmd")
     make_account(name="-3", last_test_summary="\rcmd")

@@ -229,7 +229,7 @@ def test_success_through_starttls_with_auth_verified_by_the_custom_ca(admin, smt
     assert "TLS verified" in text_of(admin.get("/accounts/"))
 
 
-def test_ignoring_certificate_errors_sends_and_says_tls_was_not_verified(admin, smtp_server, certificates):
+def test_security_12_ignoring_certificate_errors_sends_and_says_tls_was_not_verified(admin, smtp_server, certificates):
     server = smtp_server("starttls", cert="self_signed", users={LOGIN: SECRET})
     account = starttls_account(server, certificates, ca_cert=None, ignore_cert_errors=True)
     dialog = dialog_of(text_of(send(admin, account)))
@@ -238,7 +238,8 @@ def test_ignoring_certificate_errors_sends_and_says_tls_was_not_verified(admin, 
     assert SmtpAccount.get_by_id(account.id).last_tls_verified is False
 
 
-def test_a_wrong_secret_is_explained_and_never_shown_logged_or_stored(admin, smtp_server, certificates, caplog):
+def test_security_5_a_wrong_secret_is_explained_and_never_shown_logged_or_stored(
+        admin, smtp_server, certificates, caplog):
     """SECURITY 5: after a 535, no password nor its AUTH base64 in the dialog, audit, summary or logs."""
     caplog.set_level(logging.DEBUG)
     server = smtp_server("starttls", users={LOGIN: SECRET})
@@ -371,7 +372,7 @@ def test_without_the_csrf_token_nothing_is_sent(admin, smtp_server):
     assert SmtpAccount.get_by_id(account.id).last_test_at is None
 
 
-def test_a_credential_not_allowed_for_the_host_is_refused_at_send_time(admin, smtp_server, certificates):
+def test_security_7_a_credential_not_allowed_for_the_host_is_refused_at_send_time(admin, smtp_server, certificates):
     """SECURITY 7: the allowed hosts changed after the account was saved; the secret is not sent."""
     server = smtp_server("starttls", users={LOGIN: SECRET})
     account = starttls_account(server, certificates)

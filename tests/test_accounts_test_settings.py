@@ -244,7 +244,7 @@ def test_the_stored_credential_does_not_follow_a_changed_port(admin, smtp_server
     assert saved_server.handler.logins[0][1] == LOGIN
 
 
-def test_the_stored_credential_does_not_follow_a_changed_host(admin, smtp_server, certificates):
+def test_security_6_the_stored_credential_does_not_follow_a_changed_host(admin, smtp_server, certificates):
     server = smtp_server("plain", users={LOGIN: SECRET})
     credential = make_credential(name="Relay login", username=LOGIN, secret=SECRET)
     account = make_account(name="Relay", host="localhost", port=server.port, use_auth=True, credential=credential)

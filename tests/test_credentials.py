@@ -218,7 +218,7 @@ def test_edit_form_shows_the_secret_state_but_never_the_secret(admin_en):
     assert is_fragment(admin_en.htmx("get", f"/credentials/{credential.id}/edit"))
 
 
-def test_empty_secret_on_edit_keeps_the_stored_one(admin_en):
+def test_security_2_empty_secret_on_edit_keeps_the_stored_one(admin_en):
     credential = make_credential(name="Mailer", secret="Keep-Me-Secret")
     token = credential.secret_encrypted
     response = admin_en.post(f"/credentials/{credential.id}/edit",
@@ -253,7 +253,7 @@ def test_saving_without_changes_writes_no_audit_entry(admin_en):
 
 
 @pytest.mark.parametrize("mask", ["**********", "•••", "••••••••"])
-def test_a_mask_is_stored_exactly_as_typed_and_never_rendered_back(admin_en, mask):
+def test_security_3_a_mask_is_stored_exactly_as_typed_and_never_rendered_back(admin_en, mask):
     credential = make_credential(name="Mailer", secret="Real-Secret-1")
     assert admin_en.post(f"/credentials/{credential.id}/edit",
                          data=edit_form(credential, secret=mask)).status_code == 303
@@ -398,7 +398,7 @@ def leaks(secret: str, username: str = "mailer@example.com") -> list[str]:
             "*" * len(secret), "•" * len(secret)]
 
 
-def test_secrets_appear_nowhere_after_saving(app, admin_en):
+def test_security_1_secrets_appear_nowhere_after_saving(app, admin_en):
     """SECURITY 1: after saving a credential secret and a proxy password, no page or fragment shows them."""
     assert admin_en.post("/credentials/new", data=credential_form(
         name="Mailer", username="mailer@example.com", secret=CREDENTIAL_SECRET)).status_code == 303
@@ -474,7 +474,7 @@ def encodings(secret: str) -> list[bytes]:
             base64.b64encode(secret.encode())]
 
 
-def test_the_secret_is_not_in_the_database_file(app, admin_en):
+def test_security_4_the_secret_is_not_in_the_database_file(app, admin_en):
     """SECURITY 4: encrypted at rest, whichever way the file is searched."""
     assert admin_en.post("/credentials/new", data=credential_form(secret=CREDENTIAL_SECRET)).status_code == 303
     credential = Credential.get()
@@ -492,7 +492,7 @@ XSS = ['<script>alert(1)</script>', '"><img src=x onerror=alert(1)>']
 
 
 @pytest.mark.parametrize("payload", XSS)
-def test_markup_in_stored_fields_is_escaped_everywhere(admin_en, payload):
+def test_security_24_markup_in_stored_fields_is_escaped_everywhere(admin_en, payload):
     """SECURITY 24: name, username and description are text, wherever they are shown."""
     data = credential_form(name=payload, username=payload, description=payload)
     assert admin_en.post("/credentials/new", data=data).status_code == 303

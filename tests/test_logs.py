@@ -52,7 +52,7 @@ def short_timeouts(app):
     app.config.update(SMTP_TIMEOUT=2, SMTP_DEADLINE=4)
 
 
-def test_every_failure_path_logs_without_a_secret_in_caplog_or_the_json_lines(
+def test_security_8_every_failure_path_logs_without_a_secret_in_caplog_or_the_json_lines(
         app, json_logs, caplog, smtp_server, certificates, http_auth_proxy):
     caplog.set_level(logging.DEBUG)
     app.config["PROPAGATE_EXCEPTIONS"] = False  # errors reach the 500 handler and its log line, as in production

@@ -67,7 +67,7 @@ def test_delivery_through_every_hop_in_every_mode(request, smtp_server, certific
         assert [login for _, login in server.handler.logins] == [USER]
 
 
-def test_proxy_down_is_a_proxy_error_and_never_a_direct_connection(smtp_server, proxy_down):
+def test_security_18_proxy_down_is_a_proxy_error_and_never_a_direct_connection(smtp_server, proxy_down):
     server = smtp_server("plain")
 
     result = send(server.settings(hop=proxy_down.hop()))
@@ -84,7 +84,7 @@ def test_proxy_down_is_a_proxy_error_and_never_a_direct_connection(smtp_server, 
     ("socks5_auth_proxy", {"username": None, "password": None}, "No acceptable authentication methods were offered"),
     ("http_auth_proxy", {"username": None, "password": None}, "407 Proxy Authentication Required"),
 ])
-def test_wrong_or_missing_proxy_credentials(request, smtp_server, proxy_name, credentials, reason):
+def test_security_18_wrong_or_missing_proxy_credentials(request, smtp_server, proxy_name, credentials, reason):
     proxy = request.getfixturevalue(proxy_name)
     server = smtp_server("plain")
 
@@ -101,7 +101,8 @@ def test_wrong_or_missing_proxy_credentials(request, smtp_server, proxy_name, cr
     ("socks5_proxy", "Connection refused by destination host"),  # RFC 1928 reply X'05'
     ("http_proxy", "the proxy closed the connection without an HTTP answer"),  # what pproxy does
 ])
-def test_refused_destination_is_a_proxy_error_with_the_proxy_reason(request, closed_port, proxy_name, reason):
+def test_security_18_refused_destination_is_a_proxy_error_with_the_proxy_reason(
+        request, closed_port, proxy_name, reason):
     proxy = request.getfixturevalue(proxy_name)
     hop = proxy.hop()
 

@@ -49,7 +49,7 @@ def disconnected_by(cause: BaseException) -> smtplib.SMTPServerDisconnected:
     (OSError(errno.EHOSTUNREACH, "No route to host"), Step.CONNECT, True),
     (TimeoutError("timed out"), Step.TIMEOUT, True),
 ])
-def test_connection_failures(exc, step, transient):
+def test_security_15_connection_failures(exc, step, transient):
     error = classify(exc, Step.CONNECT, **WHERE)
 
     assert (error.step, error.transient) == (step, transient)

@@ -180,7 +180,7 @@ def test_auth_login_exchange_is_masked_line_by_line(smtp_server, certificates):
     ("expired", "expired"),
     ("wrong_host", "another host name"),
 ])
-def test_certificate_problems_stop_before_anything_is_sent(smtp_server, certificates, mode, cert, reason):
+def test_security_11_certificate_problems_stop_before_anything_is_sent(smtp_server, certificates, mode, cert, reason):
     server = smtp_server(mode, cert=cert, users=USERS)
 
     result = send(server, username=USER, password=PASSWORD, ca_pem=certificates.ca_pem)
@@ -205,7 +205,7 @@ def test_ca_signed_certificate_is_unknown_without_the_custom_ca(smtp_server):
 
 
 @pytest.mark.parametrize("mode", ["starttls", "ssl"])
-def test_ignoring_certificate_errors_encrypts_and_says_unverified(smtp_server, mode):
+def test_security_12_ignoring_certificate_errors_encrypts_and_says_unverified(smtp_server, mode):
     server = smtp_server(mode, cert="self_signed", users=USERS)
 
     result = send(server, username=USER, password=PASSWORD, verify_tls=False)
@@ -237,7 +237,7 @@ def test_tls_context_verifies_by_default_with_tls_1_2_minimum(smtp_server):
     assert encrypting_only.minimum_version.name == "TLSv1_2"
 
 
-def test_implicit_tls_against_a_plain_server_is_a_quick_handshake_error(smtp_server):
+def test_security_13_implicit_tls_against_a_plain_server_is_a_quick_handshake_error(smtp_server):
     server = smtp_server("plain")
 
     started = time.monotonic()
@@ -250,7 +250,7 @@ def test_implicit_tls_against_a_plain_server_is_a_quick_handshake_error(smtp_ser
 
 # --- STARTTLS fails closed ------------------------------------------------------------------------------------------
 
-def test_starttls_not_offered_fails_before_auth_and_mail(smtp_server, certificates):
+def test_security_9_starttls_not_offered_fails_before_auth_and_mail(smtp_server, certificates):
     # This server would take AUTH and MAIL in clear text: the client must not offer them.
     server = smtp_server("plain", users=USERS)
 
@@ -264,7 +264,7 @@ def test_starttls_not_offered_fails_before_auth_and_mail(smtp_server, certificat
     assert not any(line.startswith(("C: AUTH", "C: mail")) for line in result.transcript)
 
 
-def test_454_to_starttls_is_transient_and_nothing_follows_in_clear(smtp_server, certificates):
+def test_security_10_454_to_starttls_is_transient_and_nothing_follows_in_clear(smtp_server, certificates):
     server = smtp_server("starttls", users=USERS, starttls_reply="454 4.7.0 TLS not available due to temporary reason")
 
     result = send(server, username=USER, password=PASSWORD, ca_pem=certificates.ca_pem)
@@ -365,7 +365,7 @@ def test_partly_refused_recipients_are_reported_with_the_delivery(smtp_server):
 
 # --- timeouts and connection failures -------------------------------------------------------------------------------
 
-def test_server_that_never_greets_times_out(smtp_server, silent_server):
+def test_security_14_server_that_never_greets_times_out(smtp_server, silent_server):
     host, port = silent_server
     server = smtp_server("plain")
 
@@ -378,7 +378,7 @@ def test_server_that_never_greets_times_out(smtp_server, silent_server):
     assert elapsed < 4 + 1 and result.elapsed < 4 + 1
 
 
-def test_stall_in_data_times_out(smtp_server):
+def test_security_14_stall_in_data_times_out(smtp_server):
     server = smtp_server("plain", stall={"DATA": 30})
 
     started = time.monotonic()

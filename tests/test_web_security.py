@@ -74,7 +74,7 @@ def _refused_by_the_api(response) -> bool:
             and response.headers["WWW-Authenticate"].startswith("Bearer"))
 
 
-def test_anonymous_requests_go_to_sign_in_or_get_401(app, client):
+def test_security_26_anonymous_requests_go_to_sign_in_or_get_401(app, client):
     _world()
     for endpoint, url, methods in _routes(app, {"GET", "POST"}):
         for method in methods:
@@ -93,7 +93,7 @@ def test_anonymous_requests_go_to_sign_in_or_get_401(app, client):
     assert client.get("/").status_code == 302
 
 
-def test_state_changing_requests_without_csrf_token_are_refused(app, admin_client):
+def test_security_25_state_changing_requests_without_csrf_token_are_refused(app, admin_client):
     _world()
     before = _counts()
     audit_before = AuditEntry.select().count()
@@ -114,7 +114,7 @@ def test_state_changing_requests_without_csrf_token_are_refused(app, admin_clien
 
 
 @pytest.mark.parametrize("role", ["operator", "auditor"])
-def test_operators_and_auditors_cannot_change_anything(app, role):
+def test_security_26_operators_and_auditors_cannot_change_anything(app, role):
     _world()
     client = app.test_client()
     client.login(make_user(role))

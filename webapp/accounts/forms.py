@@ -99,10 +99,14 @@ class AccountForm(FlaskForm):
                        "machine's own name."))
     # "Test these settings": where the test message goes. Only that button reads it (see AccountTestForm).
     test_to = StrippedStringField(_l("Send to"))
+    # Optimistic locking: the account's updated_at when the form was opened (every save moves it).
+    version = HiddenField()
 
     def __init__(self, *args, account: SmtpAccount | None = None, **kwargs):
         super().__init__(*args, obj=account, **kwargs)
         self.account = account
+        if account is not None and not self.is_submitted():
+            self.version.data = version_of(account)
         self.credential.choices = [SelectChoice("", "")] + [
             SelectChoice(c.id, c.name)
             for c in Credential.select(Credential.id, Credential.name).order_by(Credential.name)
@@ -179,6 +183,13 @@ class AccountForm(FlaskForm):
                                     "CERTIFICATE----- to -----END CERTIFICATE-----."))
         field.data = text + "\n"
 
+    def is_stale(self, account: SmtpAccount) -> bool:
+        """Whether account (read again inside the save's lock) changed since this form was opened.
+
+        A post without a version (an old client or script) is not checked; a browser always sends one.
+        """
+        return bool(self.version.data) and self.version.data != version_of(account)
+
     def apply_to(self, account: SmtpAccount) -> SmtpAccount:
         """Copy the submitted settings onto account; what a no makes irrelevant is cleared.
 
@@ -205,6 +216,11 @@ class AccountForm(FlaskForm):
         account.ca_cert = self.ca_cert.data or None
         account.helo_name = self.helo_name.data or None
         return account
+
+
+def version_of(account: SmtpAccount) -> str:
+    """The account's version as the form carries it: its updated_at as an ISO string."""
+    return account.updated_at.isoformat() if account.updated_at else ""
 
 
 CA_CERT_MAX_BYTES = 64 * 1024

@@ -123,6 +123,9 @@ def _audit_undefault(previous: SmtpAccount) -> None:
     """Record that the previous default stopped being it (make_default() already changed the row)."""
     before = previous.audit_snapshot()
     previous.is_default = False
+    # Its row changed too: move its version, so a form opened on it before cannot save the old default back.
+    previous.updated_at = utcnow()
+    SmtpAccount.update(updated_at=previous.updated_at).where(SmtpAccount.id == previous.id).execute()
     audit("update", previous, AuditEntry.diff(before, previous.audit_snapshot()))
 
 
@@ -188,6 +191,10 @@ def make_default(account_id):
 # --- The form ---------------------------------------------------------------------------------------------
 
 
+class EditConflict(Exception):
+    """The account changed since its form was opened: saving would silently overwrite that change."""
+
+
 def _save(form: AccountForm, account_id: int | None = None) -> tuple[SmtpAccount, bool]:
     """Save the form as a new account (or onto account_id) with the default rules and the audit, atomically.
 
@@ -196,6 +203,8 @@ def _save(form: AccountForm, account_id: int | None = None) -> tuple[SmtpAccount
     with database.atomic("IMMEDIATE"):
         # Re-read inside the lock: is_default may have moved since the form was validated.
         account = get_or_404(SmtpAccount, account_id) if account_id else SmtpAccount()
+        if account_id and form.is_stale(account):
+            raise EditConflict()
         before = account.audit_snapshot() if account_id else None
         form.apply_to(account)
         account.updated_at = utcnow()
@@ -222,6 +231,9 @@ def _submit(form: AccountForm, account: SmtpAccount | None):
             if form.validate():
                 form.form_errors.append(_("Another change was saved at the same moment. Check the values "
                                           "and submit again."))
+        except EditConflict:
+            form.form_errors.append(_("This account was changed by someone else while you edited it: reload to "
+                                      "see their changes"))
         else:
             if account:
                 flash(_("Account “%(name)s” saved.", name=saved.name), "success")
