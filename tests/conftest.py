@@ -60,6 +60,9 @@ def app(tmp_path):
         "SECRET_KEY": "test-secret-key",
         "VAULT_KEYS": Fernet.generate_key().decode(),
         "DATABASE": str(tmp_path / "smtpdesk.db"),
+        # Tests wait seconds, not the production 10 s / 30 s, for the test dialog's SMTP dialogue.
+        "SMTP_TIMEOUT": 2,
+        "SMTP_DEADLINE": 4,
     })
     app.instance_path = str(tmp_path)
     app.test_client_class = Client

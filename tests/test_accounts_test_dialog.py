@@ -11,18 +11,13 @@ import time
 
 import pytest
 
+from tests.dialog_support import dialog_of, text_of
 from tests.factories import make_account, make_client, make_connector, make_credential
 from webapp.models import AuditEntry, SmtpAccount
 
 LOGIN = "mailer@example.com"
 SECRET = "Tr0ub4dor&3-smtp"
 WRONG_SECRET = "Wr0ng-Secret-4471"
-
-
-@pytest.fixture(autouse=True)
-def short_timeouts(app):
-    """Tests wait seconds, not the production 10 s / 30 s."""
-    app.config.update(SMTP_TIMEOUT=2, SMTP_DEADLINE=4)
 
 
 @pytest.fixture
@@ -43,14 +38,6 @@ def send(client, account, htmx=True, **fields):
     if htmx:
         return client.htmx("post", f"/accounts/{account.id}/test", data=data)
     return client.post(f"/accounts/{account.id}/test", data=data)
-
-
-def text_of(response) -> str:
-    return response.get_data(as_text=True)
-
-
-def dialog_of(html: str) -> str:
-    return re.search(r'<dialog open id="test-dialog".*?</dialog>', html, re.S).group(0)
 
 
 def plain_account(server, **overrides) -> SmtpAccount:

@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from tests.dialog_support import dialog_of, text_of
 from tests.factories import account_form, make_account, make_client, make_connector, make_credential
 from webapp.models import AuditEntry, SmtpAccount
 
@@ -15,22 +16,9 @@ LOGIN = "mailer@example.com"
 SECRET = "Tr0ub4dor&3-smtp"
 
 
-@pytest.fixture(autouse=True)
-def short_timeouts(app):
-    app.config.update(SMTP_TIMEOUT=2, SMTP_DEADLINE=4)
-
-
 @pytest.fixture
 def admin(app):
     return make_client(app, "admin")
-
-
-def text_of(response) -> str:
-    return response.get_data(as_text=True)
-
-
-def dialog_of(html: str) -> str:
-    return re.search(r'<dialog open id="test-dialog".*?</dialog>', html, re.S).group(0)
 
 
 def field_error(html: str, field: str) -> str:

@@ -8,27 +8,15 @@ import time
 
 import pytest
 
+from tests.dialog_support import dialog_of, text_of
 from tests.factories import make_account, make_client, make_connector
 from tests.fixtures.proxies import PROXY_PASSWORD
 from webapp.models import AuditEntry
 
 
-@pytest.fixture(autouse=True)
-def short_timeouts(app):
-    app.config.update(SMTP_TIMEOUT=2, SMTP_DEADLINE=4)
-
-
 @pytest.fixture
 def admin(app):
     return make_client(app, "admin")
-
-
-def text_of(response) -> str:
-    return response.get_data(as_text=True)
-
-
-def dialog_of(html: str) -> str:
-    return re.search(r'<dialog open id="test-dialog".*?</dialog>', html, re.S).group(0)
 
 
 def connector_for(proxy, **overrides):

@@ -47,11 +47,6 @@ def json_logs(app, monkeypatch, capsys):
     logs.configure_logging(app)
 
 
-@pytest.fixture(autouse=True)
-def short_timeouts(app):
-    app.config.update(SMTP_TIMEOUT=2, SMTP_DEADLINE=4)
-
-
 def test_security_8_every_failure_path_logs_without_a_secret_in_caplog_or_the_json_lines(
         app, json_logs, caplog, smtp_server, certificates, http_auth_proxy):
     caplog.set_level(logging.DEBUG)

@@ -19,11 +19,6 @@ LOOPBACK_BLOCKED = ["169.254.0.0/16", "127.0.0.1/32"]
 DEFAULTS = parse_networks(Defaults.OUTBOUND_BLOCKED_NETWORKS)
 
 
-@pytest.fixture(autouse=True)
-def short_timeouts(app):
-    app.config.update(SMTP_TIMEOUT=2, SMTP_DEADLINE=4)
-
-
 @pytest.fixture
 def admin(app):
     return make_client(app, "admin")
