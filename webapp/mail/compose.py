@@ -1,5 +1,6 @@
 """Messages as the mail server receives them: headers, Message-ID on the sender's domain, text body."""
 import email.policy
+import functools
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -28,12 +29,51 @@ def ascii_addr_spec(addr: str) -> str:
     return f"{local}{at}{ascii_domain(domain)}" if at else addr
 
 
+class _Registry(HeaderRegistry):
+    """The stdlib's header registry, but each header class is made once: HeaderRegistry builds a new class with
+    type() for every header it parses, which was the largest single cost of composing a notification."""
+
+    def __init__(self, *args, **kwargs):
+        self._classes = {}
+        super().__init__(*args, **kwargs)
+
+    def map_to_type(self, name, cls):
+        self._classes.clear()
+        super().map_to_type(name, cls)
+
+    def __getitem__(self, name):
+        key = name.lower()
+        made = self._classes.get(key)
+        if made is None:
+            made = self._classes[key] = super().__getitem__(name)
+        return made
+
+
+class _MemoRegistry(_Registry):
+    """Parsed headers are immutable strings: the same (name, text) parses to an equal header, so a worker sending
+    many messages from one account parses its From, To, Reply-To... once (bounded, text values only)."""
+
+    def __call__(self, name, value):
+        if type(value) is str and len(value) <= 998:
+            return self._parsed(name, value)
+        return super().__call__(name, value)
+
+    @functools.lru_cache(maxsize=4096)  # noqa: B019 - one registry per policy, kept for the process
+    def _parsed(self, name, value):
+        return super().__call__(name, value)
+
+
+_ADDRESS_REGISTRY = _Registry()
+
+
+@functools.lru_cache(maxsize=4096)
 def header_address(value: str) -> Address:
-    """'Name <local@domain>' or 'local@domain' (exactly one) as a header Address with a punycoded domain."""
+    """'Name <local@domain>' or 'local@domain' (exactly one) as a header Address with a punycoded domain.
+    Memoised: Address is immutable and the worker asks for the same few addresses over and over."""
     if has_control_characters(value):
         raise ValueError("control characters in an address")
     try:
-        addresses = HeaderRegistry()("To", value).addresses
+        addresses = _ADDRESS_REGISTRY("To", value).addresses
     # The stdlib parser raises IndexError on "to@" and AttributeError on ". <a@b>" (found by tests/test_properties.py).
     except (IndexError, AttributeError, ValueError, MessageError):
         raise ValueError("not an e-mail address") from None
@@ -61,12 +101,27 @@ def compose_test_message(*, sender: str, to: str, subject: str, body: str) -> Em
 # --- Notifications (issue 4) ---------------------------------------------------------------------------------
 
 
+class _FoldOncePolicy(email.policy.EmailPolicy):
+    """Folds a parsed header once per line length, line end and UTF-8 setting, keeping the result on the header
+    (headers are immutable, and the memo registry hands the same ones to every message of an account)."""
+
+    def _fold(self, name, value, refold_binary=False):
+        if not hasattr(value, "name"):
+            return super()._fold(name, value, refold_binary)
+        folds = value.__dict__.setdefault("_smtpdesk_folds", {})
+        key = (self.max_line_length, self.linesep, self.utf8)
+        folded = folds.get(key)
+        if folded is None:
+            folded = folds[key] = value.fold(policy=self)
+        return folded
+
+
 def _notification_policy():
     # RFC 8098's Disposition-Notification-To holds addresses: parsed and encoded as such (a display name gets
     # encoded words, the address stays readable), not as unstructured text.
-    registry = HeaderRegistry()
+    registry = _MemoRegistry()
     registry.map_to_type("disposition-notification-to", UniqueAddressHeader)
-    return email.policy.SMTP.clone(header_factory=registry)
+    return _FoldOncePolicy(header_factory=registry, linesep="\r\n")
 
 
 NOTIFICATION_POLICY = _notification_policy()
@@ -163,14 +218,15 @@ def compose_notification(*, sender: str, to: list[str], subject: str, text: str,
         raise ValueError("line breaks and control characters in the subject")
     text, html = with_footer(text or "", html, footer)
     message = EmailMessage(policy=NOTIFICATION_POLICY)
-    message["From"] = header_address(sender)
-    message["To"] = [header_address(address) for address in to]
+    # Addresses go in as their formatted text, which the policy's registry parses once per distinct value.
+    message["From"] = str(header_address(sender))
+    message["To"] = _address_list(to)
     if cc:
-        message["Cc"] = [header_address(address) for address in cc]
+        message["Cc"] = _address_list(cc)
     if reply_to:
-        message["Reply-To"] = header_address(reply_to)
+        message["Reply-To"] = str(header_address(reply_to))
     if confirmation_email:
-        message["Disposition-Notification-To"] = header_address(confirmation_email)
+        message["Disposition-Notification-To"] = str(header_address(confirmation_email))
     message["Subject"] = subject
     if date is None:
         date = datetime.now(timezone.utc)
@@ -193,6 +249,10 @@ def compose_notification(*, sender: str, to: list[str], subject: str, text: str,
             # Content-Type exactly as sent. 128 random bits: never part of a body.
             part.set_boundary(f"=_smtpdesk_{secrets.token_hex(16)}")
     return message
+
+
+def _address_list(addresses: list[str]) -> str:
+    return ", ".join(str(header_address(address)) for address in addresses)
 
 
 def header_block(message: EmailMessage) -> str:
