@@ -46,6 +46,13 @@ def everything_shown(result):
     return "\n".join(parts)
 
 
+@pytest.fixture(params=[False, True], ids=["lockstep", "pipelined"])
+def smtp_server(smtp_server, request):
+    """Every test here runs against a server without and with PIPELINING (RFC 2920): the transport groups
+    MAIL, RCPT and DATA when it is offered, and every outcome must read the same either way."""
+    return lambda *args, **options: smtp_server(*args, **{"pipelining": request.param, **options})
+
+
 def assert_nothing_sent(server):
     assert server.received == []
     assert "MAIL" not in server.commands and "AUTH" not in server.commands

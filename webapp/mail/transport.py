@@ -1,14 +1,18 @@
 """SMTP delivery: plain, STARTTLS that fails closed, or implicit TLS; AUTH; timeouts and an overall deadline;
 a transcript of the dialogue without secrets. Direct or through a network connector (see connectors.py)."""
 import base64
+import copy
 import dataclasses
 import functools
+import io
+import re
 import smtplib
 import socket
 import ssl
 import threading
 import time
 from dataclasses import dataclass, field
+from email.generator import BytesGenerator
 from email.message import EmailMessage
 
 from webapp.mail import errors
@@ -17,6 +21,7 @@ from webapp.mail.connectors import Hop, open_connection
 from webapp.mail.errors import MailError, Step
 
 MODES = ("plain", "tls", "ssl")
+_DOT_AT_LINE_START = re.compile(rb"(?m)^\.")
 MASK = "********"
 # Errors after which the server is still in step with us (smtplib already sent RSET): the session stays usable.
 REPLY_STEPS = (Step.SENDER, Step.RECIPIENT, Step.DATA)
@@ -63,6 +68,25 @@ class SendResult:
         return cls(ok=False, elapsed=0.0, code=None, reply=None, tls="none", transcript=[], error=error)
 
 
+def needs_smtputf8(envelope_from: str, recipients: list[str]) -> bool:
+    """Whether the envelope has a non-ASCII local part (domains go punycoded): then only SMTPUTF8 can carry it."""
+    return not all(ascii_addr_spec(address).isascii() for address in (envelope_from, *recipients))
+
+
+def wire_bytes(message: EmailMessage, envelope_from: str, recipients: list[str]) -> bytes:
+    """The message as it goes after DATA for this envelope: CRLF line ends, never a Bcc header, UTF-8 headers only
+    when the envelope needs SMTPUTF8 (as smtplib's send_message() does). The worker flattens each message once and
+    records its header block from these bytes."""
+    if "Bcc" in message or "Resent-Bcc" in message:
+        message = copy.copy(message)
+        del message["Bcc"]
+        del message["Resent-Bcc"]
+    policy = message.policy.clone(utf8=True) if needs_smtputf8(envelope_from, recipients) else None
+    with io.BytesIO() as out:
+        BytesGenerator(out, policy=policy).flatten(message, linesep="\r\n")
+        return out.getvalue()
+
+
 def send_message(settings: SmtpSettings, message: EmailMessage, *, envelope_from: str,
                  recipients: list[str]) -> SendResult:
     """Open a session, send one message, close; never raises for SMTP/network failures (error in the result)."""
@@ -97,8 +121,9 @@ class SmtpSession:
     def __exit__(self, *exc_info):
         self.close()
 
-    def send(self, message: EmailMessage, *, envelope_from: str, recipients: list[str]) -> SendResult:
-        """Send one message over the session; never raises for SMTP/network failures (error in the result)."""
+    def send(self, message: EmailMessage | bytes, *, envelope_from: str, recipients: list[str]) -> SendResult:
+        """Send one message (an EmailMessage, or the bytes of wire_bytes()) over the session; never raises for
+        SMTP/network failures (error in the result)."""
         self._watchdog.arm(self.settings.deadline)
         try:
             result = self._deliver(message, envelope_from, recipients)
@@ -114,7 +139,7 @@ class SmtpSession:
         self._quit()
         self._abort()
 
-    def _deliver(self, message: EmailMessage, envelope_from: str, recipients: list[str]) -> SendResult:
+    def _deliver(self, message: EmailMessage | bytes, envelope_from: str, recipients: list[str]) -> SendResult:
         """Open if needed and run one mail transaction; the caller arms the watchdog."""
         if not recipients:
             raise ValueError("a message needs at least one recipient")
@@ -189,12 +214,20 @@ class SmtpSession:
         finally:
             client.user = client.password = None  # smtplib.login() keeps them on the client
 
-    def _transaction(self, message: EmailMessage, envelope_from: str, recipients: list[str]) -> dict:
+    def _transaction(self, message: EmailMessage | bytes, envelope_from: str, recipients: list[str]) -> dict:
         client = self._client
         client.step = Step.SENDER
         sender = ascii_addr_spec(envelope_from)
+        to_addrs = [ascii_addr_spec(r) for r in recipients]
+        international = needs_smtputf8(sender, to_addrs)
+        if international and not client.has_extn("smtputf8"):
+            raise errors.smtputf8_needed(envelope_from)
+        data = message if isinstance(message, bytes) else wire_bytes(message, sender, to_addrs)
+        options = ["SMTPUTF8", "BODY=8BITMIME"] if international else []
         try:
-            return client.send_message(message, from_addr=sender, to_addrs=[ascii_addr_spec(r) for r in recipients])
+            if client.has_extn("pipelining"):
+                return client.pipelined_sendmail(sender, to_addrs, data, options)
+            return client.sendmail(sender, to_addrs, data, options)
         except smtplib.SMTPSenderRefused as exc:
             raise errors.reply_error(Step.SENDER, exc.smtp_code, errors.reply_text(exc.smtp_error),
                                      sender=envelope_from) from None
@@ -206,8 +239,6 @@ class SmtpSession:
             raise dataclasses.replace(error, transient=transient) from None
         except smtplib.SMTPDataError as exc:
             raise errors.reply_error(Step.DATA, exc.smtp_code, errors.reply_text(exc.smtp_error)) from None
-        except smtplib.SMTPNotSupportedError:
-            raise errors.smtputf8_needed(envelope_from) from None
 
     def _explain(self, exc: BaseException) -> MailError:
         settings = self.settings
@@ -316,6 +347,74 @@ class _Client(smtplib.SMTP):
         finally:
             self._in_data = False
 
+    def pipelined_sendmail(self, from_addr: str, to_addrs: list[str], msg: bytes, mail_options=()) -> dict:
+        """sendmail() with RFC 2920 PIPELINING: MAIL, every RCPT and DATA in one write, their replies read in order,
+        then the message and its reply: two round trips instead of three plus one per recipient. The same
+        results and exceptions as smtplib's sendmail() (refused recipients in the returned dict)."""
+        options = list(mail_options)
+        if self.has_extn("size"):
+            options.append(f"size={len(msg)}")
+        if any(option.lower() == "smtputf8" for option in options):
+            self.command_encoding = "utf-8"
+        option_text = "".join(f" {option}" for option in options)
+        mail = f"mail FROM:{smtplib.quoteaddr(from_addr)}{option_text}"
+        self._send_group([mail, *(f"rcpt TO:{smtplib.quoteaddr(rcpt)}" for rcpt in to_addrs), "data"])
+        mail_reply = self._reply_to("MAIL")
+        if mail_reply[0] == 421:
+            self.close()
+            raise smtplib.SMTPSenderRefused(*mail_reply, from_addr)
+        refused = {}
+        for rcpt in to_addrs:
+            code, text = self._reply_to("RCPT")
+            if code not in (250, 251):
+                refused[rcpt] = (code, text)
+            if code == 421:
+                self.close()
+                raise smtplib.SMTPRecipientsRefused(refused)
+        code, text = self._reply_to("DATA")
+        if code == 421:
+            self.close()
+            raise smtplib.SMTPDataError(code, text)
+        if code == 354 and (mail_reply[0] != 250 or len(refused) == len(to_addrs)):
+            # RFC 2920 3.1: a server that accepted DATA anyway gets an empty message, ended at once.
+            self._send_group(["."])
+            self._reply_to("DATA")
+        if mail_reply[0] != 250:
+            self._rset()
+            raise smtplib.SMTPSenderRefused(*mail_reply, from_addr)
+        if len(refused) == len(to_addrs):
+            self._rset()
+            raise smtplib.SMTPRecipientsRefused(refused)
+        if code != 354:
+            self._rset()
+            raise smtplib.SMTPDataError(code, text)
+        self._in_data = True
+        try:
+            body = _DOT_AT_LINE_START.sub(b"..", msg)  # RFC 5321 4.5.2 transparency
+            self.send(body + (b"" if body.endswith(b"\r\n") else b"\r\n") + b".\r\n")
+        finally:
+            self._in_data = False
+        code, text = self.getreply()
+        if code != 250:
+            if code == 421:
+                self.close()
+            else:
+                self._rset()
+            raise smtplib.SMTPDataError(code, text)
+        return refused
+
+    def _send_group(self, commands: list[str]) -> None:
+        """Several commands in one write (each in the transcript)."""
+        for command in commands:
+            self._note_sent(command)
+        if self.sock is not None:
+            self.sock.settimeout(self._watchdog.io_timeout(self.settings.timeout))
+        smtplib.SMTP.send(self, "".join(f"{command}\r\n" for command in commands))
+
+    def _reply_to(self, command: str) -> tuple[int, bytes]:
+        self.command = command  # what a timeout or a disconnection here is explained by
+        return self.getreply()
+
     def close(self):
         self._watchdog.forget()
         super().close()
@@ -362,25 +461,22 @@ class _Watchdog:
         self.expired = False
         self._lock = threading.Lock()
         self._fd: int | None = None
-        self._timer: threading.Timer | None = None
         self._end: float | None = None
         self._generation = 0
 
     def arm(self, seconds: float) -> None:
-        self.disarm()
         with self._lock:
+            self._generation += 1  # an alarm of an earlier arming finds a newer generation and does nothing
             self.expired = False
             self._end = time.monotonic() + seconds
-            self._timer = threading.Timer(seconds, self._fire, args=(self._generation,))
-            self._timer.daemon = True
-            self._timer.start()
+            generation, end = self._generation, self._end
+        _ALARMS.set(self, end, generation)
 
     def disarm(self) -> None:
         with self._lock:
-            self._generation += 1  # a timer already running finds a newer generation and leaves the socket alone
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer = self._end = None
+            self._generation += 1
+            self._end = None
+        _ALARMS.cancel(self)
 
     def remaining(self) -> float:
         return float("inf") if self._end is None else self._end - time.monotonic()
@@ -420,6 +516,47 @@ class _Watchdog:
                 pass
             finally:
                 probe.detach()
+
+
+class _AlarmClock:
+    """One thread for every watchdog of the process: it sleeps until the earliest deadline set and fires the
+    watchdogs whose time is up. (A timer thread per message cost the worker more than a whole SMTP dialogue.)"""
+
+    def __init__(self):
+        self._condition = threading.Condition()
+        self._alarms: dict[_Watchdog, tuple[float, int]] = {}  # watchdog -> (monotonic end, its generation)
+        self._wake_at = float("inf")
+        self._thread: threading.Thread | None = None
+
+    def set(self, watchdog: _Watchdog, end: float, generation: int) -> None:
+        with self._condition:
+            self._alarms[watchdog] = (end, generation)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="smtp-deadlines", daemon=True)
+                self._thread.start()
+            elif end < self._wake_at:
+                self._condition.notify()
+
+    def cancel(self, watchdog: _Watchdog) -> None:
+        # No need to wake the thread: at its planned time it finds nothing due and sleeps until the next end.
+        with self._condition:
+            self._alarms.pop(watchdog, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                now = time.monotonic()
+                due = [(watchdog, generation) for watchdog, (end, generation) in self._alarms.items() if end <= now]
+                for watchdog, _ in due:
+                    del self._alarms[watchdog]
+                self._wake_at = min((end for end, _ in self._alarms.values()), default=float("inf"))
+                if not due:
+                    self._condition.wait(None if self._wake_at == float("inf") else self._wake_at - now)
+            for watchdog, generation in due:  # outside the clock's lock: firing takes the watchdog's own
+                watchdog._fire(generation)
+
+
+_ALARMS = _AlarmClock()
 
 
 @functools.cache
