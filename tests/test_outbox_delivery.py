@@ -18,7 +18,7 @@ from tests.outbox_support import (
     statuses,
     vanish_after_dot,
 )
-from webapp.mail import send_notification
+from webapp.mail import outbox, send_notification
 from webapp.mail.outbox import FOOTER_SETTING, OutboxSettings, Worker, claim, retry_notification
 from webapp.models import DeliveryAttempt, Notification, Setting, SmtpAccount, utcnow
 
@@ -546,3 +546,40 @@ def test_hooks_run_while_the_worker_runs_and_their_failures_are_not_fatal(app, c
     assert calls.count("ok") >= 2 and calls.count("failing") >= 2
     assert "hook" in caplog.text and "boom" in caplog.text
 
+
+
+def test_outcomes_are_recorded_together_one_transaction_per_fifty_messages(app, smtp_server, monkeypatch):
+    server = smtp_server(pipelining=True)
+    account_for(server)
+    for n in range(120):
+        notify(subject=f"n{n}")
+    recorded = []
+    original = Worker._record
+    monkeypatch.setattr(Worker, "_record", lambda self, outcomes: recorded.append(len(outcomes)) or
+                        original(self, outcomes))
+
+    worker = fast_worker(batch_size=120)
+    assert worker.run_once() == 120
+    worker.close()
+
+    assert recorded == [50, 50, 20]
+    assert statuses() == {"sent": 120} and len(server.received) == 120
+    assert DeliveryAttempt.select().where(DeliveryAttempt.ok).count() == 120
+    assert Notification.select().where(Notification.lease_owner.is_null(False)
+                                       | Notification.headers_sent.is_null()).count() == 0
+
+
+def test_a_slow_server_gets_each_outcome_recorded_without_waiting_for_the_batch(app, smtp_server, monkeypatch):
+    monkeypatch.setattr(outbox, "RECORD_SECONDS", 0)  # a message slower than this is recorded at once
+    server = smtp_server()
+    account_for(server)
+    for n in range(3):
+        notify(subject=f"n{n}")
+    recorded = []
+    original = Worker._record
+    monkeypatch.setattr(Worker, "_record", lambda self, outcomes: recorded.append(len(outcomes)) or
+                        original(self, outcomes))
+
+    drain()
+
+    assert recorded == [1, 1, 1] and statuses() == {"sent": 3}

@@ -7,7 +7,9 @@ Delivery rules (DESIGN.md "Notifications and delivery"):
   in "sending"; once their lease has expired the next claim takes them back (recording the lost attempt).
 - A notification is never lost. The one unavoidable duplicate: when the process dies (or the connection drops) after
   the server accepted the message but before its "250" was recorded, the message is sent again, with the same
-  Message-ID (assigned at enqueue, reused on every attempt), so mail clients show it once.
+  Message-ID (assigned at enqueue, reused on every attempt), so mail clients show it once. Outcomes are recorded
+  together, one transaction per RECORD_EVERY messages or RECORD_SECONDS (a write per message cost as much as the
+  message): a process killed mid-batch may send up to that many messages twice, never fewer than once.
 - Claimed notifications are grouped by account; each group goes over one SmtpSession (one connection for many
   messages), reconnecting once at once when a reused connection was dropped before the message was handed over.
   Failures of the session itself (DNS, connect, proxy, TLS, greeting, STARTTLS, AUTH) apply to the rest of the group,
@@ -50,13 +52,12 @@ from webapp.mail.compose import (
     Attachment,
     compose_notification,
     envelope_address,
-    header_block,
     new_message_id,
     resolve_addressing,
 )
 from webapp.mail.connectors import parse_networks
 from webapp.mail.errors import N_, MailError, Step, reply_text
-from webapp.mail.transport import SendResult, SmtpSession
+from webapp.mail.transport import SendResult, SmtpSession, wire_bytes
 from webapp.models import DeliveryAttempt, Notification, Setting, SmtpAccount, utcnow
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,9 @@ MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024   # all attachments together
 MAX_IDEMPOTENCY_KEY = 255
 MAX_CREATED_BY = 100
 
+# Outcomes are recorded in one transaction per this many messages, or sooner when the first waited this long.
+RECORD_EVERY = 50
+RECORD_SECONDS = 0.5
 # Steps where the session itself failed (not this message): the outcome applies to the rest of the account's group.
 SESSION_STEPS = frozenset({Step.DNS, Step.CONNECT, Step.PROXY, Step.TLS, Step.CERTIFICATE, Step.GREETING,
                            Step.STARTTLS, Step.AUTH})
@@ -441,7 +445,7 @@ def outbox_counts() -> dict:
 
 def claim(owner: str, settings: OutboxSettings, now: datetime | None = None) -> list[Notification]:
     """Lease up to batch_size due notifications to `owner`, atomically (BEGIN IMMEDIATE), respecting each account's
-    connection and rate limits; expired leases of dead workers come back first. Returns them with their accounts."""
+    connection and rate limits; expired leases of dead workers come back first. Returns them in sending order."""
 
     def work() -> list[int]:
         current = now or utcnow()
@@ -457,8 +461,9 @@ def claim(owner: str, settings: OutboxSettings, now: datetime | None = None) -> 
     ids = _retry_locked(work)
     if not ids:
         return []
-    query = (Notification.select(Notification, SmtpAccount).join(SmtpAccount)
-             .where(Notification.id.in_(ids)).order_by(Notification.next_attempt_at, Notification.id))
+    # The account is loaded once per group by the worker, not repeated on every row.
+    query = (Notification.select().where(Notification.id.in_(ids))
+             .order_by(Notification.next_attempt_at, Notification.id))
     return list(query)
 
 
@@ -673,12 +678,12 @@ class Worker:
                 except MailError as error:  # our own rules refuse the account (credential host, no connector)
                     shared = SendResult.refusal(error)
             try:
-                self._deliver_over(session, account, list(notifications), shared)
+                self._deliver_over(session, account, list(notifications), shared, footer_for(account) or "")
             finally:
                 self._keep(account.id, session)
 
     def _deliver_over(self, session: SmtpSession | None, account: SmtpAccount, pending: list[Notification],
-                      shared: SendResult | None) -> None:
+                      shared: SendResult | None, footer: str) -> None:
         """Send the pending notifications in order; once the session itself failed, the rest share that outcome."""
         group = _Leased(self, pending)
         try:
@@ -690,9 +695,9 @@ class Worker:
                     continue
                 notification = group.pending[0]
                 if shared is not None:
-                    self._finish(notification, account, shared, started=utcnow())
+                    self._finish(group, notification, account, shared, started=utcnow())
                 else:
-                    result = self._send(session, account, notification, group)
+                    result = self._send(session, account, notification, group, footer)
                     if not result.ok and result.error is not None and _session_failed(result):
                         shared = result
                 group.done(notification)
@@ -703,9 +708,11 @@ class Worker:
             in_flight, rest = group.pending[:1], group.pending[1:]
             self._release(rest)
             for notification in in_flight:
-                self._finish(notification, account, SendResult.refusal(MailError(
+                self._finish(group, notification, account, SendResult.refusal(MailError(
                     Step.INTERNAL, True, N_("An unexpected error interrupted this delivery."),
                     N_("It will be retried; if it repeats, look at the server log."))), started=utcnow())
+        finally:
+            group.flush()
 
     def _release(self, notifications: list[Notification]) -> None:
         """Give claimed, unsent notifications back to the queue (graceful stop)."""
@@ -762,78 +769,130 @@ class Worker:
         return held, renewed_until
 
     def _send(self, session: SmtpSession, account: SmtpAccount, notification: Notification,
-              group: "_Leased") -> SendResult:
+              group: "_Leased", footer: str) -> SendResult:
         started = utcnow()
         try:
-            message, envelope_from, recipients = build_message(notification, account)
+            message, envelope_from, recipients = build_message(notification, account, footer)
         except ValueError as exc:
             result = SendResult.refusal(MailError(Step.POLICY, False,
                                         N_("The message could not be composed (%(reason)s)."),
                                         N_("Check the account's addresses and the notification's recipients."),
                                         {"reason": str(exc)}))
-            self._finish(notification, account, result, started=started)
+            self._finish(group, notification, account, result, started=started)
             return result
-        headers = header_block(message)
+        # Flattened once: the bytes that go after DATA, and the header block shown in the detail view, from them.
+        message = wire_bytes(message, envelope_from, recipients)
+        headers = message.partition(b"\r\n\r\n")[0].decode("utf-8", "replace") + "\r\n"
         result = session.send(message, envelope_from=envelope_from, recipients=recipients)
         if _reconnectable(result) and group.holds_next():
             # The server closed a kept connection before taking the message: record that, and try once more at
             # once on a new connection (nothing was handed over, so this cannot duplicate the message).
-            self._finish(notification, account, result, started=started, headers=headers, final=False)
+            self._finish(group, notification, account, result, started=started, headers=headers, final=False)
             started = utcnow()
             result = session.send(message, envelope_from=envelope_from, recipients=recipients)
-        self._finish(notification, account, result, started=started, headers=headers)
+        self._finish(group, notification, account, result, started=started, headers=headers)
         return result
 
-    def _finish(self, notification: Notification, account: SmtpAccount, result: SendResult, *, started: datetime,
-                headers: str | None = None, final: bool = True) -> None:
-        """Record one attempt and the notification's new state, in one transaction."""
-        error = result.error
+    def _finish(self, group: "_Leased", notification: Notification, account: SmtpAccount, result: SendResult, *,
+                started: datetime, headers: str | None = None, final: bool = True) -> None:
+        """Note one attempt's outcome; the group records its outcomes together (see _Leased.note)."""
+        group.note(_Outcome(notification, account, result, started, headers, final))
+
+    def _record(self, outcomes: list["_Outcome"]) -> None:
+        """Record attempts and the notifications' new states, all in one transaction: a row in delivery_attempt
+        each, and the notification updated under our lease (plain SQL with executemany: building each statement
+        with the ORM cost more than the SMTP dialogue)."""
         now = utcnow()
-        reply = _describe(result)
-        step = None if result.ok else (error.step.value if error is not None else None)
-        transient = bool(error is not None and error.transient)
+        rows = [(outcome, self._new_values(outcome, now)) for outcome in outcomes]
 
         def record():
-            # Writes only, under our lease: nobody else changes this row meanwhile, so the counts we hold are current.
-            with database.atomic():
-                attempts = notification.attempts + 1
-                DeliveryAttempt.create(notification=notification.id, started_at=started,
-                                       duration_ms=int(result.elapsed * 1000), ok=result.ok, code=result.code,
-                                       reply=reply, step=step, transient=transient, worker=self.name)
-                values = dict(attempts=attempts, last_code=result.code, last_reply=reply, last_step=step,
-                              updated_at=now)
-                if headers is not None:
-                    values["headers_sent"] = headers
-                if final:
-                    values.update(lease_owner=None, lease_until=None)
-                    give_up = "" if result.ok or not transient else _give_up_reason(notification, attempts, now,
-                                                                                     self.settings)
-                    if result.ok:
-                        values.update(status="sent", sent_at=now)
-                    elif transient and not give_up:
-                        values.update(status="retrying",
-                                      next_attempt_at=now + timedelta(seconds=self.settings.backoff(attempts)))
-                    else:
-                        values.update(status="failed", last_reply=f"{reply} {give_up}".strip())
-                updated = Notification.update(**values).where(Notification.id == notification.id,
-                                                              Notification.lease_owner == self.name).execute()
-                if not updated:
-                    # Outside the lease rules (this worker stalled past its lease and another took the row): the
-                    # attempt stays in the log; the row is the new owner's, except that a delivery is a fact.
-                    log.warning("notification %s: recording after losing its lease", notification.id)
-                    if result.ok and final:
-                        Notification.update(**values).where(Notification.id == notification.id,
-                                                            Notification.status != "sent").execute()
-                if not result.ok and error is not None and error.step is Step.AUTH and result.code == 535:
-                    _flag_authentication(account, reply, now)
-                return values.get("status", "sending")
+            # IMMEDIATE: the write lock first (waiting for it), since a read that later wants to write can only fail.
+            with database.atomic("IMMEDIATE"):
+                ids = [outcome.notification.id for outcome, _ in rows]
+                held = {row[0] for row in database.execute_sql(
+                    f'SELECT "id" FROM "notification" WHERE "id" IN ({", ".join("?" * len(ids))}) '
+                    f'AND "lease_owner" = ?', (*ids, self.name))}
+                database.cursor().executemany(_INSERT_ATTEMPT, [
+                    (o.notification.id, o.started, int(o.result.elapsed * 1000), o.result.ok, o.result.code,
+                     values["last_reply_attempt"], values["last_step"], o.transient, self.name)
+                    for o, values in rows])
+                database.cursor().executemany(_UPDATE_LEASED, [
+                    (values["attempts"], values["last_code"], values["last_reply"], values["last_step"], now,
+                     values.get("headers_sent"), values.get("status"), values.get("sent_at"),
+                     values.get("next_attempt_at"), o.final, o.final, o.notification.id, self.name)
+                    for o, values in rows if o.notification.id in held])
+                for o, values in rows:
+                    if o.notification.id not in held:
+                        # Outside the lease rules (this worker stalled past its lease and another took the row): the
+                        # attempt stays in the log; the row is the new owner's, except that a delivery is a fact.
+                        log.warning("notification %s: recording after losing its lease", o.notification.id)
+                        if o.result.ok and o.final:
+                            update = {k: v for k, v in values.items() if k != "last_reply_attempt"}
+                            Notification.update(**update, updated_at=now, lease_owner=None, lease_until=None).where(
+                                Notification.id == o.notification.id, Notification.status != "sent").execute()
+                    error = o.result.error
+                    if not o.result.ok and error is not None and error.step is Step.AUTH and o.result.code == 535:
+                        _flag_authentication(o.account, values["last_reply_attempt"], now)
 
-        status = _retry_locked(record)
-        notification.attempts += 1  # after the commit: record() may run again when SQLite stays locked
-        if result.ok:
-            log.info("notification %s sent via %s (%s)", notification.id, account.name, result.code)
-        else:
-            log.warning("notification %s via %s: %s (%s)", notification.id, account.name, reply, status)
+        _retry_locked(record)
+        for outcome, values in rows:  # after the commit: record() may run again when SQLite stays locked
+            outcome.notification.attempts += 1
+            name, number = outcome.account.name, outcome.notification.id
+            if outcome.result.ok:
+                log.info("notification %s sent via %s (%s)", number, name, outcome.result.code)
+            else:
+                log.warning("notification %s via %s: %s (%s)", number, name, values["last_reply"],
+                            values.get("status", "sending"))
+
+    def _new_values(self, outcome: "_Outcome", now: datetime) -> dict:
+        """The notification's columns after this attempt (status only when final)."""
+        result, notification = outcome.result, outcome.notification
+        reply = _describe(result)
+        attempts = notification.attempts + 1
+        values = dict(attempts=attempts, last_code=result.code, last_reply=reply, last_reply_attempt=reply,
+                      last_step=None if result.ok else (result.error.step.value if result.error else None))
+        if outcome.headers is not None:
+            values["headers_sent"] = outcome.headers
+        if outcome.final:
+            give_up = "" if result.ok or not outcome.transient else _give_up_reason(notification, attempts, now,
+                                                                                     self.settings)
+            if result.ok:
+                values.update(status="sent", sent_at=now)
+            elif outcome.transient and not give_up:
+                values.update(status="retrying",
+                              next_attempt_at=now + timedelta(seconds=self.settings.backoff(attempts)))
+            else:
+                values.update(status="failed", last_reply=f"{reply} {give_up}".strip())
+        return values
+
+
+_INSERT_ATTEMPT = ('INSERT INTO "delivery_attempt" ("notification_id", "started_at", "duration_ms", "ok", "code", '
+                   '"reply", "step", "transient", "worker") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
+# One statement for every outcome: NULL parameters keep the column (headers, status, sent_at, next attempt), and a
+# final attempt ends the lease. Only rows still leased to this worker (the last parameter) are touched.
+_UPDATE_LEASED = (
+    'UPDATE "notification" SET "attempts" = ?, "last_code" = ?, "last_reply" = ?, "last_step" = ?, "updated_at" = ?, '
+    '"headers_sent" = COALESCE(?, "headers_sent"), "status" = COALESCE(?, "status"), '
+    '"sent_at" = COALESCE(?, "sent_at"), "next_attempt_at" = COALESCE(?, "next_attempt_at"), '
+    '"lease_owner" = CASE WHEN ? THEN NULL ELSE "lease_owner" END, '
+    '"lease_until" = CASE WHEN ? THEN NULL ELSE "lease_until" END '
+    'WHERE "id" = ? AND "lease_owner" = ?')
+
+
+@dataclasses.dataclass
+class _Outcome:
+    """One attempt, sent or refused, waiting to be recorded with the others of its group."""
+
+    notification: Notification
+    account: SmtpAccount
+    result: SendResult
+    started: datetime
+    headers: str | None
+    final: bool
+
+    @property
+    def transient(self) -> bool:
+        return bool(self.result.error is not None and self.result.error.transient)
 
 
 class _Leased:
@@ -844,6 +903,24 @@ class _Leased:
         self.worker = worker
         self.pending = list(notifications)
         self.lease_until = min((n.lease_until for n in self.pending if n.lease_until), default=utcnow())
+        self.outcomes: list[_Outcome] = []
+        self._first_noted = 0.0
+
+    def note(self, outcome: "_Outcome") -> None:
+        """Keep an outcome to record; recorded every RECORD_EVERY outcomes or RECORD_SECONDS, and at the group's end.
+        Until then a sent message is still "sending" under our lease: if the process dies now, the lease expires
+        and the message goes again with the same Message-ID (the window DESIGN.md accepts, a few messages wide)."""
+        if not self.outcomes:
+            self._first_noted = time.monotonic()
+        self.outcomes.append(outcome)
+        if len(self.outcomes) >= RECORD_EVERY or time.monotonic() - self._first_noted >= RECORD_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Record the outcomes noted so far (one transaction)."""
+        outcomes, self.outcomes = self.outcomes, []
+        if outcomes:
+            self.worker._record(outcomes)
 
     def holds_next(self) -> bool:
         """Whether the first pending notification may be sent now (renewing if needed; lost ones are dropped)."""
@@ -860,15 +937,21 @@ class _Leased:
             self.pending.remove(notification)
 
 
-def build_message(notification: Notification, account: SmtpAccount):
-    """(EmailMessage, envelope sender, envelope recipients) for a notification by its account's current rules.
-    Raises ValueError for an address that cannot be used."""
+def footer_for(account: SmtpAccount) -> str | None:
+    """The system footer when the account appends it (read once per group of messages by the worker)."""
+    return Setting.get_value(FOOTER_SETTING, "") if account.footer_enabled else None
+
+
+def build_message(notification: Notification, account: SmtpAccount, footer: str | None = None):
+    """(EmailMessage, envelope sender, envelope recipients) for a notification by its account's current rules
+    (footer: footer_for(account), read here when not given). Raises ValueError for an address that cannot be used."""
     rules = resolve_addressing(
         reply_to=account.reply_to, return_path=account.return_path, confirmation_email=account.confirmation_email,
         read_confirmation=account.read_confirmation, force_settings=account.force_settings,
         override_reply_to=notification.reply_to, override_return_path=notification.return_path,
         override_confirmation=notification.confirmation_email)
-    footer = Setting.get_value(FOOTER_SETTING, "") if account.footer_enabled else None
+    if footer is None:
+        footer = footer_for(account)
     attachments = [Attachment(a["filename"], a["mimetype"], base64.b64decode(a["data"]))
                    for a in json.loads(notification.attachments or "[]")]
     message = compose_notification(
