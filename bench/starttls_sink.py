@@ -1,6 +1,7 @@
 """An aiosmtpd server that requires STARTTLS and discards every message: `python -m bench.starttls_sink PORT CERT KEY`.
 
-Runs until SIGTERM. aiosmtpd itself is the ceiling here (about 1,200 msg/s reused on this kind of machine).
+Runs until SIGTERM. aiosmtpd itself is the ceiling here (about 800-1,200 msg/s reused on this kind of machine).
+It advertises PIPELINING, as smtp-sink and most real servers do.
 """
 import signal
 import ssl
@@ -11,6 +12,13 @@ from aiosmtpd.controller import Controller
 
 
 class Discard:
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        # aiosmtpd reads pipelined commands in order but does not say so; Postfix, Exim and the big providers
+        # advertise PIPELINING (RFC 2920), and smtp-sink does too: so does this sink.
+        session.host_name = hostname
+        responses.insert(-1, "250-PIPELINING")
+        return responses
+
     async def handle_DATA(self, server, session, envelope):
         return "250 OK discarded"
 

@@ -10,10 +10,10 @@ import json
 from datetime import datetime, timezone
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings, strategies as st
+from hypothesis import HealthCheck, event, example, given, settings, strategies as st
 
 from tests.factories import account_form, make_account, make_connector, make_credential
-from webapp.mail.compose import compose_notification
+from webapp.mail.compose import compose_notification, message_bytes, new_message_id, notification_bytes
 from webapp.models import ApiToken, Notification, SmtpAccount
 
 
@@ -196,3 +196,39 @@ def test_compose_refuses_cleanly_or_makes_only_the_headers_asked_for(subject, se
     assert str(parsed["Subject"]).strip() == subject.strip()
     assert parsed["Message-ID"] == MESSAGE_ID
     assert b"\r\n" in raw and b"\n" not in raw.replace(b"\r\n", b"")  # CRLF only, no bare line feed
+
+
+# --- The worker's direct writing of a plain-text notification ------------------------------------------------
+
+ADDRESSES = st.sampled_from([
+    "ana@example.org", "Ana <ana@example.org>", '"Silva, Ana" <ana@example.org>', "José Peña <jose@example.org>",
+    "ops@bücher.example", '"a \\"quoted\\" name" <q@example.org>', "x" * 60 + "@example.org",
+    "Ünïcödé Nämé Thät Is Rather Long Indeed <long.address.for.folding@subdomain.example.org>",
+])
+TEXTS = st.one_of(st.text(max_size=400), st.text(alphabet=" .\r\nabcXYZ=-é", max_size=400),
+                  st.builds(lambda n: "A line that is just long enough. " * n, st.integers(0, 40)))
+
+
+@examples(300)
+@given(subject=st.one_of(st.text(max_size=120), st.text(alphabet="ab =?QB_\t", max_size=90)), text=TEXTS,
+       to=st.lists(ADDRESSES, min_size=1, max_size=3), cc=st.lists(ADDRESSES, max_size=2),
+       reply_to=st.none() | ADDRESSES, confirmation=st.none() | ADDRESSES, footer=st.none() | st.text(max_size=80),
+       seconds=st.integers(0, 4_000_000_000), sender=ADDRESSES)
+@example(subject="Bench 1", text=("Your report is ready. " * 46)[:1000], to=["user@example.com"], cc=[],
+         reply_to="r@example.com", confirmation=None, footer=None, seconds=0, sender="Ops <ops@example.com>")
+@example(subject="\x850", text="", to=["ana@example.org"], cc=[], reply_to=None, confirmation=None, footer=None,
+         seconds=0, sender="ana@example.org")  # NEL: a line break to str.splitlines(), refused as in a header
+def test_plain_text_notifications_written_directly_are_the_bytes_the_email_package_writes(
+        subject, text, to, cc, reply_to, confirmation, footer, seconds, sender):
+    fields = dict(sender=sender, to=to, cc=cc, subject=subject, text=text, reply_to=reply_to,
+                  confirmation_email=confirmation, footer=footer, message_id=new_message_id(sender),
+                  date=datetime.fromtimestamp(seconds, timezone.utc))
+    try:
+        expected = message_bytes(compose_notification(**fields))
+    except ValueError:
+        event("refused (control characters in the subject)")
+        with pytest.raises(ValueError):
+            notification_bytes(**fields)
+        return
+    event("compared")
+    assert notification_bytes(**fields) == expected

@@ -1,10 +1,15 @@
 """Messages as the mail server receives them: headers, Message-ID on the sender's domain, text body."""
+import copy
+import email.contentmanager
 import email.policy
 import functools
+import io
+import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.errors import MessageError
+from email.generator import BytesGenerator
 from email.headerregistry import Address, HeaderRegistry, UniqueAddressHeader
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -27,6 +32,11 @@ def ascii_addr_spec(addr: str) -> str:
     """local@domain with the domain punycoded, as the envelope and the headers carry it."""
     local, at, domain = addr.rpartition("@")
     return f"{local}{at}{ascii_domain(domain)}" if at else addr
+
+
+def needs_smtputf8(envelope_from: str, recipients: list[str]) -> bool:
+    """Whether the envelope has a non-ASCII local part (domains go punycoded): then only SMTPUTF8 can carry it."""
+    return not all(ascii_addr_spec(address).isascii() for address in (envelope_from, *recipients))
 
 
 class _Registry(HeaderRegistry):
@@ -212,10 +222,7 @@ def compose_notification(*, sender: str, to: list[str], subject: str, text: str,
     multipart/alternative; the footer appended to both; attachments make it multipart/mixed.
     Raises ValueError for an invalid address or a line break in the subject.
     """
-    if not to:
-        raise ValueError("a notification needs at least one To address")
-    if has_control_characters(subject):
-        raise ValueError("line breaks and control characters in the subject")
+    _check_notification(to, subject)
     text, html = with_footer(text or "", html, footer)
     message = EmailMessage(policy=NOTIFICATION_POLICY)
     # Addresses go in as their formatted text, which the policy's registry parses once per distinct value.
@@ -228,11 +235,7 @@ def compose_notification(*, sender: str, to: list[str], subject: str, text: str,
     if confirmation_email:
         message["Disposition-Notification-To"] = str(header_address(confirmation_email))
     message["Subject"] = subject
-    if date is None:
-        date = datetime.now(timezone.utc)
-    elif date.tzinfo is None:  # the database keeps naive UTC
-        date = date.replace(tzinfo=timezone.utc)
-    message["Date"] = format_datetime(date)
+    message["Date"] = _date_header(date)
     message["Message-ID"] = message_id
     # RFC 3834: an automatic message; vacation responders and the like should not answer it.
     message["Auto-Submitted"] = "auto-generated"
@@ -249,6 +252,84 @@ def compose_notification(*, sender: str, to: list[str], subject: str, text: str,
             # Content-Type exactly as sent. 128 random bits: never part of a body.
             part.set_boundary(f"=_smtpdesk_{secrets.token_hex(16)}")
     return message
+
+
+def notification_bytes(*, smtputf8: bool = False, **fields) -> bytes:
+    """compose_notification(**fields) as it goes after DATA (message_bytes()). A plain-text notification is written
+    directly, header line by header line, to the same bytes the email package would produce (composing it through
+    the package took most of the worker's time per message: tests/test_compose.py checks the two agree);
+    HTML, attachments and SMTPUTF8 go through the package."""
+    if fields.get("html") is None and not fields.get("attachments") and not smtputf8:
+        return _plain_text_bytes(**fields)
+    return message_bytes(compose_notification(**fields), smtputf8)
+
+
+def message_bytes(message: EmailMessage, smtputf8: bool = False) -> bytes:
+    """The message as it goes after DATA: CRLF line ends, never a Bcc header, UTF-8 headers only under SMTPUTF8
+    (what smtplib's send_message() sends)."""
+    if "Bcc" in message or "Resent-Bcc" in message:
+        message = copy.copy(message)
+        del message["Bcc"]
+        del message["Resent-Bcc"]
+    policy = message.policy.clone(utf8=True) if smtputf8 else None
+    with io.BytesIO() as out:
+        BytesGenerator(out, policy=policy).flatten(message, linesep="\r\n")
+        return out.getvalue()
+
+
+def _plain_text_bytes(*, sender: str, to: list[str], subject: str, text: str, message_id: str,
+                      cc: list[str] = (), reply_to: str | None = None, confirmation_email: str | None = None,
+                      footer: str | None = None, date: datetime | None = None, html=None, attachments=()) -> bytes:
+    """compose_notification()'s text/plain message, flattened, without building the EmailMessage: the same header
+    lines in the same order (folded by the same policy, each distinct value once), the body encoded by the same
+    email.contentmanager function, the same CRLF line ends."""
+    _check_notification(to, subject)
+    text, _ = with_footer(text or "", None, footer)
+    lines = [_header_line("From", str(header_address(sender))), _header_line("To", _address_list(to))]
+    if cc:
+        lines.append(_header_line("Cc", _address_list(cc)))
+    if reply_to:
+        lines.append(_header_line("Reply-To", str(header_address(reply_to))))
+    if confirmation_email:
+        lines.append(_header_line("Disposition-Notification-To", str(header_address(confirmation_email))))
+    cte, payload = email.contentmanager._encode_text(text, "utf-8", _body_cte(text), NOTIFICATION_POLICY)
+    lines += [_header_line("Subject", subject), _header_line("Date", _date_header(date)),
+              _header_line("Message-ID", message_id), _header_line("Auto-Submitted", "auto-generated"),
+              _header_line("Content-Type", 'text/plain; charset="utf-8"'),
+              _header_line("Content-Transfer-Encoding", cte), _header_line("MIME-Version", "1.0")]
+    # The generator writes the payload's lines with CRLF whatever they ended with.
+    body = "\r\n".join(_LINE_ENDS.split(payload))
+    return ("".join(lines) + "\r\n" + body).encode("ascii", "surrogateescape")
+
+
+_LINE_ENDS = re.compile(r"\r\n|\r|\n")
+# A value the policy would write back unchanged: printable ASCII, single spaces, no encoded word, on one line.
+_PLAIN_VALUE = re.compile(r"[!-~]+(?: [!-~]+)*")
+_PLAIN_HEADERS = {"Subject", "Date", "Message-ID"}
+
+
+def _header_line(name: str, value: str) -> str:
+    """One folded header line (CRLF), as the generator writes it."""
+    if (name in _PLAIN_HEADERS and len(name) + 2 + len(value) <= NOTIFICATION_POLICY.max_line_length
+            and "=?" not in value and _PLAIN_VALUE.fullmatch(value)):
+        return f"{name}: {value}\r\n"  # unique per message (Subject, Date, Message-ID): not worth parsing
+    # header_store_parse: what EmailMessage does on assignment (it refuses any line break, Unicode ones included).
+    return NOTIFICATION_POLICY.fold(*NOTIFICATION_POLICY.header_store_parse(name, value))
+
+
+def _check_notification(to: list[str], subject: str) -> None:
+    if not to:
+        raise ValueError("a notification needs at least one To address")
+    if has_control_characters(subject):
+        raise ValueError("line breaks and control characters in the subject")
+
+
+def _date_header(date: datetime | None) -> str:
+    if date is None:
+        date = datetime.now(timezone.utc)
+    elif date.tzinfo is None:  # the database keeps naive UTC
+        date = date.replace(tzinfo=timezone.utc)
+    return format_datetime(date)
 
 
 def _address_list(addresses: list[str]) -> str:

@@ -52,12 +52,14 @@ from webapp.mail.compose import (
     Attachment,
     compose_notification,
     envelope_address,
+    needs_smtputf8,
     new_message_id,
+    notification_bytes,
     resolve_addressing,
 )
 from webapp.mail.connectors import parse_networks
 from webapp.mail.errors import N_, MailError, Step, reply_text
-from webapp.mail.transport import SendResult, SmtpSession, wire_bytes
+from webapp.mail.transport import SendResult, SmtpSession
 from webapp.models import DeliveryAttempt, Notification, Setting, SmtpAccount, utcnow
 
 log = logging.getLogger(__name__)
@@ -122,7 +124,7 @@ class IdempotencyConflict(ValueError):
 class OutboxSettings:
     """The worker's knobs; from_config() reads the OUTBOX_* keys (see webapp/config.py Defaults)."""
 
-    batch_size: int = 50                 # notifications per claim
+    batch_size: int = 250                # notifications per claim
     lease_seconds: float = 180           # how long a claim is exclusive; must exceed 2 x (smtp_deadline + 1)
     poll_seconds: float = 1.0            # idle wait between empty claims
     concurrency: int = 4                 # accounts delivered in parallel by one worker (one thread each)
@@ -488,7 +490,39 @@ def _reclaim_expired(now: datetime, settings: OutboxSettings) -> None:
                     "failed" if give_up else "queued again")
 
 
+# The oldest due notifications, each waiting status walked in order on its (status, next_attempt_at) index and
+# stopping at the limit: the cost of a claim no longer grows with the length of the queue.
+_OLDEST_DUE = (
+    'SELECT "n"."id", "n"."account_id", "a"."name" FROM ('
+    + " UNION ALL ".join(
+        'SELECT * FROM (SELECT "id", "account_id", "next_attempt_at" FROM "notification" '
+        f'WHERE "status" = \'{status}\' AND "next_attempt_at" <= ? ORDER BY "next_attempt_at", "id" LIMIT ?)'
+        for status in WAITING)
+    + ') AS "n" JOIN "smtp_account" AS "a" ON "a"."id" = "n"."account_id" '
+    'ORDER BY "n"."next_attempt_at", "n"."id" LIMIT ?')
+
+
 def _due_ids(owner: str, now: datetime, settings: OutboxSettings) -> list[int]:
+    """Up to batch_size due notifications, oldest first, of accounts whose limits allow them."""
+    looked_at = settings.batch_size * 2
+    rows = database.execute_sql(_OLDEST_DUE, (now, looked_at) * len(WAITING) + (looked_at,)).fetchall()
+    ids: list[int] = []
+    allowance: dict[int, int] = {}
+    for notification_id, account_id, name in rows:
+        if account_id not in allowance:
+            allowance[account_id] = _allowance(account_id, name, owner, now, settings)
+        if allowance[account_id] <= 0:
+            # The oldest belong to an account at its limits: look past it, account by account (the slow way).
+            return _due_ids_by_account(owner, now, settings)
+        allowance[account_id] -= 1
+        ids.append(notification_id)
+        if len(ids) == settings.batch_size:
+            break
+    return ids
+
+
+def _due_ids_by_account(owner: str, now: datetime, settings: OutboxSettings) -> list[int]:
+    """Accounts by their oldest due notification, each taking what its limits allow (a scan of the queue)."""
     due = (Notification.status.in_(WAITING)) & (Notification.next_attempt_at <= now)
     accounts = (Notification.select(Notification.account, SmtpAccount.name,
                                     fn.MIN(Notification.next_attempt_at).alias("first"))
@@ -772,7 +806,7 @@ class Worker:
               group: "_Leased", footer: str) -> SendResult:
         started = utcnow()
         try:
-            message, envelope_from, recipients = build_message(notification, account, footer)
+            message, envelope_from, recipients = build_wire(notification, account, footer)
         except ValueError as exc:
             result = SendResult.refusal(MailError(Step.POLICY, False,
                                         N_("The message could not be composed (%(reason)s)."),
@@ -780,8 +814,7 @@ class Worker:
                                         {"reason": str(exc)}))
             self._finish(group, notification, account, result, started=started)
             return result
-        # Flattened once: the bytes that go after DATA, and the header block shown in the detail view, from them.
-        message = wire_bytes(message, envelope_from, recipients)
+        # The header block shown in the detail view: from the very bytes that go after DATA.
         headers = message.partition(b"\r\n\r\n")[0].decode("utf-8", "replace") + "\r\n"
         result = session.send(message, envelope_from=envelope_from, recipients=recipients)
         if _reconnectable(result) and group.holds_next():
@@ -933,8 +966,9 @@ class _Leased:
         return bool(self.pending)
 
     def done(self, notification: Notification) -> None:
-        if notification in self.pending:
-            self.pending.remove(notification)
+        # Always the head (sent in order); by identity: a model's == compares by query, slow over a long batch.
+        if self.pending and self.pending[0] is notification:
+            del self.pending[0]
 
 
 def footer_for(account: SmtpAccount) -> str | None:
@@ -945,6 +979,18 @@ def footer_for(account: SmtpAccount) -> str | None:
 def build_message(notification: Notification, account: SmtpAccount, footer: str | None = None):
     """(EmailMessage, envelope sender, envelope recipients) for a notification by its account's current rules
     (footer: footer_for(account), read here when not given). Raises ValueError for an address that cannot be used."""
+    fields, envelope_from, recipients = _message_fields(notification, account, footer)
+    return compose_notification(**fields), envelope_from, recipients
+
+
+def build_wire(notification: Notification, account: SmtpAccount, footer: str | None = None):
+    """build_message() as the bytes that go after DATA (notification_bytes): what the worker sends."""
+    fields, envelope_from, recipients = _message_fields(notification, account, footer)
+    data = notification_bytes(smtputf8=needs_smtputf8(envelope_from, recipients), **fields)
+    return data, envelope_from, recipients
+
+
+def _message_fields(notification: Notification, account: SmtpAccount, footer: str | None):
     rules = resolve_addressing(
         reply_to=account.reply_to, return_path=account.return_path, confirmation_email=account.confirmation_email,
         read_confirmation=account.read_confirmation, force_settings=account.force_settings,
@@ -954,7 +1000,7 @@ def build_message(notification: Notification, account: SmtpAccount, footer: str 
         footer = footer_for(account)
     attachments = [Attachment(a["filename"], a["mimetype"], base64.b64decode(a["data"]))
                    for a in json.loads(notification.attachments or "[]")]
-    message = compose_notification(
+    fields = dict(
         sender=account.sender, to=notification.to_list, cc=notification.cc_list, subject=notification.subject,
         text=notification.body_text, html=notification.body_html, message_id=notification.message_id,
         reply_to=rules.reply_to, confirmation_email=rules.confirmation_email, footer=footer,
@@ -962,7 +1008,7 @@ def build_message(notification: Notification, account: SmtpAccount, footer: str 
     envelope_from = envelope_address(rules.return_path or account.sender)
     recipients = list(dict.fromkeys(envelope_address(a) for a in
                                     notification.to_list + notification.cc_list + notification.bcc_list))
-    return message, envelope_from, recipients
+    return fields, envelope_from, recipients
 
 
 def _describe(result: SendResult) -> str:

@@ -1,10 +1,8 @@
 """SMTP delivery: plain, STARTTLS that fails closed, or implicit TLS; AUTH; timeouts and an overall deadline;
 a transcript of the dialogue without secrets. Direct or through a network connector (see connectors.py)."""
 import base64
-import copy
 import dataclasses
 import functools
-import io
 import re
 import smtplib
 import socket
@@ -12,11 +10,10 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass, field
-from email.generator import BytesGenerator
 from email.message import EmailMessage
 
 from webapp.mail import errors
-from webapp.mail.compose import ascii_addr_spec, has_control_characters
+from webapp.mail.compose import ascii_addr_spec, has_control_characters, message_bytes, needs_smtputf8
 from webapp.mail.connectors import Hop, open_connection
 from webapp.mail.errors import MailError, Step
 
@@ -68,25 +65,6 @@ class SendResult:
         return cls(ok=False, elapsed=0.0, code=None, reply=None, tls="none", transcript=[], error=error)
 
 
-def needs_smtputf8(envelope_from: str, recipients: list[str]) -> bool:
-    """Whether the envelope has a non-ASCII local part (domains go punycoded): then only SMTPUTF8 can carry it."""
-    return not all(ascii_addr_spec(address).isascii() for address in (envelope_from, *recipients))
-
-
-def wire_bytes(message: EmailMessage, envelope_from: str, recipients: list[str]) -> bytes:
-    """The message as it goes after DATA for this envelope: CRLF line ends, never a Bcc header, UTF-8 headers only
-    when the envelope needs SMTPUTF8 (as smtplib's send_message() does). The worker flattens each message once and
-    records its header block from these bytes."""
-    if "Bcc" in message or "Resent-Bcc" in message:
-        message = copy.copy(message)
-        del message["Bcc"]
-        del message["Resent-Bcc"]
-    policy = message.policy.clone(utf8=True) if needs_smtputf8(envelope_from, recipients) else None
-    with io.BytesIO() as out:
-        BytesGenerator(out, policy=policy).flatten(message, linesep="\r\n")
-        return out.getvalue()
-
-
 def send_message(settings: SmtpSettings, message: EmailMessage, *, envelope_from: str,
                  recipients: list[str]) -> SendResult:
     """Open a session, send one message, close; never raises for SMTP/network failures (error in the result)."""
@@ -122,8 +100,8 @@ class SmtpSession:
         self.close()
 
     def send(self, message: EmailMessage | bytes, *, envelope_from: str, recipients: list[str]) -> SendResult:
-        """Send one message (an EmailMessage, or the bytes of wire_bytes()) over the session; never raises for
-        SMTP/network failures (error in the result)."""
+        """Send one message (an EmailMessage, or its bytes from compose.message_bytes() / notification_bytes())
+        over the session; never raises for SMTP/network failures (error in the result)."""
         self._watchdog.arm(self.settings.deadline)
         try:
             result = self._deliver(message, envelope_from, recipients)
@@ -222,7 +200,7 @@ class SmtpSession:
         international = needs_smtputf8(sender, to_addrs)
         if international and not client.has_extn("smtputf8"):
             raise errors.smtputf8_needed(envelope_from)
-        data = message if isinstance(message, bytes) else wire_bytes(message, sender, to_addrs)
+        data = message if isinstance(message, bytes) else message_bytes(message, international)
         options = ["SMTPUTF8", "BODY=8BITMIME"] if international else []
         try:
             if client.has_extn("pipelining"):
@@ -357,8 +335,8 @@ class _Client(smtplib.SMTP):
         if any(option.lower() == "smtputf8" for option in options):
             self.command_encoding = "utf-8"
         option_text = "".join(f" {option}" for option in options)
-        mail = f"mail FROM:{smtplib.quoteaddr(from_addr)}{option_text}"
-        self._send_group([mail, *(f"rcpt TO:{smtplib.quoteaddr(rcpt)}" for rcpt in to_addrs), "data"])
+        mail = f"mail FROM:{_quoted(from_addr)}{option_text}"
+        self._send_group([mail, *(f"rcpt TO:{_quoted(rcpt)}" for rcpt in to_addrs), "data"])
         mail_reply = self._reply_to("MAIL")
         if mail_reply[0] == 421:
             self.close()
@@ -557,6 +535,12 @@ class _AlarmClock:
 
 
 _ALARMS = _AlarmClock()
+
+
+@functools.lru_cache(maxsize=4096)
+def _quoted(address: str) -> str:
+    """smtplib.quoteaddr(), which parses the address every time: a worker sends to the same few over and over."""
+    return smtplib.quoteaddr(address)
 
 
 @functools.cache
