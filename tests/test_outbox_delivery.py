@@ -583,3 +583,19 @@ def test_a_slow_server_gets_each_outcome_recorded_without_waiting_for_the_batch(
     drain()
 
     assert recorded == [1, 1, 1] and statuses() == {"sent": 3}
+
+
+def test_a_message_that_cannot_be_composed_fails_alone_and_the_batch_goes_on_in_order(app, smtp_server):
+    server = smtp_server()
+    account_for(server)
+    first, broken, last = (notify(subject=f"n{n}") for n in range(3))
+    # Stored before a rule changed, say: composing happens on the worker's composer thread, ahead of sending.
+    Notification.update(to_addrs='["not an address"]').where(Notification.id == broken.id).execute()
+
+    drain()
+
+    assert [r.message["Subject"] for r in server.received] == ["n0", "n2"]
+    broken = Notification.get_by_id(broken.id)
+    assert broken.status == "failed" and broken.last_step == "policy"
+    assert "could not be composed" in broken.last_reply
+    assert {Notification.get_by_id(n.id).status for n in (first, last)} == {"sent"}

@@ -43,7 +43,7 @@ class Defaults:
     MAX_FORM_MEMORY_SIZE = 2 * 1024 * 1024
     # The outbox worker (webapp/mail/outbox.py); each key can be set as SMTPDESK_<KEY> too.
     OUTBOX_IN_SERVER = True            # `smtpdesk serve` runs a worker thread; False: only `smtpdesk worker` delivers
-    OUTBOX_BATCH_SIZE = 250            # notifications claimed at once (each claim looks at the whole queue)
+    OUTBOX_BATCH_SIZE = 250            # notifications claimed at once
     OUTBOX_LEASE_SECONDS = 180         # a claim's exclusivity; a dead worker's claims come back after it
     OUTBOX_POLL_SECONDS = 1.0          # idle wait between empty claims
     OUTBOX_CONCURRENCY = 4             # accounts delivered in parallel by one worker

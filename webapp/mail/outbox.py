@@ -36,7 +36,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from datetime import datetime, timedelta
 from email.utils import make_msgid
@@ -604,6 +604,8 @@ class Worker:
         self._sessions: dict[int, _KeptSession] = {}
         self._sessions_lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
+        self._composing: ThreadPoolExecutor | None = None
+        self._composing_lock = threading.Lock()
         self._next_hooks = 0.0
 
     # -- running --
@@ -673,6 +675,10 @@ class Worker:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+        with self._composing_lock:
+            composing, self._composing = self._composing, None
+        if composing is not None:
+            composing.shutdown(wait=True)
 
     def close_idle_sessions(self) -> None:
         """Close connections unused for session_idle_seconds (servers drop idle clients anyway)."""
@@ -720,6 +726,7 @@ class Worker:
                       shared: SendResult | None, footer: str) -> None:
         """Send the pending notifications in order; once the session itself failed, the rest share that outcome."""
         group = _Leased(self, pending)
+        composer = _Composer(self._composer_pool(), account, footer)
         try:
             while group.pending:
                 if self.stop_event.is_set():
@@ -731,7 +738,7 @@ class Worker:
                 if shared is not None:
                     self._finish(group, notification, account, shared, started=utcnow())
                 else:
-                    result = self._send(session, account, notification, group, footer)
+                    result = self._send(session, account, notification, group, composer)
                     if not result.ok and result.error is not None and _session_failed(result):
                         shared = result
                 group.done(notification)
@@ -747,6 +754,12 @@ class Worker:
                     N_("It will be retried; if it repeats, look at the server log."))), started=utcnow())
         finally:
             group.flush()
+
+    def _composer_pool(self) -> ThreadPoolExecutor:
+        with self._composing_lock:  # groups of several accounts may ask at once
+            if self._composing is None:
+                self._composing = ThreadPoolExecutor(1, thread_name_prefix="outbox-compose")
+            return self._composing
 
     def _release(self, notifications: list[Notification]) -> None:
         """Give claimed, unsent notifications back to the queue (graceful stop)."""
@@ -803,10 +816,10 @@ class Worker:
         return held, renewed_until
 
     def _send(self, session: SmtpSession, account: SmtpAccount, notification: Notification,
-              group: "_Leased", footer: str) -> SendResult:
+              group: "_Leased", composer: "_Composer") -> SendResult:
         started = utcnow()
         try:
-            message, envelope_from, recipients = build_wire(notification, account, footer)
+            message, envelope_from, recipients = composer.message_for(notification, group.pending)
         except ValueError as exc:
             result = SendResult.refusal(MailError(Step.POLICY, False,
                                         N_("The message could not be composed (%(reason)s)."),
@@ -926,6 +939,28 @@ class _Outcome:
     @property
     def transient(self) -> bool:
         return bool(self.result.error is not None and self.result.error.transient)
+
+
+class _Composer:
+    """Builds the next messages of a group on another thread while the sending one waits on the network (sendall
+    and recv let other threads run): composing was a sixth of the worker's time per message. Reads only the
+    notification and account objects it is given; no database work."""
+
+    AHEAD = 16
+
+    def __init__(self, pool: ThreadPoolExecutor, account: SmtpAccount, footer: str):
+        self.pool, self.account, self.footer = pool, account, footer
+        self.futures: dict[int, Future] = {}
+
+    def message_for(self, notification: Notification, pending: list[Notification]):
+        """build_wire(notification) (its ValueError included), having queued the ones that follow it."""
+        for upcoming in pending[:self.AHEAD]:
+            if upcoming.id not in self.futures:
+                self.futures[upcoming.id] = self.pool.submit(build_wire, upcoming, self.account, self.footer)
+        future = self.futures.pop(notification.id, None)
+        if future is None:
+            return build_wire(notification, self.account, self.footer)
+        return future.result()
 
 
 class _Leased:
