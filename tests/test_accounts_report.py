@@ -551,3 +551,18 @@ def test_the_report_shows_each_accounts_last_delivery_in_one_query(admin):
     with QueryCounter() as nine:
         admin.get("/accounts/")
     assert nine.count == three.count
+
+
+def test_a_report_page_is_four_queries_for_one_row_or_thirty(admin):
+    """Issue 6: the signed-in user, the count, the page's rows and their last deliveries; nothing per row."""
+    make_notification("sent", account=make_account(name="Only one", is_default=True))
+    with QueryCounter() as one_row:
+        assert len(row_ids(admin.get("/accounts/"))) == 1
+    for n in range(40):
+        account = make_account(name=f"many-{n:02d}", last_test_at=datetime(2025, 3, 4), last_test_ok=n % 2 == 0,
+                               last_test_summary="250 OK")
+        make_notification("failed" if n % 2 else "sent", account=account, last_reply="550 no")
+        SmtpAccount.update(enabled=n % 3 > 0).where(SmtpAccount.id == account.id).execute()
+    with QueryCounter() as thirty_rows:
+        assert len(row_ids(admin.get("/accounts/"))) == 30
+    assert one_row.count == thirty_rows.count == 4

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.factories import make_account
+from tests.factories import QueryCounter, make_account
 from webapp.models import ApiToken, AuditEntry, DeliveryAttempt, Notification, utcnow
 
 URL = "/api/v1/notifications"
@@ -39,6 +39,18 @@ def message(**overrides) -> dict:
 
 
 # --- Queueing --------------------------------------------------------------------------------------------------
+
+
+def test_queueing_is_the_same_five_statements_whatever_the_message(client, account, token):
+    """Issue 6: the token, the account, the insert, then the answer's notification and attempts; none per field."""
+    post(client, message(), token)  # the token's first use is recorded (then at most once a minute)
+    with QueryCounter() as short:
+        assert post(client, message(), token).status_code == 202
+    with QueryCounter() as long:
+        assert post(client, message(to=[f"p{n}@example.com" for n in range(30)], cc="cc@example.com",
+                                    html="<p>Hi</p>", account="Main", reply_to="r@example.com"),
+                    token).status_code == 202
+    assert short.count == long.count == 5
 
 
 def test_a_notification_is_queued_with_202_its_id_status_and_url(client, account, token):

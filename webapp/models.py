@@ -6,18 +6,21 @@ from datetime import datetime, timedelta, timezone
 
 from flask_login import UserMixin
 from peewee import (
+    SQL,
     BooleanField,
     CharField,
     DateTimeField,
+    Entity,
     ForeignKeyField,
     IntegerField,
     Model,
+    Select,
     TextField,
     fn,
 )
 
 from webapp import logs
-from webapp.db import database
+from webapp.db import Prepared, database
 from webapp.mail.connectors import Hop
 from webapp.mail.errors import N_, MailError, Step
 from webapp.mail.transport import SmtpSettings
@@ -101,14 +104,15 @@ class User(UserMixin, BaseModel):
         key = str(current_app.config["SECRET_KEY"]).encode()
         return hmac.new(key, (self.password_hash or "").encode(), hashlib.sha256).hexdigest()[:20]
 
+    ALLOWED = {
+        "admin": frozenset({"view", "test", "send", "audit", "admin"}),
+        "operator": frozenset({"view", "test", "send"}),
+        "auditor": frozenset({"view", "audit"}),
+    }
+
     def can(self, action: str) -> bool:
         """Whether this user's role allows an action: 'view', 'test', 'send', 'audit' or 'admin'."""
-        allowed = {
-            "admin": {"view", "test", "send", "audit", "admin"},
-            "operator": {"view", "test", "send"},
-            "auditor": {"view", "audit"},
-        }
-        return action in allowed.get(self.role, set())
+        return action in self.ALLOWED.get(self.role, ())
 
     @classmethod
     def count_admins(cls) -> int:
@@ -306,20 +310,11 @@ class SmtpAccount(DefaultFlagMixin, BaseModel):
 
     @staticmethod
     def attach_last_delivery(accounts: list) -> list:
-        """Fetch last_delivery for many accounts in two queries (a report page), instead of one query per row."""
-
-        def newest(status):
-            # One seek in the (account_id, status, id) index per account and status.
-            other = Notification.alias()
-            return fn.COALESCE(other.select(fn.MAX(other.id))
-                               .where(other.account == SmtpAccount.id, other.status == status), 0)
-
-        ids = [account.id for account in accounts]
+        """Fetch last_delivery for many accounts in one query (a report page), instead of one query per row."""
         found = {}
-        if ids:
-            newest_ids = (SmtpAccount.select(fn.MAX(newest("sent"), newest("failed")))
-                          .where(SmtpAccount.id.in_(ids)))
-            found = {n.account_id: n for n in Notification.select().where(Notification.id.in_(newest_ids))}
+        if accounts:
+            page = json.dumps([account.id for account in accounts])
+            found = {n.account_id: n for n in _LAST_DELIVERIES("sent", "failed", page)}
         for account in accounts:
             account.__dict__["_last_delivery"] = found.get(account.id)
         return accounts
@@ -502,6 +497,26 @@ class Notification(BaseModel):
         return json.loads(self.bcc_addrs or "[]")
 
 
+def _last_deliveries_query(sent: str, failed: str, account_ids: str):
+    """The newest sent or failed notification of each account in account_ids (a JSON list), what the report shows."""
+    page = fn.json_each(account_ids).alias("page")  # one parameter whatever the page's length: the SQL is reused
+
+    def newest(status):
+        # One seek in the (account_id, status, id) index per account and status.
+        other = Notification.alias()
+        return fn.COALESCE(other.select(fn.MAX(other.id))
+                           .where(other.account == Entity("page", "value"), other.status == status), SQL("0"))
+
+    newest_ids = Select(from_list=[page], columns=[fn.MAX(newest(sent), newest(failed))])
+    # Only the columns shown: a whole notification (its body among them) costs ten times as much to load.
+    return (Notification.select(Notification.id, Notification.account, Notification.status, Notification.updated_at,
+                                Notification.last_reply)
+            .where(Notification.id.in_(newest_ids)))
+
+
+_LAST_DELIVERIES = Prepared(_last_deliveries_query)
+
+
 class DeliveryAttempt(BaseModel):
     """One try at delivering a notification: when, how long, and the server's answer."""
 
@@ -548,7 +563,7 @@ class ApiToken(BaseModel):
     @classmethod
     def authenticate(cls, token: str) -> "ApiToken | None":
         """The unrevoked token with this clear text, or None; records when it was last used."""
-        row = cls.get_or_none(cls.token_hash == cls.hash_token(token))
+        row = _TOKEN_BY_HASH.first(cls.hash_token(token))
         if row is None or row.revoked_at is not None:
             return None
         now = utcnow()
@@ -560,6 +575,10 @@ class ApiToken(BaseModel):
     @property
     def revoked(self) -> bool:
         return self.revoked_at is not None
+
+
+# Every API call looks its token up: the SQL is built once (webapp.db.Prepared).
+_TOKEN_BY_HASH = Prepared(lambda token_hash: ApiToken.select().where(ApiToken.token_hash == token_hash))
 
 
 class ScheduledReport(BaseModel):

@@ -27,7 +27,7 @@ def _filters() -> AccountFilterForm:
 def index():
     """The SMTP accounts report: filters, 30 rows a page; htmx gets the results block alone."""
     filters = _filters()
-    page = Page(filters.query(), request.args.get("page"))
+    page = Page(filters.rows(), request.args.get("page"))
     SmtpAccount.attach_last_delivery(page.items)
     here = url_for("accounts.index", **filters.params(**({"page": page.number} if page.number > 1 else {})))
     body, status = render(
@@ -78,7 +78,7 @@ def report_table(accounts) -> tuple[list, Iterable]:
 def print_view():
     """A print-friendly report: every matching row on one page, no navigation and no actions."""
     filters = _filters()
-    accounts = SmtpAccount.attach_last_delivery(list(filters.query()))
+    accounts = SmtpAccount.attach_last_delivery(list(filters.rows()))
     return render_template("accounts/print.html", filters=filters, accounts=accounts,
                            printed_at=utcnow())
 
