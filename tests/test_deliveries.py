@@ -179,15 +179,15 @@ def test_bad_filter_values_are_ignored_not_an_error(outbox, auditor, query):
     assert len(rows(response.get_data(as_text=True))) in (0, 5)
 
 
-def test_thirty_a_page(app, auditor):
+def test_thirty_a_page_then_older(app, auditor):
     make_account(is_default=True)
-    for _ in range(31):
-        make_notification("sent")
+    made = [make_notification("sent") for _ in range(31)]
     first = auditor.get("/deliveries/").get_data(as_text=True)
-    assert len(rows(first)) == 30 and "Page 1 of 2" in first
-    assert 'href="/deliveries/?page=2"' in first
-    second = auditor.htmx("get", "/deliveries/?page=2").get_data(as_text=True)
-    assert len(rows(second)) == 1 and "<html" not in second
+    assert len(rows(first)) == 30 and "31 notifications" in first
+    assert f'href="/deliveries/?before={made[1].id}"' in first and "Older" in first
+    second = auditor.htmx("get", f"/deliveries/?before={made[1].id}").get_data(as_text=True)
+    assert rows(second) == [str(made[0].id)] and "<html" not in second
+    assert f'href="/deliveries/?after={made[0].id}"' in second and "Newer" in second
 
 
 # --- Detail -----------------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """The one SQLite database, a connection kept per serving thread, and its numbered schema migrations."""
 import importlib
+import json
 import os
 import pkgutil
 import threading
@@ -18,6 +19,45 @@ def _casefold(value):
 def contains(column, text: str):
     """column contains text, ignoring case (Unicode-aware); "%" and "_" are literal, unlike LIKE."""
     return fn.instr(fn.casefold(column), text.casefold()) > 0
+
+
+# --- The deliveries' recipient search (m0005): triggers fill notification_search with these keys ----------------------
+
+
+def _search_texts(recipient: str) -> tuple[str, ...]:
+    """The display name and the address of "Name <address>" (the address alone when there is no name)."""
+    name, bracket, rest = recipient.rpartition("<")
+    if bracket and rest.endswith(">"):
+        return name.strip().strip('"'), rest[:-1]
+    return (recipient,)
+
+
+@database.func("search_keys", num_params=3, deterministic=True)
+def search_keys(*address_lists) -> str:
+    """The recipient search's keys of a notification (its to, cc and bcc JSON lists): each display name and address
+    from the start of every word, casefolded ("ana.silva@example.com" gives "ana.silva@example.com",
+    "silva@example.com", "example.com" and "com"); a JSON list without repeats. Runs inside the insert triggers, so
+    it never raises. Changing these rules needs a migration that rebuilds notification_search."""
+    keys = set()
+    for value in address_lists:
+        try:
+            recipients = json.loads(value) if isinstance(value, str) else []
+        except ValueError:
+            recipients = []
+        for recipient in recipients if isinstance(recipients, list) else []:
+            for text in _search_texts(recipient) if isinstance(recipient, str) else ():
+                text = text.casefold()
+                keys.update(text[i:] for i, char in enumerate(text)
+                            if char.isalnum() and (i == 0 or not text[i - 1].isalnum()))
+    return json.dumps(sorted(keys), ensure_ascii=False)
+
+
+def search_term(text: str) -> str:
+    """What a recipient search looks for among the keys (a prefix): the typed text casefolded, the address alone
+    when "Name <address>" was pasted, from its first letter or digit ("@example.com" looks for "example.com")."""
+    text = _search_texts(text.strip())[-1].casefold()
+    start = next((i for i, char in enumerate(text) if char.isalnum()), len(text))
+    return text[start:]
 
 
 # --- Per-request statements, their SQL built once -----------------------------------------------------------------

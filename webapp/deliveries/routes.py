@@ -1,24 +1,23 @@
-"""Deliveries: counts by status, the filtered list (30 a page), one notification's attempts, and Retry."""
-import hashlib
+"""Deliveries: counts by status, the filtered list (30 a page, newest first), one notification's attempts, and Retry."""
 import json
 
-from flask import abort, flash, redirect, request, url_for
+from flask import abort, current_app, flash, redirect, request, url_for
 from flask_babel import gettext as _, lazy_gettext as _l
 from flask_login import current_user
 from htmx_flask import make_response as htmx_response
 from jinja2_fragments.flask import render_block
-from peewee import fn
 
 from webapp.accounts.testing import STEP_NAMES
 from webapp.db import database
-from webapp.deliveries import bp
+from webapp.deliveries import bp, listing
 from webapp.deliveries.forms import ACTIVE_STATUSES, STATUS_LABELS, DeliveryFilterForm
 from webapp.mail import Step
-from webapp.mail.outbox import LEASE_EXPIRED, outbox_counts, retry_notification
-from webapp.models import DeliveryAttempt, Notification, SmtpAccount
-from webapp.web import Page, audit, get_or_404, refuse, render, role_required, safe_next
+from webapp.mail.outbox import LEASE_EXPIRED, retry_notification
+from webapp.models import DeliveryAttempt, Notification
+from webapp.web import audit, get_or_404, refuse, render, role_required, safe_next
 
 FILTER_FORM_ID = "delivery-filters"
+BADGES = {"sent": "badge-ok", "failed": "badge-bad", "retrying": "badge-warn", "queued": "", "sending": ""}
 SOURCE_LABELS = {
     "python": _l("Python"),
     "api": _l("HTTP API"),
@@ -27,33 +26,50 @@ SOURCE_LABELS = {
 }
 
 
-def _listing(form: DeliveryFilterForm):
-    query = (Notification.select(Notification, SmtpAccount.id, SmtpAccount.name)
-             .join(SmtpAccount, on=(Notification.account == SmtpAccount.id), attr="account")
-             .order_by(Notification.created_at.desc(), Notification.id.desc()))
-    return form.apply(query)
-
-
-def _version(counts: dict) -> str:
-    """A short fingerprint of the outbox's state: it changes when any notification is added or moves on."""
-    latest = Notification.select(fn.MAX(Notification.updated_at), fn.MAX(Notification.id)).tuples().get()
-    text = repr((sorted(counts.items()), str(latest[0]), latest[1]))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
 def _counts_context() -> dict:
-    counts = outbox_counts()
-    return {"counts": counts, "counts_version": _version(counts), "status_labels": STATUS_LABELS,
+    counts, version = listing.tally()
+    return {"counts": counts, "counts_version": version, "status_labels": _status_labels(),
             "refreshing": any(counts[status] for status in ACTIVE_STATUSES)}
 
 
-def _context(form: DeliveryFilterForm, page_number) -> dict:
-    page = Page(_listing(form), page_number)
-    args = form.args(**({"page": page.number} if page.number > 1 else {}))
+def _status_labels() -> dict:
+    # Translated once per request, not once per row.
+    return {status: str(label) for status, label in STATUS_LABELS.items()}
+
+
+def _row_context(here: str, status_labels: dict | None = None) -> dict:
+    """What the delivery_row block needs besides the notification and can_retry."""
+    return {"here": here, "status_labels": status_labels or _status_labels(), "badges": BADGES}
+
+
+def _cursor(name: str) -> int | None:
+    """A page cursor from the query string (a notification id); anything else means the newest page."""
+    value = request.args.get(name, "")
+    return int(value) if value.isascii() and value.isdigit() and 0 < int(value) < 2 ** 63 else None
+
+
+def _total(form: DeliveryFilterForm, counts: dict, page) -> int | None:
+    """How many notifications the filters match, when that costs nothing: the whole outbox and one status come from
+    the counts; a list that fits on its first page is its rows. Otherwise unknown (None): never counted."""
+    filters = form.args()
+    if not filters:
+        return sum(counts.values())
+    if filters.keys() == {"status"} and not form.status.errors:
+        return counts.get(form.status.data, 0)
+    if page.first and page.older is None:
+        return len(page.items)
+    return None
+
+
+def _context(form: DeliveryFilterForm) -> dict:
+    counts_context = _counts_context()
+    page = listing.window(form.criteria(), current_app.config["PAGE_SIZE"], before=_cursor("before"),
+                          after=_cursor("after"))
     return {
-        "filters": form, "page": page, "here": url_for("deliveries.index", **args),
-        "page_url": lambda number: url_for("deliveries.index", **form.args(page=number)),
-        "can_retry": _can_retry(), **_counts_context(),
+        "filters": form, "page": page, "total": _total(form, counts_context["counts"], page),
+        "page_url": lambda **cursor: url_for("deliveries.index", **form.args(**cursor)),
+        "can_retry": _can_retry(), **counts_context,
+        **_row_context(url_for("deliveries.index", **form.args(**page.cursor)), counts_context["status_labels"]),
     }
 
 
@@ -66,7 +82,7 @@ def _can_retry() -> bool:
 def index():
     """Counts by status, the filters and one page of notifications; htmx gets the rows block alone."""
     form = DeliveryFilterForm.from_query()
-    context = _context(form, request.args.get("page"))
+    context = _context(form)
     body, status = render("deliveries/index.html", block="delivery_rows", **context)
     # Only a search from the filter form moves the address bar (in its short form); the rows' own refreshes don't.
     pushed = request.htmx and request.htmx.trigger == FILTER_FORM_ID and not request.htmx.history_restore_request
@@ -121,12 +137,11 @@ def retry(notification_id):
         if not retry_notification(notification.id):
             abort(409)  # the status was checked under the same write lock: cannot happen
         audit("retry", notification, {"status": ["failed", "queued"]}, object_name=_object_name(notification))
-    notification = Notification.get_by_id(notification.id)
     message = _("Notification #%(id)s is queued again.", id=notification.id)
     if request.htmx:
         # The row, and the counts (out of band) so that they start refreshing themselves.
-        return (render_block("deliveries/index.html", "delivery_row", notification=notification,
-                             status_labels=STATUS_LABELS, can_retry=True, here=back)
+        return (render_block("deliveries/index.html", "delivery_row", notification=listing.row(notification.id),
+                             can_retry=True, **_row_context(back))
                 + render_block("deliveries/index.html", "delivery_counts", oob=True, **_counts_context()))
     flash(message, "success")
     return redirect(back, 303)

@@ -1,0 +1,143 @@
+"""The deliveries list at a million notifications: newest first, a page at a time after a keyset cursor (no OFFSET,
+no count of the whole match), every filter walked along an index of migration m0005.
+
+The page's query is written out here rather than built with peewee: building and compiling it took peewee more
+time than SQLite takes to answer it, and the rows come back as light Row objects rather than model instances."""
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from webapp.db import database
+from webapp.models import Notification
+
+# Above every character a key can hold next: keys from `term` up to term + this are the keys starting with term.
+_AFTER_PREFIX = "\U0010ffff"
+# A search matching fewer keys than this starts from them: each match is fetched and the few sorted (~2 µs each).
+# A commoner one walks the list in its order and checks each row's keys in an index (~0.4 µs a row); at 1,000,000
+# notifications both cost a few milliseconds at this boundary.
+FEW_MATCHES = 2000
+
+_KEYS = '"key" >= ? AND "key" < ?'
+# Few matches: start from them (CROSS JOIN keeps them SQLite's outer loop), then the notification and its account.
+_FROM_MATCHES = (f'(SELECT DISTINCT "notification_id" FROM "notification_search" WHERE {_KEYS}) AS "m" '
+                 'CROSS JOIN "notification" AS "n" JOIN "smtp_account" AS "a" ON "a"."id" = "n"."account_id"')
+_FROM_ALL = '"notification" AS "n" JOIN "smtp_account" AS "a" ON "a"."id" = "n"."account_id"'
+# Many matches: they turn up soon while walking the list newest first; each row's keys are checked in an index.
+_HAS_KEY = f'EXISTS (SELECT 1 FROM "notification_search" AS "s" WHERE "s"."notification_id" = "n"."id" AND {_KEYS})'
+# Only what a row shows: the body and the attachments (megabytes, maybe) stay on disk.
+_COLUMNS = ('"n"."id", "n"."status", "n"."to_addrs", "n"."cc_addrs", "n"."bcc_addrs", "n"."subject", '
+            '"n"."attempts", "n"."last_code", "n"."last_reply", "n"."created_at", "n"."sent_at", "a"."name"')
+# The cursor's time is read by SQLite itself (a subquery run once): a page is one query; an unknown id matches nothing.
+_AT = '(SELECT "created_at" FROM "notification" WHERE "id" = ?)'
+_OLDER = f'"n"."created_at" <= {_AT} AND ("n"."created_at" < {_AT} OR "n"."id" < ?)'
+_NEWER = f'"n"."created_at" >= {_AT} AND ("n"."created_at" > {_AT} OR "n"."id" > ?)'
+
+
+@dataclass(frozen=True)
+class Criteria:
+    """What the list is narrowed to: a status, an account id, a time range [since, until) in UTC, recipient keys
+    starting with `term` (webapp.db.search_term()). None / "" leave it unnarrowed."""
+
+    status: str | None = None
+    account: int | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    term: str = ""
+
+
+class Row:
+    """One notification as a row of the list shows it (a page builds 30 of these; model instances cost more)."""
+
+    __slots__ = ("id", "status", "to_list", "copies", "subject", "attempts", "last_code", "last_reply", "created_at",
+                 "created_iso", "sent_at", "sent_iso", "account_name")
+
+    def __init__(self, row_id, status, to_addrs, cc_addrs, bcc_addrs, subject, attempts, last_code, last_reply,
+                 created_at, sent_at, account_name):
+        self.id, self.status, self.subject, self.attempts = row_id, status, subject, attempts
+        self.last_code, self.last_reply, self.account_name = last_code, last_reply, account_name
+        self.to_list = json.loads(to_addrs)
+        self.copies = sum(len(json.loads(other)) for other in (cc_addrs, bcc_addrs) if other != "[]")
+        # The times as datetimes (shown in the user's zone) and in ISO 8601 (<time datetime>), stored as str(datetime).
+        self.created_at, self.created_iso = datetime.fromisoformat(created_at), created_at.replace(" ", "T")
+        self.sent_at = datetime.fromisoformat(sent_at) if sent_at else None
+        self.sent_iso = sent_at.replace(" ", "T") if sent_at else None
+
+
+@dataclass
+class Window:
+    """One page of the list, newest first: its rows, the cursor it was asked with ({} on the first page, else
+    {"before": id} or {"after": id}), and the ids the Newer / Older pages start from (None: nothing there)."""
+
+    items: list
+    cursor: dict = field(default_factory=dict)
+    newer: int | None = None
+    older: int | None = None
+
+    @property
+    def first(self) -> bool:
+        return not self.cursor
+
+
+def tally() -> tuple[dict, str]:
+    """({status: count} with zeros, a fingerprint that changes whenever any notification is added or changes),
+    both from the few rows the m0005 triggers keep up to date."""
+    counts = dict.fromkeys(Notification.STATUSES, 0)
+    rows = sorted(database.execute_sql('SELECT "status", "total", "changes" FROM "notification_tally"').fetchall())
+    for status, total, _changes in rows:
+        counts[status] = total
+    return counts, hashlib.sha256(repr(rows).encode()).hexdigest()[:16]
+
+
+def window(criteria: Criteria, size: int, before: int | None = None, after: int | None = None) -> Window:
+    """The page of notifications matching `criteria` just older than notification `before`, just newer than
+    `after`, or the newest one."""
+    source = _source(criteria)
+    if after is not None:
+        rows = _rows(source, _NEWER, (after, after, after), "ASC", size + 1)
+        if len(rows) > size:
+            rows = rows[:size][::-1]
+            return Window(rows, {"after": after}, newer=rows[0].id, older=rows[-1].id)
+        # Fewer than a page is left above: that is the newest page, shown whole.
+    elif before is not None:
+        rows = _rows(source, _OLDER, (before, before, before), "DESC", size + 1)
+        return Window(rows[:size], {"before": before}, newer=rows[0].id if rows else None,
+                      older=rows[size - 1].id if len(rows) > size else None)
+    rows = _rows(source, None, (), "DESC", size + 1)
+    return Window(rows[:size], older=rows[size - 1].id if len(rows) > size else None)
+
+
+def row(notification_id: int) -> Row | None:
+    """One notification as the list shows it (a row replaced after a retry)."""
+    return next(iter(_rows((_FROM_ALL, ['"n"."id" = ?'], [notification_id]), None, (), "DESC", 1)), None)
+
+
+def _source(criteria: Criteria) -> tuple[str, list, list]:
+    """(FROM clause, WHERE conditions, their parameters in order) for these criteria."""
+    conditions, params = [], []
+    source = _FROM_ALL
+    if criteria.term:
+        keys = [criteria.term, criteria.term + _AFTER_PREFIX]
+        matches = database.execute_sql(
+            f'SELECT COUNT(*) FROM (SELECT 1 FROM "notification_search" WHERE {_KEYS} LIMIT ?)',
+            (*keys, FEW_MATCHES)).fetchone()[0]
+        if matches < FEW_MATCHES:
+            source, params = _FROM_MATCHES, list(keys)
+            conditions.append('"n"."id" = "m"."notification_id"')
+        else:
+            conditions.append(_HAS_KEY)
+            params += keys
+    for condition, value in (('"n"."status" = ?', criteria.status), ('"n"."account_id" = ?', criteria.account),
+                             ('"n"."created_at" >= ?', criteria.since), ('"n"."created_at" < ?', criteria.until)):
+        if value is not None:
+            conditions.append(condition)
+            params.append(str(value) if isinstance(value, datetime) else value)  # stored as str(datetime)
+    return source, conditions, params
+
+
+def _rows(source: tuple, cursor: str | None, cursor_params: tuple, direction: str, limit: int) -> list[Row]:
+    clause, conditions, params = source
+    conditions = conditions + [cursor] if cursor else conditions
+    sql = (f'SELECT {_COLUMNS} FROM {clause} WHERE {" AND ".join(conditions) or "1"} '
+           f'ORDER BY "n"."created_at" {direction}, "n"."id" {direction} LIMIT ?')
+    return [Row(*values) for values in database.execute_sql(sql, (*params, *cursor_params, limit))]
