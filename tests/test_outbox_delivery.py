@@ -548,41 +548,44 @@ def test_hooks_run_while_the_worker_runs_and_their_failures_are_not_fatal(app, c
 
 
 
-def test_outcomes_are_recorded_together_one_transaction_per_fifty_messages(app, smtp_server, monkeypatch):
+@pytest.fixture
+def recordings(monkeypatch) -> list[int]:
+    """How many outcomes each of the worker's recording transactions wrote, in order."""
+    sizes = []
+    original = Worker._record
+    monkeypatch.setattr(Worker, "_record", lambda self, outcomes: sizes.append(len(outcomes)) or
+                        original(self, outcomes))
+    return sizes
+
+
+def test_outcomes_are_recorded_together_one_transaction_per_fifty_messages(app, smtp_server, recordings):
     server = smtp_server(pipelining=True)
     account_for(server)
     for n in range(120):
         notify(subject=f"n{n}")
-    recorded = []
-    original = Worker._record
-    monkeypatch.setattr(Worker, "_record", lambda self, outcomes: recorded.append(len(outcomes)) or
-                        original(self, outcomes))
 
     worker = fast_worker(batch_size=120)
     assert worker.run_once() == 120
     worker.close()
 
-    assert recorded == [50, 50, 20]
+    assert recordings == [50, 50, 20]
     assert statuses() == {"sent": 120} and len(server.received) == 120
     assert DeliveryAttempt.select().where(DeliveryAttempt.ok).count() == 120
     assert Notification.select().where(Notification.lease_owner.is_null(False)
                                        | Notification.headers_sent.is_null()).count() == 0
 
 
-def test_a_slow_server_gets_each_outcome_recorded_without_waiting_for_the_batch(app, smtp_server, monkeypatch):
+def test_a_slow_server_gets_each_outcome_recorded_without_waiting_for_the_batch(app, smtp_server, monkeypatch,
+                                                                                  recordings):
     monkeypatch.setattr(outbox, "RECORD_SECONDS", 0)  # a message slower than this is recorded at once
     server = smtp_server()
     account_for(server)
     for n in range(3):
         notify(subject=f"n{n}")
-    recorded = []
-    original = Worker._record
-    monkeypatch.setattr(Worker, "_record", lambda self, outcomes: recorded.append(len(outcomes)) or
-                        original(self, outcomes))
 
     drain()
 
-    assert recorded == [1, 1, 1] and statuses() == {"sent": 3}
+    assert recordings == [1, 1, 1] and statuses() == {"sent": 3}
 
 
 def test_a_message_that_cannot_be_composed_fails_alone_and_the_batch_goes_on_in_order(app, smtp_server):
