@@ -8,8 +8,11 @@ PORT ?= 5000
 # Front-end files vendored from the npm registry (see `make vendor`).
 HTMX_VERSION := 2.0.11
 PICO_VERSION := 2.1.1
+# The sampling profiler of `make profile-worker` (not needed by the app, the tests or the bench).
+PY_SPY_VERSION := 0.4.3
 
-.PHONY: lint screenshots run test install install-test translations extract-messages system-test-deps vendor bench clean
+.PHONY: lint screenshots run test install install-test translations extract-messages system-test-deps vendor bench \
+	profile-worker clean
 
 run: install translations
 	$(BIN)/smtpdesk db upgrade
@@ -79,6 +82,13 @@ bench: install-test translations
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
 	BENCH_QUICK=$(BENCH_QUICK) $(BIN)/python -m bench.run
+
+# Where the worker's time goes: P1's drain sampled by py-spy (a flame graph in build/bench/).
+profile-worker: install-test translations
+	$(BIN)/pip install -q "py-spy==$(PY_SPY_VERSION)"
+	mkdir -p build/bench
+	$(BIN)/py-spy record --rate 200 --output build/bench/worker-profile.svg -- $(BIN)/python -m bench.profile_worker
+	@echo "Flame graph: build/bench/worker-profile.svg"
 
 clean:
 	rm -rf $(VENV) build .pytest_cache
