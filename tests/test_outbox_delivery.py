@@ -206,6 +206,8 @@ def test_reconnects_when_the_server_drops_the_session_mid_batch(app, smtp_server
     assert server.connections == 3
     dropped = [a for n in sent for a in attempts_of(n) if not a.ok]
     assert len(dropped) == 2 and all(a.transient and a.step == "connection_lost" for a in dropped)
+    # Both tries of a reconnected message are recorded in the same transaction, and both count.
+    assert [Notification.get_by_id(n.id).attempts for n in sent] == [len(attempts_of(n)) for n in sent]
 
 
 # --- Retries and failures by reply --------------------------------------------------------------------------------

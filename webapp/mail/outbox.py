@@ -35,7 +35,7 @@ import socket
 import threading
 import time
 import uuid
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from datetime import datetime, timedelta
@@ -855,7 +855,11 @@ class Worker:
         each, and the notification updated under our lease (plain SQL with executemany: building each statement
         with the ORM cost more than the SMTP dialogue)."""
         now = utcnow()
-        rows = [(outcome, self._new_values(outcome, now)) for outcome in outcomes]
+        rows, earlier = [], Counter()
+        for outcome in outcomes:
+            # A reconnected message has two outcomes here (the lost try, then the real one): both count.
+            rows.append((outcome, self._new_values(outcome, now, earlier[outcome.notification.id])))
+            earlier[outcome.notification.id] += 1
 
         def record():
             # IMMEDIATE: the write lock first (waiting for it), since a read that later wants to write can only fail.
@@ -896,11 +900,12 @@ class Worker:
                 log.warning("notification %s via %s: %s (%s)", number, name, values["last_reply"],
                             values.get("status", "sending"))
 
-    def _new_values(self, outcome: "_Outcome", now: datetime) -> dict:
-        """The notification's columns after this attempt (status only when final)."""
+    def _new_values(self, outcome: "_Outcome", now: datetime, earlier: int) -> dict:
+        """The notification's columns after this attempt (status only when final); earlier: its attempts recorded
+        before this one in the same transaction."""
         result, notification = outcome.result, outcome.notification
         reply = _describe(result)
-        attempts = notification.attempts + 1
+        attempts = notification.attempts + earlier + 1
         values = dict(attempts=attempts, last_code=result.code, last_reply=reply, last_reply_attempt=reply,
                       last_step=None if result.ok else (result.error.step.value if result.error else None))
         if outcome.headers is not None:
