@@ -11,6 +11,7 @@ from webapp.mail.compose import (
     compose_notification,
     envelope_address,
     header_block,
+    message_bytes,
     new_message_id,
     resolve_addressing,
     with_footer,
@@ -138,7 +139,7 @@ def test_no_footer_text_means_the_bodies_are_unchanged():
 
 def test_the_header_block_is_what_goes_on_the_wire_before_the_body():
     message = compose()
-    block = header_block(message)
+    block = header_block(message_bytes(message))
     assert block.endswith("\r\n") and "\r\n\r\n" not in block
     assert "Message-ID: <fixed.1@example.com>\r\n" in block
     assert message.as_bytes().startswith(block.encode())

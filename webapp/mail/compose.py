@@ -248,8 +248,8 @@ def compose_notification(*, sender: str, to: list[str], subject: str, text: str,
                                filename=attachment.filename)
     for part in message.walk():
         if part.is_multipart():
-            # Chosen now rather than while flattening (smtplib flattens a copy), so header_block() shows the
-            # Content-Type exactly as sent. 128 random bits: never part of a body.
+            # Chosen now rather than while flattening, so every flattening of this message has the same
+            # Content-Type. 128 random bits: never part of a body.
             part.set_boundary(f"=_smtpdesk_{secrets.token_hex(16)}")
     return message
 
@@ -336,9 +336,10 @@ def _address_list(addresses: list[str]) -> str:
     return ", ".join(str(header_address(address)) for address in addresses)
 
 
-def header_block(message: EmailMessage) -> str:
-    """The header lines exactly as they go on the wire (for the deliveries detail view)."""
-    return "".join(message.policy.fold(name, value) for name, value in message.raw_items())
+def header_block(data: bytes) -> str:
+    """The header lines of a message's wire bytes (message_bytes / notification_bytes), exactly as they went out:
+    what the deliveries detail view shows."""
+    return data.partition(b"\r\n\r\n")[0].decode("utf-8", "replace") + "\r\n"
 
 
 def _body_cte(body: str) -> str | None:

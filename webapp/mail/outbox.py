@@ -52,6 +52,7 @@ from webapp.mail.compose import (
     Attachment,
     compose_notification,
     envelope_address,
+    header_block,
     needs_smtputf8,
     new_message_id,
     notification_bytes,
@@ -834,7 +835,7 @@ class Worker:
             self._finish(group, notification, account, result, started=started)
             return result
         # The header block shown in the detail view: from the very bytes that go after DATA.
-        headers = message.partition(b"\r\n\r\n")[0].decode("utf-8", "replace") + "\r\n"
+        headers = header_block(message)
         result = session.send(message, envelope_from=envelope_from, recipients=recipients)
         if _reconnectable(result) and group.holds_next():
             # The server closed a kept connection before taking the message: record that, and try once more at
