@@ -13,7 +13,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from bench.run import ADDRESSES, POSTFIX, SINK, free_port, obtain_smtp_sink, start
+from bench.run import ADDRESSES, BODY, obtain_smtp_sink, start_sink
 
 
 def main() -> None:
@@ -22,10 +22,7 @@ def main() -> None:
     obtain_smtp_sink()
     with tempfile.TemporaryDirectory(prefix="smtpdesk-profile-") as folder, ExitStack() as stack:
         work = Path(folder)
-        port = free_port()
-        user = ["-u", "nobody"] if os.geteuid() == 0 else []
-        env = {**os.environ, "LD_LIBRARY_PATH": str(POSTFIX / "usr" / "lib" / "postfix")}
-        start(stack, [SINK, *user, f"127.0.0.1:{port}", "256"], port, work / "sink.log", env=env)
+        port = start_sink(stack, work)
         os.environ["SMTPDESK_INSTANCE_PATH"] = str(work / "instance")
         from webapp import create_app, db
         from webapp.mail.outbox import OutboxSettings, Worker, send_notification
@@ -37,9 +34,8 @@ def main() -> None:
             db.upgrade()
             with db.database.connection_context():
                 account = SmtpAccount.create(name="sink", **ADDRESSES, host="127.0.0.1", port=port, is_default=True)
-                body = ("Your report is ready. " * 46)[:1000]
                 for n in range(count):
-                    send_notification(to="user@example.com", subject=f"Bench {n}", text=body, account=account)
+                    send_notification(to="user@example.com", subject=f"Bench {n}", text=BODY, account=account)
             print(f"draining {count:,} notifications", flush=True)
             worker = Worker(OutboxSettings.from_config(app.config))
             began = time.perf_counter()

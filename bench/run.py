@@ -45,6 +45,8 @@ COUNTS = dict(
 )
 
 
+# The issue's message: a 1 KB text body (one recipient).
+BODY = ("Your report is ready. " * 46)[:1000]
 ADDRESSES = dict(sender="Ops <ops@example.com>", reply_to="reply@example.com", return_path="bounces@example.com",
                  confirmation_email="receipts@example.com")
 
@@ -117,6 +119,15 @@ def obtain_smtp_sink() -> None:
             subprocess.run(["apt-get", "download", "postfix"], cwd=BUILD, check=True)
     deb = sorted(BUILD.glob("postfix_*.deb"))[-1]
     subprocess.run(["dpkg", "-x", str(deb), str(POSTFIX)], check=True)
+
+
+def start_sink(stack: ExitStack, work: Path) -> int:
+    """smtp-sink on a free loopback port (stopped with the stack); its port."""
+    port = free_port()
+    env = {**os.environ, "LD_LIBRARY_PATH": str(POSTFIX / "usr" / "lib" / "postfix")}
+    user = ["-u", "nobody"] if os.geteuid() == 0 else []
+    start(stack, [SINK, *user, f"127.0.0.1:{port}", "256"], port, work / "sink.log", env=env)
+    return port
 
 
 def make_certificates(folder: Path) -> tuple[Path, Path, Path]:
@@ -223,12 +234,11 @@ def delivery_figures(stack: ExitStack, work: Path, sink_port: int, certs) -> Non
     ca_pem = ca_path.read_text()
     plain = SmtpAccount.create(name="sink", **ADDRESSES, host="127.0.0.1", port=sink_port,
                                is_default=True)
-    body = ("Your report is ready. " * 46)[:1000]
 
     def enqueue(count: int, account) -> float:
         began = time.perf_counter()
         for i in range(count):
-            send_notification(to="user@example.com", subject=f"Bench {i}", text=body, account=account)
+            send_notification(to="user@example.com", subject=f"Bench {i}", text=BODY, account=account)
         return count / (time.perf_counter() - began)
 
     def drain(expected: int) -> tuple[float, dict]:
@@ -527,10 +537,7 @@ def main() -> int:
     obtain_smtp_sink()
     with tempfile.TemporaryDirectory(prefix="smtpdesk-bench-") as folder, ExitStack() as stack:
         work = Path(folder)
-        sink_port = free_port()
-        env = {**os.environ, "LD_LIBRARY_PATH": str(POSTFIX / "usr" / "lib" / "postfix")}
-        user = ["-u", "nobody"] if os.geteuid() == 0 else []
-        start(stack, [SINK, *user, f"127.0.0.1:{sink_port}", "256"], sink_port, work / "sink.log", env=env)
+        sink_port = start_sink(stack, work)
         certs = make_certificates(work)
         failures = []
         for name, figures in (("delivery", lambda: delivery_figures(stack, work, sink_port, certs)),
