@@ -4,7 +4,7 @@ from pathlib import Path
 
 from flask import Flask, redirect, url_for
 
-from webapp import config, db, logs
+from webapp import config, db, gate, logs
 from webapp.extensions import babel, csrf, htmx, login_manager, select_locale
 from webapp.vault import check_keys, vault
 
@@ -37,6 +37,7 @@ def create_app(test_config=None):
     register_blueprints(app)
     register_hooks(app)
     register_cli(app)
+    gate.init_app(app)
     return app
 
 

@@ -5,6 +5,7 @@ from flask import current_app, flash, redirect, request, url_for
 from flask_babel import gettext as _
 from peewee import IntegrityError, fn
 
+from webapp import gate
 from webapp.accounts.testing import Outcome, refused
 from webapp.connectors import bp
 from webapp.connectors.forms import ConnectionTestForm, ConnectorForm
@@ -179,9 +180,10 @@ def try_connection(connector: Connector, host: str, port: int) -> Outcome:
     config = current_app.config
     timeout = min(float(config["SMTP_TIMEOUT"]), float(config["SMTP_DEADLINE"]))
     started = time.monotonic()
+    hop, blocked = connector.hop(), parse_networks(config["OUTBOUND_BLOCKED_NETWORKS"])
     try:
-        sock = open_connection(host, port, timeout, connector.hop(),
-                               blocked_networks=parse_networks(config["OUTBOUND_BLOCKED_NETWORKS"]))
+        with gate.released():  # up to the SMTP timeout on the network: other requests go on meanwhile
+            sock = open_connection(host, port, timeout, hop, blocked_networks=blocked)
     except MailError as error:
         result = refused(error)
         result.elapsed = time.monotonic() - started
