@@ -34,6 +34,10 @@ class Defaults:
     LOGIN_WINDOW_SECONDS = 15 * 60
     HOST = "127.0.0.1"
     PORT = 5000
+    # `smtpdesk serve`: processes forked to serve pages (each runs one request's Python at a time, webapp/gate.py,
+    # so one process uses one core), and waitress threads in each (slow test dialogs wait in them, not in line).
+    SERVE_PROCESSES = min(4, os.cpu_count() or 1)
+    SERVE_THREADS = 8
     # SMTP from a request (test dialog, test connector): seconds for connect and each read, and for the whole dialogue.
     SMTP_TIMEOUT = 10
     SMTP_DEADLINE = 30
