@@ -29,6 +29,7 @@ def create_app(test_config=None):
     os.makedirs(app.instance_path, exist_ok=True)
     config.load_keys(app.config, app.instance_path)
     logs.configure_logging(app)
+    gate.init_app(app)  # inside ProxyFix: rewriting the environ needs no turn
     config.apply_reverse_proxy(app)
 
     register_extensions(app)
@@ -37,7 +38,6 @@ def create_app(test_config=None):
     register_blueprints(app)
     register_hooks(app)
     register_cli(app)
-    gate.init_app(app)
     return app
 
 
