@@ -70,9 +70,9 @@ def test_report_shows_every_column_and_each_accounts_health(admin):
     assert f'href="/accounts/{ssl.id}/edit' in row(ssl)
     assert re.search(rf'<button [^>]*hx-get="/accounts/{ssl.id}/test\?next=[^"]*"[^>]*>Test configuration</button>',
                      row(ssl), re.S)
-    assert f'action="/accounts/{ssl.id}/disable"' in row(ssl)
-    assert f'action="/accounts/{tls.id}/enable"' in row(tls)
-    assert f'action="/accounts/{ssl.id}/make-default"' in row(ssl)
+    assert f'formaction="/accounts/{ssl.id}/disable?next=' in row(ssl)
+    assert f'formaction="/accounts/{tls.id}/enable?next=' in row(tls)
+    assert f'formaction="/accounts/{ssl.id}/make-default?next=' in row(ssl)
     assert 'class="table-wrap"' in page and 'details class="dropdown"' in page
 
 
@@ -254,13 +254,12 @@ def test_enable_and_disable_with_htmx_swap_the_row(admin):
     assert is_fragment(response)
     text = response.get_data(as_text=True)
     assert text.strip().startswith(f'<tr id="account-{account.id}"')
-    assert f'action="/accounts/{account.id}/disable"' in text
-    assert 'name="next" value="/accounts/?enabled=no"' in text
+    assert f'formaction="/accounts/{account.id}/disable?next=/accounts/?enabled%3Dno"' in text
     assert "HX-Request" in response.headers["Vary"]
     assert SmtpAccount.get_by_id(account.id).enabled
 
     response = admin.htmx("post", f"/accounts/{account.id}/disable")
-    assert f'action="/accounts/{account.id}/enable"' in response.get_data(as_text=True)
+    assert f'formaction="/accounts/{account.id}/enable?next=/accounts/"' in response.get_data(as_text=True)
     assert not SmtpAccount.get_by_id(account.id).enabled
     assert [e.action for e in AuditEntry.select().where(AuditEntry.object_type == "smtp_account")
             .order_by(AuditEntry.id)] == ["enable", "disable"]
@@ -270,12 +269,11 @@ def test_row_actions_carry_hx_attributes_beside_their_plain_action(admin):
     account = make_account()
     text = admin.get("/accounts/").get_data(as_text=True)
     for action in ("disable", "make-default"):
-        form = re.search(rf'<form method="post" action="/accounts/{account.id}/{action}".*?</form>', text,
-                         re.S).group(0)
-        assert f'hx-post="/accounts/{account.id}/{action}"' in form
-        assert 'hx-target="closest tr"' in form
-        assert 'name="csrf_token"' in form
-        assert 'name="next" value="/accounts/"' in form
+        url = f"/accounts/{account.id}/{action}?next=/accounts/"
+        button = re.search(rf'<button type="submit" form="row-action" formaction="{re.escape(url)}".*?</button>',
+                           text, re.S).group(0)
+        assert f'hx-post="{url}"' in button
+        assert 'hx-target="closest tr"' in button
 
 
 def test_enabling_an_account_when_there_is_no_default_makes_it_the_default(admin):

@@ -65,8 +65,12 @@ def datetimeformat(value=None, format=None, rebase=True):
     """flask_babel's datetimeformat filter, each result remembered: pages show the same times again and again."""
     if not isinstance(value, datetime) or not rebase:
         return format_datetime(value, format, rebase)
-    where = _per_locale("smtpdesk_locale_and_zone", lambda: f"{get_locale()} {get_timezone()}")
-    return _formatted_datetime(value, format, where)
+    return _formatted_datetime(value, format, locale_and_zone())
+
+
+def locale_and_zone() -> str:
+    """The request's locale and time zone, e.g. "en UTC": what its translations and formatted times depend on."""
+    return _per_locale("smtpdesk_locale_and_zone", lambda: f"{get_locale()} {get_timezone()}")
 
 
 @lru_cache(maxsize=4096)

@@ -12,7 +12,7 @@ from flask_wtf.csrf import CSRFError
 from htmx_flask import make_response as htmx_response
 from jinja2_fragments.flask import render_block
 
-from webapp import i18n
+from webapp import fragments, i18n
 from webapp.db import Prepared
 from webapp.extensions import login_manager
 from webapp.models import AuditEntry, User
@@ -49,6 +49,7 @@ def init_app(app):
         app.register_error_handler(code, _error_page)
     app.jinja_env.globals.update(safe_next=safe_next, role_label=role_label, get_locale=get_locale, row_url=row_url)
     i18n.install(app.jinja_env)
+    fragments.init_app(app)
     app.context_processor(lambda: {"languages": current_app.config["LANGUAGES"]})
 
 

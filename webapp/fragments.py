@@ -1,0 +1,82 @@
+"""Rendered pieces of a page kept in memory, keyed by everything they show, so a page renders only what changed.
+
+Rendering the accounts report's 30 rows was half of the page's CPU (issue 6, P4): some 2.8 KB and 40 escaped values
+a row, the same again and again for as long as nobody changes the accounts. A row is a pure function of its key (the
+values it shows, the viewer's role, the language...), so the HTML made for a key can be served again for that key,
+and a changed value is a new key: nothing is ever invalidated, and nothing stale can be found. Old keys fall out of
+a bounded LRU. The cache lives in the process, one per app; it never holds anything one session must not see,
+because nothing per-session (a CSRF token) may be inside a cached fragment.
+"""
+import threading
+from collections import OrderedDict
+
+from flask import request
+from markupsafe import Markup
+from peewee import Model
+
+from webapp import i18n
+
+# About 2.8 KB of HTML a report row: a few MB at most, and far more than the rows people page through.
+DEFAULT_SIZE = 2000
+
+
+class FragmentCache:
+    """A bounded LRU of rendered fragments (key -> Markup), and the templates' cached() that fills it."""
+
+    def __init__(self, size: int = DEFAULT_SIZE):
+        self.size = size
+        self.hits = self.misses = 0
+        self._entries = OrderedDict()
+        # waitress serves with several threads: the gate (webapp/gate.py) lets only one render at a time, but the
+        # LRU's move/evict pairs must not interleave if a render ever runs outside it.
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def cached(self, macro, *args, key, **kwargs) -> Markup:
+        """macro(*args, **kwargs), rendered once for this key and then reused for as long as the key is the same.
+
+        key must hold everything the output depends on (values shown, role flags, where links lead back to), apart
+        from what this adds itself: the macro, the language and time zone (translations, datetimeformat) and the
+        URL root. A peewee model in key stands for all the values loaded into it and the rows joined to it, not
+        for its id (which is what models compare by). Something a macro loads lazily (a property that queries)
+        must be read into key, or the first answer would be reused after it changed.
+        """
+        full_key = (macro, i18n.locale_and_zone(), request.script_root, _frozen(key))
+        with self._lock:
+            found = self._entries.get(full_key)
+            if found is not None:
+                self._entries.move_to_end(full_key)
+                self.hits += 1
+                return found
+            self.misses += 1
+        made = Markup(macro(*args, **kwargs))
+        with self._lock:
+            self._entries[full_key] = made
+            if len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        return made
+
+
+def _frozen(value):
+    """value as part of a dictionary key that changes whenever anything it shows could."""
+    if isinstance(value, Model):
+        # Loaded field values are plain (str, int, bool, datetime, None): hashable as they are.
+        return type(value), tuple(value.__data__.items()), _frozen(value.__rel__) if value.__rel__ else ()
+    if isinstance(value, (tuple, list)):
+        return tuple(_frozen(item) for item in value)
+    if isinstance(value, dict):
+        return tuple((name, _frozen(item)) for name, item in value.items())
+    return value
+
+
+def init_app(app, size: int = DEFAULT_SIZE) -> FragmentCache:
+    """Give app its own fragment cache, as app.extensions["fragments"] and the templates' cached()."""
+    cache = app.extensions["fragments"] = FragmentCache(size)
+    app.jinja_env.globals["cached"] = cache.cached
+    return cache
