@@ -1,6 +1,7 @@
 """`smtpdesk serve` with several serving processes: they share the port and the data, stop together, and a serving
 process that dies stops the server with an error instead of leaving it half there."""
 import http.client
+import json
 import os
 import signal
 import socket
@@ -9,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.factories import make_user
+from tests.factories import make_account, make_user
 from tests.netutil import free_port, wait_for_port
 from tests.test_outbox_durability import instance_env, start, wait_for
+from webapp.models import ApiToken, Notification
 
 
 def children(pid: int) -> list[int]:
@@ -110,3 +112,27 @@ def test_ctrl_c_stops_every_process(app, serve):
         os.kill(pid, signal.SIGINT)
     assert process.wait(30) == 0
     assert not any(alive(pid) for pid in servers)
+
+
+def test_serving_processes_enqueue_together_through_the_api(app, serve):
+    """Two processes writing at once take turns on a file lock beside the database (not SQLite's sleeping busy
+    handler): every call is answered and queued once."""
+    process, port = serve(2, "--no-worker")
+    _row, token = ApiToken.issue("two processes")
+
+    def post(n: int) -> int:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            connection.request("POST", "/api/v1/notifications", headers={
+                "Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+                body=json.dumps({"to": f"user{n}@example.org", "subject": f"n{n}", "text": "hello"}))
+            return connection.getresponse().status
+        finally:
+            connection.close()
+
+    make_account(is_default=True)
+    with ThreadPoolExecutor(16) as pool:
+        statuses = list(pool.map(post, range(300)))
+    assert set(statuses) == {202}, statuses
+    assert Notification.select().count() == 300
+    assert Path(app.config["DATABASE"] + "-enqueue.lock").exists()

@@ -26,6 +26,7 @@ Delivery rules (DESIGN.md "Notifications and delivery"):
 """
 import base64
 import dataclasses
+import fcntl
 import hashlib
 import json
 import logging
@@ -85,9 +86,53 @@ SESSION_STEPS = frozenset({Step.DNS, Step.CONNECT, Step.PROXY, Step.TLS, Step.CE
                            Step.STARTTLS, Step.AUTH})
 LEASE_EXPIRED = "lease_expired"
 LOCK_RETRY_SECONDS = 60     # how long a write waits, in total, for SQLite's lock before giving up
-# SQLite's busy handler polls with growing sleeps (up to 100 ms): many threads of one process contending for the write
-# lock would mostly sleep. They take turns on this lock first; other processes still meet the busy handler.
-_ENQUEUE_LOCK = threading.Lock()
+
+
+class _WriterTurn:
+    """Enqueuers take turns before asking SQLite for its write lock.
+
+    SQLite's busy handler polls with growing sleeps (1, 2, 5, 10... up to 100 ms): writers contending for its lock
+    mostly sleep, long after it was released. Threads of one process queue on a lock; processes (the forked
+    serving processes of `smtpdesk serve`, the CLI) on an flock() of a file beside the database, which the kernel
+    hands to the next waiter the moment it is released, and releases itself if its holder dies. The outbox
+    worker's own writes still meet the busy handler: they are few, batched, and nobody waits on them.
+    """
+
+    def __init__(self):
+        self._threads = threading.Lock()
+        self._file: tuple | None = None  # (pid, database path, descriptor): each process opens its own
+
+    def __enter__(self):
+        self._threads.acquire()
+        try:
+            descriptor = self._descriptor()
+            if descriptor is not None:
+                fcntl.flock(descriptor, fcntl.LOCK_EX)
+        except BaseException:
+            self._threads.release()
+            raise
+
+    def __exit__(self, *exc_info):
+        try:
+            descriptor = self._descriptor()
+            if descriptor is not None:
+                fcntl.flock(descriptor, fcntl.LOCK_UN)
+        finally:
+            self._threads.release()
+
+    def _descriptor(self) -> int | None:
+        path = database.database
+        if not path or path == ":memory:" or path.startswith("file:"):
+            return None
+        if self._file is None or self._file[:2] != (os.getpid(), path):
+            # Not the parent's descriptor after a fork: an flock() belongs to the open file, which it shares.
+            if self._file is not None and self._file[0] == os.getpid():
+                os.close(self._file[2])
+            self._file = (os.getpid(), path, os.open(f"{path}-enqueue.lock", os.O_RDWR | os.O_CREAT, 0o600))
+        return self._file[2]
+
+
+_ENQUEUE_TURN = _WriterTurn()
 
 
 # --- Errors ----------------------------------------------------------------------------------------------------
@@ -282,7 +327,7 @@ def send_notification(*, to, subject: str, text: str, html: str | None = None, c
 
     def enqueue_in_turn() -> int:
         # Inside the caller's transaction this connection may already hold SQLite's write lock: no turn-taking then.
-        with nullcontext() if database.in_transaction() else _ENQUEUE_LOCK:
+        with nullcontext() if database.in_transaction() else _ENQUEUE_TURN:
             return enqueue()
 
     with connection():
