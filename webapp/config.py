@@ -34,9 +34,11 @@ class Defaults:
     LOGIN_WINDOW_SECONDS = 15 * 60
     HOST = "127.0.0.1"
     PORT = 5000
-    # `smtpdesk serve`: processes forked to serve pages (each runs one request's Python at a time, webapp/gate.py,
-    # so one process uses one core), and waitress threads in each (slow test dialogs wait in them, not in line).
-    SERVE_PROCESSES = min(4, os.cpu_count() or 1)
+    # `smtpdesk serve`: processes serving pages (each runs one request's Python at a time, webapp/gate.py, so one
+    # process uses one core), leaving a core to the outbox worker, SQLite and the rest of the host: on 2 cores, a
+    # second serving process gave 1.5 x the pages per second but a worse p99 and 1.8 x the memory
+    # (docs/BENCHMARKS.md). And waitress threads in each (slow test dialogs wait in them, not in line).
+    SERVE_PROCESSES = max(1, min(4, (os.cpu_count() or 1) - 1))
     SERVE_THREADS = 8
     # SMTP from a request (test dialog, test connector): seconds for connect and each read, and for the whole dialogue.
     SMTP_TIMEOUT = 10
