@@ -529,6 +529,37 @@ def test_a_graceful_stop_finishes_the_message_in_flight_and_puts_the_rest_back(a
     assert Notification.select().where(Notification.lease_owner.is_null(False)).count() == 0
 
 
+def test_a_stop_after_the_next_envelope_went_out_puts_that_message_back_unsent(app, smtp_server):
+    # The worker sends each message's final dot with the next message's MAIL, RCPT and DATA (PIPELINING). A stop
+    # asked while it waits for the dot's reply: that next message's content never goes, the connection is
+    # dropped (no QUIT read as its content), and it is delivered once, later.
+    server = smtp_server(pipelining=True, stall={"DATA": 0.5})
+    account_for(server)
+    for n in range(4):
+        notify(subject=f"n{n}")
+    worker = fast_worker()
+    thread = threading.Thread(target=worker.run_forever)
+    thread.start()
+    deadline = time.monotonic() + 5
+    while True not in server.handler.data_with_more_buffered and time.monotonic() < deadline:
+        time.sleep(0.005)
+    announced = server.handler.data_with_more_buffered.index(True) + 1  # n{announced}'s envelope went out
+    try:
+        assert announced < 4  # (the first of a group goes alone when the next is not composed yet)
+    finally:
+        worker.stop()
+        thread.join(5)
+    assert not thread.is_alive()
+    assert [r.message["Subject"] for r in server.received] == [f"n{n}" for n in range(announced)]
+    assert statuses() == {"sent": announced, "queued": 4 - announced}
+    assert "QUIT" not in server.handler.commands
+
+    server.handler.stall.clear()
+    drain()
+    assert [r.message["Subject"] for r in server.received] == ["n0", "n1", "n2", "n3"]
+    assert set(message_ids(server).values()) == {1}
+
+
 def test_hooks_run_while_the_worker_runs_and_their_failures_are_not_fatal(app, caplog):
     calls = []
 

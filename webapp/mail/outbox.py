@@ -881,13 +881,17 @@ class Worker:
             return result
         # The header block shown in the detail view: from the very bytes that go after DATA.
         headers = header_block(message)
-        result = session.send(message, envelope_from=envelope_from, recipients=recipients)
+        # The next message's envelope goes with this one's final dot, when it is composed already and no stop is
+        # asked for. Its content goes only in its own turn, after holds_next() (the transport drops the connection
+        # if that turn never comes).
+        then = None if self.stop_event.is_set() or len(group.pending) < 2 else composer.ready(group.pending[1])
+        result = session.send(message, envelope_from=envelope_from, recipients=recipients, then=then)
         if _reconnectable(result) and group.holds_next():
             # The server closed a kept connection before taking the message: record that, and try once more at
             # once on a new connection (nothing was handed over, so this cannot duplicate the message).
             self._finish(group, notification, account, result, started=started, headers=headers, final=False)
             started = utcnow()
-            result = session.send(message, envelope_from=envelope_from, recipients=recipients)
+            result = session.send(message, envelope_from=envelope_from, recipients=recipients, then=then)
         self._finish(group, notification, account, result, started=started, headers=headers)
         return result
 
@@ -1017,6 +1021,13 @@ class _Composer:
         future = self.futures.pop(notification.id, None)
         if future is None:
             return build_wire(notification, self.account, self.footer)
+        return future.result()
+
+    def ready(self, notification: Notification):
+        """build_wire(notification) if it is composed already, else None (nor when it could not be composed)."""
+        future = self.futures.get(notification.id)
+        if future is None or not future.done() or future.exception() is not None:
+            return None
         return future.result()
 
 

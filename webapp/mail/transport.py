@@ -99,12 +99,20 @@ class SmtpSession:
     def __exit__(self, *exc_info):
         self.close()
 
-    def send(self, message: EmailMessage | bytes, *, envelope_from: str, recipients: list[str]) -> SendResult:
+    def send(self, message: EmailMessage | bytes, *, envelope_from: str, recipients: list[str],
+             then: tuple[bytes, str, list[str]] | None = None) -> SendResult:
         """Send one message (an EmailMessage, or its bytes from compose.message_bytes() / notification_bytes())
-        over the session; never raises for SMTP/network failures (error in the result)."""
+        over the session; never raises for SMTP/network failures (error in the result).
+
+        then: the next message (bytes, envelope sender, recipients) when the caller will send it next. With
+        PIPELINING its MAIL, RCPT and DATA go in the same write as this message's final dot (RFC 2920 3.1), and
+        their replies are read by the next send(): one round trip per message instead of two. If the next send()
+        is for another message after all (a stop, a lost lease), the connection is dropped rather than used: the
+        server is waiting for that message's content, and a transaction cut before its final dot is discarded.
+        """
         self._watchdog.arm(self.settings.deadline)
         try:
-            result = self._deliver(message, envelope_from, recipients)
+            result = self._deliver(message, envelope_from, recipients, then)
         finally:
             self._watchdog.disarm()
         # Each result carries its own part of the dialogue (the opening goes with the first message after it).
@@ -117,7 +125,8 @@ class SmtpSession:
         self._quit()
         self._abort()
 
-    def _deliver(self, message: EmailMessage | bytes, envelope_from: str, recipients: list[str]) -> SendResult:
+    def _deliver(self, message: EmailMessage | bytes, envelope_from: str, recipients: list[str],
+                 then: tuple[bytes, str, list[str]] | None = None) -> SendResult:
         """Open if needed and run one mail transaction; the caller arms the watchdog."""
         if not recipients:
             raise ValueError("a message needs at least one recipient")
@@ -125,10 +134,12 @@ class SmtpSession:
         refused, error = {}, None
         try:
             _refuse_line_breaks(self.settings.helo_name, envelope_from, recipients)
+            if self._client is not None and self._client.announced not in (None, (message, envelope_from, recipients)):
+                self._abort()  # it waits for another message's content: never send it this one's
             if self._client is None:
                 self._open()
-            refused = {recipient: (code, self._scrub(errors.reply_text(text)))
-                       for recipient, (code, text) in self._transaction(message, envelope_from, recipients).items()}
+            refused = {recipient: (code, self._scrub(errors.reply_text(text))) for recipient, (code, text)
+                       in self._transaction(message, envelope_from, recipients, then).items()}
             code, reply = self._client.last_reply
         except (MailError, OSError, smtplib.SMTPException) as exc:
             error = self._explain(exc)
@@ -140,8 +151,9 @@ class SmtpSession:
                           error=self._scrub_error(error), refused=refused)
 
     def _quit(self) -> None:
-        """A polite QUIT when the connection is still up; failures do not matter any more."""
-        if self._client is not None and self._client.sock is not None:
+        """A polite QUIT when the connection is still up; failures do not matter any more. Not when the next
+        message was announced: the server reads what follows as its content, so the connection is just closed."""
+        if self._client is not None and self._client.sock is not None and self._client.announced is None:
             try:
                 self._client.quit()
             except (OSError, smtplib.SMTPException):
@@ -192,7 +204,8 @@ class SmtpSession:
         finally:
             client.user = client.password = None  # smtplib.login() keeps them on the client
 
-    def _transaction(self, message: EmailMessage | bytes, envelope_from: str, recipients: list[str]) -> dict:
+    def _transaction(self, message: EmailMessage | bytes, envelope_from: str, recipients: list[str],
+                     then: tuple[bytes, str, list[str]] | None = None) -> dict:
         client = self._client
         client.step = Step.SENDER
         sender = ascii_addr_spec(envelope_from)
@@ -204,7 +217,8 @@ class SmtpSession:
         options = ["SMTPUTF8", "BODY=8BITMIME"] if international else []
         try:
             if client.has_extn("pipelining"):
-                return client.pipelined_sendmail(sender, to_addrs, data, options)
+                return client.pipelined_sendmail(sender, to_addrs, data, options,
+                                                 announce=self._announcement(then, international))
             return client.sendmail(sender, to_addrs, data, options)
         except smtplib.SMTPSenderRefused as exc:
             raise errors.reply_error(Step.SENDER, exc.smtp_code, errors.reply_text(exc.smtp_error),
@@ -217,6 +231,21 @@ class SmtpSession:
             raise dataclasses.replace(error, transient=transient) from None
         except smtplib.SMTPDataError as exc:
             raise errors.reply_error(Step.DATA, exc.smtp_code, errors.reply_text(exc.smtp_error)) from None
+
+    def _announcement(self, then: tuple[bytes, str, list[str]] | None, international: bool) -> tuple | None:
+        """The next message's (key, sender, recipients, bytes) to announce, when it can be: plain ASCII envelopes
+        only (an SMTPUTF8 one changes how commands are encoded), and addresses our own checks accept."""
+        if then is None or international:
+            return None
+        data, envelope_from, recipients = then
+        try:
+            _refuse_line_breaks(None, envelope_from, recipients)
+            sender, to_addrs = ascii_addr_spec(envelope_from), [ascii_addr_spec(r) for r in recipients]
+        except (MailError, ValueError):
+            return None  # its own send() explains it
+        if not recipients or needs_smtputf8(sender, to_addrs):
+            return None
+        return (data, envelope_from, recipients), sender, to_addrs, data
 
     def _explain(self, exc: BaseException) -> MailError:
         settings = self.settings
@@ -266,6 +295,10 @@ class _Client(smtplib.SMTP):
         self.last_reply: tuple[int | None, bytes | None] = (None, None)
         self._in_auth = False
         self._in_data = False
+        # The message whose MAIL, RCPT and DATA went out with the last final dot, replies unread (see
+        # SmtpSession.send's then), as (bytes, envelope sender, recipients); and those commands, for its transcript.
+        self.announced: tuple | None = None
+        self._announced_commands: list[str] = []
 
     def _get_socket(self, host, port, timeout):
         self._host = host  # smtplib sets it only when its constructor connects; STARTTLS needs it
@@ -325,18 +358,24 @@ class _Client(smtplib.SMTP):
         finally:
             self._in_data = False
 
-    def pipelined_sendmail(self, from_addr: str, to_addrs: list[str], msg: bytes, mail_options=()) -> dict:
+    def pipelined_sendmail(self, from_addr: str, to_addrs: list[str], msg: bytes, mail_options=(),
+                           announce: tuple | None = None) -> dict:
         """sendmail() with RFC 2920 PIPELINING: MAIL, every RCPT and DATA in one write, their replies read in order,
         then the message and its reply: two round trips instead of three plus one per recipient. The same
-        results and exceptions as smtplib's sendmail() (refused recipients in the returned dict)."""
-        options = list(mail_options)
-        if self.has_extn("size"):
-            options.append(f"size={len(msg)}")
-        if any(option.lower() == "smtputf8" for option in options):
+        results and exceptions as smtplib's sendmail() (refused recipients in the returned dict).
+
+        announce: (key, sender, recipients, bytes) of the next message, whose MAIL, RCPT and DATA then go with
+        this message's final dot; the next call, for that message, reads their replies instead of sending them
+        (SmtpSession checks that it is for that message). One round trip per message.
+        """
+        if any(option.lower() == "smtputf8" for option in mail_options):
             self.command_encoding = "utf-8"
-        option_text = "".join(f" {option}" for option in options)
-        mail = f"mail FROM:{_quoted(from_addr)}{option_text}"
-        self._send_group([mail, *(f"rcpt TO:{_quoted(rcpt)}" for rcpt in to_addrs), "data"])
+        if self.announced is not None:
+            self.announced = None
+            for command in self._announced_commands:  # in this message's transcript, where they belong
+                self._note_sent(command)
+        else:
+            self._send_group(self._envelope(from_addr, to_addrs, msg, mail_options))
         mail_reply = self._reply_to("MAIL")
         if mail_reply[0] == 421:
             self.close()
@@ -369,25 +408,47 @@ class _Client(smtplib.SMTP):
         self._in_data = True
         try:
             body = _DOT_AT_LINE_START.sub(b"..", msg)  # RFC 5321 4.5.2 transparency
-            self.send(body + (b"" if body.endswith(b"\r\n") else b"\r\n") + b".\r\n")
+            body += (b"" if body.endswith(b"\r\n") else b"\r\n") + b".\r\n"
+            if announce is None:
+                self.send(body)
+            else:
+                key, next_from, next_to, next_msg = announce
+                commands = self._envelope(next_from, next_to, next_msg, ())
+                self._note_sent(body)
+                self._in_data = False
+                self._send_bytes(body + "".join(f"{command}\r\n" for command in commands).encode("ascii"))
+                self.announced, self._announced_commands = key, commands
         finally:
             self._in_data = False
         code, text = self.getreply()
         if code != 250:
             if code == 421:
                 self.close()
-            else:
+            elif self.announced is None:  # (else the next transaction has begun: the server reset this one)
                 self._rset()
             raise smtplib.SMTPDataError(code, text)
         return refused
+
+    def _envelope(self, from_addr: str, to_addrs: list[str], msg: bytes, mail_options) -> list[str]:
+        """MAIL (with SIZE when offered), one RCPT per recipient, DATA."""
+        options = list(mail_options)
+        if self.has_extn("size"):
+            options.append(f"size={len(msg)}")
+        option_text = "".join(f" {option}" for option in options)
+        return [f"mail FROM:{_quoted(from_addr)}{option_text}", *(f"rcpt TO:{_quoted(rcpt)}" for rcpt in to_addrs),
+                "data"]
 
     def _send_group(self, commands: list[str]) -> None:
         """Several commands in one write (each in the transcript)."""
         for command in commands:
             self._note_sent(command)
+        self._send_bytes("".join(f"{command}\r\n" for command in commands))
+
+    def _send_bytes(self, data: str | bytes) -> None:
+        """One write, bounded like any other; the caller notes it in the transcript."""
         if self.sock is not None:
             self.sock.settimeout(self._watchdog.io_timeout(self.settings.timeout))
-        smtplib.SMTP.send(self, "".join(f"{command}\r\n" for command in commands))
+        smtplib.SMTP.send(self, data)
 
     def _reply_to(self, command: str) -> tuple[int, bytes]:
         self.command = command  # what a timeout or a disconnection here is explained by
@@ -395,6 +456,7 @@ class _Client(smtplib.SMTP):
 
     def close(self):
         self._watchdog.forget()
+        self.announced = None
         super().close()
 
     def _note_sent(self, s: str | bytes) -> None:
