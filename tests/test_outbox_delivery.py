@@ -621,11 +621,13 @@ def test_a_slow_server_gets_each_outcome_recorded_without_waiting_for_the_batch(
     assert recordings == [1, 1, 1] and statuses() == {"sent": 3}
 
 
-def test_a_message_that_cannot_be_composed_fails_alone_and_the_batch_goes_on_in_order(app, smtp_server):
-    server = smtp_server()
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_a_message_that_cannot_be_composed_fails_alone_and_the_batch_goes_on_in_order(app, smtp_server, pipelining):
+    server = smtp_server(pipelining=pipelining)
     account_for(server)
     first, broken, last = (notify(subject=f"n{n}") for n in range(3))
-    # Stored before a rule changed, say: composing happens on the worker's composer thread, ahead of sending.
+    # Stored before a rule changed, say. With PIPELINING it is composed while n0 is sent, to go with n0's final dot:
+    # it cannot, so n0 goes alone, and it fails in its own turn.
     Notification.update(to_addrs='["not an address"]').where(Notification.id == broken.id).execute()
 
     drain()
