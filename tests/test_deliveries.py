@@ -4,6 +4,7 @@ import re
 from datetime import datetime
 
 import pytest
+from itsdangerous import URLSafeTimedSerializer
 
 from tests.factories import make_account, make_client, make_notification
 from webapp.models import AuditEntry, DeliveryAttempt, Notification, utcnow
@@ -309,3 +310,34 @@ def test_markup_in_subject_recipients_and_replies_is_escaped_everywhere(app, adm
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in detail
     assert "&lt;img src=x onerror=alert(2)&gt;" in detail
     assert "&lt;/pre&gt;&lt;script&gt;alert(3)" in detail
+
+
+def test_cached_rows_follow_every_change_and_failed_rows_carry_this_sessions_token(app, operator, auditor):
+    # Rows come from the fragment cache (webapp/fragments.py) keyed by all they show; a failed row's Retry form
+    # holds the session's CSRF token, so it is rendered each time instead.
+    make_account(name="Billing", is_default=True)
+    notification = make_notification("retrying", subject="Invoice 42", attempts=1, last_code=451,
+                                     last_reply="451 4.3.0 try later")
+    def table(client) -> str:
+        html = client.get("/deliveries/").get_data(as_text=True)
+        return html[html.index("<tbody>"):html.index("</tbody>")]
+
+    first = table(operator)
+    assert first == table(operator)  # the cached row is the same row
+    assert "451 4.3.0 try later" in first
+    app.extensions["fragments"].clear()
+    assert first == table(operator)  # and the same as rendered afresh
+
+    Notification.update(status="sent", attempts=2, last_code=250, last_reply="250 2.0.0 Ok: queued as Y",
+                        sent_at=utcnow()).where(Notification.id == notification.id).execute()
+    sent = operator.get("/deliveries/").get_data(as_text=True)
+    assert 'status-sent">Sent<' in sent and "250 2.0.0 Ok: queued as Y" in sent and "451 4.3.0" not in sent
+
+    Notification.update(status="failed").where(Notification.id == notification.id).execute()
+    for client in (operator, make_client(app, "operator")):
+        html = client.get("/deliveries/").get_data(as_text=True)
+        with client.session_transaction() as session:
+            raw = session["csrf_token"]
+        token = re.search(r'name="csrf_token" value="([^"]+)"', html[html.index('id="notification-'):]).group(1)
+        assert URLSafeTimedSerializer(app.secret_key, salt="wtf-csrf-token").loads(token) == raw
+    assert ">Retry<" not in auditor.get("/deliveries/").get_data(as_text=True)  # nor from the operator's cache

@@ -9,6 +9,7 @@ because nothing per-session (a CSRF token) may be inside a cached fragment.
 """
 import threading
 from collections import OrderedDict
+from datetime import date, datetime
 
 from flask import request
 from markupsafe import Markup
@@ -63,12 +64,18 @@ class FragmentCache:
         return made
 
 
+# Values that stand for themselves in a key (a tuple of only these needs no walking through).
+_PLAIN = frozenset({str, int, float, bool, type(None), datetime, date, bytes})
+
+
 def _frozen(value):
     """value as part of a dictionary key that changes whenever anything it shows could."""
     if isinstance(value, Model):
         # Loaded field values are plain (str, int, bool, datetime, None): hashable as they are.
         return type(value), tuple(value.__data__.items()), _frozen(value.__rel__) if value.__rel__ else ()
     if isinstance(value, (tuple, list)):
+        if all(type(item) in _PLAIN for item in value):
+            return tuple(value)
         return tuple(_frozen(item) for item in value)
     if isinstance(value, dict):
         return tuple((name, _frozen(item)) for name, item in value.items())

@@ -63,6 +63,12 @@ class Row:
         self.sent_at = datetime.fromisoformat(sent_at) if sent_at else None
         self.sent_iso = sent_at.replace(" ", "T") if sent_at else None
 
+    @property
+    def key(self) -> tuple:
+        """All it holds, as the fragment cache's key for its rendered row (webapp/fragments.py)."""
+        values = (getattr(self, name) for name in self.__slots__)
+        return tuple(tuple(value) if isinstance(value, list) else value for value in values)
+
 
 @dataclass
 class Window:
