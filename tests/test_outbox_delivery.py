@@ -509,17 +509,27 @@ def test_rate_limit_per_account(app, smtp_server):
     assert Notification.select().where(Notification.status == "queued").count() == 2
 
 
+def running_worker() -> tuple[Worker, threading.Thread]:
+    """A fast worker running on a thread of its own (stop it with worker.stop(), then join the thread)."""
+    worker = fast_worker()
+    thread = threading.Thread(target=worker.run_forever)
+    thread.start()
+    return worker, thread
+
+
+def wait_until(condition, timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
 def test_a_graceful_stop_finishes_the_message_in_flight_and_puts_the_rest_back(app, smtp_server):
     server = smtp_server(stall={"DATA": 0.3})
     account_for(server)
     for n in range(6):
         notify(subject=f"n{n}")
-    worker = fast_worker()
-    thread = threading.Thread(target=worker.run_forever)
-    thread.start()
-    deadline = time.monotonic() + 5
-    while not server.received and time.monotonic() < deadline:
-        time.sleep(0.01)
+    worker, thread = running_worker()
+    wait_until(lambda: server.received)
     worker.stop()
     thread.join(5)
     assert not thread.is_alive()
@@ -537,12 +547,8 @@ def test_a_stop_after_the_next_envelope_went_out_puts_that_message_back_unsent(a
     account_for(server)
     for n in range(4):
         notify(subject=f"n{n}")
-    worker = fast_worker()
-    thread = threading.Thread(target=worker.run_forever)
-    thread.start()
-    deadline = time.monotonic() + 5
-    while True not in server.handler.data_with_more_buffered and time.monotonic() < deadline:
-        time.sleep(0.005)
+    worker, thread = running_worker()
+    wait_until(lambda: True in server.handler.data_with_more_buffered)
     announced = server.handler.data_with_more_buffered.index(True) + 1  # n{announced}'s envelope went out
     try:
         assert announced < 4  # (the first of a group goes alone when the next is not composed yet)
