@@ -115,7 +115,7 @@ def users_set_password(username, password):
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1, or SMTPDESK_HOST).")
 @click.option("--port", type=int, default=None, help="Port (default 5000, or SMTPDESK_PORT).")
 @click.option("--processes", type=click.IntRange(1, 64), default=None,
-              help="Serving processes (default: SERVE_PROCESSES, the number of CPUs up to 4).")
+              help="Serving processes (default: SERVE_PROCESSES, one per CPU but one, 1 to 4).")
 @click.option("--threads", type=click.IntRange(1, 256), default=None,
               help="waitress threads in each serving process (default: SERVE_THREADS, 8).")
 @click.option("--worker/--no-worker", "run_worker", default=None,
@@ -202,11 +202,12 @@ def _waitress(app, listener: socket.socket, threads: int) -> None:
 class _ServingProcesses:
     """Pages served by forked processes sharing one listening socket; this process runs the outbox worker.
 
-    Python runs one thread at a time, so one process serves pages on one core; with two cores, two processes serve
-    twice the pages (docs/BENCHMARKS.md). Every process sees the same data: state lives in SQLite and the instance
-    files (sessions are signed cookies, sign-in lock-outs are counted from the audit log, the vault rereads its
-    key file). A serving process that ends unexpectedly stops the whole server, with an error, for the service
-    manager to restart; forking a replacement from this process, which runs the worker's threads, would not be safe.
+    Python runs one thread at a time, so one process serves pages on one core; on 2 cores, two processes served
+    1.5 x the pages of one (with a worse p99 while a load generator shared the cores). Every process sees the same
+    data: state lives in SQLite and the instance files (sessions are signed cookies, sign-in lock-outs are counted
+    from the audit log, the vault rereads its key file). A serving process that ends unexpectedly stops the whole
+    server, with an error, for the service manager to restart; forking a replacement from this process, which runs
+    the worker's threads, would not be safe.
     """
 
     def __init__(self, app, listener: socket.socket, threads: int):

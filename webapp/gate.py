@@ -5,7 +5,7 @@ SMTP_DEADLINE) does not hold up the rest. But the pages themselves are Python, w
 anyway, and threads that take turns through the GIL pay for it: every SQLite step, zlib call and socket send
 releases the GIL, and getting it back behind a busy thread waits for the switch interval. Measured with wrk and 8
 clients on the accounts report, 8 threads served 100 pages/s at 13 ms of CPU each; 1 thread served 180 pages/s at
-7.5 ms (docs/BENCHMARKS.md).
+7.5 ms.
 
 So the app runs behind a gate: a request holds it from the moment Flask takes the request until the response is
 built (what waitress then writes is outside it), and the code that waits on the network (a test dialog's SMTP
