@@ -5,6 +5,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -53,8 +54,12 @@ def serve(app, tmp_path):
     yield run
     for process in started:
         if process.poll() is None:
-            process.kill()
-            process.wait()
+            process.terminate()
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()  # its serving processes follow it (test_serving_processes_end_with_a_killed_server)
+                process.wait()
 
 
 def test_serving_processes_share_the_port_and_stop_with_the_server(app, serve, tmp_path):
@@ -82,6 +87,17 @@ def test_a_serving_process_that_dies_stops_the_server_with_an_error(app, serve, 
     assert not alive(second)
     output = (tmp_path / "serve.log").read_text()
     assert f"serving process {first} ended (killed by signal 9); stopping smtpdesk." in output
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+def test_serving_processes_end_with_a_killed_server(app, serve):
+    process, port = serve(2)
+    wait_for(lambda: len(children(process.pid)) == 2, 10, "two serving processes")
+    servers = children(process.pid)
+    process.kill()  # no clean-up runs in it: its children see its end of their pipe close
+    process.wait()
+    wait_for(lambda: not any(alive(pid) for pid in servers), 10, "the serving processes to end")
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
 

@@ -214,6 +214,8 @@ class _ServingProcesses:
         self.app, self.listener, self.threads = app, listener, threads
         self.pids: set[int] = set()
         self.failed = False
+        # Only this process holds the write end: when it is gone (even SIGKILLed), each child reads end-of-file.
+        self._parent_alive, self._parent_holds = os.pipe()
 
     def start(self, count: int) -> None:
         for _ in range(count):
@@ -223,10 +225,13 @@ class _ServingProcesses:
             self.pids.add(pid)
 
     def _serve(self) -> None:
-        """In the child: serve until SIGTERM or Ctrl+C, then leave without running the parent's clean-ups."""
+        """In the child: serve until SIGTERM, Ctrl+C or the end of the parent, then leave without running the
+        parent's clean-ups."""
         status = 0
         try:
             signal.signal(signal.SIGTERM, _exit_on_signal)
+            os.close(self._parent_holds)
+            threading.Thread(target=self._stop_with_parent, name="parent-watch", daemon=True).start()
             signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # held by the parent while it forked
             _waitress(self.app, self.listener, self.threads)
         except KeyboardInterrupt:
@@ -238,6 +243,12 @@ class _ServingProcesses:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(status)
+
+    def _stop_with_parent(self) -> None:
+        """In the child: a parent killed without its clean-ups leaves no server behind (it would hold the port)."""
+        while os.read(self._parent_alive, 1):
+            pass
+        os.kill(os.getpid(), signal.SIGTERM)
 
     def watch(self) -> None:
         """Wait until a signal stops the server or a serving process ends on its own."""
