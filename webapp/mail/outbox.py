@@ -101,6 +101,7 @@ class _WriterTurn:
     def __init__(self):
         self._threads = threading.Lock()
         self._file: tuple | None = None  # (pid, database path, descriptor): each process opens its own
+        self._locked: int | None = None  # the descriptor flock()ed by the thread holding the turn
 
     def __enter__(self):
         self._threads.acquire()
@@ -108,16 +109,17 @@ class _WriterTurn:
             descriptor = self._descriptor()
             if descriptor is not None:
                 fcntl.flock(descriptor, fcntl.LOCK_EX)
+            self._locked = descriptor
         except BaseException:
             self._threads.release()
             raise
 
     def __exit__(self, *exc_info):
         try:
-            descriptor = self._descriptor()
-            if descriptor is not None:
-                fcntl.flock(descriptor, fcntl.LOCK_UN)
+            if self._locked is not None:
+                fcntl.flock(self._locked, fcntl.LOCK_UN)
         finally:
+            self._locked = None
             self._threads.release()
 
     def _descriptor(self) -> int | None:

@@ -208,9 +208,7 @@ class SmtpSession:
                      then: tuple[bytes, str, list[str]] | None = None) -> dict:
         client = self._client
         client.step = Step.SENDER
-        sender = ascii_addr_spec(envelope_from)
-        to_addrs = [ascii_addr_spec(r) for r in recipients]
-        international = needs_smtputf8(sender, to_addrs)
+        sender, to_addrs, international = _wire_addresses(envelope_from, recipients)
         if international and not client.has_extn("smtputf8"):
             raise errors.smtputf8_needed(envelope_from)
         data = message if isinstance(message, bytes) else message_bytes(message, international)
@@ -240,10 +238,10 @@ class SmtpSession:
         data, envelope_from, recipients = then
         try:
             _refuse_line_breaks(None, envelope_from, recipients)
-            sender, to_addrs = ascii_addr_spec(envelope_from), [ascii_addr_spec(r) for r in recipients]
+            sender, to_addrs, next_international = _wire_addresses(envelope_from, recipients)
         except (MailError, ValueError):
             return None  # its own send() explains it
-        if not recipients or needs_smtputf8(sender, to_addrs):
+        if not recipients or next_international:
             return None
         return (data, envelope_from, recipients), sender, to_addrs, data
 
@@ -625,6 +623,12 @@ def _tls_context(settings: SmtpSettings) -> ssl.SSLContext:
         except (ssl.SSLError, ValueError) as exc:
             raise errors.bad_ca_certificate(exc) from None
     return context
+
+
+def _wire_addresses(envelope_from: str, recipients: list[str]) -> tuple[str, list[str], bool]:
+    """The envelope as it goes on the wire (IDN domains in A-labels), and whether it needs SMTPUTF8."""
+    sender, to_addrs = ascii_addr_spec(envelope_from), [ascii_addr_spec(r) for r in recipients]
+    return sender, to_addrs, needs_smtputf8(sender, to_addrs)
 
 
 def _refuse_line_breaks(helo_name: str | None, envelope_from: str, recipients: list[str]) -> None:
