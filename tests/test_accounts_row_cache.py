@@ -60,9 +60,9 @@ def report(app):
 
 def test_the_second_page_comes_from_the_cache_and_is_the_page_rendered_afresh(admin, cache, report):
     first = page_text(admin.get("/accounts/"))
-    assert (cache.misses, cache.hits, len(cache)) == (3, 0, 3)
+    assert (cache.misses, cache.hits, len(cache)) == (4, 0, 4)  # each row, and the rows together
     second = page_text(admin.get("/accounts/"))
-    assert (cache.misses, cache.hits) == (3, 3)
+    assert (cache.misses, cache.hits) == (4, 1)  # the rows together: one lookup
     assert second == first == fresh(admin, cache)
 
 
@@ -107,6 +107,18 @@ def test_a_row_changes_when_any_value_it_shows_changes(admin, cache, report, cha
     assert after == fresh(admin, cache)
 
 
+def test_after_a_change_only_the_changed_row_renders_again(admin, cache, report):
+    main, other = report
+    page_text(admin.get("/accounts/"))
+    misses, hits = cache.misses, cache.hits
+
+    _rename(main, other)
+    page_text(admin.get("/accounts/"))
+
+    # Missed: the page's rows together, and the renamed row; found: the two rows that did not change.
+    assert (cache.misses - misses, cache.hits - hits) == (2, 2)
+
+
 def test_a_row_changes_with_where_its_links_lead_back_to(admin, cache, report):
     main, other = report
     plain = page_text(admin.get("/accounts/"))
@@ -126,7 +138,7 @@ def test_one_cache_gives_each_language_and_role_its_own_rows(app, cache):
     }
     rows = {who: row(page_text(client.get("/accounts/")), account) for who, client in clients.items()}
 
-    assert len(cache) == 4 and len(set(rows.values())) == 4
+    assert len(cache) == 2 * 4 and len(set(rows.values())) == 4  # the row, and the page's rows together
     assert ">Disable<" in rows["admin en"] and ">Desativar<" in rows["admin pt_BR"]
     for viewer in ("operator en", "auditor en"):
         assert "/disable" not in rows[viewer] and "/make-default" not in rows[viewer] and "/edit" not in rows[viewer]

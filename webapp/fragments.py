@@ -39,7 +39,7 @@ class FragmentCache:
         with self._lock:
             self._entries.clear()
 
-    def cached(self, macro, *args, key, **kwargs) -> Markup:
+    def cached(self, macro=None, *args, key, caller=None, **kwargs) -> Markup:
         """macro(*args, **kwargs), rendered once for this key and then reused for as long as the key is the same.
 
         key must hold everything the output depends on (values shown, role flags, where links lead back to), apart
@@ -47,7 +47,12 @@ class FragmentCache:
         URL root. A peewee model in key stands for all the values loaded into it and the rows joined to it, not
         for its id (which is what models compare by). Something a macro loads lazily (a property that queries)
         must be read into key, or the first answer would be reused after it changed.
+
+        As a call block, {% call cached(key=...) %}...{% endcall %} caches its body, known by the body's compiled
+        code: a whole page of rows is then one lookup, and each row's own cached() only runs when that key is new.
         """
+        if caller is not None:
+            macro, args, kwargs = caller._func.__code__, (), {}
         full_key = (macro, i18n.locale_and_zone(), request.script_root, _frozen(key))
         with self._lock:
             found = self._entries.get(full_key)
@@ -56,7 +61,7 @@ class FragmentCache:
                 self.hits += 1
                 return found
             self.misses += 1
-        made = Markup(macro(*args, **kwargs))
+        made = Markup(caller() if caller is not None else macro(*args, **kwargs))
         with self._lock:
             self._entries[full_key] = made
             if len(self._entries) > self.size:
