@@ -239,7 +239,8 @@ def test_operators_and_admins_retry_a_failed_notification(app, role):
     make_account(is_default=True)
     failed = make_notification("failed", attempts=8, last_code=451, next_attempt_at=datetime(2025, 1, 1))
     page = client.get("/deliveries/").get_data(as_text=True)
-    assert f'hx-post="/deliveries/{failed.id}/retry"' in page
+    assert f'hx-post="/deliveries/{failed.id}/retry?next=/deliveries/"' in page
+    assert f'formaction="/deliveries/{failed.id}/retry?next=/deliveries/"' in page
 
     response = client.post(f"/deliveries/{failed.id}/retry", data={"next": "/deliveries/?status=failed"})
     assert response.status_code == 303 and response.headers["Location"] == "/deliveries/?status=failed"
@@ -251,6 +252,17 @@ def test_operators_and_admins_retry_a_failed_notification(app, role):
     assert entry.object_name == f"#{failed.id} Your invoice"
     assert entry.changes == {"status": ["failed", "queued"]}
     assert "is queued again" in client.get("/deliveries/").get_data(as_text=True)
+
+
+def test_a_retry_button_without_javascript_returns_to_the_list_it_was_clicked_in(app, operator):
+    # The list's button posts the #row-action form (the CSRF token alone) to a URL that carries next=.
+    make_account(is_default=True)
+    failed = make_notification("failed")
+    response = operator.post(f"/deliveries/{failed.id}/retry?next=/deliveries/?status%3Dfailed")
+    assert response.status_code == 303 and response.headers["Location"] == "/deliveries/?status=failed"
+    assert Notification.get_by_id(failed.id).status == "queued"
+    assert operator.post(f"/deliveries/{failed.id}/retry?next=https://evil.example/").headers[
+        "Location"] == f"/deliveries/{failed.id}"  # not retried twice (refused), and never off the site
 
 
 def test_a_retry_from_the_list_swaps_the_row_and_starts_the_counts_refreshing(app, operator):
@@ -312,9 +324,9 @@ def test_markup_in_subject_recipients_and_replies_is_escaped_everywhere(app, adm
     assert "&lt;/pre&gt;&lt;script&gt;alert(3)" in detail
 
 
-def test_cached_rows_follow_every_change_and_failed_rows_carry_this_sessions_token(app, operator, auditor):
-    # Rows come from the fragment cache (webapp/fragments.py) keyed by all they show; a failed row's Retry form
-    # holds the session's CSRF token, so it is rendered each time instead.
+def test_cached_rows_follow_every_change_and_retry_posts_this_sessions_token(app, operator, auditor):
+    # Rows come from the fragment cache (webapp/fragments.py) keyed by all they show, failed ones too: a Retry
+    # button submits the list's #row-action form, which holds the session's CSRF token outside the cached rows.
     make_account(name="Billing", is_default=True)
     notification = make_notification("retrying", subject="Invoice 42", attempts=1, last_code=451,
                                      last_reply="451 4.3.0 try later")
@@ -334,10 +346,17 @@ def test_cached_rows_follow_every_change_and_failed_rows_carry_this_sessions_tok
     assert 'status-sent">Sent<' in sent and "250 2.0.0 Ok: queued as Y" in sent and "451 4.3.0" not in sent
 
     Notification.update(status="failed").where(Notification.id == notification.id).execute()
+    rows = set()
     for client in (operator, make_client(app, "operator")):
         html = client.get("/deliveries/").get_data(as_text=True)
         with client.session_transaction() as session:
             raw = session["csrf_token"]
-        token = re.search(r'name="csrf_token" value="([^"]+)"', html[html.index('id="notification-'):]).group(1)
+        action = re.search(r'<form id="row-action" method="post" hidden>.*?</form>', html).group(0)
+        token = re.search(r'name="csrf_token" value="([^"]+)"', action).group(1)
         assert URLSafeTimedSerializer(app.secret_key, salt="wtf-csrf-token").loads(token) == raw
-    assert ">Retry<" not in auditor.get("/deliveries/").get_data(as_text=True)  # nor from the operator's cache
+        row = html[html.index(f'<tr id="notification-{notification.id}"'):html.index("</tbody>")]
+        assert 'form="row-action"' in row and "csrf" not in row
+        rows.add(row)
+    assert len(rows) == 1  # one row for both sessions: the cached one
+    listed = auditor.get("/deliveries/").get_data(as_text=True)
+    assert ">Retry<" not in listed and 'id="row-action"' not in listed  # nor from the operator's cache

@@ -128,7 +128,8 @@ def show(notification_id):
 @role_required("send")
 def retry(notification_id):
     """Put a failed notification back in the queue, due now (operators and admins); audited."""
-    back = safe_next(request.form.get("next"), url_for("deliveries.show", notification_id=notification_id))
+    # next= rides in the list's button URL, or in the detail page's form.
+    back = safe_next(request.values.get("next"), url_for("deliveries.show", notification_id=notification_id))
     with database.atomic("IMMEDIATE"):
         notification = get_or_404(Notification, notification_id)
         if notification.status != "failed":
