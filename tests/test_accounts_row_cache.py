@@ -60,9 +60,10 @@ def report(app):
 
 def test_the_second_page_comes_from_the_cache_and_is_the_page_rendered_afresh(admin, cache, report):
     first = page_text(admin.get("/accounts/"))
-    assert (cache.misses, cache.hits, len(cache)) == (4, 0, 4)  # each row, and the rows together
+    # Each row, the rows together, and the results (count, links, headings, rows, pager) together.
+    assert (cache.misses, cache.hits, len(cache)) == (5, 0, 5)
     second = page_text(admin.get("/accounts/"))
-    assert (cache.misses, cache.hits) == (4, 1)  # the rows together: one lookup
+    assert (cache.misses, cache.hits) == (5, 1)  # the results together: one lookup
     assert second == first == fresh(admin, cache)
 
 
@@ -115,8 +116,55 @@ def test_after_a_change_only_the_changed_row_renders_again(admin, cache, report)
     _rename(main, other)
     page_text(admin.get("/accounts/"))
 
-    # Missed: the page's rows together, and the renamed row; found: the two rows that did not change.
-    assert (cache.misses - misses, cache.hits - hits) == (2, 2)
+    # Missed: the results, the page's rows together, and the renamed row; found: the two rows that did not change.
+    assert (cache.misses - misses, cache.hits - hits) == (3, 2)
+
+
+def test_the_results_follow_the_count_and_the_pages_when_the_rows_shown_stay_the_same(app, admin, cache, report):
+    app.config["PAGE_SIZE"] = 2
+    first = page_text(admin.get("/accounts/"))
+    assert "3 accounts" in first and "Page 1 of 2" in first
+
+    for _ in range(3):  # on the pages after this one: the rows shown stay the same
+        make_account()
+    after = page_text(admin.get("/accounts/"))
+
+    assert "6 accounts" in after and "Page 1 of 3" in after
+    assert tbody_text(after) == tbody_text(first)
+    assert after == fresh(admin, cache)
+
+
+def tbody_text(text: str) -> str:
+    return re.search(r"<tbody>.*</tbody>", text, re.S).group(0)
+
+
+def test_a_page_from_the_cache_builds_no_model_and_no_sql(admin, cache, report, monkeypatch):
+    from webapp.accounts import report as report_module
+    from webapp.db import ShapedSql
+
+    built = {"models": 0, "sql": 0}
+    make_models, build_sql = report_module.instances, ShapedSql.__call__
+
+    def counting_models(*args):
+        built["models"] += 1
+        return make_models(*args)
+
+    def counting_sql(self, shape, params, build):
+        def counted():
+            built["sql"] += 1
+            return build()
+        return build_sql(self, shape, params, counted)
+
+    monkeypatch.setattr(report_module, "instances", counting_models)
+    monkeypatch.setattr(ShapedSql, "__call__", counting_sql)
+    url = "/accounts/?name=RELAY&enabled=yes&sort=-name"
+    first = page_text(admin.get(url))
+    assert built == {"models": 1, "sql": 2}  # the count's and the page's SQL, once for this shape of filter
+    assert "Main relay" in first and "Other relay" in first and "Switched off" not in first
+
+    assert page_text(admin.get(url)) == first
+    assert page_text(admin.get("/accounts/?name=other&enabled=yes&sort=-name")) != first  # same shape, new values
+    assert built == {"models": 2, "sql": 2}
 
 
 def test_a_row_changes_with_where_its_links_lead_back_to(admin, cache, report):
@@ -138,7 +186,7 @@ def test_one_cache_gives_each_language_and_role_its_own_rows(app, cache):
     }
     rows = {who: row(page_text(client.get("/accounts/")), account) for who, client in clients.items()}
 
-    assert len(cache) == 2 * 4 and len(set(rows.values())) == 4  # the row, and the page's rows together
+    assert len(cache) == 3 * 4 and len(set(rows.values())) == 4  # the row, the rows together, the results
     assert ">Disable<" in rows["admin en"] and ">Desativar<" in rows["admin pt_BR"]
     for viewer in ("operator en", "auditor en"):
         assert "/disable" not in rows[viewer] and "/make-default" not in rows[viewer] and "/edit" not in rows[viewer]

@@ -5,7 +5,7 @@ import os
 import pkgutil
 import threading
 
-from peewee import SqliteDatabase, fn
+from peewee import SQL, SqliteDatabase, fn
 
 database = SqliteDatabase(None)
 
@@ -18,7 +18,12 @@ def _casefold(value):
 
 def contains(column, text: str):
     """column contains text, ignoring case (Unicode-aware); "%" and "_" are literal, unlike LIKE."""
-    return fn.instr(fn.casefold(column), text.casefold()) > 0
+    return fn.instr(fn.casefold(column), text.casefold()) > SQL("0")
+
+
+def contains_params(text: str) -> list:
+    """The parameters contains(column, text) puts in the SQL, in order (for ShapedSql)."""
+    return [text.casefold()]
 
 
 # --- The deliveries' recipient search (m0005): triggers fill notification_search with these keys ----------------------
@@ -73,21 +78,66 @@ class Prepared:
 
     def __init__(self, build):
         self._build = build
-        self._sql = self._model = None
+        self._sql = self._model = self._fields = None
 
-    def __call__(self, *args):
-        """The query's rows for these parameters (a peewee raw query: iterate it)."""
+    def _prepare(self, args) -> str:
         if self._sql is None:
             query = self._build(*args)
             sql, params = query.sql()
             if list(params) != list(args):
                 raise ValueError(f"a prepared query's parameters must be its arguments: {params!r} != {args!r}")
-            self._sql, self._model = sql, query.model
-        return self._model.raw(self._sql, *args)
+            self._sql, self._model, self._fields = sql, query.model, query._returning
+        return self._sql
+
+    def __call__(self, *args):
+        """The query's rows for these parameters (a peewee raw query: iterate it)."""
+        sql = self._prepare(args)
+        return self._model.raw(sql, *args)
 
     def first(self, *args):
         """The first row for these parameters, or None."""
         return next(iter(self(*args)), None)
+
+    def tuples(self, *args) -> list[tuple]:
+        """The rows as plain tuples, nothing made per row: a fragment cache's key (webapp/fragments.py) needs no
+        more, and instances() makes the models later if the page has to be rendered after all."""
+        return database.execute_sql(self._prepare(args), args).fetchall()
+
+    def instances(self, rows: list[tuple]) -> list:
+        """Model instances of rows that tuples() fetched, as iterating the query makes them."""
+        return instances(self._model, self._fields, rows) if rows else []
+
+
+def instances(model, fields, rows: list[tuple]) -> list:
+    """Model instances of rows holding the values of these fields of model, in order, as peewee makes them (values
+    converted as read from the database; nothing marked as changed)."""
+    converters = [(field.name, field.python_value) for field in fields]
+    made = []
+    for values in rows:
+        row = model(__no_default__=1, **{name: convert(value) for (name, convert), value in zip(converters, values)})
+        row._dirty.clear()
+        made.append(row)
+    return made
+
+
+class ShapedSql:
+    """The SQL of a select whose filters vary, built by peewee once per shape (which filters are on, the order) and
+    then run with each request's parameters: building it cost more than SQLite takes to answer (issue 6, P4).
+
+    The caller computes a request's parameters itself; the first build of a shape checks that peewee's agree."""
+
+    def __init__(self):
+        self._built = {}  # shape -> SQL; a few dozen shapes at most, never evicted
+
+    def __call__(self, shape, params: list, build) -> str:
+        """The SQL for shape; build() makes the query, with exactly these parameters, the first time."""
+        sql = self._built.get(shape)
+        if sql is None:
+            sql, expected = build().sql()
+            if list(expected) != list(params):
+                raise ValueError(f"the parameters of shape {shape!r} are {expected!r}, not {params!r}")
+            self._built[shape] = sql
+        return sql
 
 
 _INSERTS = {}  # (model, column names) -> INSERT statement

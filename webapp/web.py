@@ -1,5 +1,6 @@
 """What every screen shares: sign-in required, roles, fragment-or-page rendering, errors, audit."""
 import hmac
+from collections.abc import Sequence
 from functools import wraps
 from urllib.parse import urlsplit
 
@@ -270,4 +271,6 @@ class Page:
         except (TypeError, ValueError):
             number = 1
         self.number = min(max(1, number), self.pages)
-        self.items = list(query.paginate(self.number, self.size))
+        rows = query.paginate(self.number, self.size)
+        # A peewee query runs when listed; a query of its own may give a sequence (webapp/accounts/report.py).
+        self.items = rows if isinstance(rows, Sequence) else list(rows)

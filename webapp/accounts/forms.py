@@ -333,19 +333,26 @@ class AccountFilterForm(FilterForm):
             .switch(SmtpAccount)
             .join(Connector, JOIN.LEFT_OUTER, on=(SmtpAccount.connector == Connector.id), attr="connector")
         )
-        return self._matching(query)
+        return self.matching(query)
 
     def rows(self):
         """The accounts matching the filter, in the chosen order, with only the columns the report's rows show."""
         # Loading the other columns and the two joins doubled the cost of a page of 30 (peewee builds each model).
-        return self._matching(SmtpAccount.select(*REPORT_COLUMNS))
+        return self.matching(SmtpAccount.select(*REPORT_COLUMNS))
 
-    def _matching(self, query):
-        for name, column in TEXT_FILTERS.items():
-            term = (self[name].data or "").strip()
-            if term:
-                text = column.cast("TEXT") if name == "id" else column
-                query = query.where(contains(text, term))
-        if self.enabled.data in ("yes", "no"):
-            query = query.where(SmtpAccount.enabled == (self.enabled.data == "yes"))
+    def terms(self) -> dict[str, str]:
+        """The text filters filled in: field name -> the text searched for."""
+        return {name: term for name in TEXT_FILTERS if (term := (self[name].data or "").strip())}
+
+    def enabled_only(self) -> bool | None:
+        """True: enabled accounts only; False: disabled ones only; None: both."""
+        return self.enabled.data == "yes" if self.enabled.data in ("yes", "no") else None
+
+    def matching(self, query):
+        """query narrowed by the filter, in the chosen order."""
+        for name, term in self.terms().items():
+            column = TEXT_FILTERS[name]
+            query = query.where(contains(column.cast("TEXT") if name == "id" else column, term))
+        if self.enabled_only() is not None:
+            query = query.where(SmtpAccount.enabled == self.enabled_only())
         return query.order_by(*SORTS[self.sort_key])

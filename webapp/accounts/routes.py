@@ -9,6 +9,7 @@ from peewee import IntegrityError
 
 from webapp.accounts import bp
 from webapp.accounts.forms import AccountFilterForm, AccountForm, AccountTestForm, EmailTestForm
+from webapp.accounts.report import ReportQuery
 from webapp.accounts.testing import Outcome, record, refused, route_label, send_test, stored_credential_moved
 from webapp.csv_export import csv_response
 from webapp.db import database
@@ -27,8 +28,7 @@ def _filters() -> AccountFilterForm:
 def index():
     """The SMTP accounts report: filters, 30 rows a page; htmx gets the results block alone."""
     filters = _filters()
-    page = Page(filters.rows(), request.args.get("page"))
-    SmtpAccount.attach_last_delivery(page.items)
+    page = Page(ReportQuery(filters), request.args.get("page"))
     here = url_for("accounts.index", **filters.params(**({"page": page.number} if page.number > 1 else {})))
     body, status = render(
         "accounts/index.html", block="account_rows",
