@@ -233,6 +233,40 @@ def test_an_unknown_notification_is_404(auditor):
 # --- Retry ------------------------------------------------------------------------------------------------------
 
 
+def test_the_cached_filter_form_and_results_are_the_page_rendered_afresh_and_follow_the_data(app, operator):
+    # The filter form and the results (count, headings, rows, pager) come from the fragment cache too, keyed by all
+    # they show: what was typed and its errors, the accounts offered; the rows' values, the total, the cursor.
+    token = re.compile(r'("X-CSRFToken": "|name="csrf_token" value=")[^"]+')
+    cache = app.extensions["fragments"]
+    account = make_account(name="Billing", is_default=True)
+    for n in range(3):
+        make_notification("sent", subject=f"Invoice {n}")
+    app.config["PAGE_SIZE"] = 2
+
+    def page(url: str) -> str:
+        response = operator.get(url)
+        assert response.status_code == 200
+        return token.sub(r"\1-", response.get_data(as_text=True))
+
+    for url in ("/deliveries/", "/deliveries/?status=sent", f"/deliveries/?account={account.id}&date_from=2025-13-01",
+                "/deliveries/?recipient=person", "/deliveries/?status=nonsense"):
+        first = page(url)
+        assert page(url) == first
+        cache.clear()
+        assert page(url) == first, url
+    assert "Not a valid date value." in page(f"/deliveries/?account={account.id}&date_from=2025-13-01")
+
+    before = page("/deliveries/?status=sent")  # cached again
+    assert ">Billing<" in before and "3 notifications" in before
+    account.name = "Invoices"
+    account.save()
+    make_notification("sent", subject="Invoice 3")
+    after = page("/deliveries/?status=sent")
+    assert f'<option selected value="{account.id}">' not in after and f'<option value="{account.id}">Invoices<' in after
+    assert "4 notifications" in after and "Invoice 3" in after and "Invoice 1" not in after
+    assert after == (cache.clear() or page("/deliveries/?status=sent"))
+
+
 @pytest.mark.parametrize("role", ["operator", "admin"])
 def test_operators_and_admins_retry_a_failed_notification(app, role):
     client = make_client(app, role)

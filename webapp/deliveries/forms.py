@@ -82,9 +82,12 @@ def _status_options(field) -> tuple:
 
 
 def _account_options(field) -> tuple:
-    # Read when the select is rendered: the rows fragment (filtering, paging, refreshing) does without.
-    return (("", str(_l("Any"))),
+    # Read when the form is shown (the rows fragment, filtering, paging or refreshing, does without), once.
+    if "listed_accounts" not in field.__dict__:
+        field.listed_accounts = (
+            ("", str(_l("Any"))),
             *database.execute_sql('SELECT "id", "name" FROM "smtp_account" ORDER BY "name"').fetchall())
+    return field.listed_accounts
 
 
 class DeliveryFilterForm(FilterForm):
@@ -110,6 +113,11 @@ class DeliveryFilterForm(FilterForm):
     def validate_account(self, field):
         if field.raw_data and field.raw_data[0] and field.data is None:
             raise ValidationError(_l("Choose an account from the list."))
+
+    def shown(self) -> tuple:
+        """All the rendered form shows but its language: the fragment cache's key (webapp/fragments.py)."""
+        typed = tuple((f.name, tuple(f.raw_data or ()), tuple(str(error) for error in f.errors)) for f in self)
+        return typed, _account_options(self.account)
 
     @property
     def active(self) -> bool:

@@ -7,6 +7,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 
 from webapp.db import database
 from webapp.models import Notification
@@ -47,13 +48,15 @@ class Criteria:
 
 
 class Row:
-    """One notification as a row of the list shows it (a page builds 30 of these; model instances cost more)."""
+    """One notification as a row of the list shows it (a page builds 30 of these; model instances cost more), made
+    from the values of _COLUMNS as read; key: those values, all it shows (the fragment cache's key for its row)."""
 
     __slots__ = ("id", "status", "to_list", "copies", "subject", "attempts", "last_code", "last_reply", "created_at",
-                 "created_iso", "sent_at", "sent_iso", "account_name")
+                 "created_iso", "sent_at", "sent_iso", "account_name", "key")
 
-    def __init__(self, row_id, status, to_addrs, cc_addrs, bcc_addrs, subject, attempts, last_code, last_reply,
-                 created_at, sent_at, account_name):
+    def __init__(self, values: tuple):
+        (row_id, status, to_addrs, cc_addrs, bcc_addrs, subject, attempts, last_code, last_reply, created_at, sent_at,
+         account_name) = self.key = values
         self.id, self.status, self.subject, self.attempts = row_id, status, subject, attempts
         self.last_code, self.last_reply, self.account_name = last_code, last_reply, account_name
         self.to_list = json.loads(to_addrs)
@@ -63,19 +66,15 @@ class Row:
         self.sent_at = datetime.fromisoformat(sent_at) if sent_at else None
         self.sent_iso = sent_at.replace(" ", "T") if sent_at else None
 
-    @property
-    def key(self) -> tuple:
-        """All it holds, as the fragment cache's key for its rendered row (webapp/fragments.py)."""
-        values = (getattr(self, name) for name in self.__slots__)
-        return tuple(tuple(value) if isinstance(value, list) else value for value in values)
 
 
 @dataclass
 class Window:
-    """One page of the list, newest first: its rows, the cursor it was asked with ({} on the first page, else
-    {"before": id} or {"after": id}), and the ids the Newer / Older pages start from (None: nothing there)."""
+    """One page of the list, newest first: its rows' values as read, the cursor it was asked with ({} on the first
+    page, else {"before": id} or {"after": id}), and the ids the Newer / Older pages start from (None: nothing
+    there). A page served from the fragment cache needs only the values (key); items makes the Rows."""
 
-    items: list
+    rows: list[tuple]
     cursor: dict = field(default_factory=dict)
     newer: int | None = None
     older: int | None = None
@@ -83,6 +82,14 @@ class Window:
     @property
     def first(self) -> bool:
         return not self.cursor
+
+    @property
+    def key(self) -> tuple:
+        return tuple(self.rows)
+
+    @cached_property
+    def items(self) -> list[Row]:
+        return [Row(values) for values in self.rows]
 
 
 def tally() -> tuple[dict, str]:
@@ -103,19 +110,20 @@ def window(criteria: Criteria, size: int, before: int | None = None, after: int 
         rows = _rows(source, _NEWER, (after, after, after), "ASC", size + 1)
         if len(rows) > size:
             rows = rows[:size][::-1]
-            return Window(rows, {"after": after}, newer=rows[0].id, older=rows[-1].id)
+            return Window(rows, {"after": after}, newer=rows[0][0], older=rows[-1][0])
         # Fewer than a page is left above: that is the newest page, shown whole.
     elif before is not None:
         rows = _rows(source, _OLDER, (before, before, before), "DESC", size + 1)
-        return Window(rows[:size], {"before": before}, newer=rows[0].id if rows else None,
-                      older=rows[size - 1].id if len(rows) > size else None)
+        return Window(rows[:size], {"before": before}, newer=rows[0][0] if rows else None,
+                      older=rows[size - 1][0] if len(rows) > size else None)
     rows = _rows(source, None, (), "DESC", size + 1)
-    return Window(rows[:size], older=rows[size - 1].id if len(rows) > size else None)
+    return Window(rows[:size], older=rows[size - 1][0] if len(rows) > size else None)
 
 
 def row(notification_id: int) -> Row | None:
     """One notification as the list shows it (a row replaced after a retry)."""
-    return next(iter(_rows((_FROM_ALL, ['"n"."id" = ?'], [notification_id]), None, (), "DESC", 1)), None)
+    values = _rows((_FROM_ALL, ['"n"."id" = ?'], [notification_id]), None, (), "DESC", 1)
+    return Row(values[0]) if values else None
 
 
 def _source(criteria: Criteria) -> tuple[str, list, list]:
@@ -141,9 +149,9 @@ def _source(criteria: Criteria) -> tuple[str, list, list]:
     return source, conditions, params
 
 
-def _rows(source: tuple, cursor: str | None, cursor_params: tuple, direction: str, limit: int) -> list[Row]:
+def _rows(source: tuple, cursor: str | None, cursor_params: tuple, direction: str, limit: int) -> list[tuple]:
     clause, conditions, params = source
     conditions = conditions + [cursor] if cursor else conditions
     sql = (f'SELECT {_COLUMNS} FROM {clause} WHERE {" AND ".join(conditions) or "1"} '
            f'ORDER BY "n"."created_at" {direction}, "n"."id" {direction} LIMIT ?')
-    return [Row(*values) for values in database.execute_sql(sql, (*params, *cursor_params, limit))]
+    return database.execute_sql(sql, (*params, *cursor_params, limit)).fetchall()

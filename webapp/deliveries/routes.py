@@ -1,5 +1,6 @@
 """Deliveries: counts by status, the filtered list (30 a page, newest first), one notification's attempts, and Retry."""
 import json
+from functools import lru_cache
 
 from flask import abort, current_app, flash, redirect, request, url_for
 from flask_babel import gettext as _, lazy_gettext as _l
@@ -7,6 +8,7 @@ from flask_login import current_user
 from htmx_flask import make_response as htmx_response
 from jinja2_fragments.flask import render_block
 
+from webapp import i18n
 from webapp.accounts.testing import STEP_NAMES
 from webapp.db import database
 from webapp.deliveries import bp, listing
@@ -33,7 +35,13 @@ def _counts_context() -> dict:
 
 
 def _status_labels() -> dict:
-    # Translated once per request, not once per row.
+    """{status: its label}, translated once per language and process (the result is shared: never change it)."""
+    return _translated_status_labels(i18n.locale_and_zone())
+
+
+@lru_cache(maxsize=16)
+def _translated_status_labels(locale_and_zone: str) -> dict:
+    # Called from a request in this language.
     return {status: str(label) for status, label in STATUS_LABELS.items()}
 
 
