@@ -12,6 +12,7 @@ from collections import OrderedDict
 from datetime import date, datetime
 
 from flask import request
+from jinja2.runtime import Macro
 from markupsafe import Markup
 from peewee import Model
 
@@ -48,12 +49,14 @@ class FragmentCache:
         for its id (which is what models compare by). Something a macro loads lazily (a property that queries)
         must be read into key, or the first answer would be reused after it changed.
 
-        As a call block, {% call cached(key=...) %}...{% endcall %} caches its body, known by the body's compiled
-        code: a whole page of rows is then one lookup, and each row's own cached() only runs when that key is new.
+        As a call block, {% call cached(key=...) %}...{% endcall %} caches its body: a whole page of rows is then
+        one lookup, and each row's own cached() only runs when that key is new.
         """
-        if caller is not None:
-            macro, args, kwargs = caller._func.__code__, (), {}
-        full_key = (macro, i18n.locale_and_zone(), request.script_root, _frozen(key))
+        # A template's macro is known by its compiled code: the same whether its template was imported once or anew.
+        made_by = caller or macro
+        if isinstance(made_by, Macro):
+            made_by = made_by._func.__code__
+        full_key = (made_by, i18n.locale_and_zone(), request.script_root, _frozen(key))
         with self._lock:
             found = self._entries.get(full_key)
             if found is not None:
@@ -73,8 +76,15 @@ class FragmentCache:
 _PLAIN = frozenset({str, int, float, bool, type(None), datetime, date, bytes})
 
 
+class Plain(tuple):
+    """Part of a key made only of plain values and tuples of them (rows as SQLite returns them): taken as it is,
+    where walking through a page of rows, or the 200 accounts a select offers, cost more than the lookup."""
+
+
 def _frozen(value):
     """value as part of a dictionary key that changes whenever anything it shows could."""
+    if type(value) is Plain:
+        return value
     if isinstance(value, Model):
         # Loaded field values are plain (str, int, bool, datetime, None): hashable as they are.
         return type(value), tuple(value.__data__.items()), _frozen(value.__rel__) if value.__rel__ else ()

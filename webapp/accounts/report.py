@@ -7,6 +7,7 @@ from peewee import SQL, fn
 
 from webapp.accounts.forms import REPORT_COLUMNS, AccountFilterForm
 from webapp.db import ShapedSql, contains_params, database, instances
+from webapp.fragments import Plain
 from webapp.models import SmtpAccount
 
 
@@ -44,7 +45,7 @@ class ReportRows(Sequence):
     def __init__(self, rows: list[tuple]):
         self._rows = rows
         self._deliveries = SmtpAccount.last_delivery_rows([row[0] for row in rows])
-        self.key = (tuple(rows), tuple(self._deliveries))
+        self.key = Plain((tuple(rows), tuple(self._deliveries)))
 
     @cached_property
     def _accounts(self) -> list[SmtpAccount]:

@@ -14,6 +14,7 @@ from wtforms.widgets.core import clean_key
 from webapp.db import database, search_term
 from webapp.deliveries.listing import Criteria
 from webapp.forms import FilterForm, StrippedStringField, max_length
+from webapp.fragments import Plain
 
 STATUS_LABELS = {
     "queued": _l("Queued"),
@@ -117,7 +118,7 @@ class DeliveryFilterForm(FilterForm):
     def shown(self) -> tuple:
         """All the rendered form shows but its language: the fragment cache's key (webapp/fragments.py)."""
         typed = tuple((f.name, tuple(f.raw_data or ()), tuple(str(error) for error in f.errors)) for f in self)
-        return typed, _account_options(self.account)
+        return Plain((typed, _account_options(self.account)))
 
     @property
     def active(self) -> bool:

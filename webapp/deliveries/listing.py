@@ -10,6 +10,7 @@ from datetime import datetime
 from functools import cached_property
 
 from webapp.db import database
+from webapp.fragments import Plain
 from webapp.models import Notification
 
 # Above every character a key can hold next: keys from `term` up to term + this are the keys starting with term.
@@ -84,8 +85,8 @@ class Window:
         return not self.cursor
 
     @property
-    def key(self) -> tuple:
-        return tuple(self.rows)
+    def key(self) -> Plain:
+        return Plain(self.rows)
 
     @cached_property
     def items(self) -> list[Row]:
