@@ -349,8 +349,11 @@ UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
 def wrk(url: str, seconds: int, headers: dict, script: Path | None = None) -> dict:
-    """8 connections for `seconds`; requests/s, p50 and p99 in ms, errors."""
-    args = ["wrk", "-t", "2", "-c", "8", "-d", f"{seconds}s", "--latency", "--timeout", f"{WRK_TIMEOUT}s"]
+    """8 connections for `seconds`; requests/s, p50 and p99 in ms, errors.
+
+    One wrk thread drives the 8 connections: it keeps up with a few thousand requests a second, and a second one
+    only took CPU from the server it measures on a machine of two (the server's pages and wrk share the CPUs)."""
+    args = ["wrk", "-t", "1", "-c", "8", "-d", f"{seconds}s", "--latency", "--timeout", f"{WRK_TIMEOUT}s"]
     for name, value in headers.items():
         args += ["-H", f"{name}: {value}"]
     if script is not None:
@@ -453,7 +456,7 @@ def http_figures(stack: ExitStack, work: Path, sink_port: int) -> None:
     processes = f" ({memory['processes']} processes: the server and its serving processes)" \
         if memory["processes"] > 1 else ""
     NOTES.append(f"P3/P4: `smtpdesk serve` ran {memory['processes']} process(es) on {os.cpu_count()} CPUs, "
-                 "8 waitress threads each; wrk ran on the same CPUs.")
+                 "8 waitress threads each; wrk (one thread, 8 connections) ran on the same CPUs.")
     value = f"{memory['largest']:.0f} MB" if memory["processes"] == 1 else \
         f"largest {memory['largest']:.0f} MB; together {memory['pss']:.0f} MB PSS ({memory['rss']:.0f} MB RSS summed)"
     ROWS.append(Row(f"P6 server RSS after P4{processes}", value, "", "", "< 100 MB",
@@ -534,7 +537,7 @@ def write_report(elapsed: float) -> None:
         "- P2: same worker, one account per mode trusting a throwaway CA through the account's ca_cert; baseline is "
         "smtplib with a new connection (and handshake) per message to the same server.",
         "- P3/P4: `smtpdesk serve --no-worker` with its default SERVE_PROCESSES and SERVE_THREADS (see the notes) "
-        "loaded by wrk with 8 connections; p50/p99 are "
+        "loaded by wrk with 8 connections (one wrk thread); p50/p99 are "
         "wrk's latency distribution. P4 pages are requested signed in as an admin, in English.",
         "- P5: see the note above. P6: from /proc/<pid>/smaps_rollup after P4, for the server and each serving "
         "process: the largest RSS, and the PSS summed (shared pages counted once), which is compared to the goal.", "",
