@@ -60,10 +60,10 @@ def report(app):
 
 def test_the_second_page_comes_from_the_cache_and_is_the_page_rendered_afresh(admin, cache, report):
     first = page_text(admin.get("/accounts/"))
-    # Each row, the rows together, and the results (count, links, headings, rows, pager) together.
-    assert (cache.misses, cache.hits, len(cache)) == (5, 0, 5)
+    # Each row, the rows together, the results (count, links, headings, rows, pager) together, the filter form.
+    assert (cache.misses, cache.hits, len(cache)) == (6, 0, 6)
     second = page_text(admin.get("/accounts/"))
-    assert (cache.misses, cache.hits) == (5, 1)  # the results together: one lookup
+    assert (cache.misses, cache.hits) == (6, 2)  # the filter form, and the results together
     assert second == first == fresh(admin, cache)
 
 
@@ -108,6 +108,16 @@ def test_a_row_changes_when_any_value_it_shows_changes(admin, cache, report, cha
     assert after == fresh(admin, cache)
 
 
+def test_the_cached_filter_form_shows_what_each_request_typed(admin, cache, report):
+    for url, typed in [("/accounts/?name=relay&enabled=no", ('value="relay"', '<option selected value="no">')),
+                       ("/accounts/?name=Main&sender=ops", ('value="Main"', 'value="ops"')),
+                       ("/accounts/", ('<option selected value="">',))]:
+        first = page_text(admin.get(url))
+        form = re.search(r'<form id="account-filters".*?</form>', first, re.S).group(0)
+        assert all(part in form for part in typed), url
+        assert page_text(admin.get(url)) == first == fresh(admin, cache, url)
+
+
 def test_after_a_change_only_the_changed_row_renders_again(admin, cache, report):
     main, other = report
     page_text(admin.get("/accounts/"))
@@ -116,8 +126,9 @@ def test_after_a_change_only_the_changed_row_renders_again(admin, cache, report)
     _rename(main, other)
     page_text(admin.get("/accounts/"))
 
-    # Missed: the results, the page's rows together, and the renamed row; found: the two rows that did not change.
-    assert (cache.misses - misses, cache.hits - hits) == (3, 2)
+    # Missed: the results, the page's rows together, and the renamed row; found: the filter form, and the two rows
+    # that did not change.
+    assert (cache.misses - misses, cache.hits - hits) == (3, 3)
 
 
 def test_the_results_follow_the_count_and_the_pages_when_the_rows_shown_stay_the_same(app, admin, cache, report):
@@ -186,7 +197,8 @@ def test_one_cache_gives_each_language_and_role_its_own_rows(app, cache):
     }
     rows = {who: row(page_text(client.get("/accounts/")), account) for who, client in clients.items()}
 
-    assert len(cache) == 3 * 4 and len(set(rows.values())) == 4  # the row, the rows together, the results
+    # For each viewer the row, the rows together, the results; the filter form in each language.
+    assert len(cache) == 3 * 4 + 2 and len(set(rows.values())) == 4
     assert ">Disable<" in rows["admin en"] and ">Desativar<" in rows["admin pt_BR"]
     for viewer in ("operator en", "auditor en"):
         assert "/disable" not in rows[viewer] and "/make-default" not in rows[viewer] and "/edit" not in rows[viewer]

@@ -14,6 +14,8 @@ from wtforms import PasswordField, RadioField, StringField
 from wtforms.validators import Length, ValidationError
 from wtforms.widgets import Input, PasswordInput
 
+from webapp.fragments import Plain
+
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 # A message body, a description or a footer may span lines; other control characters have no business there.
 CONTROL_CHARS_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -204,6 +206,11 @@ class FilterForm(FlaskForm):
         form = cls(formdata=request.args)
         form.validate()
         return form
+
+    def shown(self) -> Plain:
+        """All the rendered form shows but its language, as the fragment cache's key (webapp/fragments.py): what
+        was typed in each field, and its errors."""
+        return Plain(tuple((f.name, tuple(f.raw_data or ()), tuple(str(error) for error in f.errors)) for f in self))
 
     def args(self, **overrides) -> dict:
         """The filters as typed (empty ones left out), for links that keep them (pages, CSV, refreshes)."""

@@ -115,10 +115,9 @@ class DeliveryFilterForm(FilterForm):
         if field.raw_data and field.raw_data[0] and field.data is None:
             raise ValidationError(_l("Choose an account from the list."))
 
-    def shown(self) -> tuple:
-        """All the rendered form shows but its language: the fragment cache's key (webapp/fragments.py)."""
-        typed = tuple((f.name, tuple(f.raw_data or ()), tuple(str(error) for error in f.errors)) for f in self)
-        return Plain((typed, _account_options(self.account)))
+    def shown(self) -> Plain:
+        """What was typed and its errors, and the accounts offered."""
+        return Plain((super().shown(), _account_options(self.account)))
 
     @property
     def active(self) -> bool:
