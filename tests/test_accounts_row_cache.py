@@ -23,7 +23,11 @@ def admin(app):
 
 @pytest.fixture
 def cache(app) -> FragmentCache:
-    return app.extensions["fragments"]
+    """The app's fragment cache, emptied of what signing in left there (the sign-in page's navigation)."""
+    cache = app.extensions["fragments"]
+    cache.clear()
+    cache.hits = cache.misses = 0
+    return cache
 
 
 def page_text(response) -> str:
@@ -60,10 +64,11 @@ def report(app):
 
 def test_the_second_page_comes_from_the_cache_and_is_the_page_rendered_afresh(admin, cache, report):
     first = page_text(admin.get("/accounts/"))
-    # Each row, the rows together, the results (count, links, headings, rows, pager) together, the filter form.
-    assert (cache.misses, cache.hits, len(cache)) == (6, 0, 6)
+    # Each row, the rows together, the results (count, links, headings, rows, pager) together, the filter form, the
+    # navigation.
+    assert (cache.misses, cache.hits, len(cache)) == (7, 0, 7)
     second = page_text(admin.get("/accounts/"))
-    assert (cache.misses, cache.hits) == (6, 2)  # the filter form, and the results together
+    assert (cache.misses, cache.hits) == (7, 3)  # the navigation, the filter form, and the results together
     assert second == first == fresh(admin, cache)
 
 
@@ -126,9 +131,9 @@ def test_after_a_change_only_the_changed_row_renders_again(admin, cache, report)
     _rename(main, other)
     page_text(admin.get("/accounts/"))
 
-    # Missed: the results, the page's rows together, and the renamed row; found: the filter form, and the two rows
-    # that did not change.
-    assert (cache.misses - misses, cache.hits - hits) == (3, 3)
+    # Missed: the results, the page's rows together, and the renamed row; found: the navigation, the filter form, and
+    # the two rows that did not change.
+    assert (cache.misses - misses, cache.hits - hits) == (3, 4)
 
 
 def test_the_results_follow_the_count_and_the_pages_when_the_rows_shown_stay_the_same(app, admin, cache, report):
@@ -195,10 +200,11 @@ def test_one_cache_gives_each_language_and_role_its_own_rows(app, cache):
         "operator en": make_client(app, "operator"),
         "auditor en": make_client(app, "auditor"),
     }
+    cache.clear()
     rows = {who: row(page_text(client.get("/accounts/")), account) for who, client in clients.items()}
 
-    # For each viewer the row, the rows together, the results; the filter form in each language.
-    assert len(cache) == 3 * 4 + 2 and len(set(rows.values())) == 4
+    # For each viewer the row, the rows together, the results, the navigation; the filter form in each language.
+    assert len(cache) == 4 * 4 + 2 and len(set(rows.values())) == 4
     assert ">Disable<" in rows["admin en"] and ">Desativar<" in rows["admin pt_BR"]
     for viewer in ("operator en", "auditor en"):
         assert "/disable" not in rows[viewer] and "/make-default" not in rows[viewer] and "/edit" not in rows[viewer]

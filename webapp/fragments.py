@@ -97,8 +97,22 @@ def _frozen(value):
     return value
 
 
+def slot(name: str) -> Markup:
+    """A place in a cached fragment for a value of this request (a CSRF token), which fill() puts in."""
+    return Markup(f"\x00slot:{name}\x00")  # a control character: never in stored text (our forms refuse them)
+
+
+def fill(fragment: Markup, **values) -> Markup:
+    """fragment with each slot(name) replaced by values[name], escaped."""
+    for name, value in values.items():
+        fragment = fragment.replace(slot(name), value)  # Markup.replace escapes the value
+    return fragment
+
+
 def init_app(app, size: int = DEFAULT_SIZE) -> FragmentCache:
-    """Give app its own fragment cache, as app.extensions["fragments"] and the templates' cached()."""
+    """Give app its own fragment cache, as app.extensions["fragments"] and the templates' cached(); and slot() and
+    the fill filter for what a cached fragment holds of the request or the session."""
     cache = app.extensions["fragments"] = FragmentCache(size)
-    app.jinja_env.globals["cached"] = cache.cached
+    app.jinja_env.globals.update(cached=cache.cached, slot=slot)
+    app.jinja_env.filters["fill"] = fill
     return cache
