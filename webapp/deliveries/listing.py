@@ -68,7 +68,6 @@ class Row:
         self.sent_iso = sent_at.replace(" ", "T") if sent_at else None
 
 
-
 @dataclass
 class Window:
     """One page of the list, newest first: its rows' values as read, the cursor it was asked with ({} on the first
