@@ -5,7 +5,7 @@ import re
 import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 from cryptography.fernet import Fernet
@@ -16,7 +16,7 @@ from tests.factories import make_account, make_client, make_user
 from webapp import create_app, db
 from webapp.db import Prepared, database, insert_row
 from webapp.models import Setting, User
-from webapp.web import row_url
+from webapp.web import SessionInterface, row_url
 
 # --- The database connection ------------------------------------------------------------------------------------
 
@@ -188,11 +188,28 @@ def test_wtforms_own_messages_stay_in_the_users_language(client, admin, language
 # --- Session ----------------------------------------------------------------------------------------------------
 
 
-def test_static_files_do_not_re_sign_the_session_pages_do(app):
+def test_static_files_do_not_re_sign_the_session_pages_do_once_a_minute(app, monkeypatch):
     client = make_client(app)
+    assert client.get("/accounts/").headers.get("Set-Cookie") is None  # signed at sign-in, under a minute ago
+
+    monkeypatch.setattr(SessionInterface, "refresh_after", timedelta(0))  # as if a minute had passed
     with client.get("/static/css/app.css") as static:
         assert static.status_code == 200 and static.headers.get("Set-Cookie") is None
-    assert re.match(r"session=", client.get("/accounts/").headers["Set-Cookie"])
+    cookie = client.get("/accounts/").headers["Set-Cookie"]
+    assert re.match(r"session=", cookie) and "Expires=" in cookie and "HttpOnly" in cookie
+
+
+def test_a_session_ends_its_lifetime_after_its_cookie_was_last_signed(app, monkeypatch):
+    from itsdangerous.timed import TimestampSigner
+
+    client = make_client(app)
+    assert client.get("/accounts/").status_code == 200
+    # The lifetime counts from the cookie's last signature: read 8 hours and a second later, it opens no session.
+    lifetime = int(app.permanent_session_lifetime.total_seconds())
+    now = TimestampSigner.get_timestamp
+    monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda self: now(self) + lifetime + 1)
+    response = client.get("/accounts/")
+    assert response.status_code == 302 and "/auth/login" in response.headers["Location"]
 
 
 def test_a_missing_static_file_is_still_the_friendly_404(app):

@@ -1,6 +1,7 @@
 """What every screen shares: sign-in required, roles, fragment-or-page rendering, errors, audit."""
 import hmac
 from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
 from functools import wraps
 from urllib.parse import urlsplit
 
@@ -11,6 +12,7 @@ from flask_babel import get_locale, gettext as _, lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from htmx_flask import make_response as htmx_response
+from itsdangerous import BadSignature
 from jinja2_fragments.flask import render_block
 
 from webapp import fragments, i18n
@@ -55,12 +57,35 @@ def init_app(app):
 
 
 class SessionInterface(SecureCookieSessionInterface):
-    """Flask's signed-cookie session, not re-signed for static files, its serializer made once per secret key."""
+    """Flask's signed-cookie session, its expiry pushed back at most once a minute and never by a static file, its
+    serializer made once per secret key."""
+
+    # Flask signs a permanent session's cookie again on every request, to push its expiry back: a tenth of serving
+    # a static file, 5% of a report page. Once a minute keeps "PERMANENT_SESSION_LIFETIME after the last request"
+    # to within that minute.
+    refresh_after = timedelta(minutes=1)
+
+    def open_session(self, app, request):
+        serializer = self.get_signing_serializer(app)
+        cookie = request.cookies.get(self.get_cookie_name(app)) if serializer is not None else None
+        if not cookie:
+            return super().open_session(app, request)
+        try:
+            data, signed_at = serializer.loads(cookie, max_age=int(app.permanent_session_lifetime.total_seconds()),
+                                               return_timestamp=True)
+        except BadSignature:
+            return self.session_class()
+        session = self.session_class(data)
+        session.signed_at = signed_at
+        return session
 
     def should_set_cookie(self, app, session):
-        # A permanent session's cookie is signed again on every request to push its expiry back; a static file is
-        # never a user's activity, the signing took a tenth of serving one, and the Set-Cookie kept caches away.
-        if not session.modified and request.path.startswith(app.static_url_path + "/"):
+        if session.modified:
+            return True
+        if request.path.startswith(app.static_url_path + "/"):
+            return False  # a static file is never a user's activity; a Set-Cookie also kept caches away
+        signed_at = getattr(session, "signed_at", None)
+        if signed_at is not None and datetime.now(timezone.utc) - signed_at < self.refresh_after:
             return False
         return super().should_set_cookie(app, session)
 
