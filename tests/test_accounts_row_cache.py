@@ -317,6 +317,16 @@ def test_the_cache_keeps_the_most_recently_used_fragments(app):
     assert len(cache) == 2
 
 
+def test_the_cache_holds_a_bounded_number_of_characters(app):
+    cache = FragmentCache(size=100, chars=25)
+    with app.test_request_context():
+        for name in ("a", "b", "c"):
+            cache.cached(lambda name: name * 10, name, key=name)
+        assert len(cache) == 2  # 30 characters were too many: the oldest went
+        cache.cached(lambda: "x" * 40, key="big")
+    assert len(cache) == 1  # alone over the bound, the newest fragment is still kept until the next one
+
+
 def test_a_model_in_a_key_stands_for_its_values_not_its_id(app):
     """peewee models compare by id alone: two versions of one row are equal, and must not share a fragment."""
     cache = FragmentCache()

@@ -18,17 +18,21 @@ from peewee import Model
 
 from webapp import i18n
 
-# About 2.8 KB of HTML a report row: a few MB at most, and far more than the rows people page through.
+# A report page leaves about 190,000 characters of fragments (30 rows of 2,000, the rows together, the results around
+# them), a deliveries page 20,000 to 80,000: the bound in characters (bytes, for this ASCII HTML) keeps the last
+# 40-odd report pages, and far more deliveries pages, in 8 MB whatever they hold.
 DEFAULT_SIZE = 2000
+DEFAULT_CHARS = 8_000_000
 
 
 class FragmentCache:
     """A bounded LRU of rendered fragments (key -> Markup), and the templates' cached() that fills it."""
 
-    def __init__(self, size: int = DEFAULT_SIZE):
-        self.size = size
+    def __init__(self, size: int = DEFAULT_SIZE, chars: int = DEFAULT_CHARS):
+        self.size, self.chars = size, chars
         self.hits = self.misses = 0
         self._entries = OrderedDict()
+        self._held = 0  # characters in the fragments kept
         # waitress serves with several threads: the gate (webapp/gate.py) lets only one render at a time, but the
         # LRU's move/evict pairs must not interleave if a render ever runs outside it.
         self._lock = threading.Lock()
@@ -39,6 +43,7 @@ class FragmentCache:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._held = 0
 
     def cached(self, macro=None, *args, key, caller=None, **kwargs) -> Markup:
         """macro(*args, **kwargs), rendered once for this key and then reused for as long as the key is the same.
@@ -66,9 +71,11 @@ class FragmentCache:
             self.misses += 1
         made = Markup(caller() if caller is not None else macro(*args, **kwargs))
         with self._lock:
-            self._entries[full_key] = made
-            if len(self._entries) > self.size:
-                self._entries.popitem(last=False)
+            if full_key not in self._entries:  # else another thread made it meanwhile: the same fragment
+                self._entries[full_key] = made
+                self._held += len(made)
+            while len(self._entries) > self.size or (self._held > self.chars and len(self._entries) > 1):
+                self._held -= len(self._entries.popitem(last=False)[1])
         return made
 
 
@@ -109,10 +116,10 @@ def fill(fragment: Markup, **values) -> Markup:
     return fragment
 
 
-def init_app(app, size: int = DEFAULT_SIZE) -> FragmentCache:
+def init_app(app, size: int = DEFAULT_SIZE, chars: int = DEFAULT_CHARS) -> FragmentCache:
     """Give app its own fragment cache, as app.extensions["fragments"] and the templates' cached(); and slot() and
     the fill filter for what a cached fragment holds of the request or the session."""
-    cache = app.extensions["fragments"] = FragmentCache(size)
+    cache = app.extensions["fragments"] = FragmentCache(size, chars)
     app.jinja_env.globals.update(cached=cache.cached, slot=slot)
     app.jinja_env.filters["fill"] = fill
     return cache
