@@ -5,7 +5,8 @@ a row, the same again and again for as long as nobody changes the accounts. A ro
 values it shows, the viewer's role, the language...), so the HTML made for a key can be served again for that key,
 and a changed value is a new key: nothing is ever invalidated, and nothing stale can be found. Old keys fall out of
 a bounded LRU. The cache lives in the process, one per app; it never holds anything one session must not see,
-because nothing per-session (a CSRF token) may be inside a cached fragment.
+because nothing per-session (a CSRF token) may be inside a cached fragment: such a value goes into a slot(), which
+the fill filter fills for each request after the fragment comes out of the cache.
 """
 import threading
 from collections import OrderedDict
@@ -13,7 +14,7 @@ from datetime import date, datetime
 
 from flask import request
 from jinja2.runtime import Macro
-from markupsafe import Markup
+from markupsafe import Markup, escape
 from peewee import Model
 
 from webapp import i18n
@@ -112,7 +113,7 @@ def slot(name: str) -> Markup:
 def fill(fragment: Markup, **values) -> Markup:
     """fragment with each slot(name) replaced by values[name], escaped."""
     for name, value in values.items():
-        fragment = fragment.replace(slot(name), value)  # Markup.replace escapes the value
+        fragment = fragment.replace(slot(name), escape(value))
     return fragment
 
 
