@@ -7,6 +7,7 @@ import base64
 import json
 import logging
 import re
+import threading
 import time
 
 import pytest
@@ -107,7 +108,7 @@ def test_the_report_row_opens_the_dialog_in_place_or_as_a_page(admin):
     opener = re.search(r'<form method="get" action="([^"]+)">.*?</form>', row, re.S)
     assert opener.group(1) == f"/accounts/{account.id}/test"
     assert '<input type="hidden" name="next" value="/accounts/?name=ma">' in opener.group(0)
-    assert re.search(rf'hx-get="/accounts/{account.id}/test\?next=[^"]+" hx-target="#test-dialog"\s+'
+    assert re.search(rf'hx-get="/accounts/{account.id}/test\?next=[^"]+"\s+hx-target="#test-dialog"\s+'
                      r'hx-swap="outerHTML">Test configuration</button>', opener.group(0))
     assert '<div id="test-dialog" hidden></div>' in html  # where the dialog lands, outside the swapped rows
 
@@ -455,3 +456,26 @@ def test_the_audit_log_reads_the_test(admin, smtp_server):
     assert "tested" in html and "Plain relay" in html
     entry = AuditEntry.get(AuditEntry.action == "test")
     assert json.loads(entry.changes_json)["ok"] is True
+
+
+def test_a_test_dialog_waiting_on_a_slow_server_holds_up_no_other_request(app, smtp_server):
+    server = smtp_server("plain", stall={"DATA": 1})  # within the tests' 2 s SMTP timeout
+    account = make_account(name="Slow relay", host=server.host, port=server.port)
+    tester, viewer = make_client(app, "admin"), make_client(app, "auditor")
+    finished = {}
+
+    def test_dialog():
+        response = tester.htmx("post", f"/accounts/{account.id}/test", data={
+            "to": "rita@example.org", "subject": "Check", "body": "Hello.", "next": "/accounts/"})
+        finished["dialog"] = (time.monotonic(), response.status_code)
+
+    dialog = threading.Thread(target=test_dialog)
+    dialog.start()
+    while not server.handler.connections:  # the dialog has reached the server, and waits on it
+        time.sleep(0.01)
+    report = viewer.get("/accounts/")
+    finished["report"] = time.monotonic()
+    dialog.join()
+    assert report.status_code == 200 and "Slow relay" in report.text
+    assert finished["dialog"][1] == 200 and len(server.received) == 1
+    assert finished["report"] < finished["dialog"][0]

@@ -1,11 +1,11 @@
-"""`smtpdesk serve` with several serving processes: they share the port and the data, stop together, and a serving
-process that dies stops the server with an error instead of leaving it half there."""
+"""Serving: `smtpdesk serve` (waitress threads and the outbox worker in one process) and gunicorn for more CPUs."""
 import http.client
 import json
-import os
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,18 +17,6 @@ from tests.test_outbox_durability import instance_env, start, wait_for
 from webapp.models import ApiToken, Notification
 
 
-def children(pid: int) -> list[int]:
-    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-
-
 def get(port: int, path: str) -> int:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
@@ -38,66 +26,68 @@ def get(port: int, path: str) -> int:
         connection.close()
 
 
+def post_notification(port: int, token: str, n: int) -> int:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        connection.request("POST", "/api/v1/notifications", headers={
+            "Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+            body=json.dumps({"to": f"user{n}@example.org", "subject": f"n{n}", "text": "hello"}))
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 @pytest.fixture
 def serve(app, tmp_path):
-    """Start `smtpdesk serve --processes N` on the test's instance: serve(processes) -> (process, port)."""
+    """Start `smtpdesk serve` on the test's instance: serve(*extra) -> (process, port)."""
     started = []
 
-    def run(processes: int, *extra: str):
+    def run(*extra: str):
         port = free_port()
-        process = start(["serve", "--port", str(port), "--processes", str(processes), *extra],
-                        instance_env(app, OUTBOX_POLL_SECONDS=0.05), tmp_path, "serve")
+        process = start(["serve", "--port", str(port), *extra], instance_env(app, OUTBOX_POLL_SECONDS=0.05),
+                        tmp_path, "serve")
         started.append(process)
         wait_for_port(port)
         return process, port
 
     yield run
     for process in started:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()  # its serving processes follow it (test_serving_processes_end_with_a_killed_server)
-                process.wait()
+        stop(process)
 
 
-def test_serving_processes_share_the_port_and_stop_with_the_server(app, serve, tmp_path):
+def test_serve_answers_and_stops_the_worker_gracefully_on_sigterm(app, serve, tmp_path):
     make_user("admin")  # past first-run setup: the sign-in page answers
-    process, port = serve(3)
-    wait_for(lambda: len(children(process.pid)) == 3, 10, "three serving processes")
-    servers = children(process.pid)
+    process, port = serve()
     with ThreadPoolExecutor(8) as pool:
-        assert set(pool.map(lambda _: get(port, "/auth/login"), range(60))) == {200}
-
+        assert set(pool.map(lambda _: get(port, "/auth/login"), range(40))) == {200}
     process.send_signal(signal.SIGTERM)
     assert process.wait(30) == 0
-    assert not any(alive(pid) for pid in servers)
     output = (tmp_path / "serve.log").read_text()
-    assert "(3 processes; Ctrl+C to stop)" in output and "Stopping the outbox worker" in output
-    assert "Traceback" not in output
+    assert f"smtpdesk serving on http://127.0.0.1:{port} (Ctrl+C to stop)" in output
+    assert "Stopping the outbox worker" in output and "Traceback" not in output
 
 
-def test_a_serving_process_that_dies_stops_the_server_with_an_error(app, serve, tmp_path):
-    process, port = serve(2)
-    wait_for(lambda: len(children(process.pid)) == 2, 10, "two serving processes")
-    first, second = children(process.pid)
-    os.kill(first, signal.SIGKILL)
-    assert process.wait(30) == 1
-    assert not alive(second)
-    output = (tmp_path / "serve.log").read_text()
-    assert f"serving process {first} ended (killed by signal 9); stopping smtpdesk." in output
-    with pytest.raises(OSError):
-        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+def test_first_run_prints_the_setup_code(app, serve, tmp_path):
+    process, port = serve()
+    assert get(port, "/auth/setup") == 200
+    code = (Path(app.instance_path) / "setup_code").read_text().strip()
+    wait_for(lambda: code in (tmp_path / "serve.log").read_text(), 10, "the setup code on the console")
 
 
-def test_serving_processes_end_with_a_killed_server(app, serve):
-    process, port = serve(2)
-    wait_for(lambda: len(children(process.pid)) == 2, 10, "two serving processes")
-    servers = children(process.pid)
-    process.kill()  # no clean-up runs in it: its children see its end of their pipe close
-    process.wait()
-    wait_for(lambda: not any(alive(pid) for pid in servers), 10, "the serving processes to end")
+def test_ctrl_c_stops_the_server(app, serve):
+    process, port = serve()
+    process.send_signal(signal.SIGINT)  # what a terminal's Ctrl+C does
+    assert process.wait(30) == 0
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
 
@@ -105,50 +95,42 @@ def test_serving_processes_end_with_a_killed_server(app, serve):
 def test_a_port_in_use_is_a_clear_error(app, tmp_path):
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
-        process = start(["serve", "--port", str(port), "--processes", "2"], instance_env(app), tmp_path, "serve")
+        process = start(["serve", "--port", str(port)], instance_env(app), tmp_path, "serve")
         assert process.wait(30) == 1
     output = (tmp_path / "serve.log").read_text()
     assert f"Error: cannot listen on 127.0.0.1 port {port}: Address already in use" in output
     assert "Traceback" not in output and "serving on" not in output
 
 
-def test_one_process_serves_in_the_process_itself(app, serve):
-    process, port = serve(1)
-    assert get(port, "/auth/setup") == 200
-    assert children(process.pid) == []
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(30) == 0
-
-
-def test_ctrl_c_stops_every_process(app, serve):
-    process, port = serve(2)
-    wait_for(lambda: len(children(process.pid)) == 2, 10, "two serving processes")
-    servers = children(process.pid)
-    for pid in [process.pid, *servers]:  # what a terminal's Ctrl+C does: SIGINT to the whole process group
-        os.kill(pid, signal.SIGINT)
-    assert process.wait(30) == 0
-    assert not any(alive(pid) for pid in servers)
-
-
-def test_serving_processes_enqueue_together_through_the_api(app, serve):
-    """Two processes writing at once take turns on a file lock beside the database (not SQLite's sleeping busy
-    handler): every call is answered and queued once."""
-    process, port = serve(2, "--no-worker")
-    _row, token = ApiToken.issue("two processes")
-
-    def post(n: int) -> int:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        try:
-            connection.request("POST", "/api/v1/notifications", headers={
-                "Content-Type": "application/json", "Authorization": f"Bearer {token}"},
-                body=json.dumps({"to": f"user{n}@example.org", "subject": f"n{n}", "text": "hello"}))
-            return connection.getresponse().status
-        finally:
-            connection.close()
-
+def test_concurrent_api_calls_are_each_queued_once(app, serve):
+    process, port = serve("--no-worker")
+    _row, token = ApiToken.issue("many clients")
     make_account(is_default=True)
     with ThreadPoolExecutor(16) as pool:
-        statuses = list(pool.map(post, range(300)))
+        statuses = list(pool.map(lambda n: post_notification(port, token, n), range(300)))
     assert set(statuses) == {202}, statuses
     assert Notification.select().count() == 300
-    assert Path(app.config["DATABASE"] + "-enqueue.lock").exists()
+
+
+def test_gunicorn_serves_the_app_with_several_processes(app, tmp_path):
+    """For more CPUs than one waitress process uses: gunicorn's workers share the database and the keys."""
+    gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent))
+    assert gunicorn, "gunicorn is installed with the test extras (pip install -e '.[test]')"
+    make_user("admin")
+    _row, token = ApiToken.issue("gunicorn")
+    make_account(is_default=True)
+    port = free_port()
+    with open(tmp_path / "gunicorn.log", "w") as log:
+        process = subprocess.Popen([gunicorn, "--workers", "2", "--threads", "4", "--bind", f"127.0.0.1:{port}",
+                                    "webapp:create_app()"], env=instance_env(app), stdout=log,
+                                   stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port)
+        with ThreadPoolExecutor(8) as pool:
+            assert set(pool.map(lambda _: get(port, "/auth/login"), range(20))) == {200}
+            assert set(pool.map(lambda n: post_notification(port, token, n), range(40))) == {202}
+        assert Notification.select().count() == 40
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+    assert "Traceback" not in (tmp_path / "gunicorn.log").read_text()

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from flask import Flask, redirect, url_for
 
-from webapp import config, db, gate, logs
+from webapp import config, db, logs
 from webapp.extensions import babel, csrf, htmx, login_manager, select_locale
 from webapp.vault import check_keys, vault
 
@@ -29,7 +29,6 @@ def create_app(test_config=None):
     os.makedirs(app.instance_path, exist_ok=True)
     config.load_keys(app.config, app.instance_path)
     logs.configure_logging(app)
-    gate.init_app(app)  # inside ProxyFix: rewriting the environ needs no turn
     config.apply_reverse_proxy(app)
 
     register_extensions(app)

@@ -1,18 +1,14 @@
 """The `smtpdesk` command: the Flask CLI for this app plus db, users and serve."""
-import gc
-import logging
-import os
 import signal
-import socket
 import sys
 import threading
 import time
 
 import click
 from flask import current_app
-from flask.cli import FlaskGroup, with_appcontext
+from flask.cli import FlaskGroup, pass_script_info, with_appcontext
 
-from webapp import db, logs, maintenance
+from webapp import db, maintenance
 from webapp.config import ConfigError
 from webapp.vault import VaultKeyError
 
@@ -114,187 +110,55 @@ def users_set_password(username, password):
 @click.command("serve")
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1, or SMTPDESK_HOST).")
 @click.option("--port", type=int, default=None, help="Port (default 5000, or SMTPDESK_PORT).")
-@click.option("--processes", type=click.IntRange(1, 64), default=None,
-              help="Serving processes (default: SERVE_PROCESSES, one per CPU but one, 1 to 4).")
 @click.option("--threads", type=click.IntRange(1, 256), default=None,
-              help="waitress threads in each serving process (default: SERVE_THREADS, 8).")
+              help="waitress threads serving requests (default: SERVE_THREADS, 8).")
 @click.option("--worker/--no-worker", "run_worker", default=None,
               help="Deliver the outbox from this process too (default: OUTBOX_IN_SERVER, on).")
-@with_appcontext
-def serve(host, port, processes, threads, run_worker):
-    """Apply migrations, print the first-run setup code if needed, and serve with waitress (and the outbox worker)."""
+@pass_script_info
+def serve(info, host, port, threads, run_worker):
+    """Apply migrations, print the first-run setup code if needed, and serve with waitress (and the outbox worker).
+
+    One process for one host: waitress's threads serve the pages, and a thread runs the outbox worker. For more
+    CPUs, run gunicorn and separate `smtpdesk worker` processes instead (README, "Serving").
+    """
+    import waitress
+
     from webapp.auth.passwords import issue_setup_code
 
-    app = current_app._get_current_object()
-    db.upgrade()
+    app = info.load_app()
+    with app.app_context():
+        db.upgrade()
+        with db.database.connection_context():
+            code = issue_setup_code(app.instance_path)
     host = host or app.config["HOST"]
     port = port or int(app.config["PORT"])
-    processes = processes or int(app.config["SERVE_PROCESSES"])
     threads = threads or int(app.config["SERVE_THREADS"])
-    with db.database.connection_context():
-        code = issue_setup_code(app.instance_path)
+    try:
+        # Bound before the banner: a port in use is an error, not a misleading "serving on".
+        server = waitress.create_server(app, host=host, port=port, threads=threads, ident="smtpdesk")
+    except OSError as error:
+        raise click.ClickException(f"cannot listen on {host} port {port}: {error.strerror}") from None
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
-    listener = _listen(host, port)  # before the banner: a port in use is an error, not a misleading "serving on"
     if code:
         click.echo("")
         click.echo("  First run: no user exists yet.")
         click.echo(f"  Open {url}/auth/setup and enter this one-time setup code: {code}")
         click.echo("")
-    click.echo(f"smtpdesk serving on {url} ({processes} process{'es' if processes > 1 else ''}; Ctrl+C to stop)")
-    # SIGTERM ends waitress's loop like Ctrl+C does (it returns on SystemExit), so the worker stops gracefully.
-    signal.signal(signal.SIGTERM, _exit_on_signal)
-    # Forked before any thread starts (the worker's are started after), and with no database connection open.
-    db.database.close()
-    # What start-up made lives as long as the server: out of the collector's sight, a full collection takes 0.4 ms
-    # instead of 24 ms (a pause every thousand report pages, felt by every request queued behind it), and it no
-    # longer writes to the pages the serving processes share with this one after the fork.
-    gc.collect()
-    gc.freeze()
-    children = _ServingProcesses(app, listener, threads) if processes > 1 else None
+    click.echo(f"smtpdesk serving on {url} (Ctrl+C to stop)")
     background = None
-    try:
-        # A Ctrl+C or SIGTERM during start-up waits until everything is started, so everything is stopped.
-        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-        try:
-            if children is not None:
-                children.start(processes)
-            if app.config["OUTBOX_IN_SERVER"] if run_worker is None else run_worker:
-                from webapp.mail.outbox import WorkerThread
+    if app.config["OUTBOX_IN_SERVER"] if run_worker is None else run_worker:
+        from webapp.mail.outbox import WorkerThread
 
-                logs.configure_logging(app)  # worker lines (ids, accounts, reply codes) on stderr, scrubbed of secrets
-                background = WorkerThread(_make_worker(app)).start()
-        finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-        if children is None:
-            _waitress(app, listener, threads)
-        else:
-            children.watch()
-    except KeyboardInterrupt:
-        pass  # Ctrl+C: stop as SIGTERM does
+        background = WorkerThread(_make_worker(app)).start()
+    # SIGTERM ends waitress's loop as Ctrl+C does (it returns on SystemExit), so the worker stops gracefully.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    try:
+        server.run()
     finally:
-        if children is not None:
-            children.stop()
+        server.close()
         if background is not None:
             click.echo("Stopping the outbox worker (messages in flight finish first)...")
             background.stop(timeout=background.worker.settings.smtp_deadline + 5)
-    if children is not None and children.failed:
-        sys.exit(1)
-
-
-STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    """The listening socket, bound once and shared by every serving process."""
-    try:
-        return socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET,
-                                    backlog=1024)
-    except OSError as error:
-        raise click.ClickException(f"cannot listen on {host} port {port}: {error.strerror}") from None
-
-
-def _waitress(app, listener: socket.socket, threads: int) -> None:
-    import waitress
-
-    waitress.serve(app, sockets=[listener], threads=threads, ident="smtpdesk", _quiet=True)
-
-
-class _ServingProcesses:
-    """Pages served by forked processes sharing one listening socket; this process runs the outbox worker.
-
-    Python runs one thread at a time, so one process serves pages on one core; on 2 cores, two processes served
-    1.5 x the pages of one (with a worse p99 while a load generator shared the cores). Every process sees the same
-    data: state lives in SQLite and the instance files (sessions are signed cookies, sign-in lock-outs are counted
-    from the audit log, the vault rereads its key file). A serving process that ends unexpectedly stops the whole
-    server, with an error, for the service manager to restart; forking a replacement from this process, which runs
-    the worker's threads, would not be safe.
-    """
-
-    def __init__(self, app, listener: socket.socket, threads: int):
-        self.app, self.listener, self.threads = app, listener, threads
-        self.pids: set[int] = set()
-        self.failed = False
-        # Only this process holds the write end: when it is gone (even SIGKILLed), each child reads end-of-file.
-        self._parent_alive, self._parent_holds = os.pipe()
-
-    def start(self, count: int) -> None:
-        for _ in range(count):
-            pid = os.fork()
-            if pid == 0:
-                self._serve()
-            self.pids.add(pid)
-
-    def _serve(self) -> None:
-        """In the child: serve until SIGTERM, Ctrl+C or the end of the parent, then leave without running the
-        parent's clean-ups."""
-        status = 0
-        try:
-            signal.signal(signal.SIGTERM, _exit_on_signal)
-            os.close(self._parent_holds)
-            threading.Thread(target=self._stop_with_parent, name="parent-watch", daemon=True).start()
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # held by the parent while it forked
-            _waitress(self.app, self.listener, self.threads)
-        except KeyboardInterrupt:
-            pass  # Ctrl+C before waitress was listening for it
-        except BaseException:  # noqa: BLE001 - whatever it was, this process ends here, and says so
-            status = 1
-            logging.getLogger("smtpdesk.serve").exception("a serving process failed")
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(status)
-
-    def _stop_with_parent(self) -> None:
-        """In the child: a parent killed without its clean-ups leaves no server behind (it would hold the port)."""
-        while os.read(self._parent_alive, 1):
-            pass
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    def watch(self) -> None:
-        """Wait until a signal stops the server or a serving process ends on its own."""
-        while self.pids:
-            try:
-                pid, status = os.wait()
-            except KeyboardInterrupt:  # Ctrl+C reached the serving processes too: they are stopping
-                return
-            if pid in self.pids:
-                self.pids.discard(pid)
-                self.failed = True
-                click.echo(f"Error: serving process {pid} ended ({_wait_status(status)}); stopping smtpdesk.",
-                           err=True)
-                return
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """SIGTERM each serving process (requests in progress finish), then SIGKILL any left after the timeout."""
-        for pid in self.pids:
-            _kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while self.pids:
-            for pid in list(self.pids):
-                try:
-                    done, _status = os.waitpid(pid, os.WNOHANG)
-                except ChildProcessError:
-                    done = pid
-                if done:
-                    self.pids.discard(pid)
-            if self.pids and time.monotonic() > deadline:
-                for pid in self.pids:
-                    _kill(pid, signal.SIGKILL)
-                deadline = float("inf")
-            time.sleep(0.05)
-
-
-def _kill(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def _wait_status(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        return f"killed by signal {os.WTERMSIG(status)}"
-    return f"exit status {os.waitstatus_to_exitcode(status)}"
 
 
 # --- The outbox: worker, send, outbox ---------------------------------------------------------------------------
@@ -322,12 +186,11 @@ def _make_worker(app, **overrides):
 @click.option("--batch-size", type=int, default=None, help="Notifications claimed at once (OUTBOX_BATCH_SIZE).")
 @click.option("--concurrency", type=int, default=None, help="Accounts delivered in parallel (OUTBOX_CONCURRENCY).")
 @click.option("--until-idle", is_flag=True, help="Deliver until nothing is queued, sending or retrying, then exit.")
-@with_appcontext
-def worker(batch_size, concurrency, until_idle):
+@pass_script_info
+def worker(info, batch_size, concurrency, until_idle):
     """Deliver the outbox in this process (besides or instead of `smtpdesk serve`); SIGTERM or Ctrl+C stops it
     gracefully: messages in flight finish, the rest of the batch goes back to the queue."""
-    app = current_app._get_current_object()
-    logs.configure_logging(app)
+    app = info.load_app()
     db.upgrade()
     delivering = _make_worker(app, batch_size=batch_size, concurrency=concurrency)
     if until_idle:

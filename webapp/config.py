@@ -23,8 +23,10 @@ class Defaults:
     SESSION_COOKIE_SAMESITE = "Lax"
     REMEMBER_COOKIE_HTTPONLY = True
     REMEMBER_COOKIE_SAMESITE = "Lax"
-    # Issue 5, web defences. Sessions are made permanent at sign-in, so they end this long after the last request.
+    # Sessions are made permanent at sign-in and end this long after it: the cookie is signed again only when the
+    # session changes, not on every request.
     PERMANENT_SESSION_LIFETIME = timedelta(hours=8)
+    SESSION_REFRESH_EACH_REQUEST = False
     # SMTPDESK_BEHIND_HTTPS=1 behind a TLS reverse proxy: cookies get Secure, and ProxyFix takes the client
     # address, scheme and host from the proxy's X-Forwarded-* headers (trust one proxy hop only).
     BEHIND_HTTPS = False
@@ -34,11 +36,7 @@ class Defaults:
     LOGIN_WINDOW_SECONDS = 15 * 60
     HOST = "127.0.0.1"
     PORT = 5000
-    # `smtpdesk serve`: processes serving pages (each runs one request's Python at a time, webapp/gate.py, so one
-    # process uses one core), leaving a core to the outbox worker, SQLite and the rest of the host: on 2 cores, a
-    # second serving process gave 1.5 x the pages per second but a worse p99 and 1.8 x the memory
-    # (docs/BENCHMARKS.md). And waitress threads in each (slow test dialogs wait in them, not in line).
-    SERVE_PROCESSES = max(1, min(4, (os.cpu_count() or 1) - 1))
+    # `smtpdesk serve`: waitress threads serving requests (a slow test dialog waits in one, not in line).
     SERVE_THREADS = 8
     # SMTP from a request (test dialog, test connector): seconds for connect and each read, and for the whole dialogue.
     SMTP_TIMEOUT = 10

@@ -5,7 +5,7 @@ import os
 import pkgutil
 import threading
 
-from peewee import SQL, Alias, Field, SqliteDatabase, fn
+from peewee import SQL, SqliteDatabase, fn
 
 database = SqliteDatabase(None)
 
@@ -19,11 +19,6 @@ def _casefold(value):
 def contains(column, text: str):
     """column contains text, ignoring case (Unicode-aware); "%" and "_" are literal, unlike LIKE."""
     return fn.instr(fn.casefold(column), text.casefold()) > SQL("0")
-
-
-def contains_params(text: str) -> list:
-    """The parameters contains(column, text) puts in the SQL, in order (for ShapedSql)."""
-    return [text.casefold()]
 
 
 # --- The deliveries' recipient search (m0005): triggers fill notification_search with these keys ----------------------
@@ -65,91 +60,20 @@ def search_term(text: str) -> str:
     return text[start:]
 
 
-# --- Per-request statements, their SQL built once -----------------------------------------------------------------
+# --- Until the outbox package lands: its old helpers, as plain peewee queries ------------------------------------
 
 
 class Prepared:
-    """A fixed-shape select whose SQL peewee builds once, then runs with new parameters (rows as model instances).
-
-    Turning a select into SQL costs peewee 0.1-0.3 ms, many times what SQLite takes to find a row by key; lookups
-    made on every request (the signed-in user, the API token, the default account) pay it once per process.
-    build(*args) must return a query whose parameters are exactly args, in order: checked when first built.
-    """
+    """A select made by build(*args) (kept only for webapp/mail/outbox.py until it moves to webapp/outbox/)."""
 
     def __init__(self, build):
         self._build = build
-        self._sql = self._model = self._fields = None
-
-    def _prepare(self, args) -> str:
-        if self._sql is None:
-            query = self._build(*args)
-            sql, params = query.sql()
-            if list(params) != list(args):
-                raise ValueError(f"a prepared query's parameters must be its arguments: {params!r} != {args!r}")
-            self._sql, self._model, self._fields = sql, query.model, query._returning
-        return self._sql
 
     def __call__(self, *args):
-        """The query's rows for these parameters (a peewee raw query: iterate it)."""
-        sql = self._prepare(args)
-        return self._model.raw(sql, *args)
+        return self._build(*args)
 
     def first(self, *args):
-        """The first row for these parameters, or None: made by instances(), without the cursor wrapper peewee sets
-        up for each query (a third of an API enqueue's Python, with its three lookups)."""
-        rows = database.execute_sql(self._prepare(args), args).fetchmany(1)
-        return self.instances(rows)[0] if rows else None
-
-    def tuples(self, *args) -> list[tuple]:
-        """The rows as plain tuples, nothing made per row: a fragment cache's key (webapp/fragments.py) needs no
-        more, and instances() makes the models later if the page has to be rendered after all."""
-        return database.execute_sql(self._prepare(args), args).fetchall()
-
-    def instances(self, rows: list[tuple]) -> list:
-        """Model instances of rows that tuples() fetched, as iterating the query makes them."""
-        return instances(self._model, self._fields, rows) if rows else []
-
-
-def instances(model, fields, rows: list[tuple]) -> list:
-    """Model instances of rows holding the values of these fields of model, in order, as peewee makes them (values
-    converted as read from the database; nothing marked as changed). A field under an alias (another model's column,
-    SmtpAccount.name.alias("account_name")) becomes an attribute of that name, as peewee does."""
-    converters = [_converter(field) for field in fields]
-    made = []
-    for values in rows:
-        row = model(__no_default__=1, **{name: convert(value) for (name, convert), value in zip(converters, values)})
-        row._dirty.clear()
-        made.append(row)
-    return made
-
-
-def _converter(column) -> tuple:
-    """(attribute name, conversion from the database) of a selected field, or of a field under an alias."""
-    if isinstance(column, Field):
-        return column.name, column.python_value
-    if isinstance(column, Alias) and isinstance(column.node, Field):
-        return column._alias, column.node.python_value
-    raise TypeError(f"instances() reads fields and aliased fields, not {column!r}")
-
-
-class ShapedSql:
-    """The SQL of a select whose filters vary, built by peewee once per shape (which filters are on, the order) and
-    then run with each request's parameters: building it cost more than SQLite takes to answer (issue 6, P4).
-
-    The caller computes a request's parameters itself; the first build of a shape checks that peewee's agree."""
-
-    def __init__(self):
-        self._built = {}  # shape -> SQL; a few dozen shapes at most, never evicted
-
-    def __call__(self, shape, params: list, build) -> str:
-        """The SQL for shape; build() makes the query, with exactly these parameters, the first time."""
-        sql = self._built.get(shape)
-        if sql is None:
-            sql, expected = build().sql()
-            if list(expected) != list(params):
-                raise ValueError(f"the parameters of shape {shape!r} are {expected!r}, not {params!r}")
-            self._built[shape] = sql
-        return sql
+        return self._build(*args).first()
 
 
 _INSERTS = {}  # (model, column names) -> INSERT statement

@@ -14,8 +14,6 @@ from wtforms import PasswordField, RadioField, StringField
 from wtforms.validators import Length, ValidationError
 from wtforms.widgets import Input, PasswordInput
 
-from webapp.fragments import Plain
-
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 # A message body, a description or a footer may span lines; other control characters have no business there.
 CONTROL_CHARS_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -207,11 +205,6 @@ class FilterForm(FlaskForm):
         form.validate()
         return form
 
-    def shown(self) -> Plain:
-        """All the rendered form shows but its language, as the fragment cache's key (webapp/fragments.py): what
-        was typed in each field, and its errors."""
-        return Plain(tuple((f.name, tuple(f.raw_data or ()), tuple(str(error) for error in f.errors)) for f in self))
-
     def args(self, **overrides) -> dict:
         """The filters as typed (empty ones left out), for links that keep them (pages, CSV, refreshes)."""
         values = {f.name: f.raw_data[0] for f in self if f.raw_data and f.raw_data[0]}
@@ -219,7 +212,7 @@ class FilterForm(FlaskForm):
         return {key: value for key, value in values.items() if value not in ("", None)}
 
 
-def _day_start_utc(day: date) -> datetime:
+def day_start_utc(day: date) -> datetime:
     """The start of a day in the display time zone, as the naive UTC datetime the database stores."""
     return to_utc(datetime.combine(day, time.min))
 
@@ -227,7 +220,7 @@ def _day_start_utc(day: date) -> datetime:
 def within_days(query, column, first: date | None, last: date | None):
     """Rows whose column falls on the days first..last, both included (either may be None)."""
     if first:
-        query = query.where(column >= _day_start_utc(first))
+        query = query.where(column >= day_start_utc(first))
     if last:
-        query = query.where(column < _day_start_utc(last + timedelta(days=1)))
+        query = query.where(column < day_start_utc(last + timedelta(days=1)))
     return query

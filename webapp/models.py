@@ -6,21 +6,18 @@ from datetime import datetime, timedelta, timezone
 
 from flask_login import UserMixin
 from peewee import (
-    SQL,
     BooleanField,
     CharField,
     DateTimeField,
-    Entity,
     ForeignKeyField,
     IntegerField,
     Model,
-    Select,
     TextField,
     fn,
 )
 
 from webapp import logs
-from webapp.db import Prepared, database
+from webapp.db import database
 from webapp.mail.connectors import Hop
 from webapp.mail.errors import N_, MailError, Step
 from webapp.mail.transport import SmtpSettings
@@ -309,17 +306,13 @@ class SmtpAccount(DefaultFlagMixin, BaseModel):
         return self.__dict__["_last_delivery"]
 
     @staticmethod
-    def last_delivery_rows(account_ids: list[int]) -> list[tuple]:
-        """The last deliveries of these accounts as plain rows (one query), for attach_last_delivery()."""
-        return _LAST_DELIVERIES.tuples("sent", "failed", json.dumps(account_ids)) if account_ids else []
-
-    @staticmethod
-    def attach_last_delivery(accounts: list, rows: list[tuple] | None = None) -> list:
-        """Fetch last_delivery for many accounts in one query (a report page), instead of one query per row; rows:
-        what last_delivery_rows() already fetched for them."""
-        if rows is None:
-            rows = SmtpAccount.last_delivery_rows([account.id for account in accounts])
-        found = {n.account_id: n for n in _LAST_DELIVERIES.instances(rows)}
+    def attach_last_delivery(accounts: list) -> list:
+        """Fetch last_delivery for many accounts in one query (a report page), instead of one query per row."""
+        found = {}
+        for notification in _last_deliveries([account.id for account in accounts]) if accounts else ():
+            newest = found.get(notification.account_id)
+            if newest is None or notification.id > newest.id:
+                found[notification.account_id] = notification
         for account in accounts:
             account.__dict__["_last_delivery"] = found.get(account.id)
         return accounts
@@ -502,24 +495,21 @@ class Notification(BaseModel):
         return json.loads(self.bcc_addrs or "[]")
 
 
-def _last_deliveries_query(sent: str, failed: str, account_ids: str):
-    """The newest sent or failed notification of each account in account_ids (a JSON list), what the report shows."""
-    page = fn.json_each(account_ids).alias("page")  # one parameter whatever the page's length: the SQL is reused
+def _last_deliveries(account_ids: list[int]):
+    """The newest sent and the newest failed notification of each of these accounts (the report shows the newer)."""
 
     def newest(status):
         # One seek in the (account_id, status, id) index per account and status.
         other = Notification.alias()
-        return fn.COALESCE(other.select(fn.MAX(other.id))
-                           .where(other.account == Entity("page", "value"), other.status == status), SQL("0"))
+        return other.select(fn.MAX(other.id)).where(other.account == SmtpAccount.id, other.status == status)
 
-    newest_ids = Select(from_list=[page], columns=[fn.MAX(newest(sent), newest(failed))])
-    # Only the columns shown: a whole notification (its body among them) costs ten times as much to load.
+    of_these = SmtpAccount.id.in_(account_ids)
+    candidates = (SmtpAccount.select(newest("sent")).where(of_these)
+                  | SmtpAccount.select(newest("failed")).where(of_these))
+    # Only the columns shown: a whole notification holds its body.
     return (Notification.select(Notification.id, Notification.account, Notification.status, Notification.updated_at,
                                 Notification.last_reply)
-            .where(Notification.id.in_(newest_ids)))
-
-
-_LAST_DELIVERIES = Prepared(_last_deliveries_query)
+            .where(Notification.id.in_(candidates)))
 
 
 class DeliveryAttempt(BaseModel):
@@ -568,7 +558,7 @@ class ApiToken(BaseModel):
     @classmethod
     def authenticate(cls, token: str) -> "ApiToken | None":
         """The unrevoked token with this clear text, or None; records when it was last used."""
-        row = _TOKEN_BY_HASH.first(cls.hash_token(token))
+        row = cls.get_or_none(cls.token_hash == cls.hash_token(token))
         if row is None or row.revoked_at is not None:
             return None
         now = utcnow()
@@ -580,10 +570,6 @@ class ApiToken(BaseModel):
     @property
     def revoked(self) -> bool:
         return self.revoked_at is not None
-
-
-# Every API call looks its token up: the SQL is built once (webapp.db.Prepared).
-_TOKEN_BY_HASH = Prepared(lambda token_hash: ApiToken.select().where(ApiToken.token_hash == token_hash))
 
 
 class ScheduledReport(BaseModel):

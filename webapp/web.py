@@ -1,22 +1,15 @@
 """What every screen shares: sign-in required, roles, fragment-or-page rendering, errors, audit."""
 import hmac
-from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
 from functools import wraps
 from urllib.parse import urlsplit
 
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
-from flask.globals import _cv_app
-from flask.sessions import SecureCookieSessionInterface
 from flask_babel import get_locale, gettext as _, lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from htmx_flask import make_response as htmx_response
-from itsdangerous import BadSignature
 from jinja2_fragments.flask import render_block
 
-from webapp import fragments, i18n
-from webapp.db import Prepared
 from webapp.extensions import login_manager
 from webapp.models import AuditEntry, User
 
@@ -38,66 +31,18 @@ API_PATH = "/api/"
 
 
 def init_app(app):
-    app.session_interface = SessionInterface()
     login_manager.login_view = "auth.login"
     login_manager.login_message = None
     login_manager.user_loader(_load_user)
     login_manager.unauthorized_handler(_unauthorized)
-    app.before_request(i18n.share_wtforms_catalogue)
     app.before_request(_require_login)
     app.after_request(_vary_on_htmx)
     app.after_request(_security_headers)
     app.register_error_handler(CSRFError, _csrf_error)
     for code in (400, 403, 404, 405, 413, 500):
         app.register_error_handler(code, _error_page)
-    app.jinja_env.globals.update(safe_next=safe_next, role_label=role_label, get_locale=get_locale, row_url=row_url)
-    i18n.install(app.jinja_env)
-    fragments.init_app(app)
+    app.jinja_env.globals.update(safe_next=safe_next, role_label=role_label, get_locale=get_locale)
     app.context_processor(lambda: {"languages": current_app.config["LANGUAGES"]})
-
-
-class SessionInterface(SecureCookieSessionInterface):
-    """Flask's signed-cookie session, its expiry pushed back at most once a minute and never by a static file, its
-    serializer made once per secret key."""
-
-    # Flask signs a permanent session's cookie again on every request, to push its expiry back: a tenth of serving
-    # a static file, 5% of a report page. Once a minute keeps "PERMANENT_SESSION_LIFETIME after the last request"
-    # to within that minute.
-    refresh_after = timedelta(minutes=1)
-
-    def open_session(self, app, request):
-        serializer = self.get_signing_serializer(app)
-        cookie = request.cookies.get(self.get_cookie_name(app)) if serializer is not None else None
-        if not cookie:
-            return super().open_session(app, request)
-        try:
-            data, signed_at = serializer.loads(cookie, max_age=int(app.permanent_session_lifetime.total_seconds()),
-                                               return_timestamp=True)
-        except BadSignature:
-            return self.session_class()
-        session = self.session_class(data)
-        session.signed_at = signed_at
-        return session
-
-    def should_set_cookie(self, app, session):
-        if session.modified:
-            return True
-        if request.path.startswith(app.static_url_path + "/"):
-            return False  # a static file is never a user's activity; a Set-Cookie also kept caches away
-        signed_at = getattr(session, "signed_at", None)
-        if signed_at is not None and datetime.now(timezone.utc) - signed_at < self.refresh_after:
-            return False
-        return super().should_set_cookie(app, session)
-
-    def get_signing_serializer(self, app):
-        keys = (app.secret_key, tuple(app.config["SECRET_KEY_FALLBACKS"] or ()))
-        made = getattr(self, "_made", None)
-        if made is None or made[0] != keys:
-            made = self._made = (keys, super().get_signing_serializer(app))
-        return made[1]
-
-
-_USER_BY_ID = Prepared(lambda row_id: User.select().where(User.id == row_id))
 
 
 def _load_user(session_id):
@@ -105,7 +50,7 @@ def _load_user(session_id):
     row_id, _dot, fingerprint = str(session_id).partition(".")
     if not row_id.isdigit() or not fingerprint:
         return None
-    user = _USER_BY_ID.first(int(row_id))
+    user = User.get_or_none(User.id == int(row_id))
     if user is None or not user.active or not hmac.compare_digest(fingerprint, user.session_fingerprint()):
         return None
     return user
@@ -238,35 +183,6 @@ def audit(action: str, obj=None, changes: dict | None = None, **kwargs) -> Audit
                              changes=changes, **kwargs)
 
 
-# Stands for a row's id in a URL built once per request (row_url); no row has this id.
-_ID_SLOT = "918273645546372819"
-
-
-def row_url(endpoint: str, **values) -> str:
-    """url_for(endpoint, **values) for one row of a list: its id (the one int value) put into a URL built once.
-
-    A report page links each of its rows to its actions, some 150 URLs, and werkzeug takes 5-10 µs to build one;
-    the other values (e.g. next=) are the same for every row, so only the id differs.
-    """
-    name = row_id = None
-    key = [endpoint]
-    for argument, value in values.items():
-        if type(value) is int:
-            name, row_id = argument, value
-            key.append(argument)
-        else:
-            key.append((argument, value))
-    key = tuple(key)
-    built = _cv_app.get().g.__dict__.setdefault("row_urls", {})
-    parts = built.get(key)
-    if parts is None:
-        url = url_for(endpoint, **{**values, name: int(_ID_SLOT)}) if name is not None else ""
-        if _ID_SLOT not in urlsplit(url).path:
-            raise ValueError(f"row_url({endpoint!r}) needs the row's id as an int argument of the URL's path")
-        parts = built[key] = url.partition(_ID_SLOT)  # the first one: the path comes before the query
-    return f"{parts[0]}{row_id}{parts[2]}"
-
-
 def safe_next(target: str | None, fallback: str) -> str:
     """A redirect target only if it stays on this site (no open redirect)."""
     if target:
@@ -296,6 +212,4 @@ class Page:
         except (TypeError, ValueError):
             number = 1
         self.number = min(max(1, number), self.pages)
-        rows = query.paginate(self.number, self.size)
-        # A peewee query runs when listed; a query of its own may give a sequence (webapp/accounts/report.py).
-        self.items = rows if isinstance(rows, Sequence) else list(rows)
+        self.items = list(query.paginate(self.number, self.size))

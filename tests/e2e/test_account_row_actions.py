@@ -1,6 +1,5 @@
-"""The report's row actions in a real browser, now that rows hold no CSRF token (issue 6, P4): each button submits
-the page's #row-action form to its own formaction. With JavaScript htmx swaps the row in place; without it the
-browser posts and comes back to the same filtered report."""
+"""The report's row actions in a real browser: each is a small form of its row. With JavaScript htmx swaps the row
+in place; without it the browser posts and comes back to the same filtered report."""
 import re
 
 import pytest

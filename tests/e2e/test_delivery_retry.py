@@ -1,7 +1,6 @@
-"""Retry in the deliveries list, in chromium, now that rows hold no CSRF token (issue 6, P4): the button submits the
-list's #row-action form to its own formaction. With JavaScript htmx swaps the row in place; without it the browser
-posts and comes back to the same filtered list. Against a real `smtpdesk serve` and a real aiosmtpd server that
-refuses a recipient until the test lets it through."""
+"""Retry in the deliveries list, in chromium: a small form of its row. With JavaScript htmx swaps the row in place;
+without it the browser posts and comes back to the same filtered list. Against a real `smtpdesk serve` and a real
+aiosmtpd server that refuses a recipient until the test lets it through."""
 import re
 
 import pytest
@@ -37,7 +36,7 @@ def test_retry_with_and_without_javascript(live_server, smtp_server, page: Page,
     expect(first.get_by_role("button", name="Retry")).to_have_count(0)
     expect(first.locator(".badge")).to_have_text("Sent", timeout=20_000)
 
-    # Without JavaScript: the browser posts the #row-action form and returns to the filtered list.
+    # Without JavaScript: the browser posts the row's form and returns to the filtered list.
     context = browser.new_context(**browser_context_args, java_script_enabled=False)
     plain = context.new_page()
     plain.set_default_timeout(15_000)

@@ -4,11 +4,12 @@ import re
 from cryptography import x509
 from flask_babel import gettext as _, lazy_gettext as _l
 from flask_wtf import FlaskForm
-from peewee import JOIN, fn
+from peewee import JOIN
 from wtforms import HiddenField, RadioField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, ValidationError
 
+from webapp.accounts.columns import COLUMNS, REPORT_FIELDS, SORTS
 from webapp.db import contains
 from webapp.forms import (
     CONTROL_CHARS,
@@ -271,53 +272,27 @@ class EmailTestForm(FlaskForm):
 
 
 ENABLED_CHOICES = [SelectChoice("", _l("Any")), SelectChoice("yes", _l("Yes")), SelectChoice("no", _l("No"))]
-SORTS = {
-    "id": (SmtpAccount.id.asc(),),
-    "-id": (SmtpAccount.id.desc(),),
-    "name": (fn.casefold(SmtpAccount.name).asc(), SmtpAccount.id.asc()),
-    "-name": (fn.casefold(SmtpAccount.name).desc(), SmtpAccount.id.desc()),
-}
-# Text filters: form field -> column searched ("contains", case-insensitive).
-TEXT_FILTERS = {
-    "id": SmtpAccount.id,
-    "name": SmtpAccount.name,
-    "sender": SmtpAccount.sender,
-    "reply_to": SmtpAccount.reply_to,
-    "return_path": SmtpAccount.return_path,
-    "confirmation": SmtpAccount.confirmation_email,
-}
-
-
-# What templates/accounts/_columns.html cells() reads (mode and tls_unverified read secure, secure_type and
-# ignore_cert_errors). A column left out here is None in the report: add it when a row shows more.
-REPORT_COLUMNS = (
-    SmtpAccount.id, SmtpAccount.name, SmtpAccount.sender, SmtpAccount.reply_to, SmtpAccount.return_path,
-    SmtpAccount.confirmation_email, SmtpAccount.enabled, SmtpAccount.is_default, SmtpAccount.secure,
-    SmtpAccount.secure_type, SmtpAccount.force_settings, SmtpAccount.read_confirmation, SmtpAccount.footer_enabled,
-    SmtpAccount.ignore_cert_errors, SmtpAccount.last_test_at, SmtpAccount.last_test_ok, SmtpAccount.last_test_summary,
-    SmtpAccount.last_tls_verified,
-)
+FILTERED = {column.filter.name: column for column in COLUMNS if column.filter}
 
 
 class AccountFilterForm(FilterForm):
-    """The report's search filters, read from the query string (a GET form: no CSRF token)."""
+    """The report's search filters (one field per filtered column, accounts/columns.py), read from the query
+    string (a GET form: no CSRF token), and the order chosen in a column heading."""
 
-    id = StringField(_l("ID"))
-    name = StringField(_l("Name"))
-    sender = StringField(_l("Sender"))
-    reply_to = StringField(_l("Reply-To"))
-    return_path = StringField(_l("Return-Path"))
-    confirmation = StringField(_l("Confirmation"))
-    enabled = SelectField(_l("Enabled"), choices=ENABLED_CHOICES, default="", validate_choice=False)
     sort = HiddenField(default="id")
 
     @property
     def sort_key(self) -> str:
-        return self.sort.data if self.sort.data in SORTS else "id"
+        key = self.sort.data or ""
+        return key if key.removeprefix("-") in SORTS else "id"
+
+    def filter_fields(self) -> list:
+        """The filter form's fields, in the report's column order."""
+        return [self[name] for name in FILTERED]
 
     def params(self, **overrides) -> dict:
         """The filter as query-string arguments (empty ones left out), for links that keep it."""
-        values = {name: (self[name].data or "").strip() for name in (*TEXT_FILTERS, "enabled")}
+        values = {name: (self[name].data or "").strip() for name in FILTERED}
         values["sort"] = self.sort_key
         values.update(overrides)
         if values["sort"] == "id":  # the default order needs no argument
@@ -336,23 +311,31 @@ class AccountFilterForm(FilterForm):
         return self.matching(query)
 
     def rows(self):
-        """The accounts matching the filter, in the chosen order, with only the columns the report's rows show."""
-        # Loading the other columns and the two joins doubled the cost of a page of 30 (peewee builds each model).
-        return self.matching(SmtpAccount.select(*REPORT_COLUMNS))
-
-    def terms(self) -> dict[str, str]:
-        """The text filters filled in: field name -> the text searched for."""
-        return {name: term for name in TEXT_FILTERS if (term := (self[name].data or "").strip())}
-
-    def enabled_only(self) -> bool | None:
-        """True: enabled accounts only; False: disabled ones only; None: both."""
-        return self.enabled.data == "yes" if self.enabled.data in ("yes", "no") else None
+        """The accounts matching the filter, in the chosen order, with only the fields the report's rows show."""
+        return self.matching(SmtpAccount.select(*REPORT_FIELDS))
 
     def matching(self, query):
         """query narrowed by the filter, in the chosen order."""
-        for name, term in self.terms().items():
-            column = TEXT_FILTERS[name]
-            query = query.where(contains(column.cast("TEXT") if name == "id" else column, term))
-        if self.enabled_only() is not None:
-            query = query.where(SmtpAccount.enabled == self.enabled_only())
-        return query.order_by(*SORTS[self.sort_key])
+        for name, column in FILTERED.items():
+            term = (self[name].data or "").strip()
+            if not term:
+                continue
+            field = getattr(SmtpAccount, column.field)
+            if column.filter.match == "yes_no":
+                if term in ("yes", "no"):
+                    query = query.where(field == (term == "yes"))
+            else:
+                query = query.where(contains(field.cast("TEXT") if field is SmtpAccount.id else field, term))
+        key = self.sort_key
+        order = SORTS[key.removeprefix("-")]
+        return query.order_by(*(expression.desc() if key.startswith("-") else expression.asc()
+                                for expression in order))
+
+
+# WTForms' way of composing a form from data: a field set on the class.
+for _column in FILTERED.values():
+    _filter = _column.filter
+    setattr(AccountFilterForm, _filter.name,
+            SelectField(_filter.label, choices=ENABLED_CHOICES, default="", validate_choice=False)
+            if _filter.match == "yes_no" else StringField(_filter.label))
+del _column, _filter

@@ -1,6 +1,4 @@
 """The SMTP accounts report, its row actions, CSV and print views, and the account form."""
-from collections.abc import Iterable
-
 from flask import current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from htmx_flask import make_response as htmx_response
@@ -8,8 +6,8 @@ from jinja2_fragments.flask import render_block
 from peewee import IntegrityError
 
 from webapp.accounts import bp
+from webapp.accounts.columns import REPORT_COLUMNS, csv_table
 from webapp.accounts.forms import AccountFilterForm, AccountForm, AccountTestForm, EmailTestForm
-from webapp.accounts.report import ReportQuery
 from webapp.accounts.testing import Outcome, record, refused, route_label, send_test, stored_credential_moved
 from webapp.csv_export import csv_response
 from webapp.db import database
@@ -28,11 +26,12 @@ def _filters() -> AccountFilterForm:
 def index():
     """The SMTP accounts report: filters, 30 rows a page; htmx gets the results block alone."""
     filters = _filters()
-    page = Page(ReportQuery(filters), request.args.get("page"))
+    page = Page(filters.rows(), request.args.get("page"))
+    SmtpAccount.attach_last_delivery(page.items)
     here = url_for("accounts.index", **filters.params(**({"page": page.number} if page.number > 1 else {})))
     body, status = render(
         "accounts/index.html", block="account_rows",
-        filters=filters, page=page, back=here,
+        filters=filters, page=page, back=here, columns=REPORT_COLUMNS,
         page_url=lambda number: url_for("accounts.index", **filters.params(page=number)),
     )
     # The filter form sends its empty fields too; the address bar gets the short form of the same search.
@@ -44,33 +43,7 @@ def index():
 @role_required("view")
 def export_csv():
     """The filtered accounts as CSV: every column, names of credentials/connectors, never a secret."""
-    return csv_response("smtp-accounts.csv", *report_table(_filters().query()))
-
-
-def report_table(accounts) -> tuple[list, Iterable]:
-    """The CSV's header and rows for these accounts (the export and the scheduled report e-mail share it)."""
-    yes_no = {True: _("Yes"), False: _("No"), None: ""}
-    header = [
-        _("ID"), _("Name"), _("Sender e-mail"), _("Reply-To"), _("Return-Path"), _("Confirmation e-mail"),
-        _("Enabled"), _("Default"), _("Secure connection"), _("Uses config"), _("Read confirmation"), _("Footer"),
-        _("SMTP host"), _("Port"), _("Use authentication?"), _("Credential for authentication"),
-        _("Ignore certificate error"), _("TLS not verified"), _("Use network connector?"), _("Network connector"),
-        _("Last test"), _("Last test result"), _("Last test summary"),
-    ]
-    rows = (
-        [
-            a.id, a.name, a.sender, a.reply_to, a.return_path, a.confirmation_email,
-            yes_no[a.enabled], yes_no[a.is_default], secure_label(a), yes_no[a.force_settings],
-            yes_no[a.read_confirmation], yes_no[a.footer_enabled],
-            a.host, a.effective_port, yes_no[a.use_auth], a.credential.name if a.credential else "",
-            yes_no[a.ignore_cert_errors], yes_no[a.tls_unverified], yes_no[a.use_connector],
-            connector_label(a),
-            a.last_test_at.isoformat(sep=" ", timespec="seconds") + " UTC" if a.last_test_at else "",
-            {True: _("OK"), False: _("Failed"), None: ""}[a.last_test_ok], a.last_test_summary or "",
-        ]
-        for a in accounts
-    )
-    return header, rows
+    return csv_response("smtp-accounts.csv", *csv_table(_filters().query()))
 
 
 @bp.get("/print")
@@ -79,20 +52,8 @@ def print_view():
     """A print-friendly report: every matching row on one page, no navigation and no actions."""
     filters = _filters()
     accounts = SmtpAccount.attach_last_delivery(list(filters.rows()))
-    return render_template("accounts/print.html", filters=filters, accounts=accounts,
+    return render_template("accounts/print.html", filters=filters, accounts=accounts, columns=REPORT_COLUMNS,
                            printed_at=utcnow())
-
-
-def secure_label(account: SmtpAccount) -> str:
-    """The secure connection mode as the report shows it: No, SSL or TLS."""
-    return {"ssl": "SSL", "tls": "TLS"}.get(account.mode, _("No"))
-
-
-def connector_label(account: SmtpAccount) -> str:
-    """The connector an account names, or that it relies on the system default one."""
-    if not account.use_connector:
-        return ""
-    return account.connector.name if account.connector else _("System default connector")
 
 
 # --- Row actions ------------------------------------------------------------------------------------------
@@ -104,7 +65,8 @@ def _back() -> str:
 
 
 def _row(account: SmtpAccount, oob: bool = False) -> str:
-    return render_block("accounts/index.html", "account_row", account=account, back=_back(), oob=oob)
+    return render_block("accounts/index.html", "account_row", account=account, back=_back(), oob=oob,
+                        columns=REPORT_COLUMNS)
 
 
 def _refuse(message: str):

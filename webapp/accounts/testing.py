@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from flask import current_app
 from flask_babel import gettext
 
-from webapp import gate
 from webapp.mail import N_, MailError, SendResult, Step, compose_test_message, send_message
 from webapp.mail.compose import envelope_address
 from webapp.mail.connectors import parse_networks
@@ -155,8 +154,7 @@ def send_test(account: SmtpAccount, *, to: str, subject: str, body: str,
         result = refused(MailError(Step.POLICY, False, N_("The test message could not be composed (%(reason)s)."),
                                    N_("Check the account's addresses and the recipient."), {"reason": str(exc)}))
     else:
-        with gate.released():  # up to SMTP_DEADLINE on the network: other requests go on meanwhile
-            result = send_message(settings, message, envelope_from=envelope_from, recipients=recipients)
+        result = send_message(settings, message, envelope_from=envelope_from, recipients=recipients)
     return Outcome(result=result, route=route_label(account), to=to)
 
 

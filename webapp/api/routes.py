@@ -7,7 +7,6 @@ from werkzeug.exceptions import HTTPException
 
 from webapp.api import bp
 from webapp.api.errors import api_error, error_response
-from webapp.db import Prepared
 from webapp.mail.outbox import IdempotencyConflict, NoDefaultAccount, NotificationError, send_notification
 from webapp.models import ApiToken, DeliveryAttempt, Notification, SmtpAccount
 
@@ -112,24 +111,17 @@ def _time(value):
     return value.isoformat(timespec="seconds") + "Z" if value else None
 
 
-# Built once (webapp.db.Prepared): peewee would spend longer writing the SQL of these selects than SQLite running them.
-_NOTIFICATION = Prepared(lambda notification_id: (
-    Notification.select(Notification, SmtpAccount.name.alias("account_name"))
-    .join(SmtpAccount, on=(Notification.account == SmtpAccount.id))
-    .where(Notification.id == notification_id)))
-_ATTEMPTS = Prepared(lambda notification_id: (
-    DeliveryAttempt.select().where(DeliveryAttempt.notification == notification_id)
-    .order_by(DeliveryAttempt.started_at, DeliveryAttempt.id)))
-
-
 def find(notification_id: int) -> Notification | None:
     """The notification with this id and its account's name (notification.account_name), or None."""
-    return _NOTIFICATION.first(notification_id)
+    return (Notification.select(Notification, SmtpAccount.name.alias("account_name"))
+            .join(SmtpAccount, on=(Notification.account == SmtpAccount.id))
+            .where(Notification.id == notification_id).objects().first())
 
 
 def representation(notification: Notification) -> dict:
     """A notification (from find()) as the API shows it: where its delivery stands, every attempt, the timestamps."""
-    attempts = _ATTEMPTS(notification.id)
+    attempts = (DeliveryAttempt.select().where(DeliveryAttempt.notification == notification.id)
+                .order_by(DeliveryAttempt.started_at, DeliveryAttempt.id))
     waiting = notification.status in ("queued", "retrying")
     return {
         "id": notification.id,

@@ -1,6 +1,7 @@
 """How audit entries read: translated action, object type and field labels, and the changes as text."""
 from flask_babel import gettext as _, lazy_gettext as _l
 
+from webapp.accounts.columns import AUDIT_LABELS
 from webapp.models import AuditEntry
 from webapp.web import role_label
 
@@ -32,8 +33,7 @@ OBJECT_TYPE_LABELS = {
     "setting": _l("setting"),
 }
 
-# The screens' own labels (DESIGN.md "Labels") so a change reads like the form it was made in.
-ACCOUNT_FIELD_LABELS = {
+FIELD_LABELS = {
     "name": _l("Account name"),
     "enabled": _l("Enabled"),
     "sender": _l("Sender e-mail"),
@@ -89,7 +89,7 @@ FIELD_LABELS = {
 
 # Labels that depend on the object's type; other fields fall back to FIELD_LABELS.
 TYPE_FIELD_LABELS = {
-    "smtp_account": ACCOUNT_FIELD_LABELS,
+    "smtp_account": AUDIT_LABELS,
     "connector": {
         "is_default": _l("System default connector"),
         "default_connector": _l("System default"),  # the change "previous default → this one"

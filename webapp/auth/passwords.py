@@ -6,8 +6,6 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from webapp import gate
-from webapp.db import Prepared
 from webapp.models import User
 
 hasher = PasswordHasher()
@@ -18,17 +16,15 @@ SETUP_CODE_FILE = "setup_code"
 
 
 def hash_password(password: str) -> str:
-    """The argon2id hash to store for a password (tens of milliseconds: other requests go on meanwhile)."""
-    with gate.released():
-        return hasher.hash(password)
+    """The argon2id hash to store for a password."""
+    return hasher.hash(password)
 
 
 def authenticate(username: str, password: str) -> User | None:
     """The active user with this name and password, else None, in about the same time either way."""
     user = User.get_or_none(User.username == username.strip().lower())
     try:
-        with gate.released():
-            hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+        hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
     except (VerificationError, InvalidHashError):
         return None
     if user is None or not user.active:
@@ -39,13 +35,9 @@ def authenticate(username: str, password: str) -> User | None:
     return user
 
 
-# Asked by every visit to the sign-in page: the SQL is built once (webapp.db.Prepared).
-_ANY_USER = Prepared(lambda: User.select(User.id))
-
-
 def setup_needed() -> bool:
     """True until the first user exists."""
-    return _ANY_USER.first() is None
+    return not User.select(User.id).exists()
 
 
 def issue_setup_code(instance_path: str) -> str | None:

@@ -49,7 +49,7 @@ def login():
 
 
 def _sign_in(user):
-    """Start the user's session; permanent, so it ends PERMANENT_SESSION_LIFETIME after the last request."""
+    """Start the user's session; permanent, so it ends PERMANENT_SESSION_LIFETIME after sign-in."""
     session.permanent = True
     login_user(user)
 

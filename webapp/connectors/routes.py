@@ -5,7 +5,6 @@ from flask import current_app, flash, redirect, request, url_for
 from flask_babel import gettext as _
 from peewee import IntegrityError, fn
 
-from webapp import gate
 from webapp.accounts.testing import Outcome, refused
 from webapp.connectors import bp
 from webapp.connectors.forms import ConnectionTestForm, ConnectorForm
@@ -182,8 +181,7 @@ def try_connection(connector: Connector, host: str, port: int) -> Outcome:
     started = time.monotonic()
     hop, blocked = connector.hop(), parse_networks(config["OUTBOUND_BLOCKED_NETWORKS"])
     try:
-        with gate.released():  # up to the SMTP timeout on the network: other requests go on meanwhile
-            sock = open_connection(host, port, timeout, hop, blocked_networks=blocked)
+        sock = open_connection(host, port, timeout, hop, blocked_networks=blocked)
     except MailError as error:
         result = refused(error)
         result.elapsed = time.monotonic() - started

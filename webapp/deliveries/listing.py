@@ -1,8 +1,8 @@
 """The deliveries list at a million notifications: newest first, a page at a time after a keyset cursor (no OFFSET,
 no count of the whole match), every filter walked along an index of migration m0005.
 
-The page's query is written out here rather than built with peewee: building and compiling it took peewee more
-time than SQLite takes to answer it, and the rows come back as light Row objects rather than model instances."""
+The page's query is written out here: its shape (which side of the recipient search SQLite starts from, the keyset
+condition) is what keeps it fast, and it reads only the columns a row shows."""
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -10,14 +10,12 @@ from datetime import datetime
 from functools import cached_property
 
 from webapp.db import database
-from webapp.fragments import Plain
 from webapp.models import Notification
 
 # Above every character a key can hold next: keys from `term` up to term + this are the keys starting with term.
 _AFTER_PREFIX = "\U0010ffff"
-# A search matching fewer keys than this starts from them: each match is fetched and the few sorted (~2 µs each).
-# A commoner one walks the list in its order and checks each row's keys in an index (~0.4 µs a row); at 1,000,000
-# notifications both cost a few milliseconds at this boundary.
+# A search matching fewer keys than this starts from them: each match is fetched and the few sorted. A commoner one
+# walks the list in its order and checks each row's keys in an index; around this boundary both cost about the same.
 FEW_MATCHES = 2000
 
 _KEYS = '"key" >= ? AND "key" < ?'
@@ -49,15 +47,14 @@ class Criteria:
 
 
 class Row:
-    """One notification as a row of the list shows it (a page builds 30 of these; model instances cost more), made
-    from the values of _COLUMNS as read; key: those values, all it shows (the fragment cache's key for its row)."""
+    """One notification as a row of the list shows it, made from the values of _COLUMNS as read."""
 
     __slots__ = ("id", "status", "to_list", "copies", "subject", "attempts", "last_code", "last_reply", "created_at",
-                 "created_iso", "sent_at", "sent_iso", "account_name", "key")
+                 "created_iso", "sent_at", "sent_iso", "account_name")
 
     def __init__(self, values: tuple):
         (row_id, status, to_addrs, cc_addrs, bcc_addrs, subject, attempts, last_code, last_reply, created_at, sent_at,
-         account_name) = self.key = values
+         account_name) = values
         self.id, self.status, self.subject, self.attempts = row_id, status, subject, attempts
         self.last_code, self.last_reply, self.account_name = last_code, last_reply, account_name
         self.to_list = json.loads(to_addrs)
@@ -72,7 +69,7 @@ class Row:
 class Window:
     """One page of the list, newest first: its rows' values as read, the cursor it was asked with ({} on the first
     page, else {"before": id} or {"after": id}), and the ids the Newer / Older pages start from (None: nothing
-    there). A page served from the fragment cache needs only the values (key); items makes the Rows."""
+    there)."""
 
     rows: list[tuple]
     cursor: dict = field(default_factory=dict)
@@ -82,10 +79,6 @@ class Window:
     @property
     def first(self) -> bool:
         return not self.cursor
-
-    @property
-    def key(self) -> Plain:
-        return Plain(self.rows)
 
     @cached_property
     def items(self) -> list[Row]:

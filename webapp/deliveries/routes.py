@@ -1,6 +1,5 @@
 """Deliveries: counts by status, the filtered list (30 a page, newest first), one notification's attempts, and Retry."""
 import json
-from functools import lru_cache
 
 from flask import abort, current_app, flash, redirect, request, url_for
 from flask_babel import gettext as _, lazy_gettext as _l
@@ -8,7 +7,6 @@ from flask_login import current_user
 from htmx_flask import make_response as htmx_response
 from jinja2_fragments.flask import render_block
 
-from webapp import i18n
 from webapp.accounts.testing import STEP_NAMES
 from webapp.db import database
 from webapp.deliveries import bp, listing
@@ -35,19 +33,13 @@ def _counts_context() -> dict:
 
 
 def _status_labels() -> dict:
-    """{status: its label}, translated once per language and process (the result is shared: never change it)."""
-    return _translated_status_labels(i18n.locale_and_zone())
-
-
-@lru_cache(maxsize=16)
-def _translated_status_labels(locale_and_zone: str) -> dict:
-    # Called from a request in this language.
+    """{status: its label} in the user's language."""
     return {status: str(label) for status, label in STATUS_LABELS.items()}
 
 
-def _row_context(here: str, status_labels: dict | None = None) -> dict:
+def _row_context(here: str) -> dict:
     """What the delivery_row block needs besides the notification and can_retry."""
-    return {"here": here, "status_labels": status_labels or _status_labels(), "badges": BADGES}
+    return {"here": here, "status_labels": _status_labels(), "badges": BADGES}
 
 
 def _cursor(name: str) -> int | None:
@@ -77,7 +69,7 @@ def _context(form: DeliveryFilterForm) -> dict:
         "filters": form, "page": page, "total": _total(form, counts_context["counts"], page),
         "page_url": lambda **cursor: url_for("deliveries.index", **form.args(**cursor)),
         "can_retry": _can_retry(), **counts_context,
-        **_row_context(url_for("deliveries.index", **form.args(**page.cursor)), counts_context["status_labels"]),
+        **_row_context(url_for("deliveries.index", **form.args(**page.cursor))),
     }
 
 

@@ -111,13 +111,13 @@ def _locale(schedule: ScheduledReport) -> str:
 
 def _queue_report(schedule: ScheduledReport, due_at: datetime) -> dict:
     """Build the CSV and queue the e-mail; the outcome as {"message", "params"[, "notification"]} (English, N_)."""
-    from webapp.accounts.routes import report_table
+    from webapp.accounts.columns import csv_table
     from webapp.csv_export import csv_bytes
     from webapp.mail.outbox import NoDefaultAccount, NotificationError, send_notification
 
     with force_locale(_locale(schedule)):
         accounts = list(report_filters(schedule).query())
-        attachment = csv_bytes(*report_table(accounts))
+        attachment = csv_bytes(*csv_table(accounts))
         frequency = str(FREQUENCY_LABELS.get(schedule.frequency, schedule.frequency)).lower()
         subject = gettext("SMTP accounts report, %(date)s", date=f"{due_at:%Y-%m-%d}")
         text = "\n\n".join([
