@@ -69,7 +69,7 @@ def _locked_out(form, username):
 def logout():
     """Sign out."""
     if current_user.is_authenticated:
-        audit("logout", current_user._get_current_object())
+        audit("logout", current_user)
     logout_user()
     flash(_("You are signed out."), "info")
     return redirect(url_for("auth.login"))

@@ -1,0 +1,15 @@
+"""The data: people, the credential vault, network connectors, SMTP accounts, the outbox and the audit log."""
+from webapp.models.accounts import SAVED_CREDENTIAL, Connector, Credential, SmtpAccount
+from webapp.models.base import BaseModel, DefaultFlagMixin, EncryptedSecretMixin, utcnow
+from webapp.models.notifications import DeliveryAttempt, Notification
+from webapp.models.records import AuditEntry, ScheduledReport, Setting
+from webapp.models.users import ApiToken, User
+
+MODELS = [User, Credential, Connector, SmtpAccount, AuditEntry, Setting, Notification, DeliveryAttempt,
+          ApiToken, ScheduledReport]
+
+__all__ = [
+    "SAVED_CREDENTIAL", "ApiToken", "AuditEntry", "BaseModel", "Connector", "Credential", "DefaultFlagMixin",
+    "DeliveryAttempt", "EncryptedSecretMixin", "MODELS", "Notification", "ScheduledReport", "Setting",
+    "SmtpAccount", "User", "utcnow",
+]

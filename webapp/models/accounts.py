@@ -1,0 +1,219 @@
+"""The credential vault, network connectors and SMTP accounts."""
+
+from peewee import BooleanField, CharField, DateTimeField, ForeignKeyField, IntegerField, TextField
+
+from webapp.mail.connectors import Hop
+from webapp.mail.errors import N_, MailError, Step
+from webapp.mail.transport import SmtpSettings
+from webapp.models.base import BaseModel, DefaultFlagMixin, EncryptedSecretMixin, utcnow
+
+
+class Credential(EncryptedSecretMixin, BaseModel):
+    name = CharField(max_length=100, unique=True)
+    username = CharField(max_length=254)
+    secret_encrypted = TextField(null=True)
+    description = TextField(default="")
+    allowed_hosts = TextField(default="")  # one host or *.pattern per line; empty = any host
+    created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+
+    @property
+    def host_list(self) -> list[str]:
+        return [h.strip().lower() for h in self.allowed_hosts.splitlines() if h.strip()]
+
+    def allows_host(self, host: str) -> bool:
+        """Whether this credential may be sent to host (an empty list allows every host)."""
+        hosts = self.host_list
+        if not hosts:
+            return True
+        host = (host or "").strip().lower().strip("[]").rstrip(".")
+        for allowed in hosts:
+            if allowed.startswith("*."):
+                if host.endswith(allowed[1:]) and host != allowed[2:]:
+                    return True
+            elif host == allowed.strip("[]").rstrip("."):
+                return True
+        return False
+
+    def accounts_using(self) -> list:
+        """The accounts that select this credential, by name (while any does, it cannot be deleted)."""
+        return list(self.accounts.order_by(SmtpAccount.name))
+
+    @staticmethod
+    def usage() -> dict[int, list]:
+        """accounts_using() of every credential at once, by credential id: one query for a list, not one a row."""
+        query = (SmtpAccount.select(SmtpAccount.id, SmtpAccount.name, SmtpAccount.credential)
+                 .where(SmtpAccount.credential.is_null(False)).order_by(SmtpAccount.name))
+        usage = {}
+        for account in query:
+            usage.setdefault(account.credential_id, []).append(account)
+        return usage
+
+
+class Connector(DefaultFlagMixin, EncryptedSecretMixin, BaseModel):
+    KIND_LABELS = {"socks5": "SOCKS5", "socks4": "SOCKS4", "http": "HTTP CONNECT"}
+    SECRET_COLUMN = "password_encrypted"
+
+    name = CharField(max_length=100, unique=True)
+    kind = CharField(max_length=8, default="socks5")
+    host = CharField(max_length=255)
+    port = IntegerField()
+    username = CharField(max_length=255, default="")
+    password_encrypted = TextField(null=True)
+    remote_dns = BooleanField(default=True)
+    is_default = BooleanField(default=False)
+    created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+
+    @classmethod
+    def relying_on_default(cls) -> list:
+        """Accounts that use a connector without naming one: they go through the system default."""
+        query = SmtpAccount.select().where(SmtpAccount.use_connector == True,  # noqa: E712
+                                           SmtpAccount.connector.is_null())
+        return list(query.order_by(SmtpAccount.name))
+
+    @property
+    def kind_label(self) -> str:
+        return self.KIND_LABELS.get(self.kind, self.kind)
+
+    def accounts_using(self) -> list:
+        """Accounts that select this connector (the foreign key keeps it), then those relying on it as default."""
+        accounts = list(self.accounts.order_by(SmtpAccount.name))
+        return accounts + (self.relying_on_default() if self.is_default else [])
+
+    @classmethod
+    def usage(cls) -> dict[int, list]:
+        """accounts_using() of every connector at once, by connector id: two queries for a list, not two a row."""
+        query = (SmtpAccount.select(SmtpAccount.id, SmtpAccount.name, SmtpAccount.connector)
+                 .where(SmtpAccount.connector.is_null(False)
+                        | (SmtpAccount.use_connector == True))  # noqa: E712
+                 .order_by(SmtpAccount.name))
+        usage, relying = {}, []
+        for account in query:
+            if account.connector_id:
+                usage.setdefault(account.connector_id, []).append(account)
+            else:
+                relying.append(account)
+        default = cls.default() if relying else None
+        if default is not None:
+            usage[default.id] = usage.get(default.id, []) + relying
+        return usage
+
+    def hop(self) -> Hop:
+        """This connector as the mail transport's plain Hop; the password is revealed for the transport only."""
+        return Hop(kind=self.kind, host=self.host, port=self.port, username=self.username or None,
+                   password=self.reveal_secret(), remote_dns=self.remote_dns)
+
+
+# smtp_settings()'s default: the account's own credential (None would mean "no credential").
+SAVED_CREDENTIAL = object()
+
+
+class SmtpAccount(DefaultFlagMixin, BaseModel):
+    DEFAULT_PORTS = {"plain": 25, "tls": 587, "ssl": 465}
+
+    name = CharField(max_length=100, unique=True)
+    enabled = BooleanField(default=True)
+    sender = CharField(max_length=320)
+    reply_to = CharField(max_length=320)
+    return_path = CharField(max_length=320)
+    confirmation_email = CharField(max_length=320)
+    is_default = BooleanField(default=False)
+    read_confirmation = BooleanField(default=False)
+    force_settings = BooleanField(default=False)
+    footer_enabled = BooleanField(default=False)
+    host = CharField(max_length=255)
+    port = IntegerField(null=True)
+    secure = BooleanField(default=False)
+    secure_type = CharField(max_length=3, null=True)  # "ssl" (implicit TLS) or "tls" (STARTTLS)
+    use_auth = BooleanField(default=False)
+    credential = ForeignKeyField(Credential, null=True, backref="accounts", on_delete="RESTRICT")
+    ignore_cert_errors = BooleanField(default=False)
+    use_connector = BooleanField(default=False)
+    connector = ForeignKeyField(Connector, null=True, backref="accounts", on_delete="RESTRICT")
+    ca_cert = TextField(null=True)  # a PEM CA certificate trusted in addition to the system store
+    helo_name = CharField(max_length=255, null=True)  # the EHLO/HELO name; empty = this machine's name
+    last_test_at = DateTimeField(null=True)
+    last_test_ok = BooleanField(null=True)
+    last_test_summary = TextField(null=True)
+    last_tls_verified = BooleanField(null=True)
+    created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+
+    @property
+    def mode(self) -> str:
+        """'plain', 'tls' (STARTTLS) or 'ssl' (implicit TLS)."""
+        return self.secure_type if self.secure and self.secure_type else "plain"
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or self.DEFAULT_PORTS[self.mode]
+
+    @property
+    def tls_unverified(self) -> bool:
+        """Encrypted without checking the certificate: the report flags it."""
+        return self.secure and self.ignore_cert_errors
+
+    @property
+    def last_delivery(self):
+        """The newest notification this account finished (sent or failed), or None: the report's delivery health."""
+        if "_last_delivery" not in self.__dict__:
+            SmtpAccount.attach_last_delivery([self])
+        return self.__dict__["_last_delivery"]
+
+    @staticmethod
+    def attach_last_delivery(accounts: list) -> list:
+        """Fetch last_delivery for many accounts in one query (a report page), instead of one query per row."""
+        from webapp.models.notifications import attach_last_delivery  # it refers to accounts: imported on use
+
+        return attach_last_delivery(accounts)
+
+    def effective_connector(self):
+        """The connector this account goes through: its own, the system default, or None for direct."""
+        if not self.use_connector:
+            return None
+        return self.connector if self.connector_id else Connector.default()
+
+    def smtp_settings(self, timeout: float, deadline: float, credential=SAVED_CREDENTIAL, blocked_networks=()):
+        """The settings webapp.mail's transport needs; raise MailError(POLICY) when our own rules refuse them.
+
+        credential: whom to log in as; by default the account's own. "Test these settings" passes the one the admin
+        chose. blocked_networks: the app's OUTBOUND_BLOCKED_NETWORKS, checked by the transport after name
+        resolution. Nothing here opens a socket, so a refusal means nothing was sent.
+        """
+        if credential is SAVED_CREDENTIAL:
+            credential = self.credential if self.use_auth and self.credential_id else None
+        username = password = None
+        if self.use_auth:
+            if credential is None:
+                raise _refused(N_("Authentication is on, but no credential is chosen."),
+                               N_("Choose the credential to log in with."))
+            if not credential.allows_host(self.host):
+                # SECURITY 7: a stored secret goes only to the hosts its credential allows.
+                raise _refused(N_("The credential %(credential)s may not be sent to %(host)s: its allowed hosts "
+                                  "do not include it."),
+                               N_("Choose another credential, or add the host to the credential's allowed hosts."),
+                               credential=credential.name, host=self.host)
+            if not credential.has_secret:
+                raise _refused(N_("The credential %(credential)s has no secret stored."),
+                               N_("Enter the secret in the credential vault."), credential=credential.name)
+            username, password = credential.username, credential.reveal_secret()
+        hop = None
+        if self.use_connector:
+            connector = self.effective_connector()
+            if connector is None:
+                raise _refused(N_("This account goes through a network connector, but it names none and no system "
+                                  "default connector is set."),
+                               N_("Choose a connector for the account, or make one the system default under Network "
+                                  "connectors. Nothing is ever sent directly instead."))
+            hop = connector.hop()
+        return SmtpSettings(
+            host=self.host, port=self.effective_port, mode=self.mode, username=username, password=password,
+            verify_tls=not self.ignore_cert_errors, ca_pem=self.ca_cert or None, helo_name=self.helo_name or None,
+            hop=hop, timeout=timeout, deadline=deadline, blocked_networks=tuple(blocked_networks),
+        )
+
+
+def _refused(message: str, hint: str, **params) -> MailError:
+    """A refusal by our own rules (step POLICY): permanent, explained, and nothing was sent."""
+    return MailError(Step.POLICY, False, message, hint, params)

@@ -1,0 +1,80 @@
+"""What every model shares: the database, the audit snapshot, the default flag and encrypted secrets."""
+from datetime import datetime, timezone
+
+from peewee import Model, make_snake_case
+from playhouse.shortcuts import model_to_dict
+
+from webapp import logs
+from webapp.db import database
+from webapp.vault import vault
+
+
+def utcnow() -> datetime:
+    """The current time in UTC, without tzinfo, as stored in the database."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class BaseModel(Model):
+    # Columns the audit log does not follow: bookkeeping, not settings.
+    AUDIT_IGNORED = frozenset({"id", "created_at", "updated_at", "last_login_at"})
+    # Columns holding Fernet tokens: the audit log says only "changed".
+    AUDIT_SECRETS = frozenset({"secret_encrypted", "password_encrypted", "password_hash"})
+
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+    def audit_snapshot(self) -> dict:
+        """The row's audited values by column name (foreign keys as ids), for AuditEntry.diff()."""
+        values = model_to_dict(self, recurse=False)
+        return {name: value for name, value in values.items() if name not in self.AUDIT_IGNORED}
+
+    @classmethod
+    def audit_type(cls) -> str:
+        """How the audit log names this kind of row: its table's name ("smtp_account")."""
+        return make_snake_case(cls.__name__)
+
+
+class DefaultFlagMixin:
+    """Exactly-one-default behaviour shared by accounts and connectors (a partial unique index backs it)."""
+
+    @classmethod
+    def default(cls):
+        """The default row, or None."""
+        return cls.get_or_none(cls.is_default == True)  # noqa: E712
+
+    def make_default(self) -> "BaseModel | None":
+        """Make this row the default and un-default the previous one, atomically; return the previous one."""
+        cls = type(self)
+        with database.atomic("IMMEDIATE"):
+            previous = cls.default()
+            if previous is not None and previous.id == self.id:
+                return None
+            cls.update(is_default=False).where(cls.is_default == True).execute()  # noqa: E712
+            cls.update(is_default=True, updated_at=utcnow()).where(cls.id == self.id).execute()
+            self.is_default = True
+            return previous
+
+
+class EncryptedSecretMixin:
+    """A write-only secret stored as a Fernet token; the clear text leaves only through reveal_secret()."""
+
+    SECRET_COLUMN = "secret_encrypted"
+
+    @property
+    def has_secret(self) -> bool:
+        return bool(getattr(self, self.SECRET_COLUMN))
+
+    def set_secret(self, plaintext: str | None) -> None:
+        """Store a new secret (None or '' clears it)."""
+        logs.remember_secret(plaintext)
+        setattr(self, self.SECRET_COLUMN, vault.encrypt(plaintext) if plaintext else None)
+
+    def reveal_secret(self) -> str | None:
+        """The clear secret, for the transport only: never render or log it."""
+        token = getattr(self, self.SECRET_COLUMN)
+        if not token:
+            return None
+        secret = vault.decrypt(token)
+        logs.remember_secret(secret)  # from now on masked in every log line of this process
+        return secret

@@ -1,0 +1,114 @@
+"""People who sign in, and the API tokens programs use."""
+import hashlib
+import secrets
+from datetime import timedelta
+
+from flask_login import UserMixin
+from peewee import BooleanField, CharField, DateTimeField, ForeignKeyField
+
+from webapp.models.base import BaseModel, utcnow
+
+
+class User(UserMixin, BaseModel):
+    ROLES = ("admin", "operator", "auditor")
+
+    username = CharField(max_length=64, unique=True)
+    password_hash = CharField()
+    role = CharField(max_length=16, default="operator")
+    locale = CharField(max_length=8, null=True)
+    active = BooleanField(default=True)
+    created_at = DateTimeField(default=utcnow)
+    last_login_at = DateTimeField(null=True)
+
+    @property
+    def is_active(self) -> bool:
+        return self.active
+
+    def get_id(self) -> str:
+        """The session's user id: the row id plus a fingerprint of the password hash (issue 5).
+
+        Changing the password changes the fingerprint, so every session signed in with the old one ends at its
+        next request (webapp.web loads users only when both parts match).
+        """
+        return f"{self.id}.{self.session_fingerprint()}"
+
+    def session_fingerprint(self) -> str:
+        """A keyed digest of the password hash: it changes with the password and reveals nothing about it."""
+        import hmac
+
+        from flask import current_app
+
+        key = str(current_app.config["SECRET_KEY"]).encode()
+        return hmac.new(key, (self.password_hash or "").encode(), hashlib.sha256).hexdigest()[:20]
+
+    ALLOWED = {
+        "admin": frozenset({"view", "test", "send", "audit", "admin"}),
+        "operator": frozenset({"view", "test", "send"}),
+        "auditor": frozenset({"view", "audit"}),
+    }
+
+    def can(self, action: str) -> bool:
+        """Whether this user's role allows an action: 'view', 'test', 'send', 'audit' or 'admin'."""
+        return action in self.ALLOWED.get(self.role, ())
+
+    @classmethod
+    def count_admins(cls) -> int:
+        return cls.select().where(cls.role == "admin", cls.active == True).count()  # noqa: E712
+
+    def other_active_admin_exists(self) -> bool:
+        """Whether an active admin other than this user exists (so this one may stop being one)."""
+        others = User.select().where(User.role == "admin", User.active == True, User.id != self.id)  # noqa: E712
+        return others.exists()
+
+    def leaves_an_admin(self) -> bool:
+        """Whether saving this row's (unsaved) role and active flag still leaves an active admin.
+
+        Call inside database.atomic("IMMEDIATE") so two admins cannot demote each other at once.
+        """
+        return (self.role == "admin" and self.active) or self.other_active_admin_exists()
+
+
+class ApiToken(BaseModel):
+    """A bearer token for the HTTP API, stored as its sha256; the clear token is shown once."""
+
+    name = CharField(max_length=100)
+    token_hash = CharField(max_length=64, unique=True)
+    prefix = CharField(max_length=16)  # the first characters, for display
+    created_by = ForeignKeyField(User, null=True, backref="api_tokens", on_delete="SET NULL")
+    created_at = DateTimeField(default=utcnow)
+    last_used_at = DateTimeField(null=True)
+    revoked_at = DateTimeField(null=True)
+
+    # Recognisable in logs and secret scanners; the rest is 256 random bits.
+    TOKEN_PREFIX = "smtpdesk_"
+    # last_used_at is rewritten at most this often: a busy client must not turn every call into a write.
+    TOUCH_EVERY = timedelta(minutes=1)
+
+    @staticmethod
+    def hash_token(token: str) -> str:
+        """The stored form of a token: sha256 hex (a random 256-bit token needs no slow hash)."""
+        return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+
+    @classmethod
+    def issue(cls, name: str, created_by=None) -> tuple["ApiToken", str]:
+        """Create a token; return the row and the clear token, which is never stored and shown only once."""
+        token = cls.TOKEN_PREFIX + secrets.token_urlsafe(32)
+        row = cls.create(name=name, token_hash=cls.hash_token(token), prefix=token[:len(cls.TOKEN_PREFIX) + 6],
+                         created_by=created_by)
+        return row, token
+
+    @classmethod
+    def authenticate(cls, token: str) -> "ApiToken | None":
+        """The unrevoked token with this clear text, or None; records when it was last used."""
+        row = cls.get_or_none(cls.token_hash == cls.hash_token(token))
+        if row is None or row.revoked_at is not None:
+            return None
+        now = utcnow()
+        if row.last_used_at is None or now - row.last_used_at > cls.TOUCH_EVERY:
+            cls.update(last_used_at=now).where(cls.id == row.id).execute()
+            row.last_used_at = now
+        return row
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
