@@ -1,10 +1,10 @@
 """SECURITY 30: two accounts made default at the same moment leave exactly one default."""
-import threading
 
 import pytest
 from peewee import IntegrityError
 
-from tests.factories import make_account, make_user
+from tests.support.concurrency import run_together
+from tests.support.factories import make_account, make_user
 from webapp.db import database
 from webapp.models import SmtpAccount
 
@@ -13,28 +13,6 @@ ROUNDS = 25
 
 def defaults() -> list[int]:
     return [a.id for a in SmtpAccount.select().where(SmtpAccount.is_default == True)]  # noqa: E712
-
-
-def run_together(*targets):
-    """Start every target at the same moment in its own thread; re-raise the first failure."""
-    barrier = threading.Barrier(len(targets))
-    errors = []
-
-    def run(target):
-        try:
-            barrier.wait(timeout=30)
-            target()
-        except BaseException as exc:  # noqa: BLE001 - reported to the test below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(t,)) for t in targets]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(thread.is_alive() for thread in threads)
-    if errors:
-        raise errors[0]
 
 
 def test_security_30_two_browsers_making_different_accounts_default_at_once_leave_exactly_one(app):

@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from tests.factories import account_form, make_account, make_client, make_connector, make_credential
+from tests.support.factories import account_form, make_account, make_connector, make_credential
 from webapp.models import AuditEntry, SmtpAccount
 
 LABELS = [
@@ -14,11 +14,6 @@ LABELS = [
 ]
 YES_NO_FIELDS = ["enabled", "is_default", "read_confirmation", "force_settings", "footer_enabled", "secure",
                  "ignore_cert_errors", "use_auth", "use_connector"]
-
-
-@pytest.fixture
-def admin(app):
-    return make_client(app, "admin")
 
 
 def field_error(response, name) -> str | None:

@@ -6,7 +6,14 @@ from datetime import datetime
 
 import pytest
 
-from tests.factories import QueryCounter, make_account, make_client, make_connector, make_credential, make_notification
+from tests.support.factories import (
+    QueryCounter,
+    make_account,
+    make_client,
+    make_connector,
+    make_credential,
+    make_notification,
+)
 from webapp.models import AuditEntry, Notification, SmtpAccount
 
 ROW_ID = re.compile(r'<tr id="account-(\d+)"')
@@ -18,16 +25,6 @@ def row_ids(response) -> list[int]:
 
 def is_fragment(response) -> bool:
     return "<html" not in response.get_data(as_text=True)
-
-
-@pytest.fixture
-def admin(app):
-    return make_client(app, "admin")
-
-
-@pytest.fixture
-def operator(app):
-    return make_client(app, "operator")
 
 
 # --- Columns ----------------------------------------------------------------------------------------------

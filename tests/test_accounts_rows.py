@@ -6,14 +6,9 @@ from datetime import datetime
 
 import pytest
 
-from tests.factories import make_account, make_client, make_credential, make_notification
+from tests.support.factories import make_account, make_client, make_credential, make_notification
 from webapp.accounts import columns, forms, routes
 from webapp.models import Credential, Notification, SmtpAccount
-
-
-@pytest.fixture
-def admin(app):
-    return make_client(app, "admin")
 
 
 def row(text: str, account) -> str:

@@ -12,18 +12,13 @@ import time
 
 import pytest
 
-from tests.dialog_support import dialog_of, text_of
-from tests.factories import make_account, make_client, make_connector, make_credential
+from tests.support.dialog import dialog_of, text_of
+from tests.support.factories import make_account, make_client, make_connector, make_credential
 from webapp.models import AuditEntry, SmtpAccount
 
 LOGIN = "mailer@example.com"
 SECRET = "Tr0ub4dor&3-smtp"
 WRONG_SECRET = "Wr0ng-Secret-4471"
-
-
-@pytest.fixture
-def admin(app):
-    return make_client(app, "admin")
 
 
 def secret_forms(secret: str, login: str = LOGIN) -> list[str]:

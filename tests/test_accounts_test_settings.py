@@ -8,17 +8,12 @@ import re
 
 import pytest
 
-from tests.dialog_support import dialog_of, text_of
-from tests.factories import account_form, make_account, make_client, make_connector, make_credential
+from tests.support.dialog import dialog_of, text_of
+from tests.support.factories import account_form, make_account, make_client, make_connector, make_credential
 from webapp.models import AuditEntry, SmtpAccount
 
 LOGIN = "mailer@example.com"
 SECRET = "Tr0ub4dor&3-smtp"
-
-
-@pytest.fixture
-def admin(app):
-    return make_client(app, "admin")
 
 
 def field_error(html: str, field: str) -> str:

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.factories import QueryCounter, make_account
+from tests.support.factories import QueryCounter, make_account
 from webapp.models import ApiToken, AuditEntry, DeliveryAttempt, Notification, utcnow
 
 URL = "/api/v1/notifications"
@@ -20,7 +20,7 @@ def account(app):
 
 @pytest.fixture
 def token(app, admin):
-    _row, clear = ApiToken.issue("billing service", created_by=admin)
+    _row, clear = ApiToken.issue("billing service", created_by=admin.user)
     return clear
 
 
@@ -218,7 +218,7 @@ def test_an_unknown_token_says_invalid_token_in_www_authenticate(client, account
 
 
 def test_a_revoked_token_is_refused_at_once(client, account, admin):
-    row, clear = ApiToken.issue("old integration", created_by=admin)
+    row, clear = ApiToken.issue("old integration", created_by=admin.user)
     assert post(client, message(), clear).status_code == 202
     row.revoked_at = utcnow()
     row.save()
@@ -228,16 +228,16 @@ def test_a_revoked_token_is_refused_at_once(client, account, admin):
     assert Notification.select().count() == 1
 
 
-def test_a_signed_in_browser_session_does_not_authenticate_the_api(admin_client, account):
+def test_a_signed_in_browser_session_does_not_authenticate_the_api(admin, account):
     """The session cookie (and even a valid CSRF token) is not an API credential: only a bearer token is."""
-    response = admin_client.post(URL, json=message())  # the test client adds the CSRF header
+    response = admin.post(URL, json=message())  # the test client adds the CSRF header
     assert response.status_code == 401
-    assert admin_client.get(f"{URL}/1").status_code == 401
+    assert admin.get(f"{URL}/1").status_code == 401
     assert Notification.select().count() == 0
 
 
-def test_a_bearer_call_needs_no_csrf_token_even_with_a_session_cookie(admin_client, account, token):
-    response = admin_client.post(URL, json=message(), headers=bearer(token), csrf=False)
+def test_a_bearer_call_needs_no_csrf_token_even_with_a_session_cookie(admin, account, token):
+    response = admin.post(URL, json=message(), headers=bearer(token), csrf=False)
     assert response.status_code == 202
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.netutil import free_port, wait_for_port
-from tests.outbox_support import account_for, message_ids, statuses
+from tests.support.net import free_port, wait_for_port
+from tests.support.outbox import account_for, message_ids, statuses
 from webapp.models import ApiToken, Notification
 
 SMTPDESK = Path(sys.executable).with_name("smtpdesk")

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from tests.factories import PASSWORD, make_user
+from tests.support.factories import PASSWORD, make_user
 from webapp.csv_export import safe_cell
 from webapp.models import AuditEntry, User
 
@@ -16,10 +16,10 @@ CELL = re.compile(r"<td[^>]*>(.*?)</td>", re.S)
 
 
 @pytest.fixture
-def en(admin_client):
+def en(admin):
     """The admin's browser, in English, with an empty audit log (the sign-in entry removed)."""
     AuditEntry.delete().execute()
-    return admin_client.use_language("en")
+    return admin
 
 
 def entry(at, action="update", object_type="smtp_account", object_name="Main account", actor_name="alice",
@@ -52,7 +52,8 @@ def read_csv(response) -> list[list[str]]:
 
 # --- entries written by real actions ---------------------------------------------------------------------------
 
-def test_the_log_shows_sign_ins_and_a_user_created_through_the_form(app, client, admin):
+def test_the_log_shows_sign_ins_and_a_user_created_through_the_form(app, client):
+    admin = make_user("admin", username="alice")
     client.use_language("en")
     assert client.post("/auth/login", data={"username": "alice", "password": "wrong password"}).status_code == 422
     client.login(admin)
@@ -354,7 +355,8 @@ def test_auditor_sees_entries_but_no_users_link(app):
     assert 'href="/users/"' not in page
 
 
-def test_anonymous_visitors_are_sent_to_sign_in(client, admin):
+def test_anonymous_visitors_are_sent_to_sign_in(client):
+    make_user("admin")  # past first-run setup
     for url in ("/audit/", "/audit/export.csv"):
         response = client.get(url)
         assert response.status_code == 302 and "/auth/login" in response.headers["Location"]

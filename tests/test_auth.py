@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
-from tests.factories import PASSWORD, make_user
+from tests.support.factories import PASSWORD, make_user
 from webapp.auth.passwords import issue_setup_code
 from webapp.models import AuditEntry, User
 
@@ -37,7 +37,8 @@ def test_setup_code_is_not_issued_once_a_user_exists(app):
     assert issue_setup_code(app.instance_path) is None
 
 
-def test_login_and_logout_are_audited(client, admin):
+def test_login_and_logout_are_audited(client):
+    admin = make_user("admin", username="alice")
     client.login(admin)
     assert client.get("/accounts/").status_code == 200
     response = client.post("/auth/logout")
@@ -48,7 +49,8 @@ def test_login_and_logout_are_audited(client, admin):
 
 
 @pytest.mark.parametrize("username,password", [("alice", "wrong password"), ("nobody", PASSWORD)])
-def test_wrong_login_says_the_same_whatever_was_wrong(client, admin, username, password):
+def test_wrong_login_says_the_same_whatever_was_wrong(client, username, password):
+    make_user("admin", username="alice")
     response = client.post("/auth/login", data={"username": username, "password": password})
     assert response.status_code == 422
     page = response.get_data(as_text=True)
@@ -62,7 +64,8 @@ def test_inactive_user_cannot_sign_in(client):
     assert response.status_code == 422
 
 
-def test_login_redirects_only_to_this_site(client, admin):
+def test_login_redirects_only_to_this_site(client):
+    admin = make_user("admin", username="alice")
     for target, expected in [("/credentials/", "/credentials/"), ("//evil.example/", "/accounts/"),
                              ("https://evil.example/", "/accounts/"), ("/\\evil.example", "/accounts/")]:
         client.post("/auth/logout")
@@ -71,13 +74,14 @@ def test_login_redirects_only_to_this_site(client, admin):
         assert response.headers["Location"] == expected
 
 
-def test_language_switch_is_remembered_for_the_user_and_the_browser(admin_client, admin):
-    assert "<h1>Configuração SMTP</h1>" in admin_client.get("/accounts/").get_data(as_text=True)
-    response = admin_client.post("/auth/language", data={"lang": "en", "next": "/accounts/"})
+def test_language_switch_is_remembered_for_the_user_and_the_browser(admin):
+    admin.use_language("pt_BR")
+    assert "<h1>Configuração SMTP</h1>" in admin.get("/accounts/").get_data(as_text=True)
+    response = admin.post("/auth/language", data={"lang": "en", "next": "/accounts/"})
     assert response.status_code == 302
     assert "lang=en" in response.headers["Set-Cookie"]
-    assert User.get_by_id(admin.id).locale == "en"
-    page = admin_client.get("/accounts/").get_data(as_text=True)
+    assert User.get_by_id(admin.user.id).locale == "en"
+    page = admin.get("/accounts/").get_data(as_text=True)
     assert 'lang="en"' in page and "<h1>SMTP Configuration</h1>" in page
 
 

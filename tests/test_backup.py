@@ -9,7 +9,7 @@ import threading
 import pytest
 from cryptography.fernet import Fernet
 
-from tests.factories import make_credential
+from tests.support.factories import make_credential
 from webapp import create_app
 from webapp.db import database
 from webapp.models import Credential

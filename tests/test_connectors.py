@@ -5,16 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.factories import QueryCounter, connector_form, make_account, make_connector
+from tests.support.factories import QueryCounter, connector_form, make_account, make_connector
 from webapp.db import database
 from webapp.models import AuditEntry, Connector
 
 PASSWORD_INPUT = re.compile(r'<input[^>]*name="password"[^>]*>')
-
-
-@pytest.fixture
-def admin_en(admin_client):
-    return admin_client.use_language("en")
 
 
 def audit_entries():
@@ -53,7 +48,7 @@ def edit_form(connector, **overrides) -> dict:
 
 # --- list ---------------------------------------------------------------------------------------
 
-def test_list_shows_each_connector_with_its_type_address_password_state_and_users(admin_en):
+def test_list_shows_each_connector_with_its_type_address_password_state_and_users(admin):
     socks = make_connector(name="Office SOCKS", kind="socks5", host="proxy.example.com", port=1080,
                            username="hop", password="Hop-Pass-1", remote_dns=False, is_default=True)
     http = make_connector(name="Web proxy", kind="http", host="::1", port=3128)
@@ -61,7 +56,7 @@ def test_list_shows_each_connector_with_its_type_address_password_state_and_user
     make_account(name="Alerts", use_connector=True)  # no connector chosen: the system default
     make_account(name="Direct")
 
-    html = page(admin_en.get("/connectors/"))
+    html = page(admin.get("/connectors/"))
     row = row_of(html, socks)
     for text in ("Office SOCKS", "SOCKS5", "proxy.example.com:1080", "hop", "password set", "No",
                  "badge-default", "Alerts", "(through the system default)"):
@@ -73,27 +68,27 @@ def test_list_shows_each_connector_with_its_type_address_password_state_and_user
     assert "Direct" not in html
 
 
-def test_the_list_asks_the_database_as_often_for_many_connectors_as_for_one(admin_en):
+def test_the_list_asks_the_database_as_often_for_many_connectors_as_for_one(admin):
     make_account(use_connector=True, connector=make_connector(is_default=True))
     make_account(use_connector=True)  # through the system default
     with QueryCounter() as one:
-        admin_en.get("/connectors/")
+        admin.get("/connectors/")
     for _ in range(5):
         make_account(use_connector=True, connector=make_connector())
     with QueryCounter() as six:
-        html = page(admin_en.get("/connectors/"))
+        html = page(admin.get("/connectors/"))
     assert html.count('<tr id="connector-') == 6
     assert six.count == one.count
 
 
-def test_the_test_action_opens_the_test_connector_dialog(admin_en):
+def test_the_test_action_opens_the_test_connector_dialog(admin):
     connector = make_connector(name="Proxy")
-    html = page(admin_en.get("/connectors/"))
+    html = page(admin.get("/connectors/"))
     link = re.search(r"<a [^>]*>Test connector</a>", html, re.S).group(0)
     assert f'href="/connectors/{connector.id}/test"' in link and 'hx-target="#test-dialog"' in link
 
 
-@pytest.mark.parametrize("role_client", ["operator_client", "auditor_client"])
+@pytest.mark.parametrize("role_client", ["operator", "auditor"])
 def test_operators_and_auditors_see_the_list_without_write_buttons(request, role_client):
     client = request.getfixturevalue(role_client).use_language("en")
     connector = make_connector(name="Proxy")
@@ -104,20 +99,20 @@ def test_operators_and_auditors_see_the_list_without_write_buttons(request, role
         assert url not in html
 
 
-def test_list_answers_its_rows_to_htmx_and_the_page_otherwise(admin_en):
+def test_list_answers_its_rows_to_htmx_and_the_page_otherwise(admin):
     make_connector(name="Proxy")
-    fragment = admin_en.htmx("get", "/connectors/")
+    fragment = admin.htmx("get", "/connectors/")
     assert fragment.status_code == 200 and is_fragment(fragment)
     assert page(fragment).lstrip().startswith('<tbody id="connector-rows"')
-    assert not is_fragment(admin_en.get("/connectors/"))
+    assert not is_fragment(admin.get("/connectors/"))
 
 
 # --- add ----------------------------------------------------------------------------------------
 
-def test_admin_adds_a_connector_with_an_encrypted_password_and_audits_it(admin_en):
+def test_admin_adds_a_connector_with_an_encrypted_password_and_audits_it(admin):
     data = connector_form(name="Office SOCKS", kind="socks5", host="Proxy.Example.COM", port="1080",
                           username="hop", password="Proxy-Secret-7", remote_dns="no")
-    response = admin_en.post("/connectors/new", data=data)
+    response = admin.post("/connectors/new", data=data)
     assert response.status_code == 303 and response.headers["Location"] == "/connectors/"
 
     connector = Connector.get(Connector.name == "Office SOCKS")
@@ -134,22 +129,22 @@ def test_admin_adds_a_connector_with_an_encrypted_password_and_audits_it(admin_e
     assert "Proxy-Secret-7" not in entry.changes_json
 
 
-def test_a_connector_needs_no_credentials(admin_en):
-    assert admin_en.post("/connectors/new", data=connector_form(name="Open", kind="http")).status_code == 303
+def test_a_connector_needs_no_credentials(admin):
+    assert admin.post("/connectors/new", data=connector_form(name="Open", kind="http")).status_code == 303
     connector = Connector.get(Connector.name == "Open")
     assert connector.has_secret is False and connector.username == ""
 
 
-def test_htmx_add_answers_with_a_redirect_to_the_list(admin_en):
-    response = admin_en.htmx("post", "/connectors/new", data=connector_form())
+def test_htmx_add_answers_with_a_redirect_to_the_list(admin):
+    response = admin.htmx("post", "/connectors/new", data=connector_form())
     assert response.status_code == 200 and response.headers["HX-Redirect"] == "/connectors/"
     assert Connector.select().count() == 1
 
 
-def test_add_form_is_a_fragment_for_htmx_and_a_page_otherwise(admin_en):
-    full = admin_en.get("/connectors/new")
+def test_add_form_is_a_fragment_for_htmx_and_a_page_otherwise(admin):
+    full = admin.get("/connectors/new")
     assert full.status_code == 200 and not is_fragment(full)
-    fragment = admin_en.htmx("get", "/connectors/new")
+    fragment = admin.htmx("get", "/connectors/new")
     html = page(fragment)
     assert is_fragment(fragment) and html.lstrip().startswith('<form id="connector-form"')
     assert 'data-show-when="kind=socks5"' in html  # "Resolve names at the proxy" is for SOCKS5 only
@@ -181,14 +176,14 @@ INVALID_FIELDS = [
 
 
 @pytest.mark.parametrize("name,value", INVALID_FIELDS)
-def test_invalid_fields_are_refused_next_to_the_field_and_nothing_is_saved(admin_en, name, value):
+def test_invalid_fields_are_refused_next_to_the_field_and_nothing_is_saved(admin, name, value):
     data = connector_form(**{"username": "hop", name: value})
-    full = admin_en.post("/connectors/new", data=data)
+    full = admin.post("/connectors/new", data=data)
     assert full.status_code == 422 and not is_fragment(full)
     assert f'id="{name}-error"' in page(full)
     assert "Nothing was saved" in page(full)
 
-    fragment = admin_en.htmx("post", "/connectors/new", data=data)
+    fragment = admin.htmx("post", "/connectors/new", data=data)
     assert fragment.status_code == 422 and is_fragment(fragment)
     assert page(fragment).lstrip().startswith('<form id="connector-form"')
     assert f'id="{name}-error"' in page(fragment)
@@ -198,35 +193,35 @@ def test_invalid_fields_are_refused_next_to_the_field_and_nothing_is_saved(admin
 
 
 @pytest.mark.parametrize("port", ["0", "70000", "abc", "-1"])
-def test_a_wrong_port_says_which_numbers_are_allowed(admin_en, port):
-    response = admin_en.post("/connectors/new", data=connector_form(port=port))
+def test_a_wrong_port_says_which_numbers_are_allowed(admin, port):
+    response = admin.post("/connectors/new", data=connector_form(port=port))
     assert "Enter a port number from 1 to 65535." in page(response)
     assert "This field is required." not in page(response)
 
 
 @pytest.mark.parametrize("taken", ["Proxy", "proxy", " PROXY "])
-def test_names_are_unique_whatever_their_case(admin_en, taken):
+def test_names_are_unique_whatever_their_case(admin, taken):
     make_connector(name="Proxy")
-    response = admin_en.post("/connectors/new", data=connector_form(name=taken))
+    response = admin.post("/connectors/new", data=connector_form(name=taken))
     assert response.status_code == 422
     assert "A connector with this name already exists." in page(response)
     assert Connector.select().count() == 1
 
 
-def test_socks4_refuses_a_password_because_it_carries_only_a_user_id(admin_en):
+def test_socks4_refuses_a_password_because_it_carries_only_a_user_id(admin):
     data = connector_form(kind="socks4", username="hop", password="Some-Pass")
-    response = admin_en.post("/connectors/new", data=data)
+    response = admin.post("/connectors/new", data=data)
     assert response.status_code == 422
     assert 'id="password-error"' in page(response)
     assert "SOCKS4 carries only a user id" in page(response)
     assert Connector.select().count() == 0
     # A user id alone is fine.
-    assert admin_en.post("/connectors/new", data=connector_form(kind="socks4", username="hop")).status_code == 303
+    assert admin.post("/connectors/new", data=connector_form(kind="socks4", username="hop")).status_code == 303
     assert Connector.get().username == "hop"
 
 
-def test_a_password_needs_a_username(admin_en):
-    response = admin_en.post("/connectors/new", data=connector_form(username="", password="Lonely-Pass"))
+def test_a_password_needs_a_username(admin):
+    response = admin.post("/connectors/new", data=connector_form(username="", password="Lonely-Pass"))
     assert response.status_code == 422
     assert "A password needs a username" in page(response)
     assert Connector.select().count() == 0
@@ -234,23 +229,23 @@ def test_a_password_needs_a_username(admin_en):
 
 # --- edit ---------------------------------------------------------------------------------------
 
-def test_edit_form_shows_the_password_state_but_never_the_password(admin_en):
+def test_edit_form_shows_the_password_state_but_never_the_password(admin):
     connector = make_connector(name="Proxy", username="hop", password="Stored-Pass-5")
-    for response in (admin_en.get(f"/connectors/{connector.id}/edit"),
-                     admin_en.htmx("get", f"/connectors/{connector.id}/edit")):
+    for response in (admin.get(f"/connectors/{connector.id}/edit"),
+                     admin.htmx("get", f"/connectors/{connector.id}/edit")):
         html = page(response)
         assert "Password set — enter a new one to change it." in html
         assert "Remove the stored password" in html
         tag = PASSWORD_INPUT.search(html).group(0)
         assert 'type="password"' in tag and "value" not in tag
         assert "Stored-Pass-5" not in html
-    assert is_fragment(admin_en.htmx("get", f"/connectors/{connector.id}/edit"))
+    assert is_fragment(admin.htmx("get", f"/connectors/{connector.id}/edit"))
 
 
-def test_empty_password_on_edit_keeps_the_stored_one(admin_en):
+def test_empty_password_on_edit_keeps_the_stored_one(admin):
     connector = make_connector(name="Proxy", username="hop", password="Keep-Pass-1")
     token = connector.password_encrypted
-    response = admin_en.post(f"/connectors/{connector.id}/edit", data=edit_form(connector, port="1081"))
+    response = admin.post(f"/connectors/{connector.id}/edit", data=edit_form(connector, port="1081"))
     assert response.status_code == 303
     connector = Connector.get_by_id(connector.id)
     assert connector.reveal_secret() == "Keep-Pass-1" and connector.password_encrypted == token
@@ -258,9 +253,9 @@ def test_empty_password_on_edit_keeps_the_stored_one(admin_en):
     assert audit_entries().get().changes == {"port": [1080, 1081]}
 
 
-def test_a_new_password_replaces_the_stored_one_and_the_audit_says_only_changed(admin_en):
+def test_a_new_password_replaces_the_stored_one_and_the_audit_says_only_changed(admin):
     connector = make_connector(name="Proxy", username="hop", password="Old-Pass-1")
-    response = admin_en.htmx("post", f"/connectors/{connector.id}/edit",
+    response = admin.htmx("post", f"/connectors/{connector.id}/edit",
                              data=edit_form(connector, password="New-Pass-2"))
     assert response.headers["HX-Redirect"] == "/connectors/"
     assert Connector.get_by_id(connector.id).reveal_secret() == "New-Pass-2"
@@ -269,51 +264,51 @@ def test_a_new_password_replaces_the_stored_one_and_the_audit_says_only_changed(
 
 
 @pytest.mark.parametrize("mask", ["**********", "•••"])
-def test_a_mask_is_stored_exactly_as_typed(admin_en, mask):
+def test_a_mask_is_stored_exactly_as_typed(admin, mask):
     connector = make_connector(name="Proxy", username="hop", password="Real-Pass-1")
-    admin_en.post(f"/connectors/{connector.id}/edit", data=edit_form(connector, password=mask))
+    admin.post(f"/connectors/{connector.id}/edit", data=edit_form(connector, password=mask))
     assert Connector.get_by_id(connector.id).reveal_secret() == mask
-    assert "value" not in PASSWORD_INPUT.search(page(admin_en.get(f"/connectors/{connector.id}/edit"))).group(0)
+    assert "value" not in PASSWORD_INPUT.search(page(admin.get(f"/connectors/{connector.id}/edit"))).group(0)
 
 
-def test_the_stored_password_can_be_removed_to_go_back_to_no_authentication(admin_en):
+def test_the_stored_password_can_be_removed_to_go_back_to_no_authentication(admin):
     connector = make_connector(name="Proxy", username="hop", password="Old-Pass-1")
-    response = admin_en.post(f"/connectors/{connector.id}/edit",
+    response = admin.post(f"/connectors/{connector.id}/edit",
                              data=edit_form(connector, remove_password="yes", username=""))
     assert response.status_code == 303
     connector = Connector.get_by_id(connector.id)
     assert connector.has_secret is False and connector.username == ""
     assert audit_entries().get().changes["password_encrypted"] == "changed"
-    assert "no password" in page(admin_en.get("/connectors/"))
+    assert "no password" in page(admin.get("/connectors/"))
 
 
-def test_removing_and_replacing_the_password_at_once_is_refused(admin_en):
+def test_removing_and_replacing_the_password_at_once_is_refused(admin):
     connector = make_connector(name="Proxy", username="hop", password="Old-Pass-1")
-    response = admin_en.post(f"/connectors/{connector.id}/edit",
+    response = admin.post(f"/connectors/{connector.id}/edit",
                              data=edit_form(connector, remove_password="yes", password="New-Pass-2"))
     assert response.status_code == 422
     assert Connector.get_by_id(connector.id).reveal_secret() == "Old-Pass-1"
 
 
-def test_switching_to_socks4_needs_the_stored_password_removed(admin_en):
+def test_switching_to_socks4_needs_the_stored_password_removed(admin):
     connector = make_connector(name="Proxy", username="hop", password="Old-Pass-1")
-    response = admin_en.post(f"/connectors/{connector.id}/edit", data=edit_form(connector, kind="socks4"))
+    response = admin.post(f"/connectors/{connector.id}/edit", data=edit_form(connector, kind="socks4"))
     assert response.status_code == 422
     assert "SOCKS4 carries only a user id" in page(response)
     assert Connector.get_by_id(connector.id).kind == "socks5"
 
-    response = admin_en.post(f"/connectors/{connector.id}/edit",
+    response = admin.post(f"/connectors/{connector.id}/edit",
                              data=edit_form(connector, kind="socks4", remove_password="yes"))
     assert response.status_code == 303
     connector = Connector.get_by_id(connector.id)
     assert (connector.kind, connector.has_secret, connector.username) == ("socks4", False, "hop")
 
 
-def test_an_invalid_edit_does_not_echo_the_typed_password_and_saves_nothing(admin_en):
+def test_an_invalid_edit_does_not_echo_the_typed_password_and_saves_nothing(admin):
     connector = make_connector(name="Proxy", username="hop", password="Old-Pass-1")
     data = edit_form(connector, port="70000", password="Typed-But-Refused-3")
-    full = admin_en.post(f"/connectors/{connector.id}/edit", data=data)
-    fragment = admin_en.htmx("post", f"/connectors/{connector.id}/edit", data=data)
+    full = admin.post(f"/connectors/{connector.id}/edit", data=data)
+    fragment = admin.htmx("post", f"/connectors/{connector.id}/edit", data=data)
     assert not is_fragment(full) and is_fragment(fragment)
     assert page(fragment).lstrip().startswith('<form id="connector-form"')
     for response in (full, fragment):
@@ -325,39 +320,39 @@ def test_an_invalid_edit_does_not_echo_the_typed_password_and_saves_nothing(admi
     assert audit_entries().count() == 0
 
 
-def test_renaming_onto_another_connector_is_refused(admin_en):
+def test_renaming_onto_another_connector_is_refused(admin):
     make_connector(name="Proxy")
     other = make_connector(name="Other")
-    assert admin_en.post(f"/connectors/{other.id}/edit", data=edit_form(other, name="PROXY")).status_code == 422
-    assert admin_en.post(f"/connectors/{other.id}/edit", data=edit_form(other, name="OTHER")).status_code == 303
+    assert admin.post(f"/connectors/{other.id}/edit", data=edit_form(other, name="PROXY")).status_code == 422
+    assert admin.post(f"/connectors/{other.id}/edit", data=edit_form(other, name="OTHER")).status_code == 303
     assert Connector.get_by_id(other.id).name == "OTHER"
 
 
-def test_unknown_connectors_are_404(admin_en):
+def test_unknown_connectors_are_404(admin):
     for method, url in [("get", "/connectors/999/edit"), ("post", "/connectors/999/delete"),
                         ("post", "/connectors/999/make-default"), ("post", "/connectors/999/unset-default")]:
-        assert admin_en.open(url, method=method.upper()).status_code == 404
+        assert admin.open(url, method=method.upper()).status_code == 404
 
 
 # --- the system default -------------------------------------------------------------------------
 
-def test_adding_a_default_connector_takes_the_default_from_the_previous_one(admin_en):
+def test_adding_a_default_connector_takes_the_default_from_the_previous_one(admin):
     make_connector(name="Old default", is_default=True)
-    assert admin_en.post("/connectors/new", data=connector_form(name="New", is_default="yes")).status_code == 303
+    assert admin.post("/connectors/new", data=connector_form(name="New", is_default="yes")).status_code == 303
     assert the_default() == "New"
     entry = audit_entries().get()
     assert entry.changes["is_default"] == [None, True]
     assert entry.changes["default_connector"] == ["Old default", "New"]
 
 
-def test_make_default_moves_the_default_and_answers_the_rows_to_htmx(admin_en):
+def test_make_default_moves_the_default_and_answers_the_rows_to_htmx(admin):
     old = make_connector(name="Old", is_default=True)
     new = make_connector(name="New")
-    html = page(admin_en.get("/connectors/"))
+    html = page(admin.get("/connectors/"))
     assert f'hx-post="/connectors/{new.id}/make-default"' in html
     assert f'hx-post="/connectors/{old.id}/unset-default"' in html
 
-    response = admin_en.htmx("post", f"/connectors/{new.id}/make-default")
+    response = admin.htmx("post", f"/connectors/{new.id}/make-default")
     assert response.status_code == 200 and is_fragment(response)
     html = page(response)
     assert html.lstrip().startswith('<tbody id="connector-rows"')
@@ -368,68 +363,68 @@ def test_make_default_moves_the_default_and_answers_the_rows_to_htmx(admin_en):
     assert entry.changes == {"is_default": [False, True], "default_connector": ["Old", "New"]}
 
     # Making the default the default again changes nothing and writes nothing.
-    admin_en.htmx("post", f"/connectors/{new.id}/make-default")
+    admin.htmx("post", f"/connectors/{new.id}/make-default")
     assert audit_entries().count() == 1
 
 
-def test_make_default_without_javascript_redirects_to_the_list(admin_en):
+def test_make_default_without_javascript_redirects_to_the_list(admin):
     connector = make_connector(name="Proxy")
-    response = admin_en.post(f"/connectors/{connector.id}/make-default")
+    response = admin.post(f"/connectors/{connector.id}/make-default")
     assert response.status_code == 303 and response.headers["Location"] == "/connectors/"
     assert the_default() == "Proxy"
-    assert "“Proxy” is now the system default connector." in page(admin_en.get("/connectors/"))
+    assert "“Proxy” is now the system default connector." in page(admin.get("/connectors/"))
 
 
-def test_unset_default_is_refused_while_accounts_rely_on_the_default(admin_en):
+def test_unset_default_is_refused_while_accounts_rely_on_the_default(admin):
     connector = make_connector(name="Proxy", is_default=True)
     make_account(name="Alerts", use_connector=True)
     make_account(name="Billing", use_connector=True)
 
-    response = admin_en.htmx("post", f"/connectors/{connector.id}/unset-default")
+    response = admin.htmx("post", f"/connectors/{connector.id}/unset-default")
     assert response.status_code == 409 and is_fragment(response)
     assert response.headers["HX-Reswap"] == "none"
     assert "Alerts, Billing use a connector without choosing one" in page(response)
 
-    response = admin_en.post(f"/connectors/{connector.id}/unset-default", follow_redirects=True)
+    response = admin.post(f"/connectors/{connector.id}/unset-default", follow_redirects=True)
     assert "Alerts, Billing use a connector without choosing one" in page(response)
     assert the_default() == "Proxy"
     assert audit_entries().count() == 0
 
 
-def test_unset_default_without_javascript_redirects_to_the_list(admin_en):
+def test_unset_default_without_javascript_redirects_to_the_list(admin):
     connector = make_connector(name="Proxy", is_default=True)
-    response = admin_en.post(f"/connectors/{connector.id}/unset-default")
+    response = admin.post(f"/connectors/{connector.id}/unset-default")
     assert response.status_code == 303 and response.headers["Location"] == "/connectors/"
     assert the_default() is None
-    assert "There is no system default connector now." in page(admin_en.get("/connectors/"))
+    assert "There is no system default connector now." in page(admin.get("/connectors/"))
 
 
-def test_unset_default_leaves_no_default_when_nobody_relies_on_it(admin_en):
+def test_unset_default_leaves_no_default_when_nobody_relies_on_it(admin):
     connector = make_connector(name="Proxy", is_default=True)
     make_account(name="Own choice", use_connector=True, connector=connector)
-    response = admin_en.htmx("post", f"/connectors/{connector.id}/unset-default")
+    response = admin.htmx("post", f"/connectors/{connector.id}/unset-default")
     assert response.status_code == 200 and page(response).lstrip().startswith('<tbody id="connector-rows"')
     assert the_default() is None
     entry = audit_entries().get()
     assert (entry.action, entry.changes["is_default"]) == ("unset_default", [True, False])
 
 
-def test_the_form_cannot_unset_a_default_that_accounts_rely_on(admin_en):
+def test_the_form_cannot_unset_a_default_that_accounts_rely_on(admin):
     connector = make_connector(name="Proxy", is_default=True)
     make_account(name="Alerts", use_connector=True)
-    response = admin_en.post(f"/connectors/{connector.id}/edit", data=edit_form(connector, is_default="no"))
+    response = admin.post(f"/connectors/{connector.id}/edit", data=edit_form(connector, is_default="no"))
     assert response.status_code == 422
     assert 'id="is_default-error"' in page(response) and "Alerts" in page(response)
     assert the_default() == "Proxy"
 
 
-def test_the_form_makes_and_unsets_the_default(admin_en):
+def test_the_form_makes_and_unsets_the_default(admin):
     old = make_connector(name="Old", is_default=True)
     new = make_connector(name="New")
-    assert admin_en.post(f"/connectors/{new.id}/edit", data=edit_form(new, is_default="yes")).status_code == 303
+    assert admin.post(f"/connectors/{new.id}/edit", data=edit_form(new, is_default="yes")).status_code == 303
     assert the_default() == "New"
     new = Connector.get_by_id(new.id)
-    assert admin_en.post(f"/connectors/{new.id}/edit", data=edit_form(new, is_default="no")).status_code == 303
+    assert admin.post(f"/connectors/{new.id}/edit", data=edit_form(new, is_default="no")).status_code == 303
     assert the_default() is None
     assert Connector.get_by_id(old.id).is_default is False
     assert [e.changes["is_default"] for e in audit_entries()] == [[False, True], [True, False]]
@@ -437,28 +432,28 @@ def test_the_form_makes_and_unsets_the_default(admin_en):
 
 # --- delete -------------------------------------------------------------------------------------
 
-def test_delete_removes_an_unused_connector_and_audits_it(admin_en):
+def test_delete_removes_an_unused_connector_and_audits_it(admin):
     connector = make_connector(name="Proxy", username="hop", password="Pass-1")
-    response = admin_en.post(f"/connectors/{connector.id}/delete")
+    response = admin.post(f"/connectors/{connector.id}/delete")
     assert response.status_code == 303
     assert Connector.select().count() == 0
     entry = audit_entries().get()
     assert entry.action == "delete" and entry.changes["password_encrypted"] == "changed"
 
 
-def test_htmx_delete_answers_an_empty_body_that_removes_the_row(admin_en):
+def test_htmx_delete_answers_an_empty_body_that_removes_the_row(admin):
     connector = make_connector(name="Proxy")
-    html = page(admin_en.get("/connectors/"))
+    html = page(admin.get("/connectors/"))
     assert 'hx-confirm="Delete the connector' in html and 'data-confirm="Delete the connector' in html
-    response = admin_en.htmx("post", f"/connectors/{connector.id}/delete")
+    response = admin.htmx("post", f"/connectors/{connector.id}/delete")
     assert response.status_code == 200 and page(response) == ""
     assert Connector.select().count() == 0
 
 
-def test_an_unused_default_connector_can_be_deleted(admin_en):
+def test_an_unused_default_connector_can_be_deleted(admin):
     connector = make_connector(name="Proxy", is_default=True)
     make_account(name="Direct", use_connector=False)
-    assert admin_en.post(f"/connectors/{connector.id}/delete").status_code == 303
+    assert admin.post(f"/connectors/{connector.id}/delete").status_code == 303
     assert the_default() is None
 
 
@@ -467,7 +462,7 @@ def test_an_unused_default_connector_can_be_deleted(admin_en):
     ("through default", "Alerts (through the system default)"),
     ("chosen but switched off", "Dormant"),
 ])
-def test_delete_is_refused_while_an_account_goes_through_the_connector(admin_en, setup, named):
+def test_delete_is_refused_while_an_account_goes_through_the_connector(admin, setup, named):
     connector = make_connector(name="Proxy", is_default=setup == "through default")
     if setup == "chosen":
         make_account(name="Billing", use_connector=True, connector=connector)
@@ -476,9 +471,9 @@ def test_delete_is_refused_while_an_account_goes_through_the_connector(admin_en,
     else:  # still selected, so the foreign key keeps the connector
         make_account(name="Dormant", use_connector=False, connector=connector)
 
-    response = admin_en.post(f"/connectors/{connector.id}/delete", follow_redirects=True)
+    response = admin.post(f"/connectors/{connector.id}/delete", follow_redirects=True)
     assert f"“Proxy” cannot be deleted: it is used by {named}." in page(response)
-    response = admin_en.htmx("post", f"/connectors/{connector.id}/delete")
+    response = admin.htmx("post", f"/connectors/{connector.id}/delete")
     assert response.status_code == 409 and is_fragment(response)
     assert named in page(response)
     assert Connector.select().count() == 1
@@ -499,7 +494,7 @@ def write_requests(connector):
     ]
 
 
-@pytest.mark.parametrize("role_client", ["operator_client", "auditor_client"])
+@pytest.mark.parametrize("role_client", ["operator", "auditor"])
 def test_only_admins_may_change_connectors(request, role_client):
     client = request.getfixturevalue(role_client)
     connector = make_connector(name="Proxy", username="hop", password="Untouched-1")
@@ -522,18 +517,18 @@ def test_anonymous_visitors_are_sent_to_sign_in(client):
     assert the_default() is None and Connector.get().name == "Proxy"
 
 
-def test_a_post_without_csrf_token_changes_nothing(admin_en):
+def test_a_post_without_csrf_token_changes_nothing(admin):
     connector = make_connector(name="Proxy")
-    assert admin_en.post(f"/connectors/{connector.id}/make-default", csrf=False).status_code == 400
-    assert admin_en.post(f"/connectors/{connector.id}/delete", csrf=False).status_code == 400
+    assert admin.post(f"/connectors/{connector.id}/make-default", csrf=False).status_code == 400
+    assert admin.post(f"/connectors/{connector.id}/delete", csrf=False).status_code == 400
     assert the_default() is None and Connector.select().count() == 1
 
 
 # --- SECURITY.md 4 and 24 (item 1 is in test_credentials.py, for both screens) -------------------
 
-def test_the_proxy_password_is_not_in_the_database_file(app, admin_en):
+def test_the_proxy_password_is_not_in_the_database_file(app, admin):
     password = "Proxy-Pass-4mZ8-JX2v"
-    assert admin_en.post("/connectors/new", data=connector_form(username="hop", password=password)).status_code == 303
+    assert admin.post("/connectors/new", data=connector_form(username="hop", password=password)).status_code == 303
     database.connect(reuse_if_open=True)
     database.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     database.close()
@@ -551,22 +546,22 @@ XSS = ['<script>alert(1)</script>', '"><img src=x onerror=alert(1)>']
 
 
 @pytest.mark.parametrize("payload", XSS)
-def test_markup_in_stored_fields_is_escaped_everywhere(admin_en, payload):
+def test_markup_in_stored_fields_is_escaped_everywhere(admin, payload):
     data = connector_form(name=payload, username=payload, is_default="yes")
-    assert admin_en.post("/connectors/new", data=data).status_code == 303
+    assert admin.post("/connectors/new", data=data).status_code == 303
     connector = Connector.get()
     make_account(name=f"acct {payload}", use_connector=True)
     pages = [
-        admin_en.get("/connectors/"),
-        admin_en.htmx("get", "/connectors/"),
-        admin_en.get(f"/connectors/{connector.id}/edit"),
-        admin_en.htmx("post", f"/connectors/{connector.id}/edit", data={**data, "port": "0"}),
-        admin_en.htmx("post", f"/connectors/{connector.id}/make-default"),
-        admin_en.post(f"/connectors/{connector.id}/delete", follow_redirects=True),
-        admin_en.htmx("post", f"/connectors/{connector.id}/delete"),
-        admin_en.htmx("post", f"/connectors/{connector.id}/unset-default"),
-        admin_en.get("/accounts/"),
-        admin_en.get("/audit/"),
+        admin.get("/connectors/"),
+        admin.htmx("get", "/connectors/"),
+        admin.get(f"/connectors/{connector.id}/edit"),
+        admin.htmx("post", f"/connectors/{connector.id}/edit", data={**data, "port": "0"}),
+        admin.htmx("post", f"/connectors/{connector.id}/make-default"),
+        admin.post(f"/connectors/{connector.id}/delete", follow_redirects=True),
+        admin.htmx("post", f"/connectors/{connector.id}/delete"),
+        admin.htmx("post", f"/connectors/{connector.id}/unset-default"),
+        admin.get("/accounts/"),
+        admin.get("/audit/"),
     ]
     for response in pages:
         assert payload not in page(response)

@@ -8,15 +8,10 @@ import time
 
 import pytest
 
-from tests.dialog_support import dialog_of, text_of
-from tests.factories import make_account, make_client, make_connector
 from tests.fixtures.proxies import PROXY_PASSWORD
+from tests.support.dialog import dialog_of, text_of
+from tests.support.factories import make_account, make_client, make_connector
 from webapp.models import AuditEntry
-
-
-@pytest.fixture
-def admin(app):
-    return make_client(app, "admin")
 
 
 def connector_for(proxy, **overrides):

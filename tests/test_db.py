@@ -4,7 +4,7 @@ import stat
 import pytest
 from peewee import IntegrityError
 
-from tests.factories import make_account
+from tests.support.factories import make_account
 from webapp import db
 from webapp.db import database
 from webapp.models import MODELS

@@ -6,25 +6,10 @@ from datetime import datetime
 import pytest
 from itsdangerous import URLSafeTimedSerializer
 
-from tests.factories import make_account, make_client, make_notification
+from tests.support.factories import make_account, make_client, make_notification
 from webapp.models import AuditEntry, DeliveryAttempt, Notification, utcnow
 
 POLLING = 'hx-trigger="every 3s"'
-
-
-@pytest.fixture
-def operator(app):
-    return make_client(app, "operator")
-
-
-@pytest.fixture
-def auditor(app):
-    return make_client(app, "auditor")
-
-
-@pytest.fixture
-def admin(app):
-    return make_client(app, "admin")
 
 
 def rows(html: str) -> list[str]:

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from tests.factories import QueryCounter, make_account, make_client
+from tests.support.factories import QueryCounter, make_account
 from webapp.models import Notification
 
 PAGE = 30
@@ -33,11 +33,6 @@ def stored(account, count: int, at=None, status="sent", to=None, start=datetime(
              created_at=at or start + timedelta(seconds=n), updated_at=start, next_attempt_at=start)
         for n in range(count)]).execute()
     return [n.id for n in Notification.select(Notification.id).order_by(Notification.id.desc()).limit(count)][::-1]
-
-
-@pytest.fixture
-def auditor(app):
-    return make_client(app, "auditor")
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from tests.factories import make_account, make_client, make_notification
+from tests.support.factories import make_account, make_notification
 from webapp import db
 from webapp.db import database, search_keys, search_term
 from webapp.deliveries import listing
@@ -29,11 +29,6 @@ def counted_by_scan() -> dict:
     counts = dict.fromkeys(Notification.STATUSES, 0)
     counts.update(database.execute_sql('SELECT "status", COUNT(*) FROM "notification" GROUP BY "status"').fetchall())
     return counts
-
-
-@pytest.fixture
-def auditor(app):
-    return make_client(app, "auditor")
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ import logging
 import pytest
 from cryptography.fernet import Fernet
 
-from tests.factories import make_account, make_client, make_connector, make_credential
 from tests.fixtures.proxies import PROXY_USER
-from tests.outbox_support import account_for, drain
+from tests.support.factories import make_account, make_client, make_connector, make_credential
+from tests.support.outbox import account_for, drain
 from webapp import logs
 from webapp.mail import send_notification
 from webapp.models import Credential, Notification

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from tests.factories import account_form, make_account, make_client, make_connector
-from tests.outbox_support import account_for, fast_worker
+from tests.support.factories import account_form, make_account, make_client, make_connector
+from tests.support.outbox import account_for, fast_worker
 from webapp.config import Defaults
 from webapp.mail import send_notification
 from webapp.mail.connectors import Hop, blocked_network, open_connection, parse_networks
@@ -17,11 +17,6 @@ from webapp.models import DeliveryAttempt, Notification
 
 LOOPBACK_BLOCKED = ["169.254.0.0/16", "127.0.0.1/32"]
 DEFAULTS = parse_networks(Defaults.OUTBOUND_BLOCKED_NETWORKS)
-
-
-@pytest.fixture
-def admin(app):
-    return make_client(app, "admin")
 
 
 @pytest.fixture

@@ -3,10 +3,10 @@ import signal
 import threading
 import time
 
-from tests.factories import make_account
-from tests.netutil import free_port, wait_for_port
-from tests.outbox_support import account_for, fast_worker, statuses
-from tests.test_outbox_durability import instance_env, start, wait_for
+from tests.support.factories import make_account
+from tests.support.net import free_port, wait_for_port
+from tests.support.outbox import account_for, fast_worker, statuses
+from tests.support.processes import instance_env, start, wait_for
 from webapp.mail import send_notification
 from webapp.models import Notification
 

@@ -8,8 +8,8 @@ from datetime import timedelta
 
 import pytest
 
-from tests.factories import make_account, make_credential
-from tests.outbox_support import (
+from tests.support.factories import make_account, make_credential
+from tests.support.outbox import (
     FAST,
     account_for,
     drain,

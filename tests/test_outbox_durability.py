@@ -1,41 +1,13 @@
 """SECURITY 28 and 29: a worker process killed mid-batch loses nothing and leaves nothing stuck; 1,000 concurrent
 enqueue calls give 1,000 notifications, each delivered exactly once (checked at the server by Message-ID)."""
-import os
 import signal
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-from tests.outbox_support import account_for, drain, message_ids, statuses
+from tests.support.outbox import account_for, drain, message_ids, statuses
+from tests.support.processes import instance_env, start, wait_for
 from webapp.mail import send_notification
 from webapp.mail.outbox import RECORD_EVERY
 from webapp.models import DeliveryAttempt, Notification
-
-SMTPDESK = Path(sys.executable).with_name("smtpdesk")
-
-
-def instance_env(app, **config) -> dict:
-    """The environment of an `smtpdesk` process on the test's instance (database, keys), with config overrides."""
-    env = dict(os.environ, SMTPDESK_INSTANCE_PATH=app.instance_path, SMTPDESK_DATABASE=app.config["DATABASE"],
-               SMTPDESK_VAULT_KEYS=app.config["VAULT_KEYS"], SMTPDESK_SECRET_KEY="test-secret-key",
-               PYTHONUNBUFFERED="1")
-    env.update({f"SMTPDESK_{key}": str(value) for key, value in config.items()})
-    return env
-
-
-def start(args, env, tmp_path, name) -> subprocess.Popen:
-    with open(tmp_path / f"{name}.log", "w") as log:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen([str(SMTPDESK), *args], env=env, stdout=log, stderr=subprocess.STDOUT)
-
-
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def active() -> int:

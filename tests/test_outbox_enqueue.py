@@ -6,7 +6,7 @@ import time
 import pytest
 from flask_babel import force_locale
 
-from tests.factories import make_account
+from tests.support.factories import make_account
 from webapp.mail import IdempotencyConflict, NoDefaultAccount, NotificationError, send_notification
 from webapp.models import DeliveryAttempt, Notification
 

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 import pytest
 from hypothesis import HealthCheck, event, example, given, settings, strategies as st
 
-from tests.factories import account_form, make_account, make_connector, make_credential
+from tests.support.factories import account_form, make_account, make_connector, make_credential
 from webapp.mail.compose import compose_notification, message_bytes, new_message_id, notification_bytes
 from webapp.models import ApiToken, Notification, SmtpAccount
 
@@ -76,11 +76,11 @@ def form_world(app):
 
 @examples(60)
 @given(data=st.data())
-def test_arbitrary_text_in_the_account_form_is_refused_or_stored_valid(admin_client, form_world, data):
+def test_arbitrary_text_in_the_account_form_is_refused_or_stored_valid(admin, form_world, data):
     valid = account_form(credential=form_world["credential"], connector=form_world["connector"])
     body = {**valid, **data.draw(_field_values(valid), label="fields")}
     before = set(SmtpAccount.select(SmtpAccount.id).tuples())
-    response = admin_client.post("/accounts/new", data=body)
+    response = admin.post("/accounts/new", data=body)
     after = set(SmtpAccount.select(SmtpAccount.id).tuples())
     assert response.status_code in (302, 303, 422), response.status_code
     if response.status_code == 422:
@@ -89,7 +89,7 @@ def test_arbitrary_text_in_the_account_form_is_refused_or_stored_valid(admin_cli
     [(new_id,)] = after - before
     stored = SmtpAccount.get_by_id(new_id)
     # The row passes the form's own validation: submitting it unchanged saves it again.
-    again = admin_client.post(f"/accounts/{new_id}/edit", data=_form_of(stored))
+    again = admin.post(f"/accounts/{new_id}/edit", data=_form_of(stored))
     assert again.status_code in (302, 303), again.get_data(as_text=True)[:2000]
     assert _form_of(SmtpAccount.get_by_id(new_id)) == _form_of(stored)
 
@@ -119,7 +119,7 @@ PAYLOADS = st.one_of(
 @pytest.fixture
 def api_token(app, admin):
     make_account(name="Main", is_default=True)
-    _row, clear = ApiToken.issue("property tests", created_by=admin)
+    _row, clear = ApiToken.issue("property tests", created_by=admin.user)
     return clear
 
 

@@ -9,16 +9,11 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from tests.factories import make_account, make_client, make_credential, make_user
-from tests.outbox_support import account_for, drain
+from tests.support.factories import make_account, make_client, make_credential, make_user
+from tests.support.outbox import account_for, drain
 from webapp import db
 from webapp.models import AuditEntry, Notification, ScheduledReport, utcnow
 from webapp.schedules import next_run, run_due_schedules
-
-
-@pytest.fixture
-def admin(app):
-    return make_client(app, "admin", username="alice")
 
 
 def schedule_form(**overrides) -> dict:

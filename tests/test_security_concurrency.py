@@ -8,8 +8,8 @@ busy_timeout inside BEGIN IMMEDIATE instead of failing).
 import re
 import threading
 
-from tests.factories import account_form, make_account, make_user
-from tests.test_accounts_concurrency import run_together
+from tests.support.concurrency import run_together
+from tests.support.factories import account_form, make_account, make_user
 from webapp.db import database
 from webapp.mail import send_notification
 from webapp.models import AuditEntry, Notification, SmtpAccount

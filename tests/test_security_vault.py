@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet, InvalidToken
 
-from tests.factories import make_connector, make_credential
+from tests.support.factories import make_connector, make_credential
 from webapp import create_app, db
 from webapp.db import database
 from webapp.models import Connector, Credential

@@ -1,5 +1,9 @@
-"""Issue 5, web defences, and SECURITY.md item 27 (login brute force, cookies, security headers).
+"""Web defences, every route at once: SECURITY.md items 25 (no CSRF token: 400, nothing changed), 26 (anonymous:
+login or 401; operators and auditors: 403 on admin actions) and 27 (login brute force, cookies, security headers).
 
+- Routes are read from the app's URL map, so a new screen is covered as soon as it exists. The HTTP API (/api/v1)
+  is the exception by design: it authenticates with bearer tokens only, so every request without one, anonymous
+  or with a signed-in session cookie, gets 401 JSON, and it needs no CSRF token (tests/test_api.py covers it).
 - Sign-in lock-out per username and per client address, counted from the audit log's login_failed entries, with
   one message and one status (429) whether or not the username exists.
 - The session cookie: HttpOnly, SameSite=Lax, Secure behind HTTPS (SMTPDESK_BEHIND_HTTPS, which also trusts one
@@ -16,12 +20,22 @@ from cryptography.fernet import Fernet
 from itsdangerous import TimestampSigner
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from tests.conftest import Client
-from tests.factories import PASSWORD, make_user
-from tests.test_web_security import _routes, _world
+from tests.support.client import Client
+from tests.support.factories import PASSWORD, make_account, make_connector, make_credential, make_user
 from webapp import create_app, db
 from webapp.db import database
-from webapp.models import AuditEntry, User
+from webapp.mail.outbox import send_notification
+from webapp.models import (
+    ApiToken,
+    AuditEntry,
+    Connector,
+    Credential,
+    Notification,
+    ScheduledReport,
+    Setting,
+    SmtpAccount,
+    User,
+)
 from webapp.web import SECURITY_HEADERS
 
 LOCKED = "Too many failed sign-in attempts. Wait 15 minutes and try again."
@@ -32,6 +46,12 @@ PASSWORD_ERROR = re.compile(r'id="password-error">([^<]*)<')
 @pytest.fixture
 def en(client):
     return client.use_language("en")
+
+
+@pytest.fixture
+def alice(app):
+    """An administrator, not signed in yet."""
+    return make_user("admin", username="alice")
 
 
 def sign_in(client, username, password=PASSWORD, address="192.0.2.1"):
@@ -60,27 +80,164 @@ def age_failures(seconds):
         entry.save()
 
 
+# --- SECURITY 25 and 26: every route ------------------------------------------------------------------------
+
+PUBLIC = {"static", "auth.login", "auth.setup", "auth.language", "home"}
+# Tests send mail or open a connection, change no setting: operators may run them (auditors may not).
+TEST_ENDPOINTS = {"accounts.test_send", "connectors.test"}
+# Retrying a failed delivery changes no setting: operators may do it (auditors may not).
+OPERATOR_ACTIONS = {"deliveries.retry"}
+# Token-authenticated: the session cookie counts for nothing there.
+API = "api."
+# Admin-only GET pages (forms): operators and auditors get 403 there too.
+READ_ENDPOINTS_FOR_EVERYONE = {"accounts.index", "accounts.export_csv", "accounts.print_view",
+                               "credentials.index", "connectors.index"}
+
+
+def _routes(app, methods):
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint in PUBLIC or not (rule.methods & methods):
+            continue
+        url = rule.rule
+        for arg in rule.arguments:
+            url = url.replace(f"<int:{arg}>", "1").replace(f"<{arg}>", "1")
+        yield rule.endpoint, url, sorted(rule.methods & methods)
+
+
+def _world():
+    """One of everything, id 1, so every URL with an id finds its object."""
+    make_user("admin", username="owner")
+    credential = make_credential()
+    connector = make_connector()
+    make_account(credential=credential, use_auth=True, connector=connector, use_connector=True,
+                 is_default=True)
+    failed = send_notification(to="ana@example.com", subject="Invoice", text="Ready.")
+    Notification.update(status="failed").where(Notification.id == failed).execute()
+    ApiToken.issue("integration")
+    ScheduledReport.create(recipients="ana@example.com", frequency="daily")
+
+
+def _counts():
+    return [m.select().count() for m in (User, Credential, Connector, SmtpAccount, ScheduledReport, Setting)] + [
+        SmtpAccount.select().where(SmtpAccount.is_default == True).count(),  # noqa: E712
+        ApiToken.select().where(ApiToken.revoked_at.is_null()).count(),
+    ]
+
+
+def _failed_notifications():
+    return Notification.select().where(Notification.status == "failed").count()
+
+
+def _refused_by_the_api(response) -> bool:
+    """401 JSON asking for a bearer token: never a login redirect, never a page."""
+    return (response.status_code == 401 and response.is_json
+            and response.headers["WWW-Authenticate"].startswith("Bearer"))
+
+
+def test_security_26_anonymous_requests_go_to_sign_in_or_get_401(app, client):
+    _world()
+    for endpoint, url, methods in _routes(app, {"GET", "POST"}):
+        for method in methods:
+            if endpoint.startswith(API):
+                assert _refused_by_the_api(client.open(url, method=method)), endpoint
+                assert _refused_by_the_api(client.htmx(method, url)), endpoint
+                continue
+            plain = client.open(url, method=method)
+            assert plain.status_code in (302, 400), (endpoint, method, plain.status_code)
+            if plain.status_code == 302:
+                assert "/auth/login" in plain.headers["Location"], endpoint
+            fragment = client.htmx(method, url)
+            assert fragment.status_code in (401, 400), (endpoint, method, fragment.status_code)
+            if fragment.status_code == 401:
+                assert "/auth/login" in fragment.headers["HX-Redirect"]
+    assert client.get("/").status_code == 302
+
+
+def test_security_25_state_changing_requests_without_csrf_token_are_refused(app, admin):
+    _world()
+    before = _counts()
+    audit_before = AuditEntry.select().count()
+    for endpoint, url, _methods in _routes(app, {"POST"}):
+        for htmx in (False, True):
+            headers = {"HX-Request": "true"} if htmx else {}
+            response = admin.post(url, data={"name": "changed", "enabled": "no"}, headers=headers,
+                                         csrf=False)
+            if endpoint.startswith(API):
+                assert _refused_by_the_api(response), endpoint
+                continue
+            assert response.status_code == 400, (endpoint, response.status_code)
+    response = admin.post("/auth/language", data={"lang": "en"}, csrf=False)
+    assert response.status_code == 400
+    assert _counts() == before
+    assert _failed_notifications() == 1 and Notification.select().count() == 1
+    assert AuditEntry.select().count() == audit_before
+
+
+@pytest.mark.parametrize("role", ["operator", "auditor"])
+def test_security_26_operators_and_auditors_cannot_change_anything(app, role):
+    _world()
+    client = app.test_client()
+    client.login(make_user(role))
+    before = _counts()
+    for endpoint, url, methods in _routes(app, {"GET", "POST"}):
+        if endpoint == "auth.logout":
+            continue
+        for method in methods:
+            response = client.open(url, method=method, data={"name": "x"})
+            if endpoint.startswith(API):
+                assert _refused_by_the_api(response), endpoint
+            elif method == "POST" and endpoint in TEST_ENDPOINTS and role == "operator":
+                assert response.status_code == 422, (endpoint, response.status_code)  # invalid: nothing sent
+            elif method == "POST" and endpoint in OPERATOR_ACTIONS and role == "operator":
+                assert response.status_code == 303, (endpoint, response.status_code)
+            elif method == "POST":
+                assert response.status_code == 403, (endpoint, response.status_code)
+            if method == "GET" and endpoint.split(".")[0] in ("users", "tokens", "settings", "schedules"):
+                assert response.status_code == 403, endpoint
+    assert _counts() == before
+    assert _failed_notifications() == (0 if role == "operator" else 1)
+
+
+def test_unknown_pages_and_errors_explain_without_a_stack_trace(admin):
+    response = admin.get("/no/such/page")
+    assert response.status_code == 404
+    page = response.get_data(as_text=True)
+    assert "Traceback" not in page and "<html" in page
+
+
+@pytest.mark.parametrize("url", ["/auth/login", "/accounts/", "/accounts/export.csv", "/no-such-page",
+                                 "/api/v1/notifications/1"])
+def test_every_answer_forbids_framing_inline_script_and_sniffing(app, admin, url):
+    """SECURITY.md 27: a CSP without inline script, frame-ancestors 'none', and no MIME sniffing."""
+    response = admin.get(url)
+    policy = response.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["X-Frame-Options"] == "DENY"
+
+
 # --- SECURITY 27: login brute force is rate limited ------------------------------------------------------------
 
-def test_security_27_five_failures_lock_the_username_even_for_the_right_password(en, admin):
-    fail(en, admin.username, 5)
-    response = sign_in(en, admin.username)  # the right password, during the lock
+def test_security_27_five_failures_lock_the_username_even_for_the_right_password(en, alice):
+    fail(en, alice.username, 5)
+    response = sign_in(en, alice.username)  # the right password, during the lock
     assert response.status_code == 429
     assert password_error(response) == LOCKED
     assert response.headers["Retry-After"] == "900"
     assert not is_signed_in(en)
     locked = AuditEntry.get(AuditEntry.action == "login_locked")
-    assert (locked.object_name, locked.remote_addr) == (admin.username, "192.0.2.1")
+    assert (locked.object_name, locked.remote_addr) == (alice.username, "192.0.2.1")
 
 
-def test_security_27_four_failures_do_not_lock(en, admin):
-    fail(en, admin.username, 4)
-    assert sign_in(en, admin.username).status_code == 302
+def test_security_27_four_failures_do_not_lock(en, alice):
+    fail(en, alice.username, 4)
+    assert sign_in(en, alice.username).status_code == 302
 
 
-def test_security_27_the_lock_reads_the_same_whether_or_not_the_user_exists(app, admin):
+def test_security_27_the_lock_reads_the_same_whether_or_not_the_user_exists(app, alice):
     answers = []
-    for username in (admin.username, "nobody-here"):
+    for username in (alice.username, "nobody-here"):
         browser = app.test_client().use_language("en")
         fail(browser, username, 5, address=f"198.51.100.{len(answers) + 1}")
         answers.append(sign_in(browser, username, address=f"198.51.100.{len(answers) + 1}"))
@@ -88,64 +245,64 @@ def test_security_27_the_lock_reads_the_same_whether_or_not_the_user_exists(app,
     assert password_error(answers[0]) == password_error(answers[1]) == LOCKED
 
 
-def test_security_27_the_username_is_counted_whatever_its_case_or_spaces(en, admin):
+def test_security_27_the_username_is_counted_whatever_its_case_or_spaces(en, alice):
     for typed in ("ALICE", " alice", "Alice ", "alice", "aLiCe"):
         sign_in(en, typed, "wrong password")
     assert sign_in(en, "alice").status_code == 429
 
 
-def test_security_27_twenty_failures_lock_the_address_for_every_username(app, en, admin):
+def test_security_27_twenty_failures_lock_the_address_for_every_username(app, en, alice):
     for n in range(20):
         sign_in(en, f"guess{n}", "wrong password", address="203.0.113.9")
-    response = sign_in(en, admin.username, address="203.0.113.9")
+    response = sign_in(en, alice.username, address="203.0.113.9")
     assert response.status_code == 429 and password_error(response) == LOCKED
     elsewhere = app.test_client()
-    assert sign_in(elsewhere, admin.username, address="203.0.113.10").status_code == 302
+    assert sign_in(elsewhere, alice.username, address="203.0.113.10").status_code == 302
 
 
-def test_security_27_the_lock_ends_when_the_window_has_passed(en, admin):
-    fail(en, admin.username, 5)
-    sign_in(en, admin.username)  # refused: locked attempts are not failures and do not extend the lock
+def test_security_27_the_lock_ends_when_the_window_has_passed(en, alice):
+    fail(en, alice.username, 5)
+    sign_in(en, alice.username)  # refused: locked attempts are not failures and do not extend the lock
     age_failures(15 * 60 + 1)
-    assert sign_in(en, admin.username).status_code == 302
+    assert sign_in(en, alice.username).status_code == 302
 
 
-def test_security_27_a_locked_attempt_checks_no_password_and_counts_no_failure(en, admin, monkeypatch):
-    fail(en, admin.username, 5)
+def test_security_27_a_locked_attempt_checks_no_password_and_counts_no_failure(en, alice, monkeypatch):
+    fail(en, alice.username, 5)
     monkeypatch.setattr("webapp.auth.routes.authenticate", lambda *a: pytest.fail("password checked"))
-    assert sign_in(en, admin.username, "wrong password").status_code == 429
+    assert sign_in(en, alice.username, "wrong password").status_code == 429
     assert AuditEntry.select().where(AuditEntry.action == "login_failed").count() == 5
 
 
-def test_security_27_a_success_does_not_reset_the_count(app, en, admin):
-    fail(en, admin.username, 4, address="192.0.2.50")
+def test_security_27_a_success_does_not_reset_the_count(app, en, alice):
+    fail(en, alice.username, 4, address="192.0.2.50")
     owner = app.test_client()
-    assert sign_in(owner, admin.username, address="192.0.2.60").status_code == 302
-    fail(en, admin.username, 1, address="192.0.2.50")
-    assert sign_in(app.test_client(), admin.username, address="192.0.2.70").status_code == 429
+    assert sign_in(owner, alice.username, address="192.0.2.60").status_code == 302
+    fail(en, alice.username, 1, address="192.0.2.50")
+    assert sign_in(app.test_client(), alice.username, address="192.0.2.70").status_code == 429
 
 
-def test_security_27_failures_recorded_by_another_process_count(en, admin):
+def test_security_27_failures_recorded_by_another_process_count(en, alice):
     """The count is the audit log's, shared by every process: rows written elsewhere lock here."""
     for _ in range(5):
-        AuditEntry.record("login_failed", object_type="user", object_name=admin.username, remote_addr="10.0.0.8")
-    assert sign_in(en, admin.username, address="192.0.2.99").status_code == 429
+        AuditEntry.record("login_failed", object_type="user", object_name=alice.username, remote_addr="10.0.0.8")
+    assert sign_in(en, alice.username, address="192.0.2.99").status_code == 429
 
 
-def test_security_27_limits_and_window_are_settings(app, en, admin):
+def test_security_27_limits_and_window_are_settings(app, en, alice):
     app.config.update(LOGIN_MAX_FAILURES_PER_USER=2, LOGIN_MAX_FAILURES_PER_ADDRESS=3, LOGIN_WINDOW_SECONDS=60)
-    fail(en, admin.username, 2)
-    response = sign_in(en, admin.username)
+    fail(en, alice.username, 2)
+    response = sign_in(en, alice.username)
     assert response.status_code == 429
     assert password_error(response) == "Too many failed sign-in attempts. Wait 1 minutes and try again."
     assert response.headers["Retry-After"] == "60"
     age_failures(61)
-    assert sign_in(en, admin.username).status_code == 302
+    assert sign_in(en, alice.username).status_code == 302
 
 
-def test_security_27_the_lock_message_is_translated(client, admin):
-    fail(client, admin.username, 5)
-    response = sign_in(client, admin.username)
+def test_security_27_the_lock_message_is_translated(client, alice):
+    fail(client, alice.username, 5)
+    response = sign_in(client, alice.username)
     assert response.status_code == 429
     assert password_error(response) != LOCKED and "15" in password_error(response)
 
@@ -156,18 +313,18 @@ def session_cookie(response) -> str:
     return next(h for h in response.headers.getlist("Set-Cookie") if h.startswith("session="))
 
 
-def test_security_27_the_session_cookie_is_httponly_lax_and_expires(client, admin):
-    cookie = session_cookie(sign_in(client, admin.username))
+def test_security_27_the_session_cookie_is_httponly_lax_and_expires(client, alice):
+    cookie = session_cookie(sign_in(client, alice.username))
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
     assert "Expires=" in cookie  # permanent: it ends PERMANENT_SESSION_LIFETIME after the last request
     assert "Secure" not in cookie  # plain HTTP by default (a local install); see BEHIND_HTTPS below
     assert client.application.config["PERMANENT_SESSION_LIFETIME"] == timedelta(hours=8)
 
 
-def test_security_27_a_session_older_than_its_lifetime_is_refused(client, admin, monkeypatch):
+def test_security_27_a_session_older_than_its_lifetime_is_refused(client, alice, monkeypatch):
     signed_at = TimestampSigner.get_timestamp
     monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda self: signed_at(self) - 8 * 3600 - 1)
-    assert sign_in(client, admin.username).status_code == 302
+    assert sign_in(client, alice.username).status_code == 302
     monkeypatch.setattr(TimestampSigner, "get_timestamp", signed_at)
     page = client.get("/accounts/")
     assert page.status_code == 302 and "/auth/login" in page.headers["Location"]
@@ -230,8 +387,8 @@ def test_security_27_smtpdesk_behind_https_is_read_from_the_environment(tmp_path
     assert not app.config.get("SESSION_COOKIE_SECURE") and not isinstance(app.wsgi_app, ProxyFix)
 
 
-def test_security_27_without_behind_https_forwarded_headers_are_ignored(client, admin):
-    client.post("/auth/login", data={"username": admin.username, "password": PASSWORD}, headers=PROXIED,
+def test_security_27_without_behind_https_forwarded_headers_are_ignored(client, alice):
+    client.post("/auth/login", data={"username": alice.username, "password": PASSWORD}, headers=PROXIED,
                 environ_base={"REMOTE_ADDR": "10.0.0.2"})
     assert AuditEntry.get(AuditEntry.action == "login").remote_addr == "10.0.0.2"
 
@@ -251,12 +408,12 @@ def signed_out(client) -> bool:
             and fragment.status_code == 401 and "/auth/login" in fragment.headers["HX-Redirect"])
 
 
-def test_a_new_password_from_the_users_screen_ends_the_users_other_sessions(app, admin_client):
+def test_a_new_password_from_the_users_screen_ends_the_users_other_sessions(app, admin):
     bob = make_user("operator", username="bob")
     bobs_browser = app.test_client()
     bobs_browser.login(bob)
     assert is_signed_in(bobs_browser)
-    response = admin_client.post(f"/users/{bob.id}/edit",
+    response = admin.post(f"/users/{bob.id}/edit",
                                  data=edit_form(bob, password=NEW_PASSWORD, confirm=NEW_PASSWORD))
     assert response.status_code == 303
     assert signed_out(bobs_browser)
@@ -264,22 +421,21 @@ def test_a_new_password_from_the_users_screen_ends_the_users_other_sessions(app,
     assert is_signed_in(bobs_browser)
 
 
-def test_saving_a_user_without_a_new_password_keeps_their_sessions(app, admin_client):
+def test_saving_a_user_without_a_new_password_keeps_their_sessions(app, admin):
     bob = make_user("operator", username="bob")
     bobs_browser = app.test_client()
     bobs_browser.login(bob)
-    admin_client.post(f"/users/{bob.id}/edit", data=edit_form(bob, role="auditor"))
+    admin.post(f"/users/{bob.id}/edit", data=edit_form(bob, role="auditor"))
     assert is_signed_in(bobs_browser)
 
 
-def test_an_admin_changing_their_own_password_stays_signed_in_but_their_other_sessions_end(app, admin_client,
-                                                                                            admin):
+def test_an_admin_changing_their_own_password_stays_signed_in_but_their_other_sessions_end(app, admin):
     laptop = app.test_client()
-    laptop.login(admin)
-    response = admin_client.post(f"/users/{admin.id}/edit",
-                                 data=edit_form(admin, password=NEW_PASSWORD, confirm=NEW_PASSWORD))
+    laptop.login(admin.user)
+    response = admin.post(f"/users/{admin.user.id}/edit",
+                          data=edit_form(admin.user, password=NEW_PASSWORD, confirm=NEW_PASSWORD))
     assert response.status_code == 303
-    assert admin_client.get("/users/").status_code == 200
+    assert admin.get("/users/").status_code == 200
     assert signed_out(laptop)
 
 
@@ -303,15 +459,15 @@ def test_the_cli_refuses_a_short_password_or_an_unknown_user(app, runner):
     assert not AuditEntry.select().where(AuditEntry.action == "update").exists()
 
 
-def test_the_session_id_reveals_nothing_of_the_password_hash(app, admin):
-    user_id = admin.get_id()
+def test_the_session_id_reveals_nothing_of_the_password_hash(app, alice):
+    user_id = alice.get_id()
     row_id, fingerprint = user_id.split(".")
-    assert row_id == str(admin.id) and len(fingerprint) == 20
-    assert fingerprint not in admin.password_hash
+    assert row_id == str(alice.id) and len(fingerprint) == 20
+    assert fingerprint not in alice.password_hash
 
 
-def test_a_session_with_a_bare_or_forged_user_id_loads_nobody(app, client, admin):
-    for forged in (str(admin.id), f"{admin.id}.", f"{admin.id}.0000000000", "x.y", ""):
+def test_a_session_with_a_bare_or_forged_user_id_loads_nobody(app, client, alice):
+    for forged in (str(alice.id), f"{alice.id}.", f"{alice.id}.0000000000", "x.y", ""):
         with client.session_transaction() as session:
             session["_user_id"] = forged
             session["_fresh"] = True
@@ -369,6 +525,6 @@ def test_security_27_every_page_and_fragment_carries_the_security_headers(app, r
     assert_protected(client.post("/auth/login", data={"username": "x", "password": "y"}), (role, "login post"))
 
 
-def test_security_27_a_lock_out_answer_carries_the_security_headers(en, admin):
-    fail(en, admin.username, 5)
-    assert_protected(sign_in(en, admin.username), "429")
+def test_security_27_a_lock_out_answer_carries_the_security_headers(en, alice):
+    fail(en, alice.username, 5)
+    assert_protected(sign_in(en, alice.username), "429")

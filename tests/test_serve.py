@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.factories import make_account, make_user
-from tests.netutil import free_port, wait_for_port
-from tests.test_outbox_durability import instance_env, start, wait_for
+from tests.support.factories import make_account, make_user
+from tests.support.net import free_port, wait_for_port
+from tests.support.processes import instance_env, start, wait_for
 from webapp.models import ApiToken, Notification
 
 

@@ -2,14 +2,9 @@
 the outbox appends to notifications of accounts with "Enable footer"."""
 import pytest
 
-from tests.factories import make_account, make_client, make_notification
+from tests.support.factories import make_account, make_client, make_notification
 from webapp.mail.outbox import build_message
 from webapp.models import AuditEntry, Setting
-
-
-@pytest.fixture
-def admin(app):
-    return make_client(app, "admin", username="alice")
 
 
 def footer() -> str:

@@ -5,15 +5,10 @@ import re
 
 import pytest
 
-from tests.factories import make_account, make_client
+from tests.support.factories import make_account, make_client
 from webapp.models import ApiToken, AuditEntry
 
 TOKEN_IN_PAGE = re.compile(r'id="new-token" type="text" value="(smtpdesk_[A-Za-z0-9_-]+)"')
-
-
-@pytest.fixture
-def admin(app):
-    return make_client(app, "admin", username="alice")
 
 
 def create(client, name="billing service", **kwargs):

@@ -8,7 +8,7 @@ from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
 
-from tests.factories import account_form, make_account
+from tests.support.factories import account_form, make_account
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOG_DIR = ROOT / "webapp" / "translations" / "pt_BR" / "LC_MESSAGES"
@@ -114,8 +114,9 @@ def test_the_compiled_catalog_matches_the_translations():
 # --- What the screens show ---------------------------------------------------------------------------------
 
 
-def test_the_account_form_shows_the_design_labels_in_portuguese_by_default(admin_client):
-    html = admin_client.get("/accounts/new").get_data(as_text=True)
+def test_the_account_form_shows_the_design_labels_in_portuguese_by_default(admin):
+    admin.delete_cookie("lang")  # no language chosen
+    html = admin.get("/accounts/new").get_data(as_text=True)
     assert '<html lang="pt-BR">' in html
     labels = label_texts(html)
     for portuguese, _english in FORM_LABELS:
@@ -125,8 +126,8 @@ def test_the_account_form_shows_the_design_labels_in_portuguese_by_default(admin
     assert '<button type="submit">Enviar</button>' in html
 
 
-def test_the_account_form_shows_the_design_labels_in_english_when_chosen(admin_client):
-    html = admin_client.use_language("en").get("/accounts/new").get_data(as_text=True)
+def test_the_account_form_shows_the_design_labels_in_english_when_chosen(admin):
+    html = admin.use_language("en").get("/accounts/new").get_data(as_text=True)
     assert '<html lang="en">' in html
     labels = label_texts(html)
     for _portuguese, english in FORM_LABELS:
@@ -140,9 +141,9 @@ def test_the_account_form_shows_the_design_labels_in_english_when_chosen(admin_c
     ("pt_BR", "Configuração SMTP", "Adicionar", "Ações", "Editar", "Testar configuração"),
     ("en", "SMTP Configuration", "Add", "Actions", "Edit", "Test configuration"),
 ])
-def test_the_report_shows_the_design_labels(admin_client, language, title, add, actions, edit, test):
+def test_the_report_shows_the_design_labels(admin, language, title, add, actions, edit, test):
     account = make_account(name="Main")  # a row, so its Actions menu renders
-    html = admin_client.use_language(language).get("/accounts/").get_data(as_text=True)
+    html = admin.use_language(language).get("/accounts/").get_data(as_text=True)
     assert f"<title>{title} · smtpdesk</title>" in html
     assert f"<h1>{title}</h1>" in html
     assert re.search(rf'<a href="/accounts/new" role="button">{add}</a>', html)
@@ -156,9 +157,9 @@ def test_the_report_shows_the_design_labels(admin_client, language, title, add, 
     ("pt_BR", 0, "Teste de E-mail - Conta", "Enviar"),
     ("en", 1, "Test Email - Account", "Send"),
 ])
-def test_the_test_dialog_shows_the_design_labels(admin_client, language, index, title, send):
+def test_the_test_dialog_shows_the_design_labels(admin, language, index, title, send):
     account = make_account(name="Main")
-    html = admin_client.use_language(language).get(f"/accounts/{account.id}/test").get_data(as_text=True)
+    html = admin.use_language(language).get(f"/accounts/{account.id}/test").get_data(as_text=True)
     assert f'<h2 id="test-dialog-title">{title} <em>Main</em></h2>' in html
     labels = label_texts(html)
     for pair in DIALOG_LABELS:
@@ -170,9 +171,9 @@ def test_the_test_dialog_shows_the_design_labels(admin_client, language, index, 
 
 
 @pytest.mark.parametrize("language,required", [("pt_BR", "Campo obrigatório."), ("en", "This field is required.")])
-def test_wtforms_built_in_messages_follow_the_language(admin_client, language, required):
-    admin_client.use_language(language)
-    response = admin_client.post("/accounts/new", data=account_form(name=""))
+def test_wtforms_built_in_messages_follow_the_language(admin, language, required):
+    admin.use_language(language)
+    response = admin.post("/accounts/new", data=account_form(name=""))
     assert response.status_code == 422
     assert re.search(rf'<small class="field-error" id="name-error">\s*{re.escape(required)}\s*</small>',
                      response.get_data(as_text=True))

@@ -5,19 +5,13 @@ import re
 import pytest
 from argon2 import PasswordHasher
 
-from tests.factories import PASSWORD, make_user
+from tests.support.factories import PASSWORD, make_user
 from webapp.models import AuditEntry, User
 
 # webapp.forms.YesNoField still passes its choices as tuples, which WTForms 3.3 deprecates; the lead fixes it
 # in the shared module. Only that warning is tolerated here.
 
 NEW_PASSWORD = "a brand new passphrase"
-
-
-@pytest.fixture
-def en(admin_client):
-    """The admin's browser, in English."""
-    return admin_client.use_language("en")
 
 
 def add_form(**overrides):
@@ -42,10 +36,10 @@ def updates_of(user):
 
 # --- list -----------------------------------------------------------------------------------------------------
 
-def test_list_shows_every_user_with_role_state_and_dates(en, admin):
+def test_list_shows_every_user_with_role_state_and_dates(admin):
     make_user("operator", username="oliver", active=False)
     make_user("auditor", username="ada")
-    page = en.get("/users/").get_data(as_text=True)
+    page = admin.get("/users/").get_data(as_text=True)
     rows = {name: row for name, row in re.findall(r'<tr id="user-\d+">\s*<td>([\w.@-]+)(.*?)</tr>', page, re.S)}
     assert set(rows) == {"alice", "oliver", "ada"}
     assert "Administrator" in rows["alice"] and "you" in rows["alice"]
@@ -57,18 +51,18 @@ def test_list_shows_every_user_with_role_state_and_dates(en, admin):
     assert 'href="/users/new"' in page
 
 
-def test_there_is_no_delete(en):
+def test_there_is_no_delete(admin):
     bob = make_user("operator", username="bob")
-    assert en.post(f"/users/{bob.id}/delete").status_code in (404, 405)
-    for page in (en.get("/users/"), en.get(f"/users/{bob.id}/edit")):
+    assert admin.post(f"/users/{bob.id}/delete").status_code in (404, 405)
+    for page in (admin.get("/users/"), admin.get(f"/users/{bob.id}/edit")):
         assert "/delete" not in page.get_data(as_text=True)
     assert User.get_or_none(User.id == bob.id) is not None
 
 
 # --- add ------------------------------------------------------------------------------------------------------
 
-def test_add_user_lowercases_the_name_hashes_the_password_and_audits(app, en, admin):
-    response = en.post("/users/new", data=add_form(username="  Bob.Smith@Ops  ", role="auditor"))
+def test_add_user_lowercases_the_name_hashes_the_password_and_audits(app, admin):
+    response = admin.post("/users/new", data=add_form(username="  Bob.Smith@Ops  ", role="auditor"))
     assert response.status_code == 303
     assert response.headers["Location"] == "/users/"
 
@@ -78,11 +72,11 @@ def test_add_user_lowercases_the_name_hashes_the_password_and_audits(app, en, ad
     assert PasswordHasher().verify(bob.password_hash, NEW_PASSWORD)
 
     entry = AuditEntry.get(AuditEntry.action == "create", AuditEntry.object_type == "user")
-    assert (entry.actor_id, entry.object_id, entry.object_name) == (admin.id, bob.id, "bob.smith@ops")
+    assert (entry.actor_id, entry.object_id, entry.object_name) == (admin.user.id, bob.id, "bob.smith@ops")
     assert entry.changes == {"username": [None, "bob.smith@ops"], "role": [None, "auditor"],
                              "active": [None, True], "password_hash": "changed"}
 
-    assert "User bob.smith@ops added." in en.get("/users/").get_data(as_text=True)
+    assert "User bob.smith@ops added." in admin.get("/users/").get_data(as_text=True)
     # The new user signs in with the password the admin chose.
     app.test_client().login(bob, password=NEW_PASSWORD)
 
@@ -99,9 +93,9 @@ def test_add_user_lowercases_the_name_hashes_the_password_and_audits(app, en, ad
     ({"password": "short", "confirm": "short"}, "password", "Use at least 10 characters."),
     ({"confirm": "something else entirely"}, "confirm", "The passwords do not match."),
 ])
-def test_add_user_refuses_bad_input_with_a_field_error(en, overrides, field, message):
+def test_add_user_refuses_bad_input_with_a_field_error(admin, overrides, field, message):
     data = {k: v for k, v in add_form(**overrides).items() if v is not None}
-    response = en.post("/users/new", data=data)
+    response = admin.post("/users/new", data=data)
     assert response.status_code == 422
     page = response.get_data(as_text=True)
     error = re.search(rf'<small class="field-error" id="{field}-error">(.*?)</small>', page, re.S)
@@ -110,22 +104,22 @@ def test_add_user_refuses_bad_input_with_a_field_error(en, overrides, field, mes
     assert not AuditEntry.select().where(AuditEntry.action == "create").exists()
 
 
-def test_add_form_over_htmx_answers_the_form_alone_then_redirects(en):
-    response = en.htmx("post", "/users/new", data=add_form(confirm="nope, different"))
+def test_add_form_over_htmx_answers_the_form_alone_then_redirects(admin):
+    response = admin.htmx("post", "/users/new", data=add_form(confirm="nope, different"))
     assert response.status_code == 422
     page = response.get_data(as_text=True)
     assert "<html" not in page
     assert page.lstrip().startswith('<form id="user-form"')
     assert "The passwords do not match." in page
 
-    response = en.htmx("post", "/users/new", data=add_form())
+    response = admin.htmx("post", "/users/new", data=add_form())
     assert response.status_code == 200
     assert response.headers["HX-Redirect"] == "/users/"
-    assert "User bob added." in en.get("/users/").get_data(as_text=True)
+    assert "User bob added." in admin.get("/users/").get_data(as_text=True)
 
 
-def test_add_form_page_describes_each_role(en):
-    page = en.get("/users/new").get_data(as_text=True)
+def test_add_form_page_describes_each_role(admin):
+    page = admin.get("/users/new").get_data(as_text=True)
     assert '<form id="user-form"' in page and "<html" in page
     for value in ("admin", "operator", "auditor"):
         assert f'name="role" value="{value}"' in page
@@ -136,42 +130,42 @@ def test_add_form_page_describes_each_role(en):
 
 # --- edit -----------------------------------------------------------------------------------------------------
 
-def test_edit_changes_role_and_active_and_audits_the_diff(en, admin):
+def test_edit_changes_role_and_active_and_audits_the_diff(admin):
     bob = make_user("operator", username="bob")
-    response = en.post(f"/users/{bob.id}/edit", data=edit_form(bob, role="auditor", active="no"))
+    response = admin.post(f"/users/{bob.id}/edit", data=edit_form(bob, role="auditor", active="no"))
     assert response.status_code == 303
     bob_now = reload(bob)
     assert (bob_now.role, bob_now.active) == ("auditor", False)
     assert bob_now.password_hash == bob.password_hash
     [entry] = updates_of(bob)
-    assert entry.actor_id == admin.id
+    assert entry.actor_id == admin.user.id
     assert entry.changes == {"role": ["operator", "auditor"], "active": [True, False]}
 
     # Reactivating works too.
-    en.post(f"/users/{bob.id}/edit", data=edit_form(bob_now, active="yes"))
+    admin.post(f"/users/{bob.id}/edit", data=edit_form(bob_now, active="yes"))
     assert reload(bob).active
 
 
-def test_edit_form_shows_current_values_and_no_password(en):
+def test_edit_form_shows_current_values_and_no_password(admin):
     bob = make_user("auditor", username="bob", active=False)
-    page = en.get(f"/users/{bob.id}/edit").get_data(as_text=True)
+    page = admin.get(f"/users/{bob.id}/edit").get_data(as_text=True)
     assert re.search(r'name="role" value="auditor" checked', page)
     assert re.search(r'name="active" value="no" checked', page)
     assert 'name="password" type="password" value=""' in page
     assert "Leave empty to keep the current password." in page
 
 
-def test_empty_new_password_keeps_the_old_one(app, en):
+def test_empty_new_password_keeps_the_old_one(app, admin):
     bob = make_user("operator", username="bob")
-    en.post(f"/users/{bob.id}/edit", data=edit_form(bob, role="auditor"))
+    admin.post(f"/users/{bob.id}/edit", data=edit_form(bob, role="auditor"))
     assert reload(bob).password_hash == bob.password_hash
     assert "password_hash" not in updates_of(bob)[0].changes
     app.test_client().login(bob)
 
 
-def test_new_password_is_hashed_and_audited_only_as_changed(app, en):
+def test_new_password_is_hashed_and_audited_only_as_changed(app, admin):
     bob = make_user("operator", username="bob")
-    response = en.post(f"/users/{bob.id}/edit",
+    response = admin.post(f"/users/{bob.id}/edit",
                        data=edit_form(bob, password=NEW_PASSWORD, confirm=NEW_PASSWORD))
     assert response.status_code == 303
     new_hash = reload(bob).password_hash
@@ -192,9 +186,9 @@ def test_new_password_is_hashed_and_audited_only_as_changed(app, en):
     (NEW_PASSWORD, NEW_PASSWORD + "x", "confirm", "The passwords do not match."),
     ("", NEW_PASSWORD, "confirm", "The passwords do not match."),
 ])
-def test_new_password_must_be_long_and_repeated(en, password, confirm, field, message):
+def test_new_password_must_be_long_and_repeated(admin, password, confirm, field, message):
     bob = make_user("operator", username="bob")
-    response = en.post(f"/users/{bob.id}/edit", data=edit_form(bob, role="auditor", password=password,
+    response = admin.post(f"/users/{bob.id}/edit", data=edit_form(bob, role="auditor", password=password,
                                                                 confirm=confirm))
     assert response.status_code == 422
     assert re.search(rf'id="{field}-error">[^<]*{re.escape(message)}', response.get_data(as_text=True))
@@ -202,17 +196,17 @@ def test_new_password_must_be_long_and_repeated(en, password, confirm, field, me
     assert not updates_of(bob)
 
 
-def test_saving_without_changes_writes_no_audit_entry(en):
+def test_saving_without_changes_writes_no_audit_entry(admin):
     bob = make_user("operator", username="bob")
-    response = en.post(f"/users/{bob.id}/edit", data=edit_form(bob))
+    response = admin.post(f"/users/{bob.id}/edit", data=edit_form(bob))
     assert response.status_code == 303
     assert not updates_of(bob)
-    assert "Nothing changed for bob." in en.get("/users/").get_data(as_text=True)
+    assert "Nothing changed for bob." in admin.get("/users/").get_data(as_text=True)
 
 
-def test_editing_an_unknown_user_is_404(en):
-    assert en.get("/users/999/edit").status_code == 404
-    assert en.post("/users/999/edit", data={"role": "admin", "active": "yes"}).status_code == 404
+def test_editing_an_unknown_user_is_404(admin):
+    assert admin.get("/users/999/edit").status_code == 404
+    assert admin.post("/users/999/edit", data={"role": "admin", "active": "yes"}).status_code == 404
 
 
 # --- guards ---------------------------------------------------------------------------------------------------
@@ -222,32 +216,32 @@ def test_editing_an_unknown_user_is_404(en):
     ({"role": "auditor"}, "role", "You cannot take away your own administrator role."),
     ({"active": "no"}, "active", "You cannot deactivate your own account."),
 ])
-def test_an_admin_cannot_demote_or_deactivate_themselves(en, admin, change, field, message):
+def test_an_admin_cannot_demote_or_deactivate_themselves(admin, change, field, message):
     make_user("admin", username="other-admin")  # even when another admin could take over
-    response = en.post(f"/users/{admin.id}/edit", data=edit_form(admin, **change))
+    response = admin.post(f"/users/{admin.user.id}/edit", data=edit_form(admin.user, **change))
     assert response.status_code == 422
     assert re.search(rf'id="{field}-error">[^<]*{re.escape(message)}', response.get_data(as_text=True))
-    assert (reload(admin).role, reload(admin).active) == ("admin", True)
-    assert not updates_of(admin)
+    assert (reload(admin.user).role, reload(admin.user).active) == ("admin", True)
+    assert not updates_of(admin.user)
 
 
-def test_an_admin_may_change_their_own_password(app, en, admin):
-    response = en.post(f"/users/{admin.id}/edit",
-                       data=edit_form(admin, password=NEW_PASSWORD, confirm=NEW_PASSWORD))
+def test_an_admin_may_change_their_own_password(app, admin):
+    response = admin.post(f"/users/{admin.user.id}/edit",
+                       data=edit_form(admin.user, password=NEW_PASSWORD, confirm=NEW_PASSWORD))
     assert response.status_code == 303
-    app.test_client().login(admin, password=NEW_PASSWORD)
+    app.test_client().login(admin.user, password=NEW_PASSWORD)
 
 
-def test_another_admin_can_be_demoted_while_one_stays(en, admin):
+def test_another_admin_can_be_demoted_while_one_stays(admin):
     bob = make_user("admin", username="bob")
-    response = en.post(f"/users/{bob.id}/edit", data=edit_form(bob, role="operator"))
+    response = admin.post(f"/users/{bob.id}/edit", data=edit_form(bob, role="operator"))
     assert response.status_code == 303
     assert reload(bob).role == "operator"
     assert User.count_admins() == 1
 
 
 @pytest.mark.parametrize("change,field", [({"role": "operator"}, "role"), ({"active": "no"}, "active")])
-def test_the_last_active_admin_is_kept_even_when_two_admins_race(en, admin, monkeypatch, change, field):
+def test_the_last_active_admin_is_kept_even_when_two_admins_race(admin, monkeypatch, change, field):
     """alice demotes bob while bob demotes alice: the second change to be saved is refused."""
     bob = make_user("admin", username="bob")
     check = User.other_active_admin_exists
@@ -255,12 +249,12 @@ def test_the_last_active_admin_is_kept_even_when_two_admins_race(en, admin, monk
     def bob_demotes_alice_meanwhile(user):
         # The form's check still sees alice as an admin; bob's request commits right after it.
         answer = check(user)
-        User.update(role="operator").where(User.id == admin.id).execute()
+        User.update(role="operator").where(User.id == admin.user.id).execute()
         monkeypatch.setattr(User, "other_active_admin_exists", check)
         return answer
 
     monkeypatch.setattr(User, "other_active_admin_exists", bob_demotes_alice_meanwhile)
-    response = en.post(f"/users/{bob.id}/edit", data=edit_form(bob, **change))
+    response = admin.post(f"/users/{bob.id}/edit", data=edit_form(bob, **change))
     assert response.status_code == 422
     assert re.search(rf'id="{field}-error">[^<]*This is the last active administrator',
                      response.get_data(as_text=True))
@@ -269,7 +263,8 @@ def test_the_last_active_admin_is_kept_even_when_two_admins_race(en, admin, monk
     assert User.count_admins() == 1
 
 
-def test_leaves_an_admin_counts_only_other_active_admins(app, admin):
+def test_leaves_an_admin_counts_only_other_active_admins(app):
+    admin = make_user("admin", username="alice")
     inactive = make_user("admin", username="sleeper", active=False)
     make_user("operator", username="op")
     admin.role = "operator"
@@ -284,13 +279,13 @@ def test_leaves_an_admin_counts_only_other_active_admins(app, admin):
 
 # --- sessions of deactivated users -----------------------------------------------------------------------------
 
-def test_a_deactivated_user_is_signed_out_at_their_next_request(app, en):
+def test_a_deactivated_user_is_signed_out_at_their_next_request(app, admin):
     bob = make_user("operator", username="bob")
     bobs_browser = app.test_client()
     bobs_browser.login(bob)
     assert bobs_browser.get("/accounts/").status_code == 200
 
-    en.post(f"/users/{bob.id}/edit", data=edit_form(bob, active="no"))
+    admin.post(f"/users/{bob.id}/edit", data=edit_form(bob, active="no"))
 
     page = bobs_browser.get("/accounts/")
     assert page.status_code == 302 and "/auth/login" in page.headers["Location"]
@@ -334,8 +329,8 @@ def test_anonymous_visitors_are_sent_to_sign_in(app, client):
     assert User.select().count() == 1
 
 
-def test_the_nav_shows_users_to_admins_only(app, en):
-    assert 'href="/users/"' in en.get("/accounts/").get_data(as_text=True)
+def test_the_nav_shows_users_to_admins_only(app, admin):
+    assert 'href="/users/"' in admin.get("/accounts/").get_data(as_text=True)
     operator = app.test_client()
     operator.login(make_user("operator", username="op"))
     assert 'href="/users/"' not in operator.get("/accounts/").get_data(as_text=True)
@@ -343,20 +338,20 @@ def test_the_nav_shows_users_to_admins_only(app, en):
 
 # --- no password or hash anywhere ------------------------------------------------------------------------------
 
-def test_no_password_or_hash_appears_in_any_users_page_or_the_audit_log(en):
-    en.post("/users/new", data=add_form())
+def test_no_password_or_hash_appears_in_any_users_page_or_the_audit_log(admin):
+    admin.post("/users/new", data=add_form())
     bob = User.get(User.username == "bob")
-    en.post(f"/users/{bob.id}/edit", data=edit_form(bob, password=PASSWORD + "!", confirm=PASSWORD + "!"))
+    admin.post(f"/users/{bob.id}/edit", data=edit_form(bob, password=PASSWORD + "!", confirm=PASSWORD + "!"))
     bob = reload(bob)
     typed_but_refused = "typed-but-refused-passphrase"
     pages = [
-        en.get("/users/"),
-        en.get("/users/new"),
-        en.get(f"/users/{bob.id}/edit"),
-        en.post("/users/new", data=add_form(username="carol", password=typed_but_refused, confirm="other")),
-        en.htmx("post", f"/users/{bob.id}/edit", data=edit_form(bob, password=typed_but_refused, confirm="x")),
-        en.get("/audit/"),
-        en.get("/audit/export.csv"),
+        admin.get("/users/"),
+        admin.get("/users/new"),
+        admin.get(f"/users/{bob.id}/edit"),
+        admin.post("/users/new", data=add_form(username="carol", password=typed_but_refused, confirm="other")),
+        admin.htmx("post", f"/users/{bob.id}/edit", data=edit_form(bob, password=typed_but_refused, confirm="x")),
+        admin.get("/audit/"),
+        admin.get("/audit/export.csv"),
     ]
     secrets = [NEW_PASSWORD, PASSWORD + "!", typed_but_refused, bob.password_hash, "$argon2"]
     for response in pages:

@@ -10,7 +10,7 @@ from cryptography.fernet import Fernet
 from flask import render_template_string
 from flask_babel import force_locale, format_datetime
 
-from tests.factories import make_account, make_client, make_user
+from tests.support.factories import make_account, make_client, make_user
 from webapp import create_app, db
 from webapp.db import database
 from webapp.models import Setting, User
@@ -135,7 +135,8 @@ def test_times_are_formatted_as_flask_babel_formats_them_in_each_language(app, l
 
 
 @pytest.mark.parametrize("language,required", [("pt_BR", "Campo obrigatório."), ("en", "This field is required.")])
-def test_wtforms_own_messages_stay_in_the_users_language(client, admin, language, required):
+def test_wtforms_own_messages_stay_in_the_users_language(client, language, required):
+    make_user("admin")  # past first-run setup
     for _ in range(2):
         page = client.use_language(language).post("/auth/login", data={"username": "", "password": ""})
         assert required in page.get_data(as_text=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.netutil import free_port, wait_for_port
+from tests.support.net import free_port, wait_for_port
 
 CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "correct horse battery staple"

@@ -2,8 +2,8 @@
 import asyncio
 from collections import Counter
 
-from tests.factories import make_account, make_credential
 from tests.fixtures.smtp import Received
+from tests.support.factories import make_account, make_credential
 from webapp.mail.outbox import Worker
 from webapp.models import Notification
 

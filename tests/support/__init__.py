@@ -1,0 +1,1 @@
+"""Helpers the tests share: factories, signed-in clients, processes, loopback networking."""
