@@ -396,8 +396,8 @@ UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 def wrk(url: str, clients: int, headers: dict, script: Path | None = None) -> dict:
     """`clients` connections for COUNTS["http_seconds"]; requests/s, p50 and p99 in ms, errors.
 
-    One wrk thread drives the connections: it keeps up with a few thousand requests a second, and a second one
-    would only take CPU from the server it measures (wrk and the server share the machine's CPUs)."""
+    One wrk thread drives the connections: it keeps up with the server, and a second one would only take CPU from
+    the server it measures (wrk and the server share the machine's CPUs)."""
     seconds = COUNTS["http_seconds"]
     args = ["wrk", "-t", "1", "-c", str(clients), "-d", f"{seconds}s", "--latency", "--timeout", f"{WRK_TIMEOUT}s"]
     for name, value in headers.items():

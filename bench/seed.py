@@ -70,7 +70,7 @@ def insert_notifications(connection, rows) -> None:
 
     The search's insert trigger (and the search table's indexes) are set aside meanwhile and the keys filled in key
     order by the migration's own statement: through the trigger, each notification's ten-odd keys went into the
-    B-tree at random places, and the seed took several times as long. The rows are the same either way (checked on
+    B-tree at random places, and the seed took much longer. The rows are the same either way (checked on
     a sample); the trigger and indexes are put back from their own SQL."""
     schema = dict(connection.execute(
         "SELECT name, sql FROM sqlite_master WHERE (type = 'trigger' AND name = ?) OR "

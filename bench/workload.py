@@ -2,8 +2,8 @@
 
 Deterministic (each generator has its own seeded random.Random) and every address distinct: each recipient takes
 the next serial number of its generator, and the figures' generators start far apart (SERIALS), so no address
-repeats within a run. Why it matters: one recipient and an English ASCII text measured a worker about twice as fast
-as real traffic lets it be (a RCPT per recipient, quoted-printable bodies, RFC 2047 display names, search keys).
+repeats within a run. Why it matters: one recipient and an English ASCII text measured a worker faster than real
+traffic lets it be (a RCPT per recipient, quoted-printable bodies, RFC 2047 display names and subjects, search keys).
 """
 import json
 import random
