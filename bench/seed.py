@@ -4,8 +4,9 @@ SINK_PORT`.
 The data looks like a year of a Brazilian company's notifications: 200 accounts named by department and city (the
 default one on smtp-sink at SINK_PORT, the others on the usual relays), notifications from bench.workload (one to
 three new recipients each, display names and subjects with accents, about 1 KB of pt-BR text), mostly sent, some
-failed or retrying, with the replies a server gives. Inserted with one executemany in one transaction; the
-database's own triggers fill the recipient search and the counts by status, as they do for every notification.
+failed or retrying, with the replies a server gives. Inserted with one executemany in one transaction; the counts
+by status come from the database's own triggers, the recipient search keys from migration m0005's statement (see
+insert_notifications()).
 
 Prints JSON: the admin's username and password, an API token, and what a user would type to find one recipient of
 the seeded data: part of a display name ("luíza souz") and the start of an address ("ana.souza104711@").
@@ -37,7 +38,7 @@ OUTCOMES = [
     ("retrying", 4, 3, 451, "451 4.7.1 <{address}>: Recipient address rejected: Greylisted, try again later"),
 ]
 STEPS = {"sent": None, "failed": "recipient", "retrying": "recipient"}
-SEARCH_AT = 0.7  # the recipient a user searches for: in the notification this far into the data (older than most)
+SEARCH_AT = 0.7  # the recipient a user searches for: in the notification this far into the data (not the newest)
 
 
 def account_rows(count: int, sink_port: int) -> list[dict]:
