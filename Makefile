@@ -81,7 +81,7 @@ bench: install-test translations
 		echo "Installing from Debian:$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
-	BENCH_QUICK=$(BENCH_QUICK) $(BIN)/python -m bench.run
+	BENCH_QUICK=$(BENCH_QUICK) BENCH_ONLY=$(BENCH_ONLY) $(BIN)/python -m bench.run
 
 # Where the worker's time goes: P1's drain sampled by py-spy (a flame graph in build/bench/).
 profile-worker: install-test translations

@@ -2,8 +2,9 @@
 
 Seeds a throwaway instance as the P4 figures do (bench.seed: 200 accounts, 20,000 notifications unless
 --notifications says otherwise), signs in as its admin through Flask's test client, and prints the milliseconds of
-CPU per request for each path (default: the two P4 pages). With 8 clients and one request's Python at a time
-(webapp/gate.py), P4's p50 is about 8 x this figure; --profile prints where it goes (cProfile, by own time).
+CPU per request for each path (default: the P4 pages, the deliveries searched as bench.seed says a user would). With
+one client, P4's p50 is this figure plus what waitress and HTTP add; --profile prints where it goes (cProfile, by own
+time).
 """
 import argparse
 import cProfile
@@ -16,15 +17,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
-P4_PATHS = ["/accounts/", "/deliveries/?status=sent&recipient=user4321%40example.com"]
 
 
 def main() -> None:
     """Seed, sign in, then time (and optionally profile) each path."""
     options = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    options.add_argument("paths", nargs="*", default=P4_PATHS)
+    options.add_argument("paths", nargs="*")
     options.add_argument("--notifications", type=int, default=20000)
     options.add_argument("--requests", type=int, default=300)
     options.add_argument("--profile", action="store_true")
@@ -34,6 +35,8 @@ def main() -> None:
         seeded = subprocess.run([sys.executable, "-m", "bench.seed", "200", str(args.notifications), "25"],
                                 env=env, capture_output=True, text=True, check=True)
         seed = json.loads(seeded.stdout.strip().splitlines()[-1])
+        paths = args.paths or ["/accounts/", *("/deliveries/?" + urlencode({"status": "sent", "recipient": seed[term]})
+                                               for term in ("search_name", "search_address"))]
         os.environ["SMTPDESK_INSTANCE_PATH"] = folder
         from webapp import create_app
 
@@ -43,7 +46,7 @@ def main() -> None:
         client.post("/auth/login", data={"csrf_token": token.group(1), "username": seed["username"],
                                          "password": seed["password"]})
         headers = {"Accept-Language": "en"}
-        for path in args.paths:
+        for path in paths:
             if client.get(path, headers=headers).status_code != 200:
                 raise SystemExit(f"{path}: not a 200 answer")
             for _ in range(20):  # warm: caches, the SQLite page cache, translations

@@ -1,9 +1,9 @@
-"""P1 under a profiler: `python -m bench.profile_worker [COUNT]` enqueues COUNT notifications (default 20,000) into a
-throwaway instance, then one Worker drains them to smtp-sink, and prints the rate.
+"""P1 under a profiler: `python -m bench.profile_worker [COUNT]` enqueues COUNT notifications (default 20,000) of
+bench.workload into a throwaway instance, then one Worker drains them to smtp-sink, and prints the rate.
 
-For where the time goes, run it under py-spy (`make profile-worker` writes build/bench/worker-profile.svg) or
-pyinstrument; the enqueue is done before "draining" is printed, so a profiler attached from then on sees the
-worker alone.
+The Worker runs in this process (as `smtpdesk worker --until-idle` runs it, without the command's start-up), so that a
+profiler started with it sees the drain: run it under py-spy (`make profile-worker` writes
+build/bench/worker-profile.svg) or pyinstrument; the enqueue is done before "draining" is printed.
 """
 import logging
 import os
@@ -13,7 +13,8 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from bench.run import ADDRESSES, BODY, obtain_smtp_sink, start_sink
+from bench.run import ACCOUNT, obtain_smtp_sink, start_sink
+from bench.workload import Workload
 
 
 def main() -> None:
@@ -24,18 +25,19 @@ def main() -> None:
         work = Path(folder)
         port = start_sink(stack, work)
         os.environ["SMTPDESK_INSTANCE_PATH"] = str(work / "instance")
+        from bench.shipped import OutboxSettings, Worker, connection, send_notification
         from webapp import create_app, db
-        from webapp.mail.outbox import OutboxSettings, Worker, send_notification
         from webapp.models import SmtpAccount
 
         app = create_app()
         logging.basicConfig(level=logging.INFO, force=True, filename=str(work / "worker.log"))
+        workload = Workload("delivery")
         with app.app_context():
             db.upgrade()
-            with db.database.connection_context():
-                account = SmtpAccount.create(name="sink", **ADDRESSES, host="127.0.0.1", port=port, is_default=True)
-                for n in range(count):
-                    send_notification(to="user@example.com", subject=f"Bench {n}", text=BODY, account=account)
+            with connection():
+                SmtpAccount.create(**ACCOUNT, host="127.0.0.1", port=port)
+                for _ in range(count):
+                    send_notification(**workload.notification())
             print(f"draining {count:,} notifications", flush=True)
             worker = Worker(OutboxSettings.from_config(app.config))
             began = time.perf_counter()

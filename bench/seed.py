@@ -1,19 +1,97 @@
-"""Fill a fresh instance for the page benchmarks (run in its own process): `python -m bench.seed N_ACCOUNTS N_NOTES`.
+"""Fill a fresh instance for the page benchmarks (run in its own process): `python -m bench.seed N_ACCOUNTS N_NOTES
+SINK_PORT`.
 
-Prints JSON: the admin's username and password and an API token. Notifications are bulk-inserted with one
-executemany in one transaction (status "sent" mostly, recipients user<i % 5000>@example.com).
+The data looks like a year of a Brazilian company's notifications: 200 accounts named by department and city (the
+default one on smtp-sink at SINK_PORT, the others on the usual relays), notifications from bench.workload (one to
+three new recipients each, display names and subjects with accents, about 1 KB of pt-BR text), mostly sent, some
+failed or retrying, with the replies a server gives. Inserted with one executemany in one transaction; the counts
+by status come from the database's own triggers, the recipient search keys from migration m0005's statement (see
+insert_notifications()).
+
+Prints JSON: the admin's username and password, an API token, and what a user would type to find one recipient of
+the seeded data: part of a display name ("luíza souz") and the start of an address ("ana.souza104711@").
 """
 import json
 import sys
-import uuid
 from datetime import timedelta
 
+from bench.workload import Workload, ascii_slug
 from webapp import create_app, db
 from webapp.auth.passwords import hash_password
+from webapp.db import search_keys
+from webapp.migrations import m0005_delivery_search as m0005
 from webapp.models import ApiToken, SmtpAccount, User, utcnow
 
 PASSWORD = "bench-password-123"
-STATUSES = ("sent",) * 8 + ("failed", "retrying")
+DEPARTMENTS = ["Financeiro", "Atendimento", "Cobrança", "Recursos Humanos", "Comercial", "Suporte Técnico",
+               "Marketing", "Logística", "Jurídico", "Compras"]
+CITIES = ["São Paulo", "Rio de Janeiro", "Belo Horizonte", "Curitiba", "Porto Alegre", "Salvador", "Recife",
+          "Fortaleza", "Brasília", "Goiânia", "Manaus", "Belém", "Florianópolis", "Vitória", "Natal", "João Pessoa",
+          "Maceió", "Teresina", "São Luís", "Cuiabá"]
+RELAYS = [("smtp.exemplo.com.br", 587, "tls"), ("email-smtp.sa-east-1.amazonaws.com", 587, "tls"),
+          ("smtp.office365.com", 587, "tls"), ("smtp.gmail.com", 465, "ssl"), ("smtp.sendgrid.net", 587, "tls"),
+          ("mail.exemplo.net.br", 25, None)]
+# Status, share (of 100), attempts, last code and reply; the reply's {address} is the notification's first recipient.
+OUTCOMES = [
+    ("sent", 90, 1, 250, "250 2.0.0 Ok: queued as {queue_id}"),
+    ("failed", 6, 1, 550, "550 5.1.1 <{address}>: Recipient address rejected: User unknown in virtual mailbox table"),
+    ("retrying", 4, 3, 451, "451 4.7.1 <{address}>: Recipient address rejected: Greylisted, try again later"),
+]
+STEPS = {"sent": None, "failed": "recipient", "retrying": "recipient"}
+SEARCH_AT = 0.7  # the recipient a user searches for: in the notification this far into the data (not the newest)
+
+
+def account_rows(count: int, sink_port: int) -> list[dict]:
+    """SmtpAccount fields: department and city names, the first one (the default) on smtp-sink."""
+    rows = []
+    for n in range(count):
+        department, city = DEPARTMENTS[n % len(DEPARTMENTS)], CITIES[n // len(DEPARTMENTS) % len(CITIES)]
+        slug = ascii_slug(f"{department} {city}").replace(" ", "-")
+        host, port, mode = ("127.0.0.1", sink_port, None) if n == 0 else RELAYS[n % len(RELAYS)]
+        rows.append(dict(
+            name=f"{department} — {city}" + (f" {n // 200 + 1}" if n >= 200 else ""),
+            sender=f"{department} {city} <{slug}@exemplo.com.br>", reply_to=f"atendimento.{slug}@exemplo.com.br",
+            return_path=f"devolucoes.{slug}@exemplo.com.br", confirmation_email=f"confirmacoes.{slug}@exemplo.com.br",
+            host=host, port=port, secure=mode is not None, secure_type=mode, enabled=n % 25 != 24,
+            is_default=n == 0))
+    return rows
+
+
+INSERT = ('INSERT INTO "notification" ("account_id", "status", "to_addrs", "cc_addrs", "bcc_addrs", "subject", '
+          '"body_text", "overrides_ignored", "message_id", "attempts", "last_code", "last_reply", "last_step", '
+          '"next_attempt_at", "source", "created_by", "created_at", "updated_at", "sent_at") '
+          'VALUES (?, ?, ?, ?, \'[]\', ?, ?, 0, ?, ?, ?, ?, ?, ?, \'api\', \'bench\', ?, ?, ?)')
+SEARCH_TRIGGER = "notification_search_insert"
+# Migration m0005's statement that gives notifications inserted without that trigger their search keys.
+FILL_SEARCH = next(statement for statement in m0005.SEARCH if statement.startswith('INSERT INTO "notification_search"'))
+
+
+def insert_notifications(connection, rows) -> None:
+    """executemany() the rows, then their recipient search keys, in the caller's transaction.
+
+    The search's insert trigger (and the search table's indexes) are set aside meanwhile and the keys filled in key
+    order by the migration's own statement: through the trigger, each notification's ten-odd keys went into the
+    B-tree at random places, and the seed took much longer. The rows are the same either way (checked on
+    a sample); the trigger and indexes are put back from their own SQL."""
+    schema = dict(connection.execute(
+        "SELECT name, sql FROM sqlite_master WHERE (type = 'trigger' AND name = ?) OR "
+        "(type = 'index' AND tbl_name = 'notification_search' AND sql IS NOT NULL)", (SEARCH_TRIGGER,)).fetchall())
+    if SEARCH_TRIGGER not in schema:
+        raise SystemExit(f"bench.seed: no trigger {SEARCH_TRIGGER} in the schema; update bench/seed.py")
+    for name in schema:
+        connection.execute(f'DROP {"TRIGGER" if name == SEARCH_TRIGGER else "INDEX"} "{name}"')
+    connection.executemany(INSERT, rows)
+    connection.execute(FILL_SEARCH)
+    for sql in schema.values():
+        connection.execute(sql)
+    total = connection.execute('SELECT MAX("id") FROM "notification"').fetchone()[0] or 0
+    for notification_id in range(1, total + 1, max(1, total // 200)):
+        addresses = connection.execute('SELECT "to_addrs", "cc_addrs", "bcc_addrs" FROM "notification" WHERE "id" = ?',
+                                       (notification_id,)).fetchone()
+        stored = connection.execute('SELECT "key" FROM "notification_search" WHERE "notification_id" = ? '
+                                    'ORDER BY "key"', (notification_id,)).fetchall()
+        if [key for key, in stored] != json.loads(search_keys(*addresses)):
+            raise SystemExit(f"bench.seed: notification {notification_id}'s search keys differ from the trigger's")
 
 
 def main() -> None:
@@ -25,24 +103,45 @@ def main() -> None:
         with db.database.connection_context(), db.database.atomic():
             User.create(username="bench", password_hash=hash_password(PASSWORD), role="admin")
             _, token = ApiToken.issue("bench")
-            ids = [SmtpAccount.create(name=f"account-{n:03d}", sender=f"Ops {n} <ops{n}@example.com>",
-                                      reply_to=f"reply{n}@example.com", return_path=f"bounces{n}@example.com",
-                                      confirmation_email=f"receipts{n}@example.com",
-                                      host="127.0.0.1", port=sink_port, is_default=(n == 0)).id
-                   for n in range(accounts)]
+            ids = [SmtpAccount.create(**fields).id for fields in account_rows(accounts, sink_port)]
+        workload = Workload("seed")
+        search_index = int(notifications * SEARCH_AT)
+        searched = {}
+        # Bodies are drawn from a few hundred notifications: the pages never read them, and composing a million
+        # texts would only slow the seed down.
+        bodies = [workload.notification()["text"] for _ in range(min(notifications, 300))]
+        statuses = [status for status, share, *_ in OUTCOMES for _ in range(share)]
+        outcome = {status: rest for status, _share, *rest in OUTCOMES}
+        now = utcnow()
+
+        def rows():
+            rng = workload.rng
+            for i in range(notifications):
+                to, cc = workload.recipients()
+                name = to[0].rpartition("<")[0].strip()
+                subject, _ = workload.subject_and_text(name or None, text=False)
+                status = statuses[int(rng.random() * 100)]
+                attempts, code, reply = outcome[status]
+                address = to[0].rpartition("<")[2].rstrip(">")
+                if i >= search_index and not searched and status == "sent" and name:
+                    searched.update(name=name, address=address)
+                created = now - timedelta(seconds=30 * (notifications - i))
+                yield (ids[int(rng.random() * len(ids))], status, json.dumps(to, ensure_ascii=False),
+                       json.dumps(cc, ensure_ascii=False), subject, bodies[i % len(bodies)],
+                       f"<{int(created.timestamp() * 100)}.{rng.getrandbits(48):012x}@exemplo.com.br>", attempts, code,
+                       reply.format(queue_id=f"{rng.getrandbits(40):010X}", address=address), STEPS[status],
+                       str(created + timedelta(minutes=30) if status == "retrying" else created), str(created),
+                       str(created + timedelta(seconds=2)), str(created + timedelta(seconds=2)) if status == "sent"
+                       else None)
+
         with db.database.connection_context(), db.database.atomic():
-            now = utcnow()
-            rows = ((ids[i % len(ids)], STATUSES[i % len(STATUSES)], json.dumps([f"user{i % 5000}@example.com"]),
-                     f"Report {i}", "Hello " * 170, f"<{uuid.uuid4().hex}@bench.example>",
-                     str(now - timedelta(seconds=notifications - i)), str(now)) for i in range(notifications))
-            db.database.connection().executemany(
-                'INSERT INTO "notification" ("account_id", "status", "to_addrs", "cc_addrs", "bcc_addrs", '
-                '"subject", "body_text", "overrides_ignored", "message_id", "attempts", "next_attempt_at", '
-                '"source", "created_by", "created_at", "updated_at", "sent_at") '
-                'VALUES (?, ?, ?, \'[]\', \'[]\', ?, ?, 0, ?, 1, ?, \'python\', \'bench\', ?, ?, ?)',
-                ((a, s, to, subj, body, mid, created, created, updated, updated if s == "sent" else None)
-                 for a, s, to, subj, body, mid, created, updated in rows))
-    print(json.dumps({"username": "bench", "password": PASSWORD, "token": token}))
+            insert_notifications(db.database.connection(), rows())
+    words = searched["name"].casefold().split()
+    print(json.dumps({"username": "bench", "password": PASSWORD, "token": token,
+                      # As typed: the name's last two words, the surname cut short, in lower case; the address up
+                      # to its "@".
+                      "search_name": f"{words[-2]} {words[-1][:4]}",
+                      "search_address": searched["address"].partition("@")[0] + "@"}, ensure_ascii=False))
 
 
 if __name__ == "__main__":
