@@ -91,8 +91,9 @@ def test_row_links_lead_back_to_the_report_as_it_was_filtered_and_sorted(admin, 
     main, other = report
     plain = admin.get("/accounts/").get_data(as_text=True)
     sorted_by_name = admin.get("/accounts/?sort=name").get_data(as_text=True)
-    assert "next=/accounts/?sort%3Dname" in row(sorted_by_name, other)
-    assert "next=/accounts/?sort%3Dname" not in row(plain, other)
+    assert "next=/accounts/?sort%3Dname" in row(sorted_by_name, other)  # Edit's link
+    assert 'name="next" value="/accounts/?sort=name"' in row(sorted_by_name, other)  # the forms
+    assert "sort" not in row(plain, other)
 
 
 def test_each_role_sees_the_actions_it_may_take(app):
@@ -103,27 +104,30 @@ def test_each_role_sees_the_actions_it_may_take(app):
     assert ">Disable<" in rows["admin en"] and ">Desativar<" in rows["admin pt_BR"]
     for viewer in ("operator en", "auditor en"):
         assert "/disable" not in rows[viewer] and "/make-default" not in rows[viewer] and "/edit" not in rows[viewer]
-    assert f'hx-get="/accounts/{account.id}/test?next=' in rows["operator en"]
+    assert f'hx-get="/accounts/{account.id}/test"' in rows["operator en"]
     assert re.search(r"<button [^>]*disabled\s+title=\"Only operators and administrators can test an account.\"",
                      rows["auditor en"])
 
 
 def _form(text: str, label: str, account) -> dict:
-    """A row action's form, its attributes and its CSRF token, unescaped as the browser reads them."""
+    """A row action's form: its attributes and what it posts (its CSRF token and where to return), unescaped as
+    the browser reads them."""
     found = re.search(rf'<form method="post" action="/accounts/{account.id}/[^"]*"[^>]*>\s*'
-                      rf'<input type="hidden" name="csrf_token" value="([^"]+)">\s*<button[^>]*>{label}<', text)
+                      r'<input type="hidden" name="csrf_token" value="([^"]+)">\s*'
+                      rf'<input type="hidden" name="next" value="([^"]*)">\s*<button[^>]*>{label}<', text)
     attributes = {name: html.unescape(value) for name, value in re.findall(r'([\w-]+)="([^"]*)"', found.group(0))}
-    return {**attributes, "token": found.group(1)}
+    return {**attributes, "data": {"csrf_token": found.group(1), "next": html.unescape(found.group(2))}}
 
 
 def test_without_javascript_a_row_action_posts_its_form_and_returns_to_the_report(admin, report):
     main, other = report
     text = admin.get("/accounts/?name=relay").get_data(as_text=True)
     form = _form(text, "Disable", other)
-    assert form["action"] == f"/accounts/{other.id}/disable?next=/accounts/?name%3Drelay"
+    assert form["action"] == f"/accounts/{other.id}/disable"
+    assert form["data"]["next"] == "/accounts/?name=relay"
 
-    # What the browser sends: the form's token, to the form's action; no CSRF header.
-    response = admin.post(form["action"], data={"csrf_token": form["token"]}, csrf=False)
+    # What the browser sends: the form's fields, to the form's action; no CSRF header.
+    response = admin.post(form["action"], data=form["data"], csrf=False)
 
     assert response.status_code == 303
     assert response.headers["Location"] == "/accounts/?name=relay"
@@ -136,10 +140,11 @@ def test_with_htmx_a_row_action_swaps_in_the_rows_the_page_would_show(admin, rep
     main, other = report
     text = admin.get("/accounts/?sort=name").get_data(as_text=True)
     form = _form(text, "Make default", other)
-    assert form["hx-post"] == form["action"] == f"/accounts/{other.id}/make-default?next=/accounts/?sort%3Dname"
-    assert form["hx-target"] == "closest tr"
+    assert form["hx-post"] == form["action"] == f"/accounts/{other.id}/make-default"
+    assert form["hx-target"] == "closest tr" and form["data"]["next"] == "/accounts/?sort=name"
 
-    response = admin.htmx("post", form["hx-post"])
+    # What htmx sends: the form's fields and the page's CSRF header.
+    response = admin.htmx("post", form["hx-post"], data={"next": form["data"]["next"]})
 
     assert response.status_code == 200
     swapped = response.get_data(as_text=True)

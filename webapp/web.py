@@ -10,6 +10,7 @@ from flask_wtf.csrf import CSRFError
 from htmx_flask import make_response as htmx_response
 from jinja2_fragments.flask import render_block
 
+from webapp import translation
 from webapp.extensions import login_manager
 from webapp.models import AuditEntry, User
 
@@ -42,6 +43,7 @@ def init_app(app):
     for code in (400, 403, 404, 405, 413, 500):
         app.register_error_handler(code, _error_page)
     app.jinja_env.globals.update(safe_next=safe_next, role_label=role_label, get_locale=get_locale)
+    translation.init_app(app)
     app.context_processor(lambda: {"languages": current_app.config["LANGUAGES"]})
 
 

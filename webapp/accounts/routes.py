@@ -1,6 +1,7 @@
 """The SMTP accounts report, its row actions, CSV and print views, and the account form."""
 from flask import current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_login import current_user
 from htmx_flask import make_response as htmx_response
 from jinja2_fragments.flask import render_block
 from peewee import IntegrityError
@@ -31,7 +32,7 @@ def index():
     here = url_for("accounts.index", **filters.params(**({"page": page.number} if page.number > 1 else {})))
     body, status = render(
         "accounts/index.html", block="account_rows",
-        filters=filters, page=page, back=here, columns=REPORT_COLUMNS,
+        filters=filters, page=page, back=here, columns=REPORT_COLUMNS, **_permissions(),
         page_url=lambda number: url_for("accounts.index", **filters.params(page=number)),
     )
     # The filter form sends its empty fields too; the address bar gets the short form of the same search.
@@ -64,9 +65,14 @@ def _back() -> str:
     return safe_next(request.values.get("next"), url_for("accounts.index"))
 
 
+def _permissions() -> dict:
+    """What the signed-in user may do from a report row."""
+    return {"can_admin": current_user.can("admin"), "can_test": current_user.can("test")}
+
+
 def _row(account: SmtpAccount, oob: bool = False) -> str:
     return render_block("accounts/index.html", "account_row", account=account, back=_back(), oob=oob,
-                        columns=REPORT_COLUMNS)
+                        columns=REPORT_COLUMNS, **_permissions())
 
 
 def _refuse(message: str):
