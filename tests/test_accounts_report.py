@@ -589,7 +589,7 @@ def test_the_report_shows_each_accounts_last_delivery_in_one_query(admin):
 
 
 def test_a_report_page_is_four_queries_for_one_row_or_thirty(admin):
-    """Issue 6: the signed-in user, the count, the page's rows and their last deliveries; nothing per row."""
+    """The signed-in user, the count, the page's rows and their last deliveries; nothing per row."""
     make_notification("sent", account=make_account(name="Only one", is_default=True))
     with QueryCounter() as one_row:
         assert len(row_ids(admin.get("/accounts/"))) == 1

@@ -42,7 +42,7 @@ def message(**overrides) -> dict:
 
 
 def test_queueing_is_the_same_five_statements_whatever_the_message(client, account, token):
-    """Issue 6: the token, the account, the insert, then the answer's notification and attempts; none per field."""
+    """The token, the account, the insert, then the answer's notification and attempts; none per field."""
     post(client, message(), token)  # the token's first use is recorded (then at most once a minute)
     with QueryCounter() as short:
         assert post(client, message(), token).status_code == 202

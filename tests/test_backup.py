@@ -1,6 +1,6 @@
 """`smtpdesk backup PATH`: a consistent copy of the live database (SQLite online backup), owner-only.
 
-Issue 5 "Backup": taken while the app writes; says how to restore; the vault key is not in it.
+The backup: taken while the app writes; says how to restore; the vault key is not in it.
 """
 import os
 import sqlite3

@@ -1,4 +1,4 @@
-"""Property tests (issue 5): hypothesis over the account form, the notification API and compose.
+"""Property tests: hypothesis over the account form, the notification API and compose.
 
 Arbitrary text in every field never yields a 500, never a header that was not asked for, never a stored invalid
 record. The app fixture is one database for all of a test's examples, so each example compares counts before and

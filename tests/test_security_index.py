@@ -1,4 +1,4 @@
-"""Issue 5's proof: every item of ../shared/SECURITY.md has a test named after it, `test_security_<n>_...`.
+"""Every item of ../shared/SECURITY.md has a test named after it, `test_security_<n>_...`.
 
 A reader looking for item n greps `test_security_<n>_`; this test fails, naming the items, when a rename or a
 deletion leaves an item without one.

@@ -1,6 +1,6 @@
 """The vault key: `smtpdesk vault rotate-key` with no downtime, and a clear refusal to start on a missing or wrong key.
 
-Issue 5 "Vault": MultiFernet with the new key first while old keys still read; rows re-encrypted a few per
+The vault: MultiFernet with the new key first while old keys still read; rows re-encrypted a few per
 transaction; a running process (old key list) keeps reading throughout; startup errors say which key and how to fix.
 """
 import os

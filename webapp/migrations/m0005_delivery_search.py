@@ -27,7 +27,7 @@ SEARCH = [
 ]
 
 TALLY = [
-    # How many notifications are in each status (counting a million rows took 70 ms on every page and refresh), and
+    # How many notifications are in each status (kept here: counting a million rows on every page is slow), and
     # how many times a notification in that status was added or changed: the deliveries' refresh compares these
     # numbers to tell whether anything moved on, instead of MAX(updated_at) over the whole table.
     'CREATE TABLE "notification_tally" ("status" VARCHAR(16) NOT NULL PRIMARY KEY, "total" INTEGER NOT NULL, '

@@ -25,7 +25,7 @@ class User(UserMixin, BaseModel):
         return self.active
 
     def get_id(self) -> str:
-        """The session's user id: the row id plus a fingerprint of the password hash (issue 5).
+        """The session's user id: the row id plus a fingerprint of the password hash.
 
         Changing the password changes the fingerprint, so every session signed in with the old one ends at its
         next request (webapp.web loads users only when both parts match).
