@@ -31,6 +31,8 @@ def gettext(eval_context, message: str, **variables) -> str:
     translated = _translations().ugettext(message)
     if eval_context.autoescape:
         translated = Markup(translated)
+    if not variables and "%" not in translated:
+        return translated  # formatting would change nothing
     return translated % variables
 
 
