@@ -25,8 +25,8 @@ def main() -> None:
         port = start_sink(stack, work)
         os.environ["SMTPDESK_INSTANCE_PATH"] = str(work / "instance")
         from webapp import create_app, db
-        from webapp.mail.outbox import OutboxSettings, Worker, send_notification
         from webapp.models import SmtpAccount
+        from webapp.outbox import OutboxSettings, Worker, send_notification
 
         app = create_app()
         logging.basicConfig(level=logging.INFO, force=True, filename=str(work / "worker.log"))

@@ -14,8 +14,8 @@ from tests.factories import make_account, make_client, make_connector, make_cred
 from tests.fixtures.proxies import PROXY_USER
 from tests.outbox_support import account_for, drain
 from webapp import logs
-from webapp.mail import send_notification
 from webapp.models import Credential, Notification
+from webapp.outbox import send_notification
 
 LOGIN = "mailer@example.com"
 RIGHT_SECRET = "Right-Secret-5521"

@@ -9,9 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tests.outbox_support import account_for, drain, message_ids, statuses
-from webapp.mail import send_notification
-from webapp.mail.outbox import RECORD_EVERY
 from webapp.models import DeliveryAttempt, Notification
+from webapp.outbox import send_notification
+from webapp.outbox.settings import RECORD_EVERY
 
 SMTPDESK = Path(sys.executable).with_name("smtpdesk")
 

@@ -125,8 +125,8 @@ def test_first_makes_the_models_peewee_makes_for_every_prepared_query_of_the_app
     from tests.factories import make_notification
     from webapp.api.routes import _NOTIFICATION
     from webapp.auth.passwords import _ANY_USER
-    from webapp.mail.outbox import _ACCOUNT_BY_ID, _ACCOUNT_BY_NAME, _DEFAULT_ACCOUNT
     from webapp.models import _TOKEN_BY_HASH, ApiToken
+    from webapp.outbox.enqueue import _ACCOUNT_BY_ID, _ACCOUNT_BY_NAME, _DEFAULT_ACCOUNT
     from webapp.web import _USER_BY_ID
 
     user = make_user("admin", username="dora")

@@ -9,7 +9,6 @@ token (tests/test_api.py covers it in depth).
 import pytest
 
 from tests.factories import make_account, make_connector, make_credential, make_user
-from webapp.mail.outbox import send_notification
 from webapp.models import (
     ApiToken,
     AuditEntry,
@@ -21,6 +20,7 @@ from webapp.models import (
     SmtpAccount,
     User,
 )
+from webapp.outbox import send_notification
 
 PUBLIC = {"static", "auth.login", "auth.setup", "auth.language", "home"}
 # Tests send mail or open a connection, change no setting: operators may run them (auditors may not).

@@ -159,7 +159,7 @@ def serve(host, port, processes, threads, run_worker):
             if children is not None:
                 children.start(processes)
             if app.config["OUTBOX_IN_SERVER"] if run_worker is None else run_worker:
-                from webapp.mail.outbox import WorkerThread
+                from webapp.outbox import WorkerThread
 
                 logs.configure_logging(app)  # worker lines (ids, accounts, reply codes) on stderr, scrubbed of secrets
                 background = WorkerThread(_make_worker(app)).start()
@@ -306,7 +306,7 @@ def _exit_on_signal(signum, frame):
 
 def _make_worker(app, **overrides):
     """A Worker configured from the app, with the report schedule as its periodic hook."""
-    from webapp.mail.outbox import OutboxSettings, Worker, connection
+    from webapp.outbox import OutboxSettings, Worker, connection
     from webapp.schedules import run_due_schedules
 
     def run_schedules():
@@ -360,14 +360,14 @@ def send(to, cc, bcc, subject, body, body_file, html_file, account, idempotency_
     """Queue a notification; the worker delivers it (see `smtpdesk outbox`)."""
     from flask_babel import force_locale
 
-    from webapp.mail.outbox import (
+    from webapp.models import Notification
+    from webapp.outbox import (
         IdempotencyConflict,
         NoDefaultAccount,
         NotificationError,
         connection,
         send_notification,
     )
-    from webapp.models import Notification
 
     if (body is None) == (body_file is None):
         raise click.UsageError("Give the text body with exactly one of --body and --body-file.")
@@ -401,7 +401,7 @@ def send(to, cc, bcc, subject, body, body_file, html_file, account, idempotency_
 @with_appcontext
 def outbox(wait, timeout, interval):
     """Notifications by status; with --wait, a progress bar while the queue drains."""
-    from webapp.mail.outbox import ACTIVE, outbox_counts
+    from webapp.outbox import ACTIVE, outbox_counts
 
     def active(counts):
         return sum(counts[status] for status in ACTIVE)

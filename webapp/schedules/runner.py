@@ -113,7 +113,7 @@ def _queue_report(schedule: ScheduledReport, due_at: datetime) -> dict:
     """Build the CSV and queue the e-mail; the outcome as {"message", "params"[, "notification"]} (English, N_)."""
     from webapp.accounts.routes import report_table
     from webapp.csv_export import csv_bytes
-    from webapp.mail.outbox import NoDefaultAccount, NotificationError, send_notification
+    from webapp.outbox import NoDefaultAccount, NotificationError, send_notification
 
     with force_locale(_locale(schedule)):
         accounts = list(report_filters(schedule).query())
