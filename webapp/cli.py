@@ -358,8 +358,6 @@ def worker(batch_size, concurrency, until_idle):
 @with_appcontext
 def send(to, cc, bcc, subject, body, body_file, html_file, account, idempotency_key):
     """Queue a notification; the worker delivers it (see `smtpdesk outbox`)."""
-    from flask_babel import force_locale
-
     from webapp.models import Notification
     from webapp.outbox import (
         IdempotencyConflict,
@@ -379,9 +377,7 @@ def send(to, cc, bcc, subject, body, body_file, html_file, account, idempotency_
             html=html_file.read() if html_file else None, account=account, idempotency_key=idempotency_key,
             source="cli", created_by="cli")
     except NotificationError as error:
-        with force_locale("en"):  # lazy messages; no request here to choose a language from
-            problems = "; ".join(f"--{name.replace('_', '-')}: {message}"
-                                 for name, message in error.field_errors.items())
+        problems = "; ".join(f"--{name.replace('_', '-')}: {message}" for name, message in error.field_errors.items())
         raise click.UsageError(problems) from None
     except NoDefaultAccount:
         raise click.ClickException("No enabled default SMTP account is set: give --account NAME.") from None

@@ -1,4 +1,8 @@
-"""Queueing a notification: its fields checked, then stored in the outbox before any network work."""
+"""Queueing a notification: its fields checked, then stored in the outbox before any network work.
+
+Messages are English literals marked with N_() (extracted with `pybabel -k N_`), their placeholders filled in:
+the API and the CLI answer in English.
+"""
 import base64
 import fcntl
 import hashlib
@@ -9,13 +13,12 @@ import threading
 from contextlib import nullcontext
 from email.utils import make_msgid
 
-from flask_babel import lazy_gettext as _l
 from peewee import IntegrityError
-from wtforms.validators import ValidationError
 
 from webapp.db import Prepared, database, insert_row
-from webapp.forms import CONTROL_CHARS, check_address
+from webapp.mail.addresses import CONTROL_CHARS, INVALID, AddressError, check_address
 from webapp.mail.compose import Attachment, new_message_id, resolve_addressing
+from webapp.mail.errors import N_
 from webapp.models import Notification, SmtpAccount, utcnow
 from webapp.outbox.queue import connection, retry_locked
 from webapp.outbox.settings import (
@@ -28,6 +31,9 @@ from webapp.outbox.settings import (
 )
 
 log = logging.getLogger(__name__)
+
+TOO_MANY = N_("Send to at most %(max)d recipients (to, cc and bcc together).")
+BAD_ATTACHMENT = N_("Give each attachment as (file name, MIME type, bytes).")
 
 
 class _WriterTurn:
@@ -81,8 +87,8 @@ _ENQUEUE_TURN = _WriterTurn()
 
 class NotificationError(ValueError):
     """The notification cannot be queued as given: field_errors maps a field (to, cc, bcc, subject, text, html,
-    account, reply_to, return_path, confirmation_email, idempotency_key, attachments, source) to a message (a lazy
-    translatable string: str() gives the current locale's text, English outside a request)."""
+    account, reply_to, return_path, confirmation_email, idempotency_key, attachments, source) to its English
+    message."""
 
     def __init__(self, field_errors: dict):
         self.field_errors = field_errors
@@ -123,19 +129,19 @@ def send_notification(*, to, subject: str, text: str, html: str | None = None, c
     bcc_list = _address_list("bcc", bcc, errors)
     if "to" not in errors and "cc" not in errors and "bcc" not in errors and \
             len(to_list) + len(cc_list) + len(bcc_list) > MAX_RECIPIENTS:
-        errors["to"] = _l("Send to at most %(max)d recipients (to, cc and bcc together).", max=MAX_RECIPIENTS)
+        errors["to"] = TOO_MANY % {"max": MAX_RECIPIENTS}
     subject = _text_field("subject", subject, errors, required=True, single_line=True, limit=MAX_SUBJECT)
     text = _text_field("text", text, errors, required=True)
     html = _text_field("html", html, errors)
     if "text" not in errors and "html" not in errors and \
             len(text.encode("utf-8", "replace")) + len((html or "").encode("utf-8", "replace")) > MAX_BODY_BYTES:
-        errors["text"] = _l("The message is too large (at most %(max)d MB).", max=MAX_BODY_BYTES // 2 ** 20)
+        errors["text"] = N_("The message is too large (at most %(max)d MB).") % {"max": MAX_BODY_BYTES // 2 ** 20}
     overrides = {name: _optional_address(name, value, errors) for name, value in
                  (("reply_to", reply_to), ("return_path", return_path), ("confirmation_email", confirmation_email))}
     key = _text_field("idempotency_key", idempotency_key, errors, single_line=True, limit=MAX_IDEMPOTENCY_KEY)
     files = _attachments(attachments, errors)
     if source not in Notification.SOURCES:
-        errors["source"] = _l("Unknown source.")
+        errors["source"] = N_("Unknown source.")
     created_by = str(created_by or "")[:MAX_CREATED_BY]
     if errors:
         raise NotificationError(errors)
@@ -205,20 +211,20 @@ def _address_list(name: str, value, errors: dict, required: bool = False) -> lis
     else:
         value = list(value)
     if required and not value:
-        errors[name] = _l("Give at least one recipient.")
+        errors[name] = N_("Give at least one recipient.")
         return []
     if len(value) > MAX_RECIPIENTS:
-        errors[name] = _l("Send to at most %(max)d recipients (to, cc and bcc together).", max=MAX_RECIPIENTS)
+        errors[name] = TOO_MANY % {"max": MAX_RECIPIENTS}
         return []
     addresses = []
     for item in value:
         if not isinstance(item, str):
-            errors[name] = _l("Enter a valid e-mail address, such as ops@example.com or Ops <ops@example.com>.")
+            errors[name] = INVALID
             return []
         try:
             addresses.append(check_address(item.strip()))
-        except ValidationError as error:
-            errors[name] = error.args[0] if error.args else str(error)
+        except AddressError as error:
+            errors[name] = str(error)
             return []
     return addresses
 
@@ -227,12 +233,12 @@ def _optional_address(name: str, value, errors: dict) -> str | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     if not isinstance(value, str):
-        errors[name] = _l("Enter a valid e-mail address, such as ops@example.com or Ops <ops@example.com>.")
+        errors[name] = INVALID
         return None
     try:
         return check_address(value.strip())
-    except ValidationError as error:
-        errors[name] = error.args[0] if error.args else str(error)
+    except AddressError as error:
+        errors[name] = str(error)
         return None
 
 
@@ -240,19 +246,19 @@ def _text_field(name: str, value, errors: dict, required: bool = False, single_l
                 limit: int | None = None) -> str | None:
     if value is None or (isinstance(value, str) and required and not value.strip()):
         if required:
-            errors[name] = _l("This field is required.")
+            errors[name] = N_("This field is required.")
         return None if value is None else value
     if not isinstance(value, str):
-        errors[name] = _l("This must be text.")
+        errors[name] = N_("This must be text.")
         return None
     if single_line:
         value = value.strip()
         # SECURITY 19: a line break would start a new header.
         if CONTROL_CHARS.search(value):
-            errors[name] = _l("Line breaks and control characters are not allowed here.")
+            errors[name] = N_("Line breaks and control characters are not allowed here.")
             return None
     if limit is not None and len(value) > limit:
-        errors[name] = _l("Use at most %(max)d characters.", max=limit)
+        errors[name] = N_("Use at most %(max)d characters.") % {"max": limit}
         return None
     return value
 
@@ -263,18 +269,18 @@ def _attachments(value, errors: dict) -> list[Attachment]:
         try:
             filename, mimetype, data = item
         except (TypeError, ValueError):
-            errors["attachments"] = _l("Give each attachment as (file name, MIME type, bytes).")
+            errors["attachments"] = BAD_ATTACHMENT
             return []
         maintype, slash, subtype = str(mimetype).partition("/")
         if not (isinstance(filename, str) and filename.strip() and isinstance(data, bytes) and slash and maintype
                 and subtype and not CONTROL_CHARS.search(filename + mimetype)):
-            errors["attachments"] = _l("Give each attachment as (file name, MIME type, bytes).")
+            errors["attachments"] = BAD_ATTACHMENT
             return []
         total += len(data)
         files.append(Attachment(filename.strip(), mimetype, data))
     if total > MAX_ATTACHMENT_BYTES:
-        errors["attachments"] = _l("The attachments are too large (at most %(max)d MB).",
-                                   max=MAX_ATTACHMENT_BYTES // 2 ** 20)
+        errors["attachments"] = N_("The attachments are too large (at most %(max)d MB).") % {
+            "max": MAX_ATTACHMENT_BYTES // 2 ** 20}
         return []
     return files
 
@@ -308,9 +314,9 @@ def _resolve_account(account) -> SmtpAccount:
     else:
         found = None
     if found is None:
-        raise NotificationError({"account": _l("No SMTP account has this name or id.")})
+        raise NotificationError({"account": N_("No SMTP account has this name or id.")})
     if not found.enabled:
-        raise NotificationError({"account": _l("This SMTP account is disabled.")})
+        raise NotificationError({"account": N_("This SMTP account is disabled.")})
     return found
 
 
