@@ -131,8 +131,7 @@ def test_ctrl_c_stops_every_process(app, serve):
 
 
 def test_serving_processes_enqueue_together_through_the_api(app, serve):
-    """Two processes writing at once take turns on a file lock beside the database (not SQLite's sleeping busy
-    handler): every call is answered and queued once."""
+    """Two processes writing at once: every call is answered and queued once."""
     process, port = serve(2, "--no-worker")
     _row, token = ApiToken.issue("two processes")
 
@@ -151,4 +150,3 @@ def test_serving_processes_enqueue_together_through_the_api(app, serve):
         statuses = list(pool.map(post, range(300)))
     assert set(statuses) == {202}, statuses
     assert Notification.select().count() == 300
-    assert Path(app.config["DATABASE"] + "-enqueue.lock").exists()

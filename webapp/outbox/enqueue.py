@@ -4,18 +4,16 @@ Messages are English literals marked with N_() (extracted with `pybabel -k N_`),
 the API and the CLI answer in English.
 """
 import base64
-import fcntl
 import hashlib
 import json
 import logging
-import os
 import threading
 from contextlib import nullcontext
 from email.utils import make_msgid
 
 from peewee import IntegrityError
 
-from webapp.db import Prepared, database, insert_row
+from webapp.db import database
 from webapp.mail.addresses import CONTROL_CHARS, INVALID, AddressError, check_address
 from webapp.mail.compose import Attachment, new_message_id, resolve_addressing
 from webapp.mail.errors import N_
@@ -35,54 +33,9 @@ log = logging.getLogger(__name__)
 TOO_MANY = N_("Send to at most %(max)d recipients (to, cc and bcc together).")
 BAD_ATTACHMENT = N_("Give each attachment as (file name, MIME type, bytes).")
 
-
-class _WriterTurn:
-    """Enqueuers take turns before asking SQLite for its write lock.
-
-    SQLite's busy handler polls with growing sleeps (1, 2, 5, 10... up to 100 ms): writers contending for its lock
-    mostly sleep, long after it was released. Threads of one process queue on a lock; processes (the forked
-    serving processes of `smtpdesk serve`, the CLI) on an flock() of a file beside the database, which the kernel
-    hands to the next waiter the moment it is released, and releases itself if its holder dies. The outbox
-    worker's own writes still meet the busy handler: they are few, batched, and nobody waits on them.
-    """
-
-    def __init__(self):
-        self._threads = threading.Lock()
-        self._file: tuple | None = None  # (pid, database path, descriptor): each process opens its own
-        self._locked: int | None = None  # the descriptor flock()ed by the thread holding the turn
-
-    def __enter__(self):
-        self._threads.acquire()
-        try:
-            descriptor = self._descriptor()
-            if descriptor is not None:
-                fcntl.flock(descriptor, fcntl.LOCK_EX)
-            self._locked = descriptor
-        except BaseException:
-            self._threads.release()
-            raise
-
-    def __exit__(self, *exc_info):
-        try:
-            if self._locked is not None:
-                fcntl.flock(self._locked, fcntl.LOCK_UN)
-        finally:
-            self._locked = None
-            self._threads.release()
-
-    def _descriptor(self) -> int | None:
-        path = database.database
-        if not path or path == ":memory:" or path.startswith("file:"):
-            return None
-        if self._file is None or self._file[:2] != (os.getpid(), path):
-            # Not the parent's descriptor after a fork: an flock() belongs to the open file, which it shares.
-            if self._file is not None and self._file[0] == os.getpid():
-                os.close(self._file[2])
-            self._file = (os.getpid(), path, os.open(f"{path}-enqueue.lock", os.O_RDWR | os.O_CREAT, 0o600))
-        return self._file[2]
-
-
-_ENQUEUE_TURN = _WriterTurn()
+# Enqueuing threads of a process take turns before asking SQLite for its write lock: SQLite's busy handler polls
+# with growing sleeps, so writers contending for its lock mostly sleep long after it was released.
+_WRITER_TURN = threading.Lock()
 
 
 class NotificationError(ValueError):
@@ -151,50 +104,43 @@ def send_notification(*, to, subject: str, text: str, html: str | None = None, c
                "attachments": [[f.filename, f.mimetype, hashlib.sha256(f.data).hexdigest()] for f in files]}
     fingerprint = hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
-    def enqueue() -> int:
-        with database.atomic("IMMEDIATE"):
-            if key:
-                earlier = (Notification.select(Notification.id, Notification.request_fingerprint)
-                           .where(Notification.idempotency_key == key).first())
-                if earlier is not None:
-                    if earlier.request_fingerprint != fingerprint:
-                        raise IdempotencyConflict(earlier.id)
-                    return earlier.id
-            chosen = _resolve_account(account)
-            rules = resolve_addressing(
-                reply_to=chosen.reply_to, return_path=chosen.return_path,
-                confirmation_email=chosen.confirmation_email, read_confirmation=chosen.read_confirmation,
-                force_settings=chosen.force_settings, override_reply_to=overrides["reply_to"],
-                override_return_path=overrides["return_path"],
-                override_confirmation=overrides["confirmation_email"])
-            now = utcnow()
-            notification = Notification(
-                account=chosen, status="queued", to_addrs=_json(to_list), cc_addrs=_json(cc_list),
-                bcc_addrs=_json(bcc_list), subject=subject, body_text=text, body_html=html,
-                attachments=_json([{"filename": f.filename, "mimetype": f.mimetype,
-                                    "data": base64.b64encode(f.data).decode("ascii")} for f in files]) if files
-                else None,
-                overrides_ignored=rules.overrides_ignored, message_id=_message_id(chosen.sender),
-                idempotency_key=key or None, request_fingerprint=fingerprint, next_attempt_at=now,
-                source=source, created_by=created_by, created_at=now, updated_at=now, **overrides)
-            return insert_row(notification)  # Notification.create(), its SQL built once
+    def earlier_id() -> int | None:
+        """The notification queued before with this idempotency key, if any (another payload: a conflict)."""
+        earlier = (Notification.select(Notification.id, Notification.request_fingerprint)
+                   .where(Notification.idempotency_key == key).first()) if key else None
+        if earlier is not None and earlier.request_fingerprint != fingerprint:
+            raise IdempotencyConflict(earlier.id)
+        return earlier.id if earlier is not None else None
 
-    def enqueue_in_turn() -> int:
-        # Inside the caller's transaction this connection may already hold SQLite's write lock: no turn-taking then.
-        with nullcontext() if database.in_transaction() else _ENQUEUE_TURN:
-            return enqueue()
+    def enqueue() -> int:
+        chosen = _resolve_account(account)
+        rules = resolve_addressing(
+            reply_to=chosen.reply_to, return_path=chosen.return_path, confirmation_email=chosen.confirmation_email,
+            read_confirmation=chosen.read_confirmation, force_settings=chosen.force_settings,
+            override_reply_to=overrides["reply_to"], override_return_path=overrides["return_path"],
+            override_confirmation=overrides["confirmation_email"])
+        now = utcnow()
+        insert = Notification.insert(
+            account=chosen, status="queued", to_addrs=_json(to_list), cc_addrs=_json(cc_list),
+            bcc_addrs=_json(bcc_list), subject=subject, body_text=text, body_html=html,
+            attachments=_json([{"filename": f.filename, "mimetype": f.mimetype,
+                                "data": base64.b64encode(f.data).decode("ascii")} for f in files]) if files else None,
+            overrides_ignored=rules.overrides_ignored, message_id=_message_id(chosen.sender),
+            idempotency_key=key or None, request_fingerprint=fingerprint, next_attempt_at=now, source=source,
+            created_by=created_by, created_at=now, updated_at=now, **overrides)
+        # One statement, so no transaction of its own. Inside the caller's transaction this connection may already
+        # hold SQLite's write lock: no turn-taking then.
+        with nullcontext() if database.in_transaction() else _WRITER_TURN:
+            return insert.execute()
 
     with connection():
         try:
-            notification_id = retry_locked(enqueue_in_turn)
+            notification_id = earlier_id() or retry_locked(enqueue)
         except IntegrityError:
-            # The same idempotency key inserted by a concurrent call (another process) just before this one.
+            # The same idempotency key queued by a concurrent call just before this one (the column is unique).
             if not key:
                 raise
-            earlier = Notification.get(Notification.idempotency_key == key)
-            if earlier.request_fingerprint != fingerprint:
-                raise IdempotencyConflict(earlier.id) from None
-            notification_id = earlier.id
+            notification_id = earlier_id()
     log.info("notification %s queued (source %s)", notification_id, source)
     return notification_id
 
@@ -292,25 +238,18 @@ def _account_label(account):
     return account.id if isinstance(account, SmtpAccount) else account
 
 
-# Every enqueue reads its account: peewee would build the SQL of a 30-column select each time (~0.3 ms).
-_DEFAULT_ACCOUNT = Prepared(lambda default, enabled: SmtpAccount.select().where(SmtpAccount.is_default == default,
-                                                                               SmtpAccount.enabled == enabled))
-_ACCOUNT_BY_ID = Prepared(lambda account_id: SmtpAccount.select().where(SmtpAccount.id == account_id))
-_ACCOUNT_BY_NAME = Prepared(lambda name: SmtpAccount.select().where(SmtpAccount.name == name))
-
-
 def _resolve_account(account) -> SmtpAccount:
     if account is None:
-        found = _DEFAULT_ACCOUNT.first(True, True)
-        if found is None:
+        found = SmtpAccount.default()
+        if found is None or not found.enabled:
             raise NoDefaultAccount()
         return found
     if isinstance(account, SmtpAccount):
-        found = _ACCOUNT_BY_ID.first(account.id)
+        found = SmtpAccount.get_or_none(SmtpAccount.id == account.id)
     elif isinstance(account, int) and not isinstance(account, bool):
-        found = _ACCOUNT_BY_ID.first(account)
+        found = SmtpAccount.get_or_none(SmtpAccount.id == account)
     elif isinstance(account, str):
-        found = _ACCOUNT_BY_NAME.first(account.strip())
+        found = SmtpAccount.get_or_none(SmtpAccount.name == account.strip())
     else:
         found = None
     if found is None:
