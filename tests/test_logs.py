@@ -1,6 +1,6 @@
 """One logging setup (webapp/logs.py): plain or JSON lines, scrubbed of secrets and AUTH payloads.
 
-Issue 5 "Logs"; SECURITY.md items 5 and 8 (no secret in any log). Every failure path below runs with both pytest's
+SECURITY.md items 5 and 8 (no secret in any log). Every failure path below runs with both pytest's
 caplog and the smtpdesk JSON handler capturing; then both are searched for each secret, clear and in base64.
 """
 import base64

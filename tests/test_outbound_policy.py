@@ -1,4 +1,4 @@
-"""Outbound policy (issue 5): OUTBOUND_BLOCKED_NETWORKS is checked after name resolution, before any connection,
+"""Outbound policy: OUTBOUND_BLOCKED_NETWORKS is checked after name resolution, before any connection,
 for the test dialog, "test these settings", "test connector" and the worker, on the SMTP host and the proxy's own
 address; a refusal is a permanent POLICY error naming the address and the setting."""
 import re

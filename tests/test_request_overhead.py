@@ -1,4 +1,4 @@
-"""What every request pays for, made cheap without changing what it does (issue 6): each serving thread keeps its
+"""What every request pays for, made cheap without changing what it does: each serving thread keeps its
 database connection, per-request lookups reuse their SQL, templates translate and format through per-request
 caches, row links are built from one URL, and static files do not re-sign the session cookie."""
 import re

@@ -1,4 +1,4 @@
-"""Issue 5 "Concurrency": many threads editing accounts, switching the default and enqueueing at once.
+"""Concurrency: many threads editing accounts, switching the default and enqueueing at once.
 
 The account form carries the row's version (its updated_at); a save onto a row that changed since the form was
 opened is refused with a form error, never a silent overwrite. Under load the invariants hold: one default, every

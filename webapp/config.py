@@ -23,7 +23,7 @@ class Defaults:
     SESSION_COOKIE_SAMESITE = "Lax"
     REMEMBER_COOKIE_HTTPONLY = True
     REMEMBER_COOKIE_SAMESITE = "Lax"
-    # Issue 5, web defences. Sessions are made permanent at sign-in, so they end this long after the last request.
+    # Web defences: sessions are made permanent at sign-in, so they end this long after the last request.
     PERMANENT_SESSION_LIFETIME = timedelta(hours=8)
     # SMTPDESK_BEHIND_HTTPS=1 behind a TLS reverse proxy: cookies get Secure, and ProxyFix takes the client
     # address, scheme and host from the proxy's X-Forwarded-* headers (trust one proxy hop only).
