@@ -96,7 +96,9 @@ class Client(smtplib.SMTP):
                            announce: tuple | None = None) -> dict:
         """sendmail() with RFC 2920 PIPELINING: MAIL, every RCPT and DATA in one write, their replies read in order,
         then the message and its reply: two round trips instead of three plus one per recipient. The same
-        results and exceptions as smtplib's sendmail() (refused recipients in the returned dict).
+        results and exceptions as smtplib's sendmail() (refused recipients in the returned dict). from_addr and
+        to_addrs are bare addresses (local@domain, as compose.envelope_address() makes them): written in angle
+        brackets as they are, without smtplib.quoteaddr()'s parsing.
 
         announce: (key, sender, recipients, bytes) of the next message, whose MAIL, RCPT and DATA then go with
         this message's final dot; the next call, for that message, reads their replies instead of sending them
@@ -169,7 +171,7 @@ class Client(smtplib.SMTP):
         if self.has_extn("size"):
             options.append(f"size={len(msg)}")
         option_text = "".join(f" {option}" for option in options)
-        return [f"mail FROM:{_quoted(from_addr)}{option_text}", *(f"rcpt TO:{_quoted(rcpt)}" for rcpt in to_addrs),
+        return [f"mail FROM:<{from_addr}>{option_text}", *(f"rcpt TO:<{rcpt}>" for rcpt in to_addrs),
                 "data"]
 
     def _send_group(self, commands: list[str]) -> None:
@@ -225,12 +227,6 @@ class StartTlsContext:
 
     def wrap_socket(self, sock, server_hostname=None):
         return self.client.handshake(sock)
-
-
-@functools.lru_cache(maxsize=4096)
-def _quoted(address: str) -> str:
-    """smtplib.quoteaddr(), which parses the address every time: a worker sends to the same few over and over."""
-    return smtplib.quoteaddr(address)
 
 
 @functools.cache

@@ -99,7 +99,8 @@ class SmtpSession:
     def send(self, message: EmailMessage | bytes, *, envelope_from: str, recipients: list[str],
              then: tuple[bytes, str, list[str]] | None = None) -> SendResult:
         """Send one message (an EmailMessage, or its bytes from compose.message_bytes() / notification_bytes())
-        over the session; never raises for SMTP/network failures (error in the result).
+        over the session; never raises for SMTP/network failures (error in the result). envelope_from and
+        recipients are bare addresses, local@domain (compose.envelope_address()).
 
         then: the next message (bytes, envelope sender, recipients) when the caller will send it next. With
         PIPELINING its MAIL, RCPT and DATA go in the same write as this message's final dot (RFC 2920 3.1), and
