@@ -97,34 +97,37 @@ class Worker:
 
     def run_once(self) -> int:
         """Claim one batch and deliver it (accounts in parallel, up to `concurrency`); return how many were claimed."""
+        # One connection for the claim and the groups delivered on this thread: closing the last connection to the
+        # database checkpoints its write-ahead log, work better done once per batch than once per step.
         with connection():
             batch = claim(self.name, self.settings)
-        if not batch:
-            return 0
-        groups: OrderedDict[int, list[Notification]] = OrderedDict()
-        for notification in batch:
-            groups.setdefault(notification.account_id, []).append(notification)
-        if len(groups) == 1 or self.settings.concurrency == 1:
-            for notifications in groups.values():
-                self._deliver_group(notifications)
-        else:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="outbox")
-            for future in [self._pool.submit(self._deliver_group, group) for group in groups.values()]:
-                future.result()
-        return len(batch)
+            if not batch:
+                return 0
+            groups: OrderedDict[int, list[Notification]] = OrderedDict()
+            for notification in batch:
+                groups.setdefault(notification.account_id, []).append(notification)
+            if len(groups) == 1 or self.settings.concurrency == 1:
+                for notifications in groups.values():
+                    self._deliver_group(notifications)
+            else:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="outbox")
+                for future in [self._pool.submit(self._deliver_group, group) for group in groups.values()]:
+                    future.result()
+            return len(batch)
 
     def run_until_idle(self, timeout: float = 30.0) -> None:
         """Deliver until nothing is queued, sending or retrying (tests, `smtpdesk worker --until-idle`)."""
         deadline = time.monotonic() + timeout
-        while True:
-            if not self.run_once():
-                counts = outbox_counts()
-                if not any(counts[status] for status in ACTIVE):
-                    return
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"outbox not drained after {timeout}s: {counts}")
-                time.sleep(min(0.05, self.settings.poll_seconds))
+        with connection():  # one for the whole run (see run_once)
+            while True:
+                if not self.run_once():
+                    counts = outbox_counts()
+                    if not any(counts[status] for status in ACTIVE):
+                        return
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"outbox not drained after {timeout}s: {counts}")
+                    time.sleep(min(0.05, self.settings.poll_seconds))
 
     def close(self) -> None:
         """Close every kept connection and the thread pool."""
