@@ -64,7 +64,8 @@ class SendResult:
 
 def send_message(settings: SmtpSettings, message: EmailMessage, *, envelope_from: str,
                  recipients: list[str]) -> SendResult:
-    """Open a session, send one message, close; never raises for SMTP/network failures (error in the result)."""
+    """Open a session, send one message, close; never raises for SMTP/network failures (error in the result).
+    envelope_from and recipients are bare addresses, as for SmtpSession.send()."""
     session = SmtpSession(settings)
     # One deadline for the whole dialogue, QUIT included.
     session.watchdog.arm(settings.deadline)

@@ -138,9 +138,9 @@ def send_notification(*, to, subject: str, text: str, html: str | None = None, c
             notification_id = earlier_id() or retry_locked(enqueue)
         except IntegrityError:
             # The same idempotency key queued by a concurrent call just before this one (the column is unique).
-            if not key:
+            notification_id = earlier_id() if key else None
+            if notification_id is None:
                 raise
-            notification_id = earlier_id()
     log.info("notification %s queued (source %s)", notification_id, source)
     return notification_id
 
