@@ -83,11 +83,12 @@ bench: install-test translations
 	fi
 	BENCH_QUICK=$(BENCH_QUICK) $(BIN)/python -m bench.run
 
-# Where the worker's time goes: P1's drain sampled by py-spy (a flame graph in build/bench/).
+# Where the worker's time goes: P1's drain sampled by py-spy (a flame graph in build/bench/). PROFILE_ARGS=--realistic
+# gives each notification its own recipients, accented names and pt-BR text.
 profile-worker: install-test translations
 	$(BIN)/pip install -q "py-spy==$(PY_SPY_VERSION)"
 	mkdir -p build/bench
-	$(BIN)/py-spy record --rate 200 --output build/bench/worker-profile.svg -- $(BIN)/python -m bench.profile_worker
+	$(BIN)/py-spy record --rate 200 --output build/bench/worker-profile.svg -- $(BIN)/python -m bench.profile_worker $(PROFILE_ARGS)
 	@echo "Flame graph: build/bench/worker-profile.svg"
 
 clean:
