@@ -10,7 +10,7 @@ import time
 
 import click
 from flask import current_app
-from flask.cli import FlaskGroup, with_appcontext
+from flask.cli import FlaskGroup, pass_script_info, with_appcontext
 
 from webapp import db, logs, maintenance
 from webapp.config import ConfigError
@@ -323,10 +323,11 @@ def _make_worker(app, **overrides):
 @click.option("--concurrency", type=int, default=None, help="Accounts delivered in parallel (OUTBOX_CONCURRENCY).")
 @click.option("--until-idle", is_flag=True, help="Deliver until nothing is queued, sending or retrying, then exit.")
 @with_appcontext
-def worker(batch_size, concurrency, until_idle):
+@pass_script_info
+def worker(info, batch_size, concurrency, until_idle):
     """Deliver the outbox in this process (besides or instead of `smtpdesk serve`); SIGTERM or Ctrl+C stops it
     gracefully: messages in flight finish, the rest of the batch goes back to the queue."""
-    app = current_app._get_current_object()
+    app = info.load_app()  # the app of this command's context, loaded once
     logs.configure_logging(app)
     db.upgrade()
     delivering = _make_worker(app, batch_size=batch_size, concurrency=concurrency)
