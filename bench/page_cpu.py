@@ -61,7 +61,7 @@ def main() -> None:
                 for _ in range(args.requests):
                     client.get(path, headers=headers)
                 profile.disable()
-                pstats.Stats(profile).sort_stats(os.environ.get("BENCH_SORT", "tottime")).print_stats(int(os.environ.get("BENCH_TOP", "25")))
+                pstats.Stats(profile).sort_stats("tottime").print_stats(25)
 
 
 if __name__ == "__main__":

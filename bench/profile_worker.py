@@ -25,9 +25,9 @@ def main() -> None:
         work = Path(folder)
         port = start_sink(stack, work)
         os.environ["SMTPDESK_INSTANCE_PATH"] = str(work / "instance")
-        from bench.shipped import OutboxSettings, Worker, connection, send_notification
         from webapp import create_app, db
         from webapp.models import SmtpAccount
+        from webapp.outbox import OutboxSettings, Worker, connection, send_notification
 
         app = create_app()
         logging.basicConfig(level=logging.INFO, force=True, filename=str(work / "worker.log"))

@@ -237,9 +237,9 @@ class Drain:
         self.instance.mkdir()
         self.log = work / f"worker-{label}.log"
         os.environ["SMTPDESK_INSTANCE_PATH"] = str(self.instance)
-        from bench.shipped import build_wire, connection, send_notification
         from webapp import create_app, db
         from webapp.models import Notification, SmtpAccount
+        from webapp.outbox import build_wire, connection, send_notification
 
         self.app = create_app()
         # create_app() logs to stderr; this process's enqueue lines go to a file (same cost, a quiet console).
@@ -278,8 +278,8 @@ class Drain:
         return elapsed
 
     def counts(self) -> dict:
-        from bench.shipped import outbox_counts
         from webapp import db
+        from webapp.outbox import outbox_counts
 
         db.init_database(str(self.instance / "smtpdesk.db"))  # this instance's, whichever app came last
         with self.app.app_context():

@@ -1,5 +1,6 @@
 """compose_notification and the account rules, without a server: headers, parts, encodings, refusals."""
 import email
+import email.header
 import email.policy
 import email.utils
 from datetime import datetime
@@ -13,6 +14,7 @@ from webapp.mail.compose import (
     header_block,
     message_bytes,
     new_message_id,
+    notification_bytes,
     resolve_addressing,
     with_footer,
 )
@@ -86,6 +88,36 @@ def test_several_recipients_utf8_subject_and_names_and_internationalised_domains
     assert back["From"].addresses[0].display_name == "Operações"
     assert [a.addr_spec for a in back["To"].addresses] == ["jose@xn--bcher-kva.example", "ana@example.org"]
     assert content(back) == "Olá, José!\n"
+
+
+LONG_NAME = "Maria da Conceição Gonçalves de Araújo Magalhães Brandão Simões"
+LONG_SUBJECT = "Relatório diário de operações nº 42: atenção à manutenção programada do servidor de produção às 03h15"
+
+
+def rfc2047(text: str) -> str:
+    """A header text as an RFC 2047 reader decodes it: the space between two encoded words is dropped (6.2)."""
+    return str(email.header.make_header(email.header.decode_header(text)))
+
+
+@pytest.mark.parametrize("html", [None, "<p>Olá</p>"])  # written directly / through the email package
+def test_long_non_ascii_names_and_subjects_go_as_encoded_words_folded_within_78_columns(html):
+    raw = notification_bytes(sender=f"{LONG_NAME} <ops@example.com>", subject=LONG_SUBJECT, text="Olá", html=html,
+                             to=[f"{LONG_NAME} <ana@example.org>", "Zé <ze@example.org>", "Bob Smith <bob@example.org>",
+                                 "carol@example.org"], message_id="<fixed.1@example.com>")
+    head = raw.partition(b"\r\n\r\n")[0]
+    assert head.isascii() and max(len(line) for line in head.split(b"\r\n")) <= 78
+    message = email.message_from_bytes(raw, policy=email.policy.compat32)
+    assert rfc2047(message["Subject"]) == LONG_SUBJECT
+    assert [(rfc2047(name), address) for name, address in email.utils.getaddresses(message.get_all("To"))] == [
+        (LONG_NAME, "ana@example.org"), ("Zé", "ze@example.org"), ("Bob Smith", "bob@example.org"),
+        ("", "carol@example.org")]
+    assert email.utils.getaddresses(message.get_all("From"))[0][1] == "ops@example.com"
+
+
+def test_a_subject_that_looks_like_an_encoded_word_reads_back_as_typed():
+    subject = "Literal =?utf-8?q?x?= in a subject"
+    message = parsed(compose(subject=subject))
+    assert message["Subject"] == subject
 
 
 def test_message_id_is_on_the_senders_punycoded_domain_and_unique():

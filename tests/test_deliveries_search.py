@@ -11,8 +11,8 @@ from tests.support.factories import make_account, make_notification
 from webapp import db
 from webapp.db import database, search_keys, search_term
 from webapp.deliveries import listing
-from webapp.mail.outbox import outbox_counts
 from webapp.models import Notification, utcnow
+from webapp.outbox import outbox_counts
 
 
 def rows(html: str) -> list[str]:

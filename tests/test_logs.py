@@ -14,8 +14,8 @@ from tests.fixtures.proxies import PROXY_USER
 from tests.support.factories import make_account, make_client, make_connector, make_credential
 from tests.support.outbox import account_for, drain
 from webapp import logs
-from webapp.mail import send_notification
 from webapp.models import Credential, Notification
+from webapp.outbox import send_notification
 
 LOGIN = "mailer@example.com"
 RIGHT_SECRET = "Right-Secret-5521"

@@ -9,11 +9,10 @@ import pytest
 from tests.support.factories import account_form, make_account, make_client, make_connector
 from tests.support.outbox import account_for, fast_worker
 from webapp.config import Defaults
-from webapp.mail import send_notification
 from webapp.mail.connectors import Hop, blocked_network, open_connection, parse_networks
 from webapp.mail.errors import MailError, Step
-from webapp.mail.outbox import OutboxSettings
 from webapp.models import DeliveryAttempt, Notification
+from webapp.outbox import OutboxSettings, send_notification
 
 LOOPBACK_BLOCKED = ["169.254.0.0/16", "127.0.0.1/32"]
 DEFAULTS = parse_networks(Defaults.OUTBOUND_BLOCKED_NETWORKS)

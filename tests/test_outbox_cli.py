@@ -7,8 +7,8 @@ from tests.support.factories import make_account
 from tests.support.net import free_port, wait_for_port
 from tests.support.outbox import account_for, fast_worker, statuses
 from tests.support.processes import instance_env, start, wait_for
-from webapp.mail import send_notification
 from webapp.models import Notification
+from webapp.outbox import send_notification
 
 
 def test_send_queues_a_notification_and_prints_its_id(app, runner):

@@ -18,9 +18,8 @@ from tests.support.outbox import (
     statuses,
     vanish_after_dot,
 )
-from webapp.mail import outbox, send_notification
-from webapp.mail.outbox import FOOTER_SETTING, OutboxSettings, Worker, claim, retry_notification
 from webapp.models import DeliveryAttempt, Notification, Setting, SmtpAccount, utcnow
+from webapp.outbox import FOOTER_SETTING, OutboxSettings, Worker, claim, retry_notification, send_notification
 
 FOOTER = "Sent by the monitoring system.\nDo not reply."
 OVERRIDES = dict(reply_to="o-reply@example.net", return_path="o-bounces@example.net",
@@ -616,7 +615,7 @@ def test_outcomes_are_recorded_together_one_transaction_per_fifty_messages(app, 
 
 def test_a_slow_server_gets_each_outcome_recorded_without_waiting_for_the_batch(app, smtp_server, monkeypatch,
                                                                                   recordings):
-    monkeypatch.setattr(outbox, "RECORD_SECONDS", 0)  # a message slower than this is recorded at once
+    monkeypatch.setattr("webapp.outbox.worker.RECORD_SECONDS", 0)  # a message slower than this is recorded at once
     server = smtp_server()
     account_for(server)
     for n in range(3):

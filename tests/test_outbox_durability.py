@@ -5,9 +5,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from tests.support.outbox import account_for, drain, message_ids, statuses
 from tests.support.processes import instance_env, start, wait_for
-from webapp.mail import send_notification
-from webapp.mail.outbox import RECORD_EVERY
 from webapp.models import DeliveryAttempt, Notification
+from webapp.outbox import send_notification
+from webapp.outbox.settings import RECORD_EVERY
 
 
 def active() -> int:

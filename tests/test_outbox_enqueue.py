@@ -7,8 +7,8 @@ import pytest
 from flask_babel import force_locale
 
 from tests.support.factories import make_account
-from webapp.mail import IdempotencyConflict, NoDefaultAccount, NotificationError, send_notification
 from webapp.models import DeliveryAttempt, Notification
+from webapp.outbox import IdempotencyConflict, NoDefaultAccount, NotificationError, send_notification
 
 
 def notify(**overrides) -> int:

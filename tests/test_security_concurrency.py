@@ -11,8 +11,8 @@ import threading
 from tests.support.concurrency import run_together
 from tests.support.factories import account_form, make_account, make_user
 from webapp.db import database
-from webapp.mail import send_notification
 from webapp.models import AuditEntry, Notification, SmtpAccount
+from webapp.outbox import send_notification
 
 CONFLICT = "This account was changed by someone else while you edited it: reload to see their changes"
 VERSION = re.compile(r'<input[^>]*name="version"[^>]*>')

@@ -24,7 +24,6 @@ from tests.support.client import Client
 from tests.support.factories import PASSWORD, make_account, make_connector, make_credential, make_user
 from webapp import create_app, db
 from webapp.db import database
-from webapp.mail.outbox import send_notification
 from webapp.models import (
     ApiToken,
     AuditEntry,
@@ -36,6 +35,7 @@ from webapp.models import (
     SmtpAccount,
     User,
 )
+from webapp.outbox import send_notification
 from webapp.web import SECURITY_HEADERS
 
 LOCKED = "Too many failed sign-in attempts. Wait 15 minutes and try again."

@@ -3,8 +3,8 @@ the outbox appends to notifications of accounts with "Enable footer"."""
 import pytest
 
 from tests.support.factories import make_account, make_client, make_notification
-from webapp.mail.outbox import build_message
 from webapp.models import AuditEntry, Setting
+from webapp.outbox import build_message
 
 
 def footer() -> str:

@@ -147,7 +147,7 @@ def serve(info, host, port, threads, run_worker):
     click.echo(f"smtpdesk serving on {url} (Ctrl+C to stop)")
     background = None
     if app.config["OUTBOX_IN_SERVER"] if run_worker is None else run_worker:
-        from webapp.mail.outbox import WorkerThread
+        from webapp.outbox import WorkerThread
 
         background = WorkerThread(_make_worker(app)).start()
     # SIGTERM ends waitress's loop as Ctrl+C does (it returns on SystemExit), so the worker stops gracefully.
@@ -170,7 +170,7 @@ def _exit_on_signal(signum, frame):
 
 def _make_worker(app, **overrides):
     """A Worker configured from the app, with the report schedule as its periodic hook."""
-    from webapp.mail.outbox import OutboxSettings, Worker, connection
+    from webapp.outbox import OutboxSettings, Worker, connection
     from webapp.schedules import run_due_schedules
 
     def run_schedules():
@@ -221,16 +221,14 @@ def worker(info, batch_size, concurrency, until_idle):
 @with_appcontext
 def send(to, cc, bcc, subject, body, body_file, html_file, account, idempotency_key):
     """Queue a notification; the worker delivers it (see `smtpdesk outbox`)."""
-    from flask_babel import force_locale
-
-    from webapp.mail.outbox import (
+    from webapp.models import Notification
+    from webapp.outbox import (
         IdempotencyConflict,
         NoDefaultAccount,
         NotificationError,
         connection,
         send_notification,
     )
-    from webapp.models import Notification
 
     if (body is None) == (body_file is None):
         raise click.UsageError("Give the text body with exactly one of --body and --body-file.")
@@ -242,9 +240,7 @@ def send(to, cc, bcc, subject, body, body_file, html_file, account, idempotency_
             html=html_file.read() if html_file else None, account=account, idempotency_key=idempotency_key,
             source="cli", created_by="cli")
     except NotificationError as error:
-        with force_locale("en"):  # lazy messages; no request here to choose a language from
-            problems = "; ".join(f"--{name.replace('_', '-')}: {message}"
-                                 for name, message in error.field_errors.items())
+        problems = "; ".join(f"--{name.replace('_', '-')}: {message}" for name, message in error.field_errors.items())
         raise click.UsageError(problems) from None
     except NoDefaultAccount:
         raise click.ClickException("No enabled default SMTP account is set: give --account NAME.") from None
@@ -264,7 +260,7 @@ def send(to, cc, bcc, subject, body, body_file, html_file, account, idempotency_
 @with_appcontext
 def outbox(wait, timeout, interval):
     """Notifications by status; with --wait, a progress bar while the queue drains."""
-    from webapp.mail.outbox import ACTIVE, outbox_counts
+    from webapp.outbox import ACTIVE, outbox_counts
 
     def active(counts):
         return sum(counts[status] for status in ACTIVE)

@@ -45,7 +45,7 @@ class Defaults:
     # whole of it, so a long test message (100 KB of accented text, percent-encoded) still gets a field error.
     MAX_CONTENT_LENGTH = 2 * 1024 * 1024
     MAX_FORM_MEMORY_SIZE = 2 * 1024 * 1024
-    # The outbox worker (webapp/mail/outbox.py); each key can be set as SMTPDESK_<KEY> too.
+    # The outbox worker (webapp/outbox/); each key can be set as SMTPDESK_<KEY> too.
     OUTBOX_IN_SERVER = True            # `smtpdesk serve` runs a worker thread; False: only `smtpdesk worker` delivers
     OUTBOX_BATCH_SIZE = 250            # notifications claimed at once
     OUTBOX_LEASE_SECONDS = 180         # a claim's exclusivity; a dead worker's claims come back after it

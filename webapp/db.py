@@ -60,44 +60,6 @@ def search_term(text: str) -> str:
     return text[start:]
 
 
-# --- Until the outbox package lands: its old helpers, as plain peewee queries ------------------------------------
-
-
-class Prepared:
-    """A select made by build(*args) (kept only for webapp/mail/outbox.py until it moves to webapp/outbox/)."""
-
-    def __init__(self, build):
-        self._build = build
-
-    def __call__(self, *args):
-        return self._build(*args)
-
-    def first(self, *args):
-        return self._build(*args).first()
-
-
-_INSERTS = {}  # (model, column names) -> INSERT statement
-
-
-def insert_row(row) -> int:
-    """row.save(force_insert=True) for a new row with an auto-increment id, the INSERT's SQL built once per model and
-    set of columns (peewee takes ~0.3 ms to build one for a 30-column table); sets and returns the row's id."""
-    model = type(row)
-    fields = [field for field in model._meta.sorted_fields
-              if field is not model._meta.primary_key and field.name in row.__data__]
-    key = (model, tuple(field.name for field in fields))
-    params = [field.db_value(row.__data__[field.name]) for field in fields]
-    sql = _INSERTS.get(key)
-    if sql is None:
-        sql, expected = model.insert({field: row.__data__[field.name] for field in fields}).sql()
-        if list(expected) != params:
-            raise ValueError(f"unexpected INSERT parameters for {model.__name__}: {expected!r} != {params!r}")
-        _INSERTS[key] = sql
-    row.id = database.execute_sql(sql, params).lastrowid
-    row._dirty.clear()
-    return row.id
-
-
 PRAGMAS = {
     "journal_mode": "wal",
     "foreign_keys": 1,

@@ -2,11 +2,9 @@
 import ipaddress
 import re
 from datetime import date, datetime, time, timedelta
-from email.headerregistry import Address
 
-from email_validator import EmailNotValidError, validate_email
 from flask import request
-from flask_babel import lazy_gettext as _l, to_utc
+from flask_babel import gettext, lazy_gettext as _l, to_utc
 from flask_wtf import FlaskForm
 from markupsafe import Markup
 from peewee import fn
@@ -14,7 +12,9 @@ from wtforms import PasswordField, RadioField, StringField
 from wtforms.validators import Length, ValidationError
 from wtforms.widgets import Input, PasswordInput
 
-CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+from webapp.mail import addresses
+from webapp.mail.addresses import CONTROL_CHARS
+
 # A message body, a description or a footer may span lines; other control characters have no business there.
 CONTROL_CHARS_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
@@ -72,33 +72,12 @@ def no_control_characters(form, field):
         raise ValidationError(_l("Line breaks and control characters are not allowed here."))
 
 
-# "Name <addr>" or "\"Quoted, Name\" <addr>"; an unquoted name may not hold RFC 5322 specials.
-NAME_ADDR = re.compile(r'\s*(?:"((?:[^"\\]|\\.)*)"|([^"<>,;:@()\[\]\\]*?))\s*<([^<>]*)>\s*')
-
-
 def check_address(value: str, allow_display_name: bool = True) -> str:
     """Return a normalised address ('Name <local@domain>' kept, UTF-8 allowed) or raise ValidationError."""
-    invalid = _l("Enter a valid e-mail address, such as ops@example.com or Ops <ops@example.com>.")
-    if CONTROL_CHARS.search(value):
-        raise ValidationError(_l("Line breaks and control characters are not allowed here."))
-    if len(value) > 320:
-        raise ValidationError(_l("This address is too long."))
-    display_name, addr = "", value.strip()
-    match = NAME_ADDR.fullmatch(value)
-    if match:
-        if not allow_display_name:
-            raise ValidationError(invalid)
-        quoted, bare, addr = match.groups()
-        display_name = re.sub(r"\\(.)", r"\1", quoted) if quoted is not None else bare
     try:
-        result = validate_email(addr.strip(), check_deliverability=False, allow_smtputf8=False)
-    except EmailNotValidError:
-        raise ValidationError(invalid)
-    if len(result.ascii_email or result.normalized) > 254:
-        raise ValidationError(_l("This address is too long."))
-    if display_name.strip():
-        return str(Address(display_name=display_name.strip(), addr_spec=result.normalized))
-    return result.normalized
+        return addresses.check_address(value, allow_display_name)
+    except addresses.AddressError as error:
+        raise ValidationError(gettext(error.message, **error.params)) from None
 
 
 def email_address(form, field):

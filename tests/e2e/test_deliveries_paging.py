@@ -7,8 +7,8 @@ from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import complete_first_run
 from webapp import db
-from webapp.mail import send_notification
 from webapp.models import SmtpAccount
+from webapp.outbox import send_notification
 
 pytestmark = pytest.mark.e2e
 

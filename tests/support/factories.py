@@ -116,8 +116,8 @@ def make_client(app, role="admin", language="en", **user_overrides):
 def make_notification(status="queued", account=None, **overrides):
     """A notification queued through the outbox (send_notification), then put in `status` with any column
     overridden (attempts, last_code, last_reply, sent_at, created_at, ...)."""
-    from webapp.mail.outbox import send_notification
     from webapp.models import Notification
+    from webapp.outbox import send_notification
 
     fields = dict(to=f"person{next(_counter)}@example.com", subject="Your invoice", text="It is ready.")
     for name in ("to", "cc", "bcc", "subject", "text", "html", "reply_to", "return_path", "confirmation_email",

@@ -4,8 +4,8 @@ from collections import Counter
 
 from tests.fixtures.smtp import Received
 from tests.support.factories import make_account, make_credential
-from webapp.mail.outbox import Worker
 from webapp.models import Notification
+from webapp.outbox import Worker
 
 # Small leases, deadlines and backoffs keep the suite fast; lease >= 2 x (deadline + 1) as the worker demands.
 FAST = dict(lease_seconds=6, smtp_timeout=1.0, smtp_deadline=2.0, backoff_base_seconds=0.01,

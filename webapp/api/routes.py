@@ -7,8 +7,8 @@ from werkzeug.exceptions import HTTPException
 
 from webapp.api import bp
 from webapp.api.errors import api_error, error_response
-from webapp.mail.outbox import IdempotencyConflict, NoDefaultAccount, NotificationError, send_notification
 from webapp.models import ApiToken, DeliveryAttempt, Notification, SmtpAccount
+from webapp.outbox import IdempotencyConflict, NoDefaultAccount, NotificationError, send_notification
 
 ADDRESS_FIELDS = ("to", "cc", "bcc")
 FIELDS = (*ADDRESS_FIELDS, "subject", "text", "html", "account", "reply_to", "return_path", "confirmation_email",

@@ -12,8 +12,8 @@ from webapp.db import database
 from webapp.deliveries import bp, listing
 from webapp.deliveries.forms import ACTIVE_STATUSES, STATUS_LABELS, DeliveryFilterForm
 from webapp.mail import Step
-from webapp.mail.outbox import LEASE_EXPIRED, retry_notification
 from webapp.models import DeliveryAttempt, Notification
+from webapp.outbox import LEASE_EXPIRED, retry_notification
 from webapp.web import audit, get_or_404, refuse, render, role_required, safe_next
 
 FILTER_FORM_ID = "delivery-filters"

@@ -8,16 +8,3 @@ __all__ = [
     "N_", "Step", "MailError", "Hop", "open_connection", "SmtpSettings", "SendResult", "SmtpSession",
     "send_message", "compose_test_message",
 ]
-
-# The outbox uses the database models, which import this package: loaded on first use (PEP 562), so
-# `from webapp.mail import send_notification` works without an import cycle and the transport stays model-free.
-OUTBOX_NAMES = ("send_notification", "NotificationError", "NoDefaultAccount", "IdempotencyConflict", "Worker",
-                "OutboxSettings")
-
-
-def __getattr__(name):
-    if name in OUTBOX_NAMES:
-        from webapp.mail import outbox
-
-        return getattr(outbox, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,6 +8,7 @@ import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from email.charset import Charset
 from email.errors import MessageError
 from email.generator import BytesGenerator
 from email.headerregistry import Address, HeaderRegistry, UniqueAddressHeader
@@ -15,10 +16,12 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from html import escape as html_escape
 
+from webapp.mail.addresses import CONTROL_CHARS
+
 
 def has_control_characters(text: str) -> bool:
     """CR, LF or another control character: in a header or an SMTP command it would start a new line."""
-    return any(ord(char) < 32 or ord(char) == 127 for char in text)
+    return CONTROL_CHARS.search(text) is not None
 
 
 def ascii_domain(domain: str) -> str:
@@ -59,29 +62,33 @@ class _Registry(HeaderRegistry):
         return made
 
 
-class _MemoRegistry(_Registry):
-    """Parsed headers are immutable strings: the same (name, text) parses to an equal header, so a worker sending
-    many messages from one account parses its From, To, Reply-To... once (bounded, text values only)."""
-
-    def __call__(self, name, value):
-        if type(value) is str and len(value) <= 998:
-            return self._parsed(name, value)
-        return super().__call__(name, value)
-
-    @functools.lru_cache(maxsize=4096)  # noqa: B019 - one registry per policy, kept for the process
-    def _parsed(self, name, value):
-        return super().__call__(name, value)
-
-
 _ADDRESS_REGISTRY = _Registry()
+# The simple forms check_address() stores, "local@domain" and "Display Name <local@domain>" (dot-atoms, and a name of
+# atoms between single spaces), are read by this pattern: the stdlib's parser reads them the same way, many times
+# more slowly. Anything else (quotes, comments, encoded words, odd spacing) goes through that parser.
+_ATOM = r"[^\s\"(),.:;<>@\[\]\\]+"
+_LOCAL_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_SIMPLE_ADDRESS = re.compile(rf"(?:(?P<name>{_ATOM}(?: {_ATOM})*) <)?(?P<local>{_LOCAL_ATOM}(?:\.{_LOCAL_ATOM})*)"
+                             rf"@(?P<domain>{_ATOM}(?:\.{_ATOM})*)(?(name)>)")
 
 
 @functools.lru_cache(maxsize=4096)
 def header_address(value: str) -> Address:
     """'Name <local@domain>' or 'local@domain' (exactly one) as a header Address with a punycoded domain.
-    Memoised: Address is immutable and the worker asks for the same few addresses over and over."""
-    if has_control_characters(value):
+    Memoised: Address is immutable and the worker asks for the account's own addresses over and over."""
+    if has_control_characters(value) or len(value.splitlines()) > 1:
         raise ValueError("control characters in an address")
+    simple = _SIMPLE_ADDRESS.fullmatch(value) if "=?" not in value else None
+    if simple is not None:
+        address = Address(display_name=simple["name"] or "", username=simple["local"], domain=simple["domain"])
+    else:
+        address = _parsed_address(value)
+    return Address(display_name=address.display_name, username=address.username,
+                   domain=ascii_domain(address.domain))
+
+
+def _parsed_address(value: str) -> Address:
+    """The one address in value, read by the stdlib's header parser; ValueError if there is not exactly one."""
     try:
         addresses = _ADDRESS_REGISTRY("To", value).addresses
     # The stdlib parser raises IndexError on "to@" and AttributeError on ". <a@b>" (found by tests/test_properties.py).
@@ -89,9 +96,7 @@ def header_address(value: str) -> Address:
         raise ValueError("not an e-mail address") from None
     if len(addresses) != 1 or not addresses[0].username or not addresses[0].domain:
         raise ValueError("expected exactly one e-mail address")
-    address = addresses[0]
-    return Address(display_name=address.display_name, username=address.username,
-                   domain=ascii_domain(address.domain))
+    return addresses[0]
 
 
 def compose_test_message(*, sender: str, to: str, subject: str, body: str) -> EmailMessage:
@@ -108,30 +113,16 @@ def compose_test_message(*, sender: str, to: str, subject: str, body: str) -> Em
     return message
 
 
-# --- Notifications (issue 4) ---------------------------------------------------------------------------------
-
-
-class _FoldOncePolicy(email.policy.EmailPolicy):
-    """Folds a parsed header once per line length, line end and UTF-8 setting, keeping the result on the header
-    (headers are immutable, and the memo registry hands the same ones to every message of an account)."""
-
-    def _fold(self, name, value, refold_binary=False):
-        if not hasattr(value, "name"):
-            return super()._fold(name, value, refold_binary)
-        folds = value.__dict__.setdefault("_smtpdesk_folds", {})
-        key = (self.max_line_length, self.linesep, self.utf8)
-        folded = folds.get(key)
-        if folded is None:
-            folded = folds[key] = value.fold(policy=self)
-        return folded
+# --- Notifications ---------------------------------------------------------------------------------------------
 
 
 def _notification_policy():
-    # RFC 8098's Disposition-Notification-To holds addresses: parsed and encoded as such (a display name gets
-    # encoded words, the address stays readable), not as unstructured text.
-    registry = _MemoRegistry()
+    # RFC 8098's Disposition-Notification-To holds addresses: parsed as such when read back, not as unstructured text.
+    registry = _Registry()
     registry.map_to_type("disposition-notification-to", UniqueAddressHeader)
-    return _FoldOncePolicy(header_factory=registry, linesep="\r\n")
+    # The notification's own headers are set encoded and folded (_headers()): written as they are, never refolded
+    # (a word longer than a line, a long Message-ID say, cannot be folded anyway).
+    return email.policy.SMTP.clone(header_factory=registry, refold_source="none")
 
 
 NOTIFICATION_POLICY = _notification_policy()
@@ -222,23 +213,11 @@ def compose_notification(*, sender: str, to: list[str], subject: str, text: str,
     multipart/alternative; the footer appended to both; attachments make it multipart/mixed.
     Raises ValueError for an invalid address or a line break in the subject.
     """
-    _check_notification(to, subject)
+    headers = _headers(sender, to, cc, reply_to, confirmation_email, subject, date, message_id)
     text, html = with_footer(text or "", html, footer)
     message = EmailMessage(policy=NOTIFICATION_POLICY)
-    # Addresses go in as their formatted text, which the policy's registry parses once per distinct value.
-    message["From"] = str(header_address(sender))
-    message["To"] = _address_list(to)
-    if cc:
-        message["Cc"] = _address_list(cc)
-    if reply_to:
-        message["Reply-To"] = str(header_address(reply_to))
-    if confirmation_email:
-        message["Disposition-Notification-To"] = str(header_address(confirmation_email))
-    message["Subject"] = subject
-    message["Date"] = _date_header(date)
-    message["Message-ID"] = message_id
-    # RFC 3834: an automatic message; vacation responders and the like should not answer it.
-    message["Auto-Submitted"] = "auto-generated"
+    for name, value in headers:
+        message.set_raw(name, value)  # already encoded and folded: written as they are
     message.set_content(text, cte=_body_cte(text))
     if html is not None:
         message.add_alternative(html, subtype="html", cte=_body_cte(html))
@@ -257,7 +236,7 @@ def compose_notification(*, sender: str, to: list[str], subject: str, text: str,
 def notification_bytes(*, smtputf8: bool = False, **fields) -> bytes:
     """compose_notification(**fields) as it goes after DATA (message_bytes()). A plain-text notification is written
     directly, header line by header line, to the same bytes the email package would produce (composing it through
-    the package took most of the worker's time per message: tests/test_compose.py checks the two agree);
+    the package took most of the worker's time per message: tests/test_properties.py checks the two agree);
     HTML, attachments and SMTPUTF8 go through the package."""
     if fields.get("html") is None and not fields.get("attachments") and not smtputf8:
         return _plain_text_bytes(**fields)
@@ -281,47 +260,90 @@ def _plain_text_bytes(*, sender: str, to: list[str], subject: str, text: str, me
                       cc: list[str] = (), reply_to: str | None = None, confirmation_email: str | None = None,
                       footer: str | None = None, date: datetime | None = None, html=None, attachments=()) -> bytes:
     """compose_notification()'s text/plain message, flattened, without building the EmailMessage: the same header
-    lines in the same order (folded by the same policy, each distinct value once), the body encoded by the same
-    email.contentmanager function, the same CRLF line ends."""
-    _check_notification(to, subject)
+    lines in the same order (written by the same policy), the body encoded by the same email.contentmanager
+    function, the same CRLF line ends."""
+    headers = _headers(sender, to, cc, reply_to, confirmation_email, subject, date, message_id)
     text, _ = with_footer(text or "", None, footer)
-    lines = [_header_line("From", str(header_address(sender))), _header_line("To", _address_list(to))]
-    if cc:
-        lines.append(_header_line("Cc", _address_list(cc)))
-    if reply_to:
-        lines.append(_header_line("Reply-To", str(header_address(reply_to))))
-    if confirmation_email:
-        lines.append(_header_line("Disposition-Notification-To", str(header_address(confirmation_email))))
     cte, payload = email.contentmanager._encode_text(text, "utf-8", _body_cte(text), NOTIFICATION_POLICY)
-    lines += [_header_line("Subject", subject), _header_line("Date", _date_header(date)),
-              _header_line("Message-ID", message_id), _header_line("Auto-Submitted", "auto-generated"),
-              _header_line("Content-Type", 'text/plain; charset="utf-8"'),
-              _header_line("Content-Transfer-Encoding", cte), _header_line("MIME-Version", "1.0")]
+    headers += [("Content-Type", 'text/plain; charset="utf-8"'), ("Content-Transfer-Encoding", cte),
+                ("MIME-Version", "1.0")]
+    lines = [NOTIFICATION_POLICY.fold(name, value) for name, value in headers]
     # The generator writes the payload's lines with CRLF whatever they ended with.
     body = "\r\n".join(_LINE_ENDS.split(payload))
     return ("".join(lines) + "\r\n" + body).encode("ascii", "surrogateescape")
 
 
 _LINE_ENDS = re.compile(r"\r\n|\r|\n")
-# A value the policy would write back unchanged: printable ASCII, single spaces, no encoded word, on one line.
-_PLAIN_VALUE = re.compile(r"[!-~]+(?: [!-~]+)*")
-_PLAIN_HEADERS = {"Subject", "Date", "Message-ID"}
+LINE = 78  # RFC 5322 2.1.1: a line SHOULD have at most 78 characters
+UTF8 = Charset("utf-8")
 
 
-def _header_line(name: str, value: str) -> str:
-    """One folded header line (CRLF), as the generator writes it."""
-    if (name in _PLAIN_HEADERS and len(name) + 2 + len(value) <= NOTIFICATION_POLICY.max_line_length
-            and "=?" not in value and _PLAIN_VALUE.fullmatch(value)):
-        return f"{name}: {value}\r\n"  # unique per message (Subject, Date, Message-ID): not worth parsing
-    # header_store_parse: what EmailMessage does on assignment (it refuses any line break, Unicode ones included).
-    return NOTIFICATION_POLICY.fold(*NOTIFICATION_POLICY.header_store_parse(name, value))
+def _headers(sender: str, to: list[str], cc: list[str], reply_to: str | None, confirmation_email: str | None,
+             subject: str, date: datetime | None, message_id: str) -> list[tuple[str, str]]:
+    """The notification's own headers as (name, value), each value encoded and folded as it goes on the wire.
 
-
-def _check_notification(to: list[str], subject: str) -> None:
+    Non-ASCII text becomes UTF-8 encoded words (email.charset) and lines are folded here at spaces, rather than
+    parsed and refolded by the email package's policy, whose folder is many times slower as soon as a header holds
+    a non-ASCII word: a worker meets a new subject and new recipient names in almost every message.
+    Raises ValueError for an invalid address or a line break in the subject."""
     if not to:
         raise ValueError("a notification needs at least one To address")
-    if has_control_characters(subject):
+    if has_control_characters(subject) or len(subject.splitlines()) > 1:
         raise ValueError("line breaks and control characters in the subject")
+    headers = [_address_field("From", [sender]), _address_field("To", to)]
+    if cc:
+        headers.append(_address_field("Cc", cc))
+    if reply_to:
+        headers.append(_address_field("Reply-To", [reply_to]))
+    if confirmation_email:
+        headers.append(_address_field("Disposition-Notification-To", [confirmation_email]))
+    headers += [("Subject", _text("Subject", subject)), ("Date", _date_header(date)),
+                ("Message-ID", message_id),
+                # RFC 3834: an automatic message; vacation responders and the like should not answer it.
+                ("Auto-Submitted", "auto-generated")]
+    return [(name, _folded(name, value)) for name, value in headers]
+
+
+def _address_field(name: str, addresses: list[str]) -> tuple[str, str]:
+    """(name, addresses) for an address header: display names as _text(), quoted when they must be."""
+    texts = []
+    for value in addresses:
+        address = header_address(value)
+        shown = _text(name, address.display_name)
+        texts.append(str(address) if shown == address.display_name else f"{shown} <{address.addr_spec}>")
+    return name, ", ".join(texts)
+
+
+def _text(name: str, text: str) -> str:
+    """Text for the header `name` as it goes on the wire: as it is when it is ASCII, else UTF-8 encoded words (RFC
+    2047), as is a literal "=?", which a reader would take for the start of one."""
+    if text.isascii() and "=?" not in text:
+        return text
+    return _encoded_words(text, LINE - len(name) - 2)
+
+
+def _encoded_words(text: str, limit: int) -> str:
+    """text as UTF-8 encoded words of at most `limit` characters (halved until they are), separated by spaces: a
+    reader joins adjacent encoded words and drops the spaces between them."""
+    word = UTF8.header_encode(text)
+    if len(word) <= limit or len(text) < 2:
+        return word
+    middle = len(text) // 2
+    return f"{_encoded_words(text[:middle], limit)} {_encoded_words(text[middle:], limit)}"
+
+
+def _folded(name: str, value: str) -> str:
+    """value with a CRLF before some of its spaces, so that "name: value" keeps to LINE characters a line; unfolding
+    (RFC 5322 2.2.3) gives value back. A word longer than a line stays whole."""
+    width, out = len(name) + 2, []
+    for word in value.split(" "):
+        if out and word and width + 1 + len(word) > LINE:
+            out.append("\r\n " + word)
+            width = 1 + len(word)
+        else:
+            out.append(" " + word if out else word)
+            width += len(out[-1])
+    return "".join(out)
 
 
 def _date_header(date: datetime | None) -> str:
@@ -330,10 +352,6 @@ def _date_header(date: datetime | None) -> str:
     elif date.tzinfo is None:  # the database keeps naive UTC
         date = date.replace(tzinfo=timezone.utc)
     return format_datetime(date)
-
-
-def _address_list(addresses: list[str]) -> str:
-    return ", ".join(str(header_address(address)) for address in addresses)
 
 
 def header_block(data: bytes) -> str:

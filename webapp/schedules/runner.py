@@ -113,7 +113,7 @@ def _queue_report(schedule: ScheduledReport, due_at: datetime) -> dict:
     """Build the CSV and queue the e-mail; the outcome as {"message", "params"[, "notification"]} (English, N_)."""
     from webapp.accounts.columns import csv_table
     from webapp.csv_export import csv_bytes
-    from webapp.mail.outbox import NoDefaultAccount, NotificationError, send_notification
+    from webapp.outbox import NoDefaultAccount, NotificationError, send_notification
 
     with force_locale(_locale(schedule)):
         accounts = list(report_filters(schedule).query())
@@ -128,7 +128,7 @@ def _queue_report(schedule: ScheduledReport, due_at: datetime) -> dict:
                     "Scheduled reports.", frequency=frequency),
         ])
     try:
-        # Inside _run()'s transaction: send_notification() writes in a savepoint, undone if it raises.
+        # Inside _run()'s transaction: the notification is queued with the schedule's next run, or not at all.
         notification_id = send_notification(
             to=schedule.recipient_list, subject=subject, text=text,
             attachments=[(f"smtp-accounts-{due_at:%Y%m%d}.csv", "text/csv", attachment)],

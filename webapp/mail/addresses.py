@@ -1,0 +1,53 @@
+"""E-mail addresses as people type them: exactly one, a display name allowed, checked with email-validator.
+
+Refusals are AddressError: an English message marked with N_() and its %(name)s params, which a form translates
+(webapp.forms) and the outbox reports as they are.
+"""
+import re
+from email.headerregistry import Address
+
+from email_validator import EmailNotValidError, validate_email
+
+from webapp.mail.errors import N_
+
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+# "Name <addr>" or "\"Quoted, Name\" <addr>"; an unquoted name may not hold RFC 5322 specials.
+NAME_ADDR = re.compile(r'\s*(?:"((?:[^"\\]|\\.)*)"|([^"<>,;:@()\[\]\\]*?))\s*<([^<>]*)>\s*')
+MAX_TYPED = 320     # what is typed, display name included
+MAX_ADDR_SPEC = 254  # RFC 5321's path limit, less the angle brackets
+
+INVALID = N_("Enter a valid e-mail address, such as ops@example.com or Ops <ops@example.com>.")
+LINE_BREAKS = N_("Line breaks and control characters are not allowed here.")
+TOO_LONG = N_("This address is too long.")
+
+
+class AddressError(ValueError):
+    """An address refused: message is an English msgid (N_), params fill its placeholders; str() is the English."""
+
+    def __init__(self, message: str, **params):
+        super().__init__(message % params if params else message)
+        self.message, self.params = message, params
+
+
+def check_address(value: str, allow_display_name: bool = True) -> str:
+    """Return a normalised address ('Name <local@domain>' kept, UTF-8 allowed) or raise AddressError."""
+    if CONTROL_CHARS.search(value):
+        raise AddressError(LINE_BREAKS)
+    if len(value) > MAX_TYPED:
+        raise AddressError(TOO_LONG)
+    display_name, addr = "", value.strip()
+    match = NAME_ADDR.fullmatch(value)
+    if match:
+        if not allow_display_name:
+            raise AddressError(INVALID)
+        quoted, bare, addr = match.groups()
+        display_name = re.sub(r"\\(.)", r"\1", quoted) if quoted is not None else bare
+    try:
+        result = validate_email(addr.strip(), check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError:
+        raise AddressError(INVALID) from None
+    if len(result.ascii_email or result.normalized) > MAX_ADDR_SPEC:
+        raise AddressError(TOO_LONG)
+    if display_name.strip():
+        return str(Address(display_name=display_name.strip(), addr_spec=result.normalized))
+    return result.normalized

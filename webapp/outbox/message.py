@@ -1,0 +1,72 @@
+"""A notification as the message its account sends, and an attempt's result in words for the delivery log."""
+import base64
+import json
+
+from webapp.mail.compose import (
+    Attachment,
+    compose_notification,
+    envelope_address,
+    needs_smtputf8,
+    notification_bytes,
+    resolve_addressing,
+)
+from webapp.mail.errors import reply_text
+from webapp.mail.transport import SendResult
+from webapp.models import Notification, Setting, SmtpAccount
+from webapp.outbox.settings import FOOTER_SETTING
+
+
+def footer_for(account: SmtpAccount) -> str | None:
+    """The system footer when the account appends it (read once per group of messages by the worker)."""
+    return Setting.get_value(FOOTER_SETTING, "") if account.footer_enabled else None
+
+
+def build_message(notification: Notification, account: SmtpAccount, footer: str | None = None):
+    """(EmailMessage, envelope sender, envelope recipients) for a notification by its account's current rules
+    (footer: footer_for(account), read here when not given). Raises ValueError for an address that cannot be used."""
+    fields, envelope_from, recipients = _message_fields(notification, account, footer)
+    return compose_notification(**fields), envelope_from, recipients
+
+
+def build_wire(notification: Notification, account: SmtpAccount, footer: str | None = None):
+    """build_message() as the bytes that go after DATA (notification_bytes): what the worker sends."""
+    fields, envelope_from, recipients = _message_fields(notification, account, footer)
+    data = notification_bytes(smtputf8=needs_smtputf8(envelope_from, recipients), **fields)
+    return data, envelope_from, recipients
+
+
+def _message_fields(notification: Notification, account: SmtpAccount, footer: str | None):
+    rules = resolve_addressing(
+        reply_to=account.reply_to, return_path=account.return_path, confirmation_email=account.confirmation_email,
+        read_confirmation=account.read_confirmation, force_settings=account.force_settings,
+        override_reply_to=notification.reply_to, override_return_path=notification.return_path,
+        override_confirmation=notification.confirmation_email)
+    if footer is None:
+        footer = footer_for(account)
+    attachments = [Attachment(a["filename"], a["mimetype"], base64.b64decode(a["data"]))
+                   for a in json.loads(notification.attachments or "[]")]
+    fields = dict(
+        sender=account.sender, to=notification.to_list, cc=notification.cc_list, subject=notification.subject,
+        text=notification.body_text, html=notification.body_html, message_id=notification.message_id,
+        reply_to=rules.reply_to, confirmation_email=rules.confirmation_email, footer=footer,
+        date=notification.created_at, attachments=attachments)
+    envelope_from = envelope_address(rules.return_path or account.sender)
+    recipients = list(dict.fromkeys(envelope_address(a) for a in
+                                    notification.to_list + notification.cc_list + notification.bcc_list))
+    return fields, envelope_from, recipients
+
+
+def describe(result: SendResult) -> str:
+    """The attempt's reply for the log: the server's reply, or our explanation when the server said nothing."""
+    if result.ok:
+        text = f"{result.code} {result.reply or ''}".strip()
+        if result.refused:
+            refused = "; ".join(f"{rcpt}: {code} {reply_text(reply) or ''}"
+                                for rcpt, (code, reply) in result.refused.items())
+            text += f" (refused: {refused})"
+        return text
+    error = result.error
+    explanation = error.message % error.params if error is not None else "unknown failure"
+    if result.code is not None:
+        return f"{result.code} {result.reply or ''}".strip() + f" — {explanation}"
+    return explanation

@@ -1,0 +1,87 @@
+"""The worker's settings (OUTBOX_* keys) and the outbox's limits and constants."""
+import dataclasses
+import random
+
+from webapp.config import Defaults
+from webapp.mail.connectors import parse_networks
+from webapp.mail.errors import Step
+
+WAITING = ("queued", "retrying")
+ACTIVE = ("queued", "sending", "retrying")
+FOOTER_SETTING = "footer_text"
+LEASE_EXPIRED = "lease_expired"
+
+# Bounds on one notification (SECURITY 23): clear errors instead of unbounded memory.
+MAX_RECIPIENTS = 100        # to + cc + bcc
+MAX_SUBJECT = 998           # one header line (RFC 5322 §2.1.1)
+MAX_BODY_BYTES = 5 * 1024 * 1024          # text + HTML, UTF-8
+MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024   # all attachments together
+MAX_IDEMPOTENCY_KEY = 255
+MAX_CREATED_BY = 100
+
+# Outcomes are recorded in one transaction per this many messages, or sooner when the first waited this long.
+RECORD_EVERY = 50
+RECORD_SECONDS = 0.5
+# Steps where the session itself failed (not this message): the outcome applies to the rest of the account's group.
+SESSION_STEPS = frozenset({Step.DNS, Step.CONNECT, Step.PROXY, Step.TLS, Step.CERTIFICATE, Step.GREETING,
+                           Step.STARTTLS, Step.AUTH})
+LOCK_RETRY_SECONDS = 60     # how long a write waits, in total, for SQLite's lock before giving up
+
+
+@dataclasses.dataclass(frozen=True)
+class OutboxSettings:
+    """The worker's knobs; from_config() reads the OUTBOX_* keys (see webapp/config.py Defaults)."""
+
+    batch_size: int = 250                # notifications per claim
+    lease_seconds: float = 180           # how long a claim is exclusive; must exceed 2 x (smtp_deadline + 1)
+    poll_seconds: float = 1.0            # idle wait between empty claims
+    concurrency: int = 4                 # accounts delivered in parallel by one worker (one thread each)
+    max_attempts: int = 8                # then a transient failure becomes final
+    max_age_seconds: float = 2 * 86400   # ... or when the notification is this old
+    backoff_base_seconds: float = 30     # first retry after about this long, then doubling
+    backoff_max_seconds: float = 3600    # never waiting longer than this between attempts
+    max_connections: int = 4             # per account: workers holding its notifications at once
+    rate_per_minute: int = 0             # per account: attempts started in any 60 s (0 = no limit)
+    account_limits: dict = dataclasses.field(default_factory=dict)  # {account name: {"max_connections", ...}}
+    smtp_timeout: float = 30             # connect and each read
+    smtp_deadline: float = 60            # one message's whole dialogue (the opening included)
+    session_idle_seconds: float = 15     # close a kept connection unused this long
+    # Never connected to (OUTBOUND_BLOCKED_NETWORKS); the same defaults as the app's when built without a config.
+    blocked_networks: tuple = Defaults.OUTBOUND_BLOCKED_NETWORKS  # parsed into ip_network objects below
+
+    KEYS = {
+        "batch_size": "OUTBOX_BATCH_SIZE", "lease_seconds": "OUTBOX_LEASE_SECONDS",
+        "poll_seconds": "OUTBOX_POLL_SECONDS", "concurrency": "OUTBOX_CONCURRENCY",
+        "max_attempts": "OUTBOX_MAX_ATTEMPTS", "max_age_seconds": "OUTBOX_MAX_AGE_SECONDS",
+        "backoff_base_seconds": "OUTBOX_BACKOFF_BASE_SECONDS", "backoff_max_seconds": "OUTBOX_BACKOFF_MAX_SECONDS",
+        "max_connections": "OUTBOX_MAX_CONNECTIONS", "rate_per_minute": "OUTBOX_RATE_PER_MINUTE",
+        "account_limits": "OUTBOX_ACCOUNT_LIMITS", "smtp_timeout": "OUTBOX_SMTP_TIMEOUT",
+        "smtp_deadline": "OUTBOX_SMTP_DEADLINE", "session_idle_seconds": "OUTBOX_SESSION_IDLE_SECONDS",
+        "blocked_networks": "OUTBOUND_BLOCKED_NETWORKS",
+    }
+
+    def __post_init__(self):
+        object.__setattr__(self, "blocked_networks", parse_networks(self.blocked_networks))
+        if self.lease_seconds < 2 * (self.smtp_deadline + 1):
+            raise ValueError("OUTBOX_LEASE_SECONDS must be at least 2 x (OUTBOX_SMTP_DEADLINE + 1): a message must "
+                             "finish well within its lease")
+        if self.batch_size < 1 or self.concurrency < 1 or self.max_attempts < 1 or self.max_connections < 1:
+            raise ValueError("OUTBOX_BATCH_SIZE, _CONCURRENCY, _MAX_ATTEMPTS and _MAX_CONNECTIONS must be positive")
+
+    @classmethod
+    def from_config(cls, config, **overrides) -> "OutboxSettings":
+        """The settings from a Flask config (or any mapping), keys missing there keeping their defaults."""
+        values = {name: config[key] for name, key in cls.KEYS.items() if config.get(key) is not None}
+        values.update(overrides)
+        return cls(**values)
+
+    def limits(self, account_name: str) -> tuple[int, int]:
+        """(max connections, messages per minute) for an account: its OUTBOX_ACCOUNT_LIMITS entry or the defaults."""
+        own = self.account_limits.get(account_name) or {}
+        return (int(own.get("max_connections", self.max_connections)),
+                int(own.get("rate_per_minute", self.rate_per_minute)))
+
+    def backoff(self, attempts: int) -> float:
+        """Seconds before the next attempt after `attempts` attempts: exponential, capped, half of it jittered."""
+        delay = min(self.backoff_max_seconds, self.backoff_base_seconds * 2 ** max(0, attempts - 1))
+        return delay / 2 + random.uniform(0, delay / 2)

@@ -1,0 +1,380 @@
+"""The worker: claims a batch, delivers each account's notifications over one kept SMTP session, records outcomes.
+
+- Only the lease owner sends a notification, and only while at least half of the lease (more than one SMTP deadline)
+  is left; it renews the lease otherwise.
+- A notification is never lost. The one unavoidable duplicate: when the process dies (or the connection drops) after
+  the server accepted the message but before its "250" was recorded, the message is sent again, with the same
+  Message-ID (assigned at enqueue, reused on every attempt), so mail clients show it once. Outcomes are recorded
+  together, one transaction per RECORD_EVERY messages or RECORD_SECONDS (a write per message cost as much as the
+  message): a process killed mid-batch may send up to that many messages twice, never fewer than once.
+- Claimed notifications are grouped by account; each group goes over one SmtpSession (one connection for many
+  messages), reconnecting once at once when a reused connection was dropped before the message was handed over.
+  Failures of the session itself (DNS, connect, proxy, TLS, greeting, STARTTLS, AUTH) apply to the rest of the group,
+  so a wrong password costs one login attempt per batch, not one per message.
+- Graceful stop: the message being sent finishes and is recorded; the rest of the claimed batch goes back to the queue.
+"""
+import dataclasses
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+from webapp.mail.compose import header_block
+from webapp.mail.errors import N_, MailError, Step
+from webapp.mail.transport import SendResult, SmtpSession
+from webapp.models import Notification, SmtpAccount, utcnow
+from webapp.outbox import queue
+from webapp.outbox.message import build_wire, footer_for
+from webapp.outbox.queue import Outcome, claim, connection, outbox_counts
+from webapp.outbox.settings import ACTIVE, RECORD_EVERY, RECORD_SECONDS, SESSION_STEPS, OutboxSettings
+
+log = logging.getLogger(__name__)
+
+
+def worker_name() -> str:
+    """host:pid:random — unique per Worker, readable in the delivery log."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclasses.dataclass
+class _KeptSession:
+    session: SmtpSession
+    last_used: float
+
+
+class Worker:
+    """Claims due notifications and delivers them: run_once() for one batch, run_forever(stop_event) until stopped.
+
+    Worker(settings=None, *, name=None, hooks=(), **overrides): overrides replace OutboxSettings fields, e.g.
+    Worker(batch_size=10, lease_seconds=5, smtp_deadline=1). hooks: callables run every hook_seconds while running
+    forever (the report schedule); their exceptions are logged, never fatal.
+    """
+
+    def __init__(self, settings: OutboxSettings | None = None, *, name: str | None = None, hooks=(),
+                 hook_seconds: float = 30.0, **overrides):
+        settings = settings or OutboxSettings()
+        self.settings = dataclasses.replace(settings, **overrides) if overrides else settings
+        self.name = name or worker_name()
+        self.hooks = list(hooks)
+        self.hook_seconds = hook_seconds
+        self.stop_event = threading.Event()
+        self._sessions: dict[int, _KeptSession] = {}
+        self._sessions_lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._next_hooks = 0.0
+
+    # -- running --
+
+    def run_forever(self, stop_event: threading.Event | None = None) -> None:
+        """Deliver until stop_event (or self.stop()) is set; then finish the message in flight, put the rest of the
+        batch back, close the connections."""
+        if stop_event is not None:
+            self.stop_event = stop_event
+        log.info("outbox worker %s started", self.name)
+        try:
+            while not self.stop_event.is_set():
+                self._run_hooks()
+                try:
+                    delivered = self.run_once()
+                except Exception:  # a database hiccup must not end the worker: log, wait, go on
+                    log.exception("outbox worker %s: batch failed", self.name)
+                    delivered = 0
+                self.close_idle_sessions()
+                if not delivered:
+                    self.stop_event.wait(self.settings.poll_seconds)
+        finally:
+            self.close()
+            log.info("outbox worker %s stopped", self.name)
+
+    def stop(self) -> None:
+        """Ask run_forever() to stop after the messages in flight."""
+        self.stop_event.set()
+
+    def run_once(self) -> int:
+        """Claim one batch and deliver it (accounts in parallel, up to `concurrency`); return how many were claimed."""
+        # One connection for the claim and the groups delivered on this thread: closing the last connection to the
+        # database checkpoints its write-ahead log, work better done once per batch than once per step.
+        with connection():
+            batch = claim(self.name, self.settings)
+            if not batch:
+                return 0
+            groups: OrderedDict[int, list[Notification]] = OrderedDict()
+            for notification in batch:
+                groups.setdefault(notification.account_id, []).append(notification)
+            if len(groups) == 1 or self.settings.concurrency == 1:
+                for notifications in groups.values():
+                    self._deliver_group(notifications)
+            else:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="outbox")
+                for future in [self._pool.submit(self._deliver_group, group) for group in groups.values()]:
+                    future.result()
+            return len(batch)
+
+    def run_until_idle(self, timeout: float = 30.0) -> None:
+        """Deliver until nothing is queued, sending or retrying (tests, `smtpdesk worker --until-idle`)."""
+        deadline = time.monotonic() + timeout
+        with connection():  # one for the whole run (see run_once)
+            while True:
+                if not self.run_once():
+                    counts = outbox_counts()
+                    if not any(counts[status] for status in ACTIVE):
+                        return
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"outbox not drained after {timeout}s: {counts}")
+                    time.sleep(min(0.05, self.settings.poll_seconds))
+
+    def close(self) -> None:
+        """Close every kept connection and the thread pool."""
+        with self._sessions_lock:
+            kept, self._sessions = list(self._sessions.values()), {}
+        for entry in kept:
+            entry.session.close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def close_idle_sessions(self) -> None:
+        """Close connections unused for session_idle_seconds (servers drop idle clients anyway)."""
+        limit = time.monotonic() - self.settings.session_idle_seconds
+        with self._sessions_lock:
+            idle = [key for key, entry in self._sessions.items() if entry.last_used < limit]
+            closing = [self._sessions.pop(key) for key in idle]
+        for entry in closing:
+            entry.session.close()
+
+    def _run_hooks(self) -> None:
+        if not self.hooks or time.monotonic() < self._next_hooks:
+            return
+        self._next_hooks = time.monotonic() + self.hook_seconds
+        for hook in self.hooks:
+            try:
+                hook()
+            except Exception:
+                log.exception("outbox worker %s: hook %r failed", self.name, hook)
+
+    # -- one account's notifications over one connection --
+
+    def _deliver_group(self, notifications: list[Notification]) -> None:
+        with connection():
+            account = SmtpAccount.get_or_none(SmtpAccount.id == notifications[0].account_id)
+            if account is None:  # RESTRICT makes this impossible; kept so that a claim is never left behind
+                queue.release(self.name, notifications)
+                return
+            session, shared = None, None
+            if not account.enabled:  # disabled after these were queued: nothing goes out through it
+                shared = SendResult.refusal(MailError(Step.POLICY, False, N_("The account %(account)s is disabled."),
+                                            N_("Enable the account, then retry the notification."),
+                                            {"account": account.name}))
+            else:
+                try:
+                    session = self._session(account)
+                except MailError as error:  # our own rules refuse the account (credential host, no connector)
+                    shared = SendResult.refusal(error)
+            try:
+                self._deliver_over(session, account, list(notifications), shared, footer_for(account) or "")
+            finally:
+                self._keep(account.id, session)
+
+    def _deliver_over(self, session: SmtpSession | None, account: SmtpAccount, pending: list[Notification],
+                      shared: SendResult | None, footer: str) -> None:
+        """Send the pending notifications in order; once the session itself failed, the rest share that outcome."""
+        group = _Leased(self, pending)
+        composer = _Composer(account, footer)
+        try:
+            while group.pending:
+                if self.stop_event.is_set():
+                    queue.release(self.name, group.pending)
+                    return
+                if not group.holds_next():
+                    continue
+                notification = group.pending[0]
+                if shared is not None:
+                    self._finish(group, notification, account, shared, started=utcnow())
+                else:
+                    result = self._send(session, account, notification, group, composer)
+                    if not result.ok and result.error is not None and _session_failed(result):
+                        shared = result
+                group.done(notification)
+        except Exception:
+            log.exception("outbox worker %s: delivery through %s failed", self.name, account.name)
+            # The one in flight counts a transient attempt, so backoff and the attempt limit apply: a fault that
+            # repeats cannot spin. Unrecorded by the server, it may go out again (the documented window).
+            in_flight, rest = group.pending[:1], group.pending[1:]
+            queue.release(self.name, rest)
+            for notification in in_flight:
+                self._finish(group, notification, account, SendResult.refusal(MailError(
+                    Step.INTERNAL, True, N_("An unexpected error interrupted this delivery."),
+                    N_("It will be retried; if it repeats, look at the server log."))), started=utcnow())
+        finally:
+            group.flush()
+
+    def _session(self, account: SmtpAccount) -> SmtpSession:
+        settings = account.smtp_settings(self.settings.smtp_timeout, self.settings.smtp_deadline,
+                                         blocked_networks=self.settings.blocked_networks)
+        with self._sessions_lock:
+            entry = self._sessions.pop(account.id, None)
+        if entry is not None and entry.session.settings == settings:
+            return entry.session
+        if entry is not None:  # the account's settings changed: a new connection
+            entry.session.close()
+        return SmtpSession(settings)
+
+    def _keep(self, account_id: int, session: SmtpSession | None) -> None:
+        if session is None:
+            return
+        with self._sessions_lock:
+            self._sessions[account_id] = _KeptSession(session, time.monotonic())
+
+    def _send(self, session: SmtpSession, account: SmtpAccount, notification: Notification,
+              group: "_Leased", composer: "_Composer") -> SendResult:
+        started = utcnow()
+        try:
+            message, envelope_from, recipients = composer.message_for(notification)
+        except ValueError as exc:
+            result = SendResult.refusal(MailError(Step.POLICY, False,
+                                        N_("The message could not be composed (%(reason)s)."),
+                                        N_("Check the account's addresses and the notification's recipients."),
+                                        {"reason": str(exc)}))
+            self._finish(group, notification, account, result, started=started)
+            return result
+        # The header block shown in the detail view: from the very bytes that go after DATA.
+        headers = header_block(message)
+        # The next message's envelope goes with this one's final dot, unless a stop is asked for. Its content goes
+        # only in its own turn, after holds_next() (the transport drops the connection if that turn never comes).
+        then = None if self.stop_event.is_set() or len(group.pending) < 2 else composer.ready(group.pending[1])
+        result = session.send(message, envelope_from=envelope_from, recipients=recipients, then=then)
+        if _reconnectable(result) and group.holds_next():
+            # The server closed a kept connection before taking the message: record that, and try once more at
+            # once on a new connection (nothing was handed over, so this cannot duplicate the message).
+            self._finish(group, notification, account, result, started=started, headers=headers, final=False)
+            started = utcnow()
+            result = session.send(message, envelope_from=envelope_from, recipients=recipients, then=then)
+        self._finish(group, notification, account, result, started=started, headers=headers)
+        return result
+
+    def _finish(self, group: "_Leased", notification: Notification, account: SmtpAccount, result: SendResult, *,
+                started: datetime, headers: str | None = None, final: bool = True) -> None:
+        """Note one attempt's outcome; the group records its outcomes together (see _Leased.note)."""
+        group.note(Outcome(notification, account, result, started, headers, final))
+
+    def _record(self, outcomes: list[Outcome]) -> None:
+        """Record outcomes in one transaction (queue.record)."""
+        queue.record(self.name, outcomes, self.settings)
+
+
+class _Composer:
+    """Builds each message of a group once: the next one when its envelope goes out with the current one's final
+    dot (ready()), then sent in its turn (message_for()). Reads only the notification and account objects it is
+    given; no database work. (Composing on another thread while the sender waited on the network only fought the
+    sending thread for the GIL once a message took one round trip.)"""
+
+    def __init__(self, account: SmtpAccount, footer: str):
+        self.account, self.footer = account, footer
+        self.made: dict[int, tuple] = {}
+
+    def message_for(self, notification: Notification):
+        """build_wire(notification), its ValueError included."""
+        made = self.made.pop(notification.id, None)
+        return made if made is not None else build_wire(notification, self.account, self.footer)
+
+    def ready(self, notification: Notification):
+        """build_wire(notification), kept for its turn; None if it cannot be composed (its turn explains why)."""
+        if notification.id not in self.made:
+            try:
+                self.made[notification.id] = build_wire(notification, self.account, self.footer)
+            except ValueError:
+                return None
+        return self.made[notification.id]
+
+
+class _Leased:
+    """One account's claimed notifications and their lease: a message is sent only while more than half of the
+    lease (at least one SMTP deadline and a second) is left, renewing it for the whole group otherwise."""
+
+    def __init__(self, worker: Worker, notifications: list[Notification]):
+        self.worker = worker
+        self.pending = list(notifications)
+        self.lease_until = min((n.lease_until for n in self.pending if n.lease_until), default=utcnow())
+        self.outcomes: list[Outcome] = []
+        self._first_noted = 0.0
+
+    def note(self, outcome: Outcome) -> None:
+        """Keep an outcome to record; recorded every RECORD_EVERY outcomes or RECORD_SECONDS, and at the group's end.
+        Until then a sent message is still "sending" under our lease: if the process dies now, the lease expires
+        and the message goes again with the same Message-ID (the window DESIGN.md accepts, a few messages wide)."""
+        if not self.outcomes:
+            self._first_noted = time.monotonic()
+        self.outcomes.append(outcome)
+        if len(self.outcomes) >= RECORD_EVERY or time.monotonic() - self._first_noted >= RECORD_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Record the outcomes noted so far (one transaction)."""
+        outcomes, self.outcomes = self.outcomes, []
+        if outcomes:
+            self.worker._record(outcomes)
+
+    def holds_next(self) -> bool:
+        """Whether the first pending notification may be sent now (renewing if needed; lost ones are dropped)."""
+        left = (self.lease_until - utcnow()).total_seconds()
+        if left <= self.worker.settings.lease_seconds / 2:
+            held, self.lease_until = queue.renew(self.worker.name, self.pending, self.worker.settings.lease_seconds)
+            first = self.pending[0] if self.pending else None
+            self.pending = [n for n in self.pending if n.id in held]
+            return bool(self.pending) and self.pending[0] is first
+        return bool(self.pending)
+
+    def done(self, notification: Notification) -> None:
+        # Always the head (sent in order); by identity: a model's == compares by query, slow over a long batch.
+        if self.pending and self.pending[0] is notification:
+            del self.pending[0]
+
+
+def _fresh_connection(result: SendResult) -> bool:
+    return any(line.startswith("*: connected to") for line in result.transcript)
+
+
+def _message_handed_over(result: SendResult) -> bool:
+    return any(line.startswith("C: <message") for line in result.transcript)
+
+
+def _reconnectable(result: SendResult) -> bool:
+    """A kept connection that the server closed (or answered 421) before the message went over: reconnect now."""
+    error = result.error
+    return (not result.ok and error is not None and error.transient and not _fresh_connection(result)
+            and not _message_handed_over(result)
+            and (error.step in (Step.CONNECTION_LOST, Step.TIMEOUT) or result.code == 421))
+
+
+def _session_failed(result: SendResult) -> bool:
+    """Whether the failure is the session's (the rest of the account's group would fail the same way)."""
+    error = result.error
+    if error.step in SESSION_STEPS:
+        return True
+    # smtplib writes "mail FROM:<...>": compare without case.
+    mail_said = any(line[:7].upper() == "C: MAIL" for line in result.transcript)
+    return error.step in (Step.CONNECTION_LOST, Step.TIMEOUT) and not mail_said
+
+
+class WorkerThread:
+    """A Worker on a daemon thread: start() and stop(timeout) (graceful: in-flight messages finish)."""
+
+    def __init__(self, worker: Worker):
+        self.worker = worker
+        self.thread = threading.Thread(target=worker.run_forever, name="outbox-worker", daemon=True)
+
+    def start(self) -> "WorkerThread":
+        self.thread.start()
+        return self
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Stop and wait; True when the thread ended within timeout."""
+        self.worker.stop()
+        self.thread.join(timeout)
+        return not self.thread.is_alive()
