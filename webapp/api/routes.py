@@ -2,7 +2,6 @@
 import json
 
 from flask import g, request, url_for
-from flask_babel import force_locale
 from werkzeug.exceptions import HTTPException
 
 from webapp.api import bp
@@ -47,12 +46,6 @@ def _http_error(error: HTTPException):
 
 for _status in (400, 401, 403, 404, 405, 409, 413, 415, 500):
     bp.register_error_handler(_status, _http_error)
-
-
-def _english(message) -> str:
-    """A (possibly lazy) UI message in English: the API answers programs, not people at a screen."""
-    with force_locale("en"):
-        return str(message)
 
 
 # --- Reading the request --------------------------------------------------------------------------------------
@@ -190,8 +183,8 @@ def send():
 
 
 def _invalid(field_errors: dict):
-    fields = {name: _english(" ".join(map(str, message)) if isinstance(message, (list, tuple)) else message)
-              for name, message in field_errors.items()}
+    # Messages about the JSON's shape come from here, about the values from send_notification(): English both.
+    fields = {name: str(message) for name, message in field_errors.items()}
     return api_error(400, "Some fields are not valid: see fields.", error="invalid_fields", fields=fields)
 
 
