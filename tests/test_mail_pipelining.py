@@ -2,7 +2,7 @@
 and a session still in step after any refusal. (tests/test_mail_transport.py runs all its cases both ways.)"""
 import pytest
 
-from tests.test_mail_transport import BOUNCE, RECIPIENT, make_message, send
+from tests.support.mail import BOUNCE, RECIPIENT, make_message, send
 from webapp.mail import SmtpSession, Step
 from webapp.mail.compose import message_bytes
 

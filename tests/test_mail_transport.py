@@ -9,27 +9,13 @@ from email.utils import parsedate_to_datetime
 
 import pytest
 
-from webapp.mail import MailError, SmtpSession, Step, compose_test_message, send_message
+from tests.support.mail import BOUNCE, RECIPIENT, make_message, send
+from webapp.mail import MailError, SmtpSession, Step, send_message
 from webapp.mail.transport import _tls_context
 
 USER = "mailer@example.com"
 PASSWORD = "Sm7p-s3cret-pa55"
 USERS = {USER: PASSWORD}
-BOUNCE = "bounce@example.com"
-RECIPIENT = "to@example.net"
-
-
-def make_message(**overrides):
-    fields = {"sender": "Ops Desk <ops@example.com>", "to": RECIPIENT, "subject": "TEST MESSAGE!",
-              "body": "ATTENTION: THIS IS A TEST MESSAGE!"}
-    return compose_test_message(**{**fields, **overrides})
-
-
-def send(server, message=None, recipients=(RECIPIENT,), **settings):
-    return send_message(server.settings(**settings), message or make_message(), envelope_from=BOUNCE,
-                        recipients=list(recipients))
-
-
 def secret_forms(user=USER, password=PASSWORD):
     """The password as it would look on the wire: plain, base64, AUTH PLAIN's base64."""
     return [password, *(base64.b64encode(raw.encode()).decode() for raw in

@@ -1,0 +1,16 @@
+"""Sending one test message through the transport to a test server: the envelope and message tests use."""
+from webapp.mail import compose_test_message, send_message
+
+BOUNCE = "bounce@example.com"
+RECIPIENT = "to@example.net"
+
+
+def make_message(**overrides):
+    fields = {"sender": "Ops Desk <ops@example.com>", "to": RECIPIENT, "subject": "TEST MESSAGE!",
+              "body": "ATTENTION: THIS IS A TEST MESSAGE!"}
+    return compose_test_message(**{**fields, **overrides})
+
+
+def send(server, message=None, recipients=(RECIPIENT,), **settings):
+    return send_message(server.settings(**settings), message or make_message(), envelope_from=BOUNCE,
+                        recipients=list(recipients))
