@@ -113,8 +113,9 @@ def find(notification_id: int) -> Notification | None:
 
 def representation(notification: Notification) -> dict:
     """A notification (from find()) as the API shows it: where its delivery stands, every attempt, the timestamps."""
+    # Every attempt recorded counts in notification.attempts (same transaction): none yet, nothing to read.
     attempts = (DeliveryAttempt.select().where(DeliveryAttempt.notification == notification.id)
-                .order_by(DeliveryAttempt.started_at, DeliveryAttempt.id))
+                .order_by(DeliveryAttempt.started_at, DeliveryAttempt.id)) if notification.attempts else ()
     waiting = notification.status in ("queued", "retrying")
     return {
         "id": notification.id,
