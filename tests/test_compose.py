@@ -257,3 +257,13 @@ def test_anything_but_one_address_is_refused(to):
 def test_line_breaks_in_the_subject_cannot_add_headers():
     with pytest.raises(ValueError):
         compose_test(subject="Hello\r\nBcc: evil@example.com")
+
+
+@pytest.mark.parametrize("html", [None, "<p>Olá</p>"])  # written directly / through the email package
+def test_a_subject_of_one_998_character_word_is_folded_into_lines_of_78(html):
+    subject = "x" * 998  # a long token or URL: MAX_SUBJECT allows it, RFC 5322 allows no line that long
+    raw = notification_bytes(sender="ops@example.com", to=["ana@example.org"], subject=subject, text="Olá",
+                             html=html, message_id="<fixed.1@example.com>")
+    head = raw.partition(b"\r\n\r\n")[0]
+    assert max(len(line) for line in head.split(b"\r\n")) <= 78
+    assert rfc2047(email.message_from_bytes(raw, policy=email.policy.compat32)["Subject"]) == subject

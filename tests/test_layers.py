@@ -1,5 +1,7 @@
-"""webapp/mail/ is plain Python, and the outbox keeps forms and translations out (STYLE.md 3): checked on the import
-statements of every module of both packages, those inside functions included."""
+"""webapp/mail/'s code depends on no part of the web app (Flask, its extensions, WTForms, the forms, the models), and
+the outbox's on no form or translation machinery (STYLE.md 3): checked on the import statements of every module of
+both packages, those inside functions included. (Importing webapp.mail still runs webapp/__init__.py, which imports
+Flask for the app factory; what matters is that nothing in mail/ uses it.)"""
 import ast
 from pathlib import Path
 

@@ -4,7 +4,6 @@ import socket
 import time
 
 import pytest
-from flask_babel import force_locale
 
 from tests.support.factories import make_account
 from webapp.models import DeliveryAttempt, Notification
@@ -20,8 +19,7 @@ def notify(**overrides) -> int:
 def errors_of(**overrides) -> dict:
     with pytest.raises(NotificationError) as caught:
         notify(**overrides)
-    with force_locale("en"):  # the messages are lazy: the API shows them in English, the screens translate them
-        return {name: str(message) for name, message in caught.value.field_errors.items()}
+    return dict(caught.value.field_errors)  # English, as the API and the CLI show them
 
 
 def test_the_notification_is_stored_and_its_id_returned_without_any_network_work(app, monkeypatch, closed_port):
@@ -154,3 +152,21 @@ def test_send_notification_opens_and_closes_its_own_connection_when_none_is_open
     assert database.is_closed()  # opened for the call and closed again
     database.connect()
     assert Notification.get_by_id(notification_id).status == "queued"
+
+
+def test_an_account_deleted_while_its_notification_is_queued_is_a_field_error(app, monkeypatch):
+    """Deleted by an admin between reading the account and storing the notification: refused as an unknown
+    account, like a name that never existed, not an internal error."""
+    from webapp.outbox import enqueue
+
+    account = make_account(name="Short-lived", is_default=True)
+    resolve = enqueue._resolve_account
+
+    def resolve_then_delete(named):
+        found = resolve(named)
+        account.delete_instance()
+        return found
+
+    monkeypatch.setattr(enqueue, "_resolve_account", resolve_then_delete)
+    assert errors_of(account="Short-lived") == {"account": "No SMTP account has this name or id."}
+    assert not Notification.select().exists()

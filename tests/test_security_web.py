@@ -316,7 +316,7 @@ def session_cookie(response) -> str:
 def test_security_27_the_session_cookie_is_httponly_lax_and_expires(client, alice):
     cookie = session_cookie(sign_in(client, alice.username))
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
-    assert "Expires=" in cookie  # permanent: it ends PERMANENT_SESSION_LIFETIME after the last request
+    assert "Expires=" in cookie  # permanent: it ends PERMANENT_SESSION_LIFETIME after it was last signed
     assert "Secure" not in cookie  # plain HTTP by default (a local install); see BEHIND_HTTPS below
     assert client.application.config["PERMANENT_SESSION_LIFETIME"] == timedelta(hours=8)
 

@@ -145,18 +145,22 @@ def serve(info, host, port, threads, run_worker):
         click.echo(f"  Open {url}/auth/setup and enter this one-time setup code: {code}")
         click.echo("")
     click.echo(f"smtpdesk serving on {url} (Ctrl+C to stop)")
-    background = None
-    if app.config["OUTBOX_IN_SERVER"] if run_worker is None else run_worker:
-        from webapp.outbox import WorkerThread
-
-        background = WorkerThread(_make_worker(app)).start()
-    # SIGTERM ends waitress's loop as Ctrl+C does (it returns on SystemExit), so the worker stops gracefully.
+    # SIGTERM ends waitress's loop as Ctrl+C does (it returns on SystemExit), so the worker stops gracefully; set
+    # before the worker starts, so that a stop asked for during start-up stops it too.
     signal.signal(signal.SIGTERM, _exit_on_signal)
+    background = None
     try:
+        if app.config["OUTBOX_IN_SERVER"] if run_worker is None else run_worker:
+            from webapp.outbox import WorkerThread
+
+            background = WorkerThread(_make_worker(app))
+            background.start()
         server.run()
+    except KeyboardInterrupt:
+        pass  # Ctrl+C before waitress listened for it: stop as SIGTERM does
     finally:
         server.close()
-        if background is not None:
+        if background is not None and background.thread.is_alive():
             click.echo("Stopping the outbox worker (messages in flight finish first)...")
             background.stop(timeout=background.worker.settings.smtp_deadline + 5)
 

@@ -23,8 +23,8 @@ class Defaults:
     SESSION_COOKIE_SAMESITE = "Lax"
     REMEMBER_COOKIE_HTTPONLY = True
     REMEMBER_COOKIE_SAMESITE = "Lax"
-    # Sessions are made permanent at sign-in and end this long after it: the cookie is signed again only when the
-    # session changes, not on every request.
+    # Sessions are made permanent at sign-in and end this long after their cookie was last signed: Flask signs it
+    # again only when the session changes (a flashed confirmation), not on every request.
     PERMANENT_SESSION_LIFETIME = timedelta(hours=8)
     SESSION_REFRESH_EACH_REQUEST = False
     # SMTPDESK_BEHIND_HTTPS=1 behind a TLS reverse proxy: cookies get Secure, and ProxyFix takes the client

@@ -49,7 +49,8 @@ def login():
 
 
 def _sign_in(user):
-    """Start the user's session; permanent, so it ends PERMANENT_SESSION_LIFETIME after sign-in."""
+    """Start the user's session; permanent, so it ends PERMANENT_SESSION_LIFETIME after its cookie was last signed
+    (now, or when the session last changed)."""
     session.permanent = True
     login_user(user)
 

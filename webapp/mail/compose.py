@@ -235,9 +235,9 @@ def compose_notification(*, sender: str, to: list[str], subject: str, text: str,
 
 def notification_bytes(*, smtputf8: bool = False, **fields) -> bytes:
     """compose_notification(**fields) as it goes after DATA (message_bytes()). A plain-text notification is written
-    directly, header line by header line, to the same bytes the email package would produce (composing it through
-    the package took most of the worker's time per message: tests/test_properties.py checks the two agree);
-    HTML, attachments and SMTPUTF8 go through the package."""
+    directly, without building an EmailMessage: the same header values (_headers()), the same MIME headers and body
+    encoding, the same bytes (tests/test_properties.py checks the two paths agree); HTML, attachments and SMTPUTF8
+    go through the email package."""
     if fields.get("html") is None and not fields.get("attachments") and not smtputf8:
         return _plain_text_bytes(**fields)
     return message_bytes(compose_notification(**fields), smtputf8)
@@ -315,11 +315,13 @@ def _address_field(name: str, addresses: list[str]) -> tuple[str, str]:
 
 
 def _text(name: str, text: str) -> str:
-    """Text for the header `name` as it goes on the wire: as it is when it is ASCII, else UTF-8 encoded words (RFC
-    2047), as is a literal "=?", which a reader would take for the start of one."""
-    if text.isascii() and "=?" not in text:
+    """Text for the header `name` as it goes on the wire: as it is when it is ASCII and folds into lines, else UTF-8
+    encoded words (RFC 2047), as is a literal "=?", which a reader would take for the start of one, and a word too
+    long for a line (folding happens only at spaces; RFC 5322 2.1.1 caps a line at 998 characters)."""
+    room = LINE - len(name) - 2
+    if text.isascii() and "=?" not in text and all(len(word) <= room for word in text.split(" ")):
         return text
-    return _encoded_words(text, LINE - len(name) - 2)
+    return _encoded_words(text, room)
 
 
 def _encoded_words(text: str, limit: int) -> str:

@@ -136,10 +136,13 @@ def send_notification(*, to, subject: str, text: str, html: str | None = None, c
     with connection():
         try:
             notification_id = earlier_id() or retry_locked(enqueue)
-        except IntegrityError:
-            # The same idempotency key queued by a concurrent call just before this one (the column is unique).
+        except IntegrityError as error:
+            # The same idempotency key queued by a concurrent call just before this one (the column is unique), or
+            # the account deleted between reading it and the insert (its foreign key).
             notification_id = earlier_id() if key else None
             if notification_id is None:
+                if "FOREIGN KEY" in str(error).upper():
+                    raise NotificationError({"account": N_("No SMTP account has this name or id.")}) from None
                 raise
     log.info("notification %s queued (source %s)", notification_id, source)
     return notification_id

@@ -8,6 +8,7 @@ from flask_wtf import FlaskForm
 from wtforms import DateTimeLocalField, HiddenField, RadioField, TextAreaField
 from wtforms.validators import DataRequired, InputRequired, ValidationError
 
+from webapp.accounts.columns import FILTERS
 from webapp.forms import check_address
 from webapp.models import utcnow
 from webapp.schedules.runner import FREQUENCY_LABELS
@@ -15,8 +16,9 @@ from webapp.schedules.runner import FREQUENCY_LABELS
 MAX_RECIPIENTS = 50
 # Recipients are typed one per line; commas and semicolons outside display names separate them too.
 SEPARATORS = re.compile(r"[\r\n]+|[,;](?=(?:[^\"]*\"[^\"]*\")*[^\"]*$)")
-# Query-string keys the accounts report understands; anything else in the link is dropped.
-REPORT_FILTERS = ("id", "name", "sender", "reply_to", "return_path", "confirmation", "enabled", "sort")
+# Query-string keys the accounts report understands (its column table's filters, and the order); anything else in the
+# link is dropped.
+REPORT_FILTERS = (*(report_filter.name for report_filter in FILTERS), "sort")
 
 
 def report_query(args) -> str:
