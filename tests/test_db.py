@@ -2,12 +2,13 @@ import os
 import stat
 
 import pytest
+from cryptography.fernet import Fernet
 from peewee import IntegrityError
 
 from tests.support.factories import make_account
-from webapp import db
+from webapp import create_app, db
 from webapp.db import database
-from webapp.models import MODELS
+from webapp.models import MODELS, ApiToken, AuditEntry, User
 
 
 def test_migrations_build_exactly_the_models_schema(app):
@@ -40,3 +41,29 @@ def test_the_database_refuses_a_second_default_account(app):
 def test_the_database_refuses_a_disabled_default_account(app):
     with pytest.raises(IntegrityError), database.atomic():
         make_account(is_default=True, enabled=False)
+
+
+def test_smtpdesk_db_upgrade_adds_the_session_generation_keeping_every_reference_to_users(tmp_path, monkeypatch):
+    """m0006 adds a NOT NULL column to the user table in place: a rebuilt table would have set the audit log's
+    actors and the tokens' owners to NULL on the way."""
+    every = db.migrations()
+    monkeypatch.setenv("SMTPDESK_INSTANCE_PATH", str(tmp_path))
+    app = create_app({"TESTING": True, "SECRET_KEY": "test-secret-key", "VAULT_KEYS": Fernet.generate_key().decode(),
+                      "DATABASE": str(tmp_path / "release5.db")})
+    monkeypatch.setattr(db, "migrations", lambda: every[:5])
+    assert db.upgrade()[-1] == "m0005_delivery_search"
+    with database.connection_context():
+        for sql in ('INSERT INTO "user" ("id", "username", "password_hash", "role", "active", "created_at") '
+                    "VALUES (1, 'alice', 'x', 'admin', 1, '2025-01-01')",
+                    'INSERT INTO "audit_entry" ("at", "actor_id", "actor_name", "action", "object_type", '
+                    '"object_name", "changes_json", "remote_addr") '
+                    "VALUES ('2025-01-01', 1, 'alice', 'login', 'user', 'alice', '{}', '')",
+                    'INSERT INTO "api_token" ("name", "token_hash", "prefix", "created_by_id", "created_at") '
+                    "VALUES ('ci', 'hash', 'smtpdesk_abcdef', 1, '2025-01-01')"):
+            database.execute_sql(sql)
+    monkeypatch.setattr(db, "migrations", lambda: every)
+    result = app.test_cli_runner().invoke(args=["db", "upgrade"])
+    assert result.exit_code == 0 and "applied m0006_user_session_generation." in result.output
+    with database.connection_context():
+        assert AuditEntry.get().actor_id == 1 and ApiToken.get().created_by_id == 1
+        assert User.get_by_id(1).session_generation == 0

@@ -199,7 +199,7 @@ def release_four_database(tmp_path, monkeypatch):
 
 
 def test_the_migration_indexes_and_counts_the_notifications_already_there(release_four_database):
-    assert db.upgrade() == ["m0005_delivery_search"]
+    assert db.upgrade()[0] == "m0005_delivery_search"
     with database.connection_context():
         def found(term, status=None):
             return [row.id for row in listing.window(listing.Criteria(status=status, term=search_term(term)), 30).items]

@@ -8,7 +8,8 @@ login or 401; operators and auditors: 403 on admin actions) and 27 (login brute 
   one message and one status (429) whether or not the username exists.
 - The session cookie: HttpOnly, SameSite=Lax, Secure behind HTTPS (SMTPDESK_BEHIND_HTTPS, which also trusts one
   reverse proxy through ProxyFix), and sessions that expire.
-- Sessions end when the password changes (users screen or `smtpdesk users set-password`).
+- Sessions end when the password changes (users screen or `smtpdesk users set-password`) and, on the server, when
+  the user signs out (item 34); signing in starts a new session with a new CSRF secret.
 - Security headers on every answer of every route, and no inline script anywhere the CSP would have to allow.
 """
 import json
@@ -472,6 +473,68 @@ def test_a_session_with_a_bare_or_forged_user_id_loads_nobody(app, client, alice
             session["_user_id"] = forged
             session["_fresh"] = True
         assert signed_out(client), forged
+
+
+# --- SECURITY 34: signing out ends the session on the server; sign-in renews the CSRF secret ----------------------
+
+CSRF_IN_PAGE = re.compile(r'"X-CSRFToken": "([^"]+)"')
+
+
+def page_token(client, url="/accounts/") -> str:
+    """The CSRF token the page at url carries for its buttons, as a browser reads it."""
+    return CSRF_IN_PAGE.search(client.get(url, follow_redirects=True).get_data(as_text=True)).group(1)
+
+
+def test_security_34_a_cookie_captured_before_signing_out_is_not_signed_in_after(app, en, alice):
+    client = en
+    client.login(alice)
+    assert is_signed_in(client)
+    captured = client.get_cookie("session").value
+    response = client.post("/auth/logout")
+    assert response.status_code == 302
+    assert "You are signed out." in client.get(response.headers["Location"]).get_data(as_text=True)
+    replay = app.test_client()  # another browser, holding only the stolen cookie
+    replay.set_cookie("session", captured)
+    assert signed_out(replay)
+    client.login(User.get_by_id(alice.id))  # signing in again works, with a new cookie
+    assert is_signed_in(client)
+
+
+def test_security_34_signing_out_ends_the_users_sessions_in_every_browser(app, alice):
+    laptop, phone = app.test_client(), app.test_client()
+    laptop.login(alice)
+    phone.login(alice)
+    assert phone.post("/auth/logout").status_code == 302
+    assert signed_out(laptop)
+
+
+def test_security_34_a_csrf_token_from_before_sign_in_is_refused_after_it(app, client, alice):
+    client.use_language("en")
+    account = make_account(name="Spare relay")
+    anonymous = page_token(client, "/auth/login")
+    signed_in = client.post("/auth/login", data={"username": alice.username, "password": PASSWORD},
+                            headers={"X-CSRFToken": anonymous}, csrf=False)
+    assert signed_in.status_code == 302
+    stale = client.post(f"/accounts/{account.id}/disable", data={"next": "/accounts/"},
+                        headers={"X-CSRFToken": anonymous}, csrf=False)
+    assert stale.status_code == 400 and SmtpAccount.get_by_id(account.id).enabled
+    fresh = page_token(client)
+    assert fresh != anonymous
+    assert "SMTP Configuration" in client.get("/accounts/").get_data(as_text=True)  # the language choice stays
+    done = client.post(f"/accounts/{account.id}/disable", data={"next": "/accounts/"},
+                       headers={"X-CSRFToken": fresh}, csrf=False)
+    assert done.status_code == 303 and not SmtpAccount.get_by_id(account.id).enabled
+
+
+def test_security_34_a_csrf_token_from_before_setup_is_refused_after_it(app, client):
+    from webapp.auth.passwords import issue_setup_code
+
+    code = issue_setup_code(app.instance_path)
+    anonymous = page_token(client, "/auth/setup")
+    form = {"code": code, "username": "root", "password": PASSWORD, "confirm": PASSWORD}
+    assert client.post("/auth/setup", data=form, headers={"X-CSRFToken": anonymous}, csrf=False).status_code == 302
+    stale = client.post("/tokens/new", data={"name": "ci"}, headers={"X-CSRFToken": anonymous}, csrf=False)
+    assert stale.status_code == 400 and ApiToken.select().count() == 0
 
 
 # --- SECURITY 27: security headers on every answer, no inline script ------------------------------------------

@@ -1,11 +1,14 @@
 """The test client: CSRF tokens sent like a browser's page sends them, a fresh app context per request, htmx."""
 import re
+from urllib.parse import urlsplit
 
 from flask.testing import FlaskClient
 
 from tests.support.factories import PASSWORD
 
 CSRF_IN_PAGE = re.compile(r'"X-CSRFToken": "([^"]+)"')
+# Signing in or out starts a new session (webapp.auth.routes), whose pages carry another CSRF token.
+SESSION_STARTS = {"/auth/login", "/auth/setup", "/auth/logout"}
 
 
 class Client(FlaskClient):
@@ -22,7 +25,11 @@ class Client(FlaskClient):
         # A fresh app context per request: the fixture's long-lived one would share `g` (signed-in user,
         # CSRF token, locale) between requests and clients.
         with self.application.app_context():
-            return super().open(*args, **kwargs)
+            response = super().open(*args, **kwargs)
+        if method == "POST" and urlsplit(str(args[0] if args else "")).path in SESSION_STARTS:
+            # A new session has a new CSRF secret: read the next page's token, as a browser does.
+            self.csrf_token = None
+        return response
 
     def fetch_csrf_token(self) -> str:
         if self.csrf_token is None:

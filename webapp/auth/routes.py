@@ -51,6 +51,9 @@ def login():
 def _sign_in(user):
     """Start the user's session; permanent, so it ends PERMANENT_SESSION_LIFETIME after its cookie was last signed
     (now, or when the session last changed)."""
+    # A new session: nothing from the anonymous one carries over, above all not Flask-WTF's CSRF secret, which a
+    # page shown before sign-in may have leaked. The language lives in its own cookie, so it stays.
+    session.clear()
     session.permanent = True
     login_user(user)
 
@@ -68,10 +71,13 @@ def _locked_out(form, username):
 
 @bp.post("/logout")
 def logout():
-    """Sign out."""
+    """Sign out: every session of this user ends on the server, not only this browser's cookie."""
     if current_user.is_authenticated:
-        audit("logout", current_user)
+        with database.atomic():
+            current_user.end_sessions()
+            audit("logout", current_user)
     logout_user()
+    session.clear()
     flash(_("You are signed out."), "info")
     return redirect(url_for("auth.login"))
 

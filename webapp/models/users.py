@@ -4,13 +4,15 @@ import secrets
 from datetime import timedelta
 
 from flask_login import UserMixin
-from peewee import BooleanField, CharField, DateTimeField, ForeignKeyField
+from peewee import BooleanField, CharField, DateTimeField, ForeignKeyField, IntegerField
 
 from webapp.models.base import BaseModel, utcnow
 
 
 class User(UserMixin, BaseModel):
     ROLES = ("admin", "operator", "auditor")
+    # Signing out is audited as a logout of its own, not as a change of the user.
+    AUDIT_IGNORED = BaseModel.AUDIT_IGNORED | {"session_generation"}
 
     username = CharField(max_length=64, unique=True)
     password_hash = CharField()
@@ -19,27 +21,38 @@ class User(UserMixin, BaseModel):
     active = BooleanField(default=True)
     created_at = DateTimeField(default=utcnow)
     last_login_at = DateTimeField(null=True)
+    # Part of every session's id: signing out adds one, so no cookie signed before loads the user any more.
+    session_generation = IntegerField(default=0)
 
     @property
     def is_active(self) -> bool:
         return self.active
 
     def get_id(self) -> str:
-        """The session's user id: the row id plus a fingerprint of the password hash.
+        """The session's user id: the row id plus a fingerprint of the password hash and the session generation.
 
-        Changing the password changes the fingerprint, so every session signed in with the old one ends at its
-        next request (webapp.web loads users only when both parts match).
+        Changing the password or signing out changes the fingerprint, so every session signed in before ends at
+        its next request (webapp.web loads users only when both parts match).
         """
         return f"{self.id}.{self.session_fingerprint()}"
 
     def session_fingerprint(self) -> str:
-        """A keyed digest of the password hash: it changes with the password and reveals nothing about it."""
+        """A keyed digest of the password hash and the session generation: it changes with either and reveals
+        nothing about the hash."""
         import hmac
 
         from flask import current_app
 
         key = str(current_app.config["SECRET_KEY"]).encode()
-        return hmac.new(key, (self.password_hash or "").encode(), hashlib.sha256).hexdigest()[:20]
+        message = f"{self.session_generation or 0}:{self.password_hash or ''}".encode()
+        return hmac.new(key, message, hashlib.sha256).hexdigest()[:20]
+
+    def end_sessions(self) -> None:
+        """End every session of this user, in every browser, at its next request (signing out does this).
+
+        A cookie holds the whole session, so a copy taken before would otherwise stay valid until it expires.
+        """
+        User.update(session_generation=User.session_generation + 1).where(User.id == self.id).execute()
 
     ALLOWED = {
         "admin": frozenset({"view", "test", "send", "audit", "admin"}),
