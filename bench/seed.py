@@ -101,8 +101,8 @@ def main() -> None:
     with app.app_context():
         db.upgrade()
         with db.database.connection_context(), db.database.atomic():
-            User.create(username="bench", password_hash=hash_password(PASSWORD), role="admin")
-            _, token = ApiToken.issue("bench")
+            owner = User.create(username="bench", password_hash=hash_password(PASSWORD), role="admin")
+            _, token = ApiToken.issue("bench", created_by=owner)
             ids = [SmtpAccount.create(**fields).id for fields in account_rows(accounts, sink_port)]
         workload = Workload("seed")
         search_index = int(notifications * SEARCH_AT)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.factories import make_user
 from tests.support.net import free_port, wait_for_port
 from tests.support.outbox import account_for, message_ids, statuses
 from webapp.models import ApiToken, Notification
@@ -66,7 +67,7 @@ def test_security_29_a_thousand_concurrent_api_calls_give_a_thousand_notificatio
         app, smtp_server, served):
     server = smtp_server()
     account_for(server)
-    _row, token = ApiToken.issue("load test")
+    _row, token = ApiToken.issue("load test", created_by=make_user("admin"))
     port = served(OUTBOX_POLL_SECONDS=0.05, OUTBOX_BATCH_SIZE=200)
 
     with ThreadPoolExecutor(max_workers=100) as pool:

@@ -107,14 +107,14 @@ def _routes(app, methods):
 
 def _world():
     """One of everything, id 1, so every URL with an id finds its object."""
-    make_user("admin", username="owner")
+    owner = make_user("admin", username="owner")
     credential = make_credential()
     connector = make_connector()
     make_account(credential=credential, use_auth=True, connector=connector, use_connector=True,
                  is_default=True)
     failed = send_notification(to="ana@example.com", subject="Invoice", text="Ready.")
     Notification.update(status="failed").where(Notification.id == failed).execute()
-    ApiToken.issue("integration")
+    ApiToken.issue("integration", created_by=owner)
     ScheduledReport.create(recipients="ana@example.com", frequency="daily")
 
 

@@ -104,7 +104,7 @@ def test_a_port_in_use_is_a_clear_error(app, tmp_path):
 
 def test_concurrent_api_calls_are_each_queued_once(app, serve):
     process, port = serve("--no-worker")
-    _row, token = ApiToken.issue("many clients")
+    _row, token = ApiToken.issue("many clients", created_by=make_user("admin"))
     make_account(is_default=True)
     with ThreadPoolExecutor(16) as pool:
         statuses = list(pool.map(lambda n: post_notification(port, token, n), range(300)))
@@ -116,8 +116,7 @@ def test_gunicorn_serves_the_app_with_several_processes(app, tmp_path):
     """For more CPUs than one waitress process uses: gunicorn's workers share the database and the keys."""
     gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent))
     assert gunicorn, "gunicorn is installed with the test extras (pip install -e '.[test]')"
-    make_user("admin")
-    _row, token = ApiToken.issue("gunicorn")
+    _row, token = ApiToken.issue("gunicorn", created_by=make_user("admin"))
     make_account(is_default=True)
     port = free_port()
     with open(tmp_path / "gunicorn.log", "w") as log:

@@ -6,7 +6,7 @@ import re
 import pytest
 
 from tests.support.factories import make_account, make_client
-from webapp.models import ApiToken, AuditEntry
+from webapp.models import ApiToken, AuditEntry, Notification, User
 
 TOKEN_IN_PAGE = re.compile(r'id="new-token" type="text" value="(smtpdesk_[A-Za-z0-9_-]+)"')
 
@@ -139,3 +139,94 @@ def test_a_name_with_markup_is_escaped(admin):
     create(admin, "<script>alert(1)</script>")
     listing = admin.get("/tokens/").get_data(as_text=True)
     assert "<script>alert(1)</script>" not in listing and "&lt;script&gt;alert(1)&lt;/script&gt;" in listing
+
+
+# --- SECURITY 33: a token works only while its owner may send ---------------------------------------------------
+
+NOTIFICATION = {"to": "a@example.com", "subject": "Disk full", "text": "/var is at 97%"}
+
+
+def api_call(app, token):
+    """A POST and a GET through the real API, from a client with no session: their two statuses and the POST's body."""
+    caller = app.test_client()
+    headers = {"Authorization": f"Bearer {token}"}
+    posted = caller.post("/api/v1/notifications", json=NOTIFICATION, headers=headers, csrf=False)
+    read = caller.get("/api/v1/notifications/1", headers=headers)
+    return posted.status_code, read.status_code, posted.get_json()
+
+
+def edit_user(admin, user, **change):
+    """Change a user from the users screen, as another admin does."""
+    data = {"role": user.role, "active": "yes", "password": "", "confirm": "", **change}
+    response = admin.post(f"/users/{user.id}/edit", data=data)
+    assert response.status_code == 303, response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("change", [{"role": "auditor"}, {"active": "no"}], ids=["demoted to auditor", "deactivated"])
+def test_security_33_a_token_stops_working_when_its_owner_may_no_longer_send(app, admin, change):
+    make_account(is_default=True)
+    bob = make_client(app, "admin", username="bob")
+    _response, token = create(bob)
+    assert api_call(app, token)[:2] == (202, 200)
+
+    edit_user(admin, bob.user, **change)
+    posted, read, body = api_call(app, token)
+    assert (posted, read) == (401, 401)
+    assert body["error"] == "invalid_token"
+    assert body["message"].startswith("This API token's owner may no longer send notifications")
+    assert Notification.select().count() == 1  # nothing queued with the refused call
+    assert not ApiToken.get().revoked  # refused because of its owner, not revoked
+
+
+def test_security_33_a_token_whose_owner_was_deleted_is_refused(app, admin):
+    make_account(is_default=True)
+    bob = make_client(app, "admin", username="bob")
+    _response, token = create(bob)
+    User.delete_by_id(bob.user.id)  # not possible from the screens; the foreign key sets created_by to NULL
+    assert ApiToken.get().created_by is None
+    posted, read, body = api_call(app, token)
+    assert (posted, read) == (401, 401) and "owner" in body["message"]
+    assert Notification.select().count() == 0
+
+
+def test_a_token_follows_its_owners_access_as_it_is_now(app, admin):
+    """Operators may send, so a token of an admin made operator works; reactivating the owner revives it."""
+    make_account(is_default=True)
+    bob = make_client(app, "admin", username="bob")
+    _response, token = create(bob)
+    edit_user(admin, bob.user, role="operator")
+    assert api_call(app, token)[:2] == (202, 200)
+    edit_user(admin, User.get_by_id(bob.user.id), active="no")
+    assert api_call(app, token)[0] == 401
+    edit_user(admin, User.get_by_id(bob.user.id), active="yes")
+    assert api_call(app, token)[0] == 202
+
+
+def row_of(listing, token_id) -> str:
+    return re.search(rf'<tr id="token-{token_id}"[^>]*>(.*?)</tr>', listing, re.S).group(1)
+
+
+def test_the_list_shows_each_tokens_owner_and_why_a_token_is_inactive(app, admin):
+    tokens = {}
+    for username, change in [("bob", {}), ("carol", {"role": "auditor"}), ("dave", {"active": "no"}),
+                             ("erin", None)]:
+        owner = make_client(app, "admin", username=username)
+        create(owner, f"{username}'s system")
+        tokens[username] = ApiToken.get(ApiToken.name == f"{username}'s system").id
+        if change:
+            edit_user(admin, owner.user, **change)
+        elif change is None:
+            User.delete_by_id(owner.user.id)
+    listing = admin.get("/tokens/").get_data(as_text=True)
+    assert "<th scope=\"col\">Owner</th>" in listing
+    bob = row_of(listing, tokens["bob"])
+    assert "bob" in bob and ">active<" in bob and ">inactive<" not in bob
+    carol = row_of(listing, tokens["carol"])
+    assert "carol" in carol and ">inactive<" in carol and "The role of carol (Auditor) may not send." in carol
+    dave = row_of(listing, tokens["dave"])
+    assert "dave" in dave and ">inactive<" in dave and "dave is deactivated." in dave
+    erin = row_of(listing, tokens["erin"])
+    assert ">inactive<" in erin and "deleted user" in erin and "Its owner was deleted." in erin
+    assert "it works only while the owner is active and their role may send" in listing
+    # An inactive token can still be revoked, so it cannot come back with its owner's access.
+    assert f"/tokens/{tokens['carol']}/revoke" in listing and f"/tokens/{tokens['erin']}/revoke" in listing

@@ -19,7 +19,8 @@ FIELDS = (*ADDRESS_FIELDS, "subject", "text", "html", "account", "reply_to", "re
 
 @bp.before_request
 def authenticate():
-    """Every API call needs a valid, unrevoked token in `Authorization: Bearer ...`; the session is never used."""
+    """Every API call needs a usable token in `Authorization: Bearer ...` (unrevoked, its owner still allowed to
+    send); the session is never used."""
     header = request.headers.get("Authorization", "").strip()
     if not header:
         return api_error(401)
@@ -28,8 +29,17 @@ def authenticate():
         return api_error(401, "Use the Bearer scheme: Authorization: Bearer <token>.", error="invalid_token")
     g.api_token = ApiToken.authenticate(token.strip())
     if g.api_token is None:
-        return api_error(401, "This API token is unknown or was revoked.", error="invalid_token")
+        return api_error(401, _refusal(token.strip()), error="invalid_token")
     return None
+
+
+def _refusal(token: str) -> str:
+    """Why a token was refused, for whoever runs the calling system."""
+    row = ApiToken.find(token)
+    if row is not None and not row.revoked:
+        return ("This API token's owner may no longer send notifications (deactivated, deleted, or no longer an "
+                "administrator or operator). Ask an administrator for a new token.")
+    return "This API token is unknown or was revoked."
 
 
 @bp.after_request

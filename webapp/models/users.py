@@ -4,7 +4,7 @@ import secrets
 from datetime import timedelta
 
 from flask_login import UserMixin
-from peewee import BooleanField, CharField, DateTimeField, ForeignKeyField, IntegerField
+from peewee import JOIN, BooleanField, CharField, DateTimeField, ForeignKeyField, IntegerField
 
 from webapp.models.base import BaseModel, utcnow
 
@@ -82,7 +82,12 @@ class User(UserMixin, BaseModel):
 
 
 class ApiToken(BaseModel):
-    """A bearer token for the HTTP API, stored as its sha256; the clear token is shown once."""
+    """A bearer token for the HTTP API, stored as its sha256; the clear token is shown once.
+
+    A token sends on behalf of its owner (created_by), so it may do what the owner may do now: it works only
+    while the owner is active and their role may send. A token whose owner was deleted is refused: nobody's
+    access vouches for it any more.
+    """
 
     name = CharField(max_length=100)
     token_hash = CharField(max_length=64, unique=True)
@@ -103,18 +108,29 @@ class ApiToken(BaseModel):
         return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
 
     @classmethod
-    def issue(cls, name: str, created_by=None) -> tuple["ApiToken", str]:
-        """Create a token; return the row and the clear token, which is never stored and shown only once."""
+    def issue(cls, name: str, created_by) -> tuple["ApiToken", str]:
+        """Create a token owned by a user; return the row and the clear token, which is never stored and shown once."""
         token = cls.TOKEN_PREFIX + secrets.token_urlsafe(32)
         row = cls.create(name=name, token_hash=cls.hash_token(token), prefix=token[:len(cls.TOKEN_PREFIX) + 6],
                          created_by=created_by)
         return row, token
 
     @classmethod
+    def with_owners(cls):
+        """Tokens with their owner read in the same query (token.created_by, None when the owner was deleted)."""
+        return cls.select(cls, User).join(User, JOIN.LEFT_OUTER, on=(cls.created_by == User.id), attr="created_by")
+
+    @classmethod
+    def find(cls, token: str) -> "ApiToken | None":
+        """The token with this clear text and its owner, whether usable or not, or None."""
+        return cls.with_owners().where(cls.token_hash == cls.hash_token(token)).first()
+
+    @classmethod
     def authenticate(cls, token: str) -> "ApiToken | None":
-        """The unrevoked token with this clear text, or None; records when it was last used."""
-        row = cls.get_or_none(cls.token_hash == cls.hash_token(token))
-        if row is None or row.revoked_at is not None:
+        """The token with this clear text if it may be used now (see usable), else None; records when it was last
+        used."""
+        row = cls.find(token)
+        if row is None or not row.usable:
             return None
         now = utcnow()
         if row.last_used_at is None or now - row.last_used_at > cls.TOUCH_EVERY:
@@ -125,3 +141,14 @@ class ApiToken(BaseModel):
     @property
     def revoked(self) -> bool:
         return self.revoked_at is not None
+
+    @property
+    def owner_may_send(self) -> bool:
+        """Whether the owner exists, is active and has a role that may send."""
+        owner = self.created_by
+        return owner is not None and owner.active and owner.can("send")
+
+    @property
+    def usable(self) -> bool:
+        """Whether API calls with this token are accepted now: not revoked, and its owner may send."""
+        return not self.revoked and self.owner_may_send

@@ -2,10 +2,9 @@
 from flask import url_for
 from flask_babel import gettext as _
 from flask_login import current_user
-from peewee import JOIN
 
 from webapp.db import database
-from webapp.models import ApiToken, User, utcnow
+from webapp.models import ApiToken, utcnow
 from webapp.tokens import bp
 from webapp.tokens.forms import TokenForm
 from webapp.web import audit, get_or_404, go_to, refuse, render, render_form, role_required
@@ -14,10 +13,9 @@ from webapp.web import audit, get_or_404, go_to, refuse, render, render_form, ro
 @bp.get("/")
 @role_required("admin")
 def index():
-    """Every token: name, prefix, who created it and when, last use, whether revoked."""
-    tokens = (ApiToken.select(ApiToken, User.id, User.username)
-              .join(User, JOIN.LEFT_OUTER, on=(ApiToken.created_by == User.id), attr="created_by")
-              .order_by(ApiToken.revoked_at.is_null(False), ApiToken.created_at.desc(), ApiToken.id.desc()))
+    """Every token: name, prefix, its owner, when created, last use, whether revoked or inactive (and why)."""
+    tokens = ApiToken.with_owners().order_by(ApiToken.revoked_at.is_null(False), ApiToken.created_at.desc(),
+                                             ApiToken.id.desc())
     return render("tokens/index.html", tokens=list(tokens))
 
 

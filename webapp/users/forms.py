@@ -51,7 +51,8 @@ class UserCreateForm(FlaskForm):
 class UserEditForm(FlaskForm):
     role = _role_field()
     active = YesNoField(_l("Active"), default=True,
-                        description=_l("An inactive user cannot sign in; their open sessions end at once."))
+                        description=_l("An inactive user cannot sign in; their open sessions end at once and "
+                                       "their API tokens stop working."))
     password = PasswordField(
         _l("New password"),
         validators=[Optional(strip_whitespace=False),
