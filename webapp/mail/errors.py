@@ -61,6 +61,14 @@ class MailError(Exception):
         return text
 
 
+class OversizedReply(smtplib.SMTPServerDisconnected):
+    """A reply (or an HTTP proxy's answer) longer than we read: the connection was closed instead of reading on."""
+
+    def __init__(self, limit: int):
+        super().__init__(f"the reply went on past {limit} bytes")
+        self.limit = limit
+
+
 TRY_LATER = N_("The server asked to try again later; a later attempt may succeed.")
 
 # OpenSSL verify codes (x509_vfy.h) -> the reason shown to the admin.
@@ -227,6 +235,27 @@ def connection_lost(host: str, exc: Exception | None = None, proxy: str | None =
                      N_("Try again; if it repeats, check the server's limits and logs."), params)
 
 
+def oversized_reply(host: str, limit: int, command: str | None = None, step: Step = Step.GREETING,
+                    proxy: str | None = None) -> MailError:
+    """A reply past our limit as a greeting (command None), to a command, or from the HTTP connector (step PROXY)."""
+    params = {"host": host, "command": command or "", "limit": f"{limit // 1024} KiB"}
+    if step is Step.PROXY:
+        params["proxy"] = proxy or ""
+        return MailError(Step.PROXY, False,
+                         N_("The network connector %(proxy)s sent an oversized reply (more than %(limit)s) to the "
+                            "connection request, so the connection was closed."),
+                         N_("Check that the connector's host and port are those of an HTTP proxy."), params)
+    if command is None:
+        message = N_("%(host)s sent an oversized reply (more than %(limit)s) as its greeting, so the connection "
+                     "was closed.")
+    else:
+        message = N_("%(host)s sent an oversized reply (more than %(limit)s) to %(command)s, so the connection was "
+                     "closed.")
+    return MailError(step, False, message,
+                     N_("A mail server's replies are a few lines long: check that the host and port are those of a "
+                        "mail server. Nothing more was read from it."), params)
+
+
 def greeting_refused(host: str, code: int, reply: str | None) -> MailError:
     """The server answered the connection or EHLO/HELO with an error."""
     return MailError(Step.GREETING, is_transient_code(code), N_("%(host)s refused the session."),
@@ -346,6 +375,8 @@ def classify(exc: BaseException, step: Step, *, host: str, port: int, proxy: str
     """Any failure raised while `step` was in progress (CONNECT, TLS, GREETING, STARTTLS, AUTH, ...) as a MailError."""
     if isinstance(exc, MailError):
         return exc
+    if isinstance(exc, OversizedReply):
+        return oversized_reply(host, exc.limit, command, step, proxy)
     if isinstance(exc, (ProxyConnectionError, ProxyError, ProxyTimeoutError)) or (
             step is Step.PROXY and isinstance(exc, OSError)):
         return proxy_error(exc, proxy or "", host, port)

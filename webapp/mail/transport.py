@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 
 from webapp.mail import errors
-from webapp.mail.client import MASK, Client, StartTlsContext
+from webapp.mail.client import MASK, Client, StartTlsContext, Transcript
 from webapp.mail.compose import ascii_addr_spec, has_control_characters, message_bytes, needs_smtputf8
 from webapp.mail.connectors import Hop
 from webapp.mail.deadline import Watchdog
@@ -75,7 +75,7 @@ def send_message(settings: SmtpSettings, message: EmailMessage, *, envelope_from
     finally:
         session.watchdog.disarm()
         session._abort()
-    result.transcript = session._scrub_lines(session.transcript)
+    result.transcript = session._scrub_lines(session.transcript.take())
     return result
 
 
@@ -85,7 +85,7 @@ class SmtpSession:
 
     def __init__(self, settings: SmtpSettings):
         self.settings = settings
-        self.transcript: list[str] = []
+        self.transcript = Transcript()
         self.tls = "none"
         self.watchdog = Watchdog()
         self._client: Client | None = None
@@ -115,8 +115,7 @@ class SmtpSession:
         finally:
             self.watchdog.disarm()
         # Each result carries its own part of the dialogue (the opening goes with the first message after it).
-        result.transcript = self._scrub_lines(self.transcript)
-        self.transcript.clear()
+        result.transcript = self._scrub_lines(self.transcript.take())
         return result
 
     def close(self) -> None:
