@@ -147,8 +147,9 @@ def proxy_error(exc: Exception, proxy: str, host: str, port: int) -> MailError:
                          N_("Check that the connector (proxy) is running and that its host and port are right. "
                             "Nothing was sent directly."), params)
     code = getattr(exc, "error_code", None)
-    # python-socks reports SOCKS5 authentication failures without a code; its texts are stable English.
-    if code == 407 or "authentication" in reason.lower():
+    # python-socks reports SOCKS5 authentication failures without a code; its texts are stable English. An HTTP
+    # proxy should answer 407, but some (tinyproxy) answer a wrong password with 401.
+    if code in (401, 407) or "authentication" in reason.lower():
         return MailError(Step.PROXY, False, N_("The network connector %(proxy)s refused the login (%(reason)s)."),
                          N_("Check the connector's username and password."), params)
     if isinstance(code, int) and code >= 100:  # an HTTP status: 4xx will not change, 5xx may
