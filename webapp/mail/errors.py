@@ -4,6 +4,7 @@ Messages and hints are English literals marked with N_() (extracted with `pybabe
 them and fills the %(name)s placeholders from `params`, which never hold a secret.
 """
 import errno
+import re
 import smtplib
 import socket
 import ssl
@@ -320,9 +321,17 @@ def auth_refused(host: str, code: int, reply: str | None) -> MailError:
                      {"host": host}, code, reply)
 
 
-def reply_error(step: Step, code: int, reply: str | None, **params) -> MailError:
-    """A negative reply to MAIL (SENDER), RCPT (RECIPIENT) or DATA; transient for 4yz."""
+def reply_error(step: Step, code: int, reply: str | None, *, logged_in: bool = True, **params) -> MailError:
+    """A negative reply to MAIL (SENDER), RCPT (RECIPIENT) or DATA; transient for 4yz; logged_in: the session's."""
     transient = is_transient_code(code)
+    if not logged_in and step in (Step.SENDER, Step.RECIPIENT) and asks_for_login(code, reply):
+        message = (N_("The server refused the sender %(sender)s: the relay probably requires authentication, and "
+                      "this account does not log in.") if step is Step.SENDER else
+                   N_("The server refused the recipient %(recipient)s: the relay probably requires authentication, "
+                      "and this account does not log in."))
+        return MailError(step, transient, message,
+                         N_("Turn on authentication for this account and choose the relay's credential (add it "
+                            "under Credentials first if it is not there)."), params, code, reply)
     if step is Step.SENDER:
         return MailError(step, transient, N_("The server refused the sender %(sender)s."),
                          TRY_LATER if transient else N_("Check that this account may send as this address (the "
@@ -335,6 +344,16 @@ def reply_error(step: Step, code: int, reply: str | None, **params) -> MailError
     return MailError(Step.DATA, transient, N_("The server refused the message."),
                      TRY_LATER if transient else N_("The server rejected the content (policy, size or content "
                                                     "filter); read its reply."), params, code, reply)
+
+
+# How relays refuse a client that did not log in, besides RFC 4954's 530: Postfix, Exim, sendmail and Exchange words.
+_LOGIN_WANTED = re.compile(r"client host rejected: access denied|relay(?:ing)? (?:access )?denied|relay not permitted"
+                           r"|unable to relay|authentication (?:is )?required|not (?:logged in|authenticated)", re.I)
+
+
+def asks_for_login(code: int | None, reply: str | None) -> bool:
+    """Whether a refusal of MAIL or RCPT reads as "log in first"."""
+    return code == 530 or bool(reply and _LOGIN_WANTED.search(reply))
 
 
 def smtputf8_needed(sender: str) -> MailError:

@@ -211,6 +211,7 @@ class SmtpSession:
             raise errors.smtputf8_needed(envelope_from)
         data = message if isinstance(message, bytes) else message_bytes(message, international)
         options = ["SMTPUTF8", "BODY=8BITMIME"] if international else []
+        logged_in = self.settings.username is not None  # (_open() authenticated, or failed before this)
         try:
             if client.has_extn("pipelining"):
                 return client.pipelined_sendmail(sender, to_addrs, data, options,
@@ -218,10 +219,11 @@ class SmtpSession:
             return client.sendmail(sender, to_addrs, data, options)
         except smtplib.SMTPSenderRefused as exc:
             raise errors.reply_error(Step.SENDER, exc.smtp_code, errors.reply_text(exc.smtp_error),
-                                     sender=envelope_from) from None
+                                     logged_in=logged_in, sender=envelope_from) from None
         except smtplib.SMTPRecipientsRefused as exc:
             recipient, (code, reply) = next(iter(exc.recipients.items()))
-            error = errors.reply_error(Step.RECIPIENT, code, errors.reply_text(reply), recipient=recipient)
+            error = errors.reply_error(Step.RECIPIENT, code, errors.reply_text(reply), logged_in=logged_in,
+                                       recipient=recipient)
             # A later attempt may still reach the recipients that were refused only for now.
             transient = any(errors.is_transient_code(c) for c, _ in exc.recipients.values())
             raise dataclasses.replace(error, transient=transient) from None
