@@ -281,7 +281,7 @@ def test_wrong_password_is_a_permanent_auth_error_that_leaks_nothing(smtp_server
     assert result.error.step is Step.AUTH and not result.error.transient
     assert result.error.code == 535
     assert "rejected the username or secret" in str(result.error)
-    assert [login for _, login in server.handler.logins] == [USER, USER]  # PLAIN, then LOGIN, really tried
+    assert server.handler.logins == [("PLAIN", USER)]
     shown = everything_shown(result)
     assert not any(secret in shown for secret in secret_forms(password=wrong))
     assert "C: AUTH PLAIN ********" in result.transcript
@@ -309,6 +309,21 @@ def test_non_ascii_password_is_refused_without_showing_it(smtp_server, certifica
 
     assert result.error.step is Step.AUTH
     assert password not in everything_shown(result)
+
+
+@pytest.mark.parametrize("excluded, mechanism", [((), "PLAIN"), (("PLAIN",), "LOGIN")])
+def test_security_41_a_wrong_password_is_tried_once_with_the_strongest_mechanism_offered(
+        smtp_server, certificates, excluded, mechanism):
+    # smtplib's login() would go on with the next mechanism after a 535: one wrong password, two failed logins
+    # counted by the server (fail2ban, Dovecot's delay).
+    server = smtp_server("starttls", users=USERS, auth_exclude=excluded)
+
+    result = send(server, username=USER, password="Wr0ng-pa55word-77", ca_pem=certificates.ca_pem)
+
+    assert result.error.step is Step.AUTH and result.error.code == 535
+    assert server.handler.logins == [(mechanism, USER)]
+    assert server.commands.count("AUTH") == 1
+    assert [line for line in result.transcript if line.startswith("C: AUTH")] == [f"C: AUTH {mechanism} ********"]
 
 
 # --- refusals -------------------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from webapp.mail.errors import OversizedReply, Step
 
 _DOT_AT_LINE_START = re.compile(rb"(?m)^\.")
 MASK = "********"
+AUTH_MECHANISMS = ("CRAM-MD5", "PLAIN", "LOGIN")  # smtplib's own, strongest first
 # A reply is a few lines (RFC 5321 4.5.3.1.5: 512 octets each); smtplib bounds each line but not how many come, so a
 # server could send one multi-line reply without end. Past these limits the connection is closed.
 MAX_REPLY = 64 * 1024        # bytes of one reply, all its lines together
@@ -136,6 +137,21 @@ class Client(smtplib.SMTP):
         for number, text in enumerate(lines, 1):
             self._note(f"S: {code}{'-' if number < len(lines) else ' '}{text}".rstrip())
         return code, reply
+
+    def login(self, user, password, *, initial_response_ok=True):
+        """smtplib's login() with one mechanism, the strongest offered (CRAM-MD5, PLAIN, LOGIN): smtplib would try
+        the next one after a refusal, so one wrong password would count as several failed logins on the server
+        (fail2ban, Dovecot's growing delay)."""
+        self.ehlo_or_helo_if_needed()
+        if not self.has_extn("auth"):
+            raise smtplib.SMTPNotSupportedError("SMTP AUTH extension not supported by server.")
+        offered = self.esmtp_features["auth"].upper().split()
+        mechanism = next((name for name in AUTH_MECHANISMS if name in offered), None)
+        if mechanism is None:
+            raise smtplib.SMTPException("No suitable authentication method found.")
+        self.user, self.password = user, password
+        authobject = getattr(self, "auth_" + mechanism.lower().replace("-", "_"))
+        return self.auth(mechanism, authobject, initial_response_ok=initial_response_ok)
 
     def auth(self, mechanism, authobject, *, initial_response_ok=True):
         self._in_auth = True
