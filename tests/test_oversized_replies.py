@@ -74,7 +74,7 @@ def test_security_35_an_endless_reply_is_cut_at_the_limit_and_explained_at_its_s
     assert any("cut off" in line for line in result.transcript)
 
 
-def test_security_35_a_long_reply_within_the_limit_is_read_whole(flooding_server):
+def test_a_long_reply_within_the_limit_is_read_whole(flooding_server):
     address = flooding_server(size=MAX_REPLY // 2)
 
     result = send(settings_for(address))
