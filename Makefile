@@ -51,14 +51,22 @@ extract-messages: install
 	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -k lazy_ngettext:1,2 -k N_ -o webapp/translations/messages.pot .
 	$(BIN)/pybabel update -i webapp/translations/messages.pot -d webapp/translations --no-fuzzy-matching
 
-# Debian packages the tests use: chromium for the browser tests, microsocks as the SOCKS5 proxy.
+# Debian packages the tests use: chromium for the browser tests, microsocks as the SOCKS5 proxy, tinyproxy as an HTTP
+# proxy that answers a wrong password with 401. The tests start tinyproxy themselves on a free loopback port, so the
+# system service its package enables (where an init system starts it) is stopped and disabled again.
 system-test-deps:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v microsocks >/dev/null 2>&1 || missing="$$missing microsocks"; \
+	command -v tinyproxy >/dev/null 2>&1 || missing="$$missing tinyproxy"; \
 	if [ -n "$$missing" ]; then \
 		echo "Installing from Debian:$$missing"; \
-		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null \
+			|| exit 1; \
+		case "$$missing" in *tinyproxy*) \
+			$(SUDO) systemctl disable --now tinyproxy >/dev/null 2>&1 \
+				|| $(SUDO) service tinyproxy stop >/dev/null 2>&1 || true;; \
+		esac; \
 	fi
 
 # Refresh static/vendor/ from the npm registry at the pinned versions (bump them above first).

@@ -279,6 +279,25 @@ def test_a_refused_recipient_shows_the_step_and_the_server_reply(admin, smtp_ser
     assert SmtpAccount.get_by_id(account.id).last_test_summary == "recipient refused: 550 5.1.1 no such user"
 
 
+def test_security_41_a_relay_that_wants_a_login_says_so_instead_of_blaming_the_recipient(app, smtp_server):
+    # What Postfix answers a client that did not log in (smtpd_recipient_restrictions = permit_sasl_authenticated,
+    # reject), to an account with authentication off.
+    server = smtp_server("plain", replies={"RCPT": "554 5.7.1 <rita@example.org>: Client host rejected: Access denied"})
+    account = plain_account(server)
+    for language, words in [
+        ("en", ("The server refused the recipient rita@example.org: the relay probably requires authentication, "
+                "and this account does not log in.",
+                "Turn on authentication for this account and choose the relay&#39;s credential")),
+        ("pt_BR", ("O servidor recusou o destinatário rita@example.org: o relay provavelmente exige autenticação, "
+                   "e esta conta não faz login.",
+                   "Ative a autenticação nesta conta e escolha a credencial do relay")),
+    ]:
+        client = make_client(app, "admin", language=language)
+        dialog = dialog_of(text_of(send(client, account, to="rita@example.org")))
+        assert all(text in dialog for text in words), dialog
+        assert "Server reply: <code>554 5.7.1" in dialog or "Resposta do servidor: <code>554 5.7.1" in dialog
+
+
 def test_a_temporary_refusal_says_it_may_work_later(admin, smtp_server):
     server = smtp_server("plain", replies={"MAIL": "451 4.3.0 try later"})
     dialog = dialog_of(text_of(send(admin, plain_account(server))))

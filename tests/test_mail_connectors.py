@@ -22,7 +22,8 @@ USER = "mailer@example.com"
 PASSWORD = "Sm7p-s3cret-pa55"
 BOUNCE = "bounce@example.com"
 RECIPIENT = "to@example.net"
-PROXIES = ["socks5_proxy", "socks5_auth_proxy", "http_proxy", "http_auth_proxy", "socks4_proxy"]
+PROXIES = ["socks5_proxy", "socks5_auth_proxy", "http_proxy", "http_auth_proxy", "tinyproxy_auth_proxy",
+           "socks4_proxy"]
 MODES = {
     "plain": {},
     "starttls+auth": {"users": {USER: PASSWORD}},
@@ -83,6 +84,7 @@ def test_security_18_proxy_down_is_a_proxy_error_and_never_a_direct_connection(s
     ("http_auth_proxy", {"password": "Not-the-proxy-pa55"}, "407 Proxy Authentication Required"),
     ("socks5_auth_proxy", {"username": None, "password": None}, "No acceptable authentication methods were offered"),
     ("http_auth_proxy", {"username": None, "password": None}, "407 Proxy Authentication Required"),
+    ("tinyproxy_auth_proxy", {"username": None, "password": None}, "407 Proxy Authentication Required"),
 ])
 def test_security_18_wrong_or_missing_proxy_credentials(request, smtp_server, proxy_name, credentials, reason):
     proxy = request.getfixturevalue(proxy_name)
@@ -93,6 +95,25 @@ def test_security_18_wrong_or_missing_proxy_credentials(request, smtp_server, pr
     assert result.error.step is Step.PROXY and not result.error.transient
     assert result.error.params["reason"] == reason
     assert "refused the login" in str(result.error)
+    assert "Not-the-proxy-pa55" not in shown(result) and PROXY_PASSWORD not in shown(result)
+    assert server.connections == 0
+
+
+@pytest.mark.parametrize("credentials, reason", [
+    ({"password": "Not-the-proxy-pa55"}, "401 Unauthorized"),
+    ({"username": "someone-else"}, "401 Unauthorized"),
+])
+def test_security_41_an_http_proxy_refusing_the_login_with_401_is_a_login_refusal(
+        smtp_server, tinyproxy_auth_proxy, credentials, reason):
+    server = smtp_server("plain")
+
+    result = send(server.settings(hop=tinyproxy_auth_proxy.hop(**credentials)))
+
+    error = result.error
+    assert error.step is Step.PROXY and not error.transient
+    assert error.params["reason"] == reason
+    assert f"The network connector {tinyproxy_auth_proxy.hop().label} refused the login ({reason})." == str(error)
+    assert error.hint == "Check the connector's username and password."
     assert "Not-the-proxy-pa55" not in shown(result) and PROXY_PASSWORD not in shown(result)
     assert server.connections == 0
 

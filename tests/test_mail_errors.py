@@ -214,6 +214,10 @@ def test_every_helper_formats_with_its_own_params():
         errors.auth_refused("h", 535, "no"), errors.auth_refused("h", 454, "later"),
         errors.auth_refused("h", 530, "no"), errors.smtputf8_needed("é@example.com"),
         errors.line_break("helo_name"), errors.line_break("address"),
+        errors.oversized_reply("h", 65536), errors.oversized_reply("h", 65536, "EHLO"),
+        errors.oversized_reply("h", 16384, step=Step.PROXY, proxy="http p:1"),
+        errors.reply_error(Step.SENDER, 530, "Authentication required", logged_in=False, sender="a@b"),
+        errors.reply_error(Step.RECIPIENT, 554, "Relay access denied", logged_in=False, recipient="a@b"),
         classify(RuntimeError("odd"), Step.DATA, host="h", port=25),
     ]
 

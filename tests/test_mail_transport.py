@@ -281,7 +281,7 @@ def test_wrong_password_is_a_permanent_auth_error_that_leaks_nothing(smtp_server
     assert result.error.step is Step.AUTH and not result.error.transient
     assert result.error.code == 535
     assert "rejected the username or secret" in str(result.error)
-    assert [login for _, login in server.handler.logins] == [USER, USER]  # PLAIN, then LOGIN, really tried
+    assert server.handler.logins == [("PLAIN", USER)]
     shown = everything_shown(result)
     assert not any(secret in shown for secret in secret_forms(password=wrong))
     assert "C: AUTH PLAIN ********" in result.transcript
@@ -309,6 +309,28 @@ def test_non_ascii_password_is_refused_without_showing_it(smtp_server, certifica
 
     assert result.error.step is Step.AUTH
     assert password not in everything_shown(result)
+
+
+def test_security_41_a_wrong_password_is_tried_once_with_the_strongest_mechanism_offered(smtp_server, certificates):
+    # smtplib's login() would go on with LOGIN after PLAIN's 535: one wrong password, two failed logins counted by
+    # the server (fail2ban, Dovecot's delay).
+    server = smtp_server("starttls", users=USERS)
+
+    result = send(server, username=USER, password="Wr0ng-pa55word-77", ca_pem=certificates.ca_pem)
+
+    assert result.error.step is Step.AUTH and result.error.code == 535
+    assert server.handler.logins == [("PLAIN", USER)]
+    assert server.commands.count("AUTH") == 1
+    assert [line for line in result.transcript if line.startswith("C: AUTH")] == ["C: AUTH PLAIN ********"]
+
+
+def test_a_server_offering_only_login_gets_login(smtp_server, certificates):
+    server = smtp_server("starttls", users=USERS, auth_exclude=("PLAIN",))
+
+    result = send(server, username=USER, password=PASSWORD, ca_pem=certificates.ca_pem)
+
+    assert result.ok, result.error
+    assert server.handler.logins == [("LOGIN", USER)]
 
 
 # --- refusals -------------------------------------------------------------------------------------------------------
@@ -354,6 +376,47 @@ def test_partly_refused_recipients_are_reported_with_the_delivery(smtp_server):
     assert result.ok
     assert result.refused == {"gone@example.net": (550, "5.1.1 no such user")}
     assert server.received[0].rcpt_tos == [RECIPIENT]
+
+
+@pytest.mark.parametrize("verb, reply", [
+    ("RCPT", "554 5.7.1 <to@example.net>: Client host rejected: Access denied"),  # Postfix, smtpd_*_restrictions
+    ("RCPT", "554 5.7.1 <to@example.net>: Relay access denied"),  # Postfix, reject_unauth_destination
+    ("RCPT", "550 relay not permitted, authentication required"),  # Exim
+    ("RCPT", "550 5.7.1 <to@example.net>... Relaying denied. Proper authentication required."),  # sendmail
+    ("MAIL", "553 5.7.1 <bounce@example.com>: Sender address rejected: not logged in"),  # Postfix, login maps
+])
+def test_security_41_a_relay_refusing_a_client_that_did_not_log_in_says_authentication_is_probably_needed(
+        smtp_server, verb, reply):
+    server = smtp_server("plain", replies={verb: reply})
+
+    result = send(server)
+
+    error = result.error
+    assert error.step is (Step.RECIPIENT if verb == "RCPT" else Step.SENDER) and not error.transient
+    assert error.code == int(reply[:3]) and error.reply == reply[4:]
+    assert "the relay probably requires authentication" in str(error)
+    assert error.hint % error.params == ("Turn on authentication for this account and choose the relay's "
+                                         "credential (add it under Credentials first if it is not there).")
+
+
+def test_security_41_a_server_that_requires_auth_before_mail_says_so(smtp_server):
+    # aiosmtpd's own answer when AUTH is required and the client did not log in: 530 5.7.0 (RFC 4954).
+    server = smtp_server("plain", users=USERS)
+
+    result = send(server)
+
+    assert result.error.step is Step.SENDER and result.error.code == 530
+    assert "the relay probably requires authentication" in str(result.error)
+
+
+def test_a_relay_refusal_after_a_successful_login_keeps_the_recipient_explanation(smtp_server):
+    server = smtp_server("plain", users=USERS, replies={"RCPT": "554 5.7.1 <to@example.net>: Relay access denied"})
+
+    result = send(server, username=USER, password=PASSWORD)
+
+    assert result.error.step is Step.RECIPIENT
+    assert str(result.error).startswith(f"The server refused the recipient {RECIPIENT}.")
+    assert "authentication" not in str(result.error)
 
 
 # --- timeouts and connection failures -------------------------------------------------------------------------------

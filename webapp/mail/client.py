@@ -7,10 +7,41 @@ import socket
 import ssl
 
 from webapp.mail.connectors import open_connection
-from webapp.mail.errors import Step
+from webapp.mail.errors import OversizedReply, Step
 
 _DOT_AT_LINE_START = re.compile(rb"(?m)^\.")
 MASK = "********"
+AUTH_MECHANISMS = ("CRAM-MD5", "PLAIN", "LOGIN")  # smtplib's own, strongest first
+# A reply is a few lines (RFC 5321 4.5.3.1.5: 512 octets each); smtplib bounds each line but not how many come, so a
+# server could send one multi-line reply without end. Past these limits the connection is closed.
+MAX_REPLY = 64 * 1024        # bytes of one reply, all its lines together
+MAX_REPLY_LINE = 8192        # bytes of one line, as smtplib allows
+SHOWN_OF_OVERSIZED = 10      # lines of an oversized reply kept in the transcript
+MAX_TRANSCRIPT = 64 * 1024   # characters of the server's lines kept in one result's transcript
+TRANSCRIPT_CUT = f"*: … cut off here: a transcript keeps at most {MAX_TRANSCRIPT // 1024} KiB of the server's lines"
+
+
+class Transcript:
+    """The dialogue of one result, line by line. The server's lines count up to MAX_TRANSCRIPT characters; past that
+    one marker line stands for the rest of them, while our own (bounded) lines are still noted."""
+
+    def __init__(self):
+        self.lines: list[str] = []
+        self._server_chars = 0
+
+    def note(self, line: str) -> None:
+        if line.startswith("S:"):
+            if self._server_chars > MAX_TRANSCRIPT:
+                return
+            self._server_chars += len(line)
+            if self._server_chars > MAX_TRANSCRIPT:
+                line = TRANSCRIPT_CUT
+        self.lines.append(line)
+
+    def take(self) -> list[str]:
+        """The lines so far; the transcript starts afresh (the next result's)."""
+        lines, self.lines, self._server_chars = self.lines, [], 0
+        return lines
 
 
 class Client(smtplib.SMTP):
@@ -69,14 +100,58 @@ class Client(smtplib.SMTP):
         super().send(s)
 
     def getreply(self):
+        """smtplib's getreply() with a limit on the whole reply, not only on each line: a server that never ends a
+        multi-line reply ("220-…" forever) is cut off at MAX_REPLY bytes instead of filling the memory."""
         if self.sock is not None:
             self.sock.settimeout(self._watchdog.io_timeout(self.settings.timeout))
-        code, reply = super().getreply()
+        if self.file is None:
+            self.file = self.sock.makefile("rb")
+        raw_lines, size = [], 0
+        while True:
+            try:
+                line = self.file.readline(MAX_REPLY_LINE + 1)
+            except OSError as exc:
+                self.close()
+                raise smtplib.SMTPServerDisconnected(f"Connection unexpectedly closed: {exc}")
+            if not line:
+                self.close()
+                raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+            size += len(line)
+            if size > MAX_REPLY or len(line) > MAX_REPLY_LINE:
+                for shown in raw_lines[:SHOWN_OF_OVERSIZED]:
+                    self._note("S: " + shown.decode("utf-8", "replace").rstrip())
+                self._note(f"*: … the reply went on past {MAX_REPLY // 1024} KiB: cut off, connection closed")
+                self.close()
+                raise OversizedReply(MAX_REPLY)
+            raw_lines.append(line)
+            try:
+                code = int(line[:3])
+            except ValueError:
+                code = -1
+                break
+            if line[3:4] != b"-":
+                break
+        reply = b"\n".join(line[4:].strip(b" \t\r\n") for line in raw_lines)
         self.last_reply = (code, reply)
         lines = reply.decode("utf-8", "replace").split("\n") if reply else [""]
         for number, text in enumerate(lines, 1):
             self._note(f"S: {code}{'-' if number < len(lines) else ' '}{text}".rstrip())
         return code, reply
+
+    def login(self, user, password, *, initial_response_ok=True):
+        """smtplib's login() with one mechanism, the strongest offered (CRAM-MD5, PLAIN, LOGIN): smtplib would try
+        the next one after a refusal, so one wrong password would count as several failed logins on the server
+        (fail2ban, Dovecot's growing delay)."""
+        self.ehlo_or_helo_if_needed()
+        if not self.has_extn("auth"):
+            raise smtplib.SMTPNotSupportedError("SMTP AUTH extension not supported by server.")
+        offered = self.esmtp_features["auth"].upper().split()
+        mechanism = next((name for name in AUTH_MECHANISMS if name in offered), None)
+        if mechanism is None:
+            raise smtplib.SMTPException("No suitable authentication method found.")
+        self.user, self.password = user, password
+        authobject = getattr(self, "auth_" + mechanism.lower().replace("-", "_"))
+        return self.auth(mechanism, authobject, initial_response_ok=initial_response_ok)
 
     def auth(self, mechanism, authobject, *, initial_response_ok=True):
         self._in_auth = True
@@ -216,7 +291,7 @@ class Client(smtplib.SMTP):
         self._note(f"C: {text}")
 
     def _note(self, line: str) -> None:
-        self.session.transcript.append(line)
+        self.session.transcript.note(line)
 
 
 class StartTlsContext:

@@ -15,7 +15,7 @@ from webapp.mail.errors import Step
 
 KINDS = ("socks5", "socks4", "http")
 SOCKS_TYPES = {"socks5": ProxyType.SOCKS5, "socks4": ProxyType.SOCKS4}
-MAX_PROXY_HEAD = 16384
+MAX_PROXY_HEAD = 16384  # an HTTP proxy's answer to CONNECT is a few short lines: reading stops past this
 MAX_SOCKS_LOGIN = 255  # RFC 1929: one length byte before the username and before the password
 # IPv6 forms that carry an IPv4 address a router or the kernel may turn back into it (checked as that IPv4 too).
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
@@ -180,7 +180,7 @@ def _http_tunnel(host: str, port: int, hop: Hop, end: float, timeout: float, blo
         head = bytearray()
         while not head.endswith(b"\r\n\r\n"):
             if len(head) > MAX_PROXY_HEAD:
-                raise ProxyError("Proxy response too long")
+                raise errors.OversizedReply(MAX_PROXY_HEAD)
             sock.settimeout(_left(end))
             byte = sock.recv(1)
             if not byte:

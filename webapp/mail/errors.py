@@ -4,6 +4,7 @@ Messages and hints are English literals marked with N_() (extracted with `pybabe
 them and fills the %(name)s placeholders from `params`, which never hold a secret.
 """
 import errno
+import re
 import smtplib
 import socket
 import ssl
@@ -59,6 +60,14 @@ class MailError(Exception):
         if self.code is not None:
             text += f" [{self.code} {self.reply or ''}]".rstrip()
         return text
+
+
+class OversizedReply(smtplib.SMTPServerDisconnected):
+    """A reply (or an HTTP proxy's answer) longer than we read: the connection was closed instead of reading on."""
+
+    def __init__(self, limit: int):
+        super().__init__(f"the reply went on past {limit} bytes")
+        self.limit = limit
 
 
 TRY_LATER = N_("The server asked to try again later; a later attempt may succeed.")
@@ -139,8 +148,9 @@ def proxy_error(exc: Exception, proxy: str, host: str, port: int) -> MailError:
                          N_("Check that the connector (proxy) is running and that its host and port are right. "
                             "Nothing was sent directly."), params)
     code = getattr(exc, "error_code", None)
-    # python-socks reports SOCKS5 authentication failures without a code; its texts are stable English.
-    if code == 407 or "authentication" in reason.lower():
+    # python-socks reports SOCKS5 authentication failures without a code; its texts are stable English. An HTTP
+    # proxy should answer 407, but some (tinyproxy) answer a wrong password with 401.
+    if code in (401, 407) or "authentication" in reason.lower():
         return MailError(Step.PROXY, False, N_("The network connector %(proxy)s refused the login (%(reason)s)."),
                          N_("Check the connector's username and password."), params)
     if isinstance(code, int) and code >= 100:  # an HTTP status: 4xx will not change, 5xx may
@@ -227,6 +237,27 @@ def connection_lost(host: str, exc: Exception | None = None, proxy: str | None =
                      N_("Try again; if it repeats, check the server's limits and logs."), params)
 
 
+def oversized_reply(host: str, limit: int, command: str | None = None, step: Step = Step.GREETING,
+                    proxy: str | None = None) -> MailError:
+    """A reply past our limit as a greeting (command None), to a command, or from the HTTP connector (step PROXY)."""
+    params = {"host": host, "command": command or "", "limit": f"{limit // 1024} KiB"}
+    if step is Step.PROXY:
+        params["proxy"] = proxy or ""
+        return MailError(Step.PROXY, False,
+                         N_("The network connector %(proxy)s sent an oversized reply (more than %(limit)s) to the "
+                            "connection request, so the connection was closed."),
+                         N_("Check that the connector's host and port are those of an HTTP proxy."), params)
+    if command is None:
+        message = N_("%(host)s sent an oversized reply (more than %(limit)s) as its greeting, so the connection "
+                     "was closed.")
+    else:
+        message = N_("%(host)s sent an oversized reply (more than %(limit)s) to %(command)s, so the connection was "
+                     "closed.")
+    return MailError(step, False, message,
+                     N_("A mail server's replies are a few lines long: check that the host and port are those of a "
+                        "mail server. Nothing more was read from it."), params)
+
+
 def greeting_refused(host: str, code: int, reply: str | None) -> MailError:
     """The server answered the connection or EHLO/HELO with an error."""
     return MailError(Step.GREETING, is_transient_code(code), N_("%(host)s refused the session."),
@@ -290,9 +321,17 @@ def auth_refused(host: str, code: int, reply: str | None) -> MailError:
                      {"host": host}, code, reply)
 
 
-def reply_error(step: Step, code: int, reply: str | None, **params) -> MailError:
-    """A negative reply to MAIL (SENDER), RCPT (RECIPIENT) or DATA; transient for 4yz."""
+def reply_error(step: Step, code: int, reply: str | None, *, logged_in: bool = True, **params) -> MailError:
+    """A negative reply to MAIL (SENDER), RCPT (RECIPIENT) or DATA; transient for 4yz; logged_in: the session's."""
     transient = is_transient_code(code)
+    if not logged_in and step in (Step.SENDER, Step.RECIPIENT) and asks_for_login(code, reply):
+        message = (N_("The server refused the sender %(sender)s: the relay probably requires authentication, and "
+                      "this account does not log in.") if step is Step.SENDER else
+                   N_("The server refused the recipient %(recipient)s: the relay probably requires authentication, "
+                      "and this account does not log in."))
+        return MailError(step, transient, message,
+                         N_("Turn on authentication for this account and choose the relay's credential (add it "
+                            "under Credentials first if it is not there)."), params, code, reply)
     if step is Step.SENDER:
         return MailError(step, transient, N_("The server refused the sender %(sender)s."),
                          TRY_LATER if transient else N_("Check that this account may send as this address (the "
@@ -305,6 +344,16 @@ def reply_error(step: Step, code: int, reply: str | None, **params) -> MailError
     return MailError(Step.DATA, transient, N_("The server refused the message."),
                      TRY_LATER if transient else N_("The server rejected the content (policy, size or content "
                                                     "filter); read its reply."), params, code, reply)
+
+
+# How relays refuse a client that did not log in, besides RFC 4954's 530: Postfix, Exim, sendmail and Exchange words.
+_LOGIN_WANTED = re.compile(r"client host rejected: access denied|relay(?:ing)? (?:access )?denied|relay not permitted"
+                           r"|unable to relay|authentication (?:is )?required|not (?:logged in|authenticated)", re.I)
+
+
+def asks_for_login(code: int | None, reply: str | None) -> bool:
+    """Whether a refusal of MAIL or RCPT reads as "log in first"."""
+    return code == 530 or bool(reply and _LOGIN_WANTED.search(reply))
 
 
 def smtputf8_needed(sender: str) -> MailError:
@@ -346,6 +395,8 @@ def classify(exc: BaseException, step: Step, *, host: str, port: int, proxy: str
     """Any failure raised while `step` was in progress (CONNECT, TLS, GREETING, STARTTLS, AUTH, ...) as a MailError."""
     if isinstance(exc, MailError):
         return exc
+    if isinstance(exc, OversizedReply):
+        return oversized_reply(host, exc.limit, command, step, proxy)
     if isinstance(exc, (ProxyConnectionError, ProxyError, ProxyTimeoutError)) or (
             step is Step.PROXY and isinstance(exc, OSError)):
         return proxy_error(exc, proxy or "", host, port)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 
 from webapp.mail import errors
-from webapp.mail.client import MASK, Client, StartTlsContext
+from webapp.mail.client import MASK, Client, StartTlsContext, Transcript
 from webapp.mail.compose import ascii_addr_spec, has_control_characters, message_bytes, needs_smtputf8
 from webapp.mail.connectors import Hop
 from webapp.mail.deadline import Watchdog
@@ -75,7 +75,7 @@ def send_message(settings: SmtpSettings, message: EmailMessage, *, envelope_from
     finally:
         session.watchdog.disarm()
         session._abort()
-    result.transcript = session._scrub_lines(session.transcript)
+    result.transcript = session._scrub_lines(session.transcript.take())
     return result
 
 
@@ -85,7 +85,7 @@ class SmtpSession:
 
     def __init__(self, settings: SmtpSettings):
         self.settings = settings
-        self.transcript: list[str] = []
+        self.transcript = Transcript()
         self.tls = "none"
         self.watchdog = Watchdog()
         self._client: Client | None = None
@@ -115,8 +115,7 @@ class SmtpSession:
         finally:
             self.watchdog.disarm()
         # Each result carries its own part of the dialogue (the opening goes with the first message after it).
-        result.transcript = self._scrub_lines(self.transcript)
-        self.transcript.clear()
+        result.transcript = self._scrub_lines(self.transcript.take())
         return result
 
     def close(self) -> None:
@@ -212,6 +211,7 @@ class SmtpSession:
             raise errors.smtputf8_needed(envelope_from)
         data = message if isinstance(message, bytes) else message_bytes(message, international)
         options = ["SMTPUTF8", "BODY=8BITMIME"] if international else []
+        logged_in = self.settings.username is not None  # (_open() authenticated, or failed before this)
         try:
             if client.has_extn("pipelining"):
                 return client.pipelined_sendmail(sender, to_addrs, data, options,
@@ -219,10 +219,11 @@ class SmtpSession:
             return client.sendmail(sender, to_addrs, data, options)
         except smtplib.SMTPSenderRefused as exc:
             raise errors.reply_error(Step.SENDER, exc.smtp_code, errors.reply_text(exc.smtp_error),
-                                     sender=envelope_from) from None
+                                     logged_in=logged_in, sender=envelope_from) from None
         except smtplib.SMTPRecipientsRefused as exc:
             recipient, (code, reply) = next(iter(exc.recipients.items()))
-            error = errors.reply_error(Step.RECIPIENT, code, errors.reply_text(reply), recipient=recipient)
+            error = errors.reply_error(Step.RECIPIENT, code, errors.reply_text(reply), logged_in=logged_in,
+                                       recipient=recipient)
             # A later attempt may still reach the recipients that were refused only for now.
             transient = any(errors.is_transient_code(c) for c, _ in exc.recipients.values())
             raise dataclasses.replace(error, transient=transient) from None
