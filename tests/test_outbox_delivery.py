@@ -14,6 +14,7 @@ from tests.support.outbox import (
     account_for,
     drain,
     fast_worker,
+    hold_data,
     message_ids,
     statuses,
     vanish_after_dot,
@@ -563,6 +564,64 @@ def test_a_stop_after_the_next_envelope_went_out_puts_that_message_back_unsent(a
     drain()
     assert [r.message["Subject"] for r in server.received] == ["n0", "n1", "n2", "n3"]
     assert set(message_ids(server).values()) == {1}
+
+
+# --- One account never holds up another -------------------------------------------------------------------------
+
+# A message may wait this long for its reply: far beyond the bounds below, so a relay the test holds stays stuck.
+PATIENT = dict(smtp_timeout=20, smtp_deadline=30, lease_seconds=62)
+
+
+def test_security_36_a_stuck_relay_does_not_delay_another_accounts_notifications(app, smtp_server):
+    stuck_server, healthy_server = smtp_server(), smtp_server()
+    held = hold_data(stuck_server)
+    account_for(stuck_server)
+    healthy = account_for(healthy_server, is_default=False, name="healthy")
+    stuck = notify(subject="to the stuck relay")
+    worker = fast_worker(**PATIENT)
+    thread = threading.Thread(target=worker.run_forever)
+    thread.start()
+    try:
+        wait_until(lambda: held.waiting == 1)  # its content went over; the relay keeps it waiting for the reply
+        sent = [notify(subject=f"healthy {n}", account=healthy) for n in range(5)]
+        wait_until(lambda: len(healthy_server.received) == 5, timeout=15)  # generous: "does not wait", not speed
+
+        assert [r.message["Subject"] for r in healthy_server.received] == [f"healthy {n}" for n in range(5)]
+        assert {reload(n).status for n in sent} == {"sent"}
+        assert held.waiting == 1 and stuck_server.received == [] and reload(stuck).status == "sending"
+    finally:
+        held.release()
+        wait_until(lambda: stuck_server.received)
+        worker.stop()
+        thread.join(10)
+    assert not thread.is_alive()
+    assert statuses() == {"sent": 6}
+
+
+def test_a_busy_accounts_new_notifications_wait_for_its_connection(app, smtp_server):
+    """While an account's messages are being sent, the worker claims none of its newer ones: they go next, over
+    the same connection, in order."""
+    server = smtp_server()
+    held = hold_data(server)
+    account = account_for(server)
+    first = notify(subject="n0")
+    worker = fast_worker(**PATIENT)
+    thread = threading.Thread(target=worker.run_forever)
+    thread.start()
+    try:
+        wait_until(lambda: held.waiting == 1)
+        later = [notify(subject=f"n{n}", account=account) for n in (1, 2)]
+        wait_until(lambda: False, timeout=0.3)  # a few of the worker's polls
+        assert [reload(n).status for n in later] == ["queued", "queued"]
+        held.release()
+        wait_until(lambda: statuses() == {"sent": 3})
+    finally:
+        held.release()
+        worker.stop()
+        thread.join(10)
+    assert reload(first).status == "sent"
+    assert [r.message["Subject"] for r in server.received] == ["n0", "n1", "n2"]
+    assert server.connections == 1
 
 
 def test_hooks_run_while_the_worker_runs_and_their_failures_are_not_fatal(app, caplog):
