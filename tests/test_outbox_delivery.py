@@ -493,6 +493,27 @@ def test_max_connections_per_account_holds_across_workers(app, smtp_server):
     assert len(claim("first", settings)) == 2  # the holder itself may take more
 
 
+def test_a_claim_passes_over_the_accounts_the_worker_is_busy_with_however_long_their_backlog(app):
+    busy, other, third = (make_account(name=name) for name in ("busy", "other", "third"))
+    for n in range(6):  # more than a claim looks at (twice the batch) before it searches account by account
+        notify(subject=f"busy{n}", account=busy)
+    later = [notify(subject=f"other{n}", account=other) for n in range(2)] + [notify(subject="third", account=third)]
+    settings = OutboxSettings(**{**FAST, "batch_size": 2})
+
+    assert [n.id for n in claim("w", settings, busy={busy.id})] == [n.id for n in later[:2]]
+    assert [n.id for n in claim("w", settings, busy={busy.id, other.id})] == [later[2].id]
+    assert claim("w", settings, busy={busy.id, other.id, third.id}) == []
+
+
+def test_a_claim_takes_as_many_accounts_as_it_is_told(app):
+    first, second = make_account(name="first"), make_account(name="second")
+    notify(subject="a", account=first)
+    notify(subject="b", account=second)
+    notify(subject="c", account=first)
+    claimed = claim("w", OutboxSettings(**FAST), accounts=1)
+    assert [n.subject for n in claimed] == ["a", "c"]
+
+
 def test_rate_limit_per_account(app, smtp_server):
     server = smtp_server()
     limited = account_for(server)
