@@ -23,8 +23,6 @@ from webapp.db import database
 from webapp.models import Connector, Credential
 from webapp.vault import SECRET_COLUMNS, Vault, VaultKeyError, vault
 
-SMTPDESK = Path(sys.executable).parent / "smtpdesk"
-
 
 def make_app(instance: Path, **config):
     """An app whose instance folder is `instance` (vault.key and smtpdesk.db there unless configured)."""
@@ -219,8 +217,7 @@ def test_a_wrong_key_in_the_environment_names_the_variable_and_smtpdesk_exits_wi
     make_connector(password="proxy-kept-safe")
     environment = {**os.environ, "SMTPDESK_INSTANCE_PATH": str(key_file_of(file_app).parent),
                    "SMTPDESK_VAULT_KEYS": Fernet.generate_key().decode()}
-    finished = subprocess.run([str(SMTPDESK), "outbox"], env=environment, capture_output=True, text=True,
-                              timeout=60)
+    finished = processes.run(["outbox"], environment)
     assert finished.returncode == 2
     assert "Error: The vault key in the SMTPDESK_VAULT_KEYS variable cannot decrypt" in finished.stderr
     assert "Traceback" not in finished.stderr and "proxy-kept-safe" not in finished.stderr
@@ -238,8 +235,7 @@ def test_a_missing_key_file_with_stored_secrets_refuses_to_start_and_writes_no_n
 
     environment = {**os.environ, "SMTPDESK_INSTANCE_PATH": str(key_file.parent)}
     environment.pop("SMTPDESK_VAULT_KEYS", None)
-    finished = subprocess.run([str(SMTPDESK), "serve", "--port", "1"], env=environment, capture_output=True,
-                              text=True, timeout=60)
+    finished = processes.run(["serve", "--port", "1"], environment)
     assert finished.returncode == 2
     assert f"Error: The vault key file {key_file} is missing" in finished.stderr
     assert "Traceback" not in finished.stderr
