@@ -14,6 +14,7 @@ from tests.support.outbox import (
     account_for,
     drain,
     fast_worker,
+    hold_data,
     message_ids,
     statuses,
     vanish_after_dot,
@@ -492,6 +493,27 @@ def test_max_connections_per_account_holds_across_workers(app, smtp_server):
     assert len(claim("first", settings)) == 2  # the holder itself may take more
 
 
+def test_a_claim_passes_over_the_accounts_the_worker_is_busy_with_however_long_their_backlog(app):
+    busy, other, third = (make_account(name=name) for name in ("busy", "other", "third"))
+    for n in range(6):  # more than a claim looks at (twice the batch) before it searches account by account
+        notify(subject=f"busy{n}", account=busy)
+    later = [notify(subject=f"other{n}", account=other) for n in range(2)] + [notify(subject="third", account=third)]
+    settings = OutboxSettings(**{**FAST, "batch_size": 2})
+
+    assert [n.id for n in claim("w", settings, busy={busy.id})] == [n.id for n in later[:2]]
+    assert [n.id for n in claim("w", settings, busy={busy.id, other.id})] == [later[2].id]
+    assert claim("w", settings, busy={busy.id, other.id, third.id}) == []
+
+
+def test_a_claim_takes_as_many_accounts_as_it_is_told(app):
+    first, second = make_account(name="first"), make_account(name="second")
+    notify(subject="a", account=first)
+    notify(subject="b", account=second)
+    notify(subject="c", account=first)
+    claimed = claim("w", OutboxSettings(**FAST), accounts=1)
+    assert [n.subject for n in claimed] == ["a", "c"]
+
+
 def test_rate_limit_per_account(app, smtp_server):
     server = smtp_server()
     limited = account_for(server)
@@ -563,6 +585,64 @@ def test_a_stop_after_the_next_envelope_went_out_puts_that_message_back_unsent(a
     drain()
     assert [r.message["Subject"] for r in server.received] == ["n0", "n1", "n2", "n3"]
     assert set(message_ids(server).values()) == {1}
+
+
+# --- One account never holds up another -------------------------------------------------------------------------
+
+# A message may wait this long for its reply: far beyond the bounds below, so a relay the test holds stays stuck.
+PATIENT = dict(smtp_timeout=20, smtp_deadline=30, lease_seconds=62)
+
+
+def test_security_36_a_stuck_relay_does_not_delay_another_accounts_notifications(app, smtp_server):
+    stuck_server, healthy_server = smtp_server(), smtp_server()
+    held = hold_data(stuck_server)
+    account_for(stuck_server)
+    healthy = account_for(healthy_server, is_default=False, name="healthy")
+    stuck = notify(subject="to the stuck relay")
+    worker = fast_worker(**PATIENT)
+    thread = threading.Thread(target=worker.run_forever)
+    thread.start()
+    try:
+        wait_until(lambda: held.waiting == 1)  # its content went over; the relay keeps it waiting for the reply
+        sent = [notify(subject=f"healthy {n}", account=healthy) for n in range(5)]
+        wait_until(lambda: len(healthy_server.received) == 5, timeout=15)  # generous: "does not wait", not speed
+
+        assert [r.message["Subject"] for r in healthy_server.received] == [f"healthy {n}" for n in range(5)]
+        assert {reload(n).status for n in sent} == {"sent"}
+        assert held.waiting == 1 and stuck_server.received == [] and reload(stuck).status == "sending"
+    finally:
+        held.release()
+        wait_until(lambda: stuck_server.received)
+        worker.stop()
+        thread.join(10)
+    assert not thread.is_alive()
+    assert statuses() == {"sent": 6}
+
+
+def test_a_busy_accounts_new_notifications_wait_for_its_connection(app, smtp_server):
+    """While an account's messages are being sent, the worker claims none of its newer ones: they go next, over
+    the same connection, in order."""
+    server = smtp_server()
+    held = hold_data(server)
+    account = account_for(server)
+    first = notify(subject="n0")
+    worker = fast_worker(**PATIENT)
+    thread = threading.Thread(target=worker.run_forever)
+    thread.start()
+    try:
+        wait_until(lambda: held.waiting == 1)
+        later = [notify(subject=f"n{n}", account=account) for n in (1, 2)]
+        wait_until(lambda: False, timeout=0.3)  # a few of the worker's polls
+        assert [reload(n).status for n in later] == ["queued", "queued"]
+        held.release()
+        wait_until(lambda: statuses() == {"sent": 3})
+    finally:
+        held.release()
+        worker.stop()
+        thread.join(10)
+    assert reload(first).status == "sent"
+    assert [r.message["Subject"] for r in server.received] == ["n0", "n1", "n2"]
+    assert server.connections == 1
 
 
 def test_hooks_run_while_the_worker_runs_and_their_failures_are_not_fatal(app, caplog):

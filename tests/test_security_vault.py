@@ -4,6 +4,7 @@ The vault: MultiFernet with the new key first while old keys still read; rows re
 transaction; a running process (old key list) keeps reading throughout; startup errors say which key and how to fix.
 """
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -14,13 +15,13 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet, InvalidToken
 
+from tests.support import processes
 from tests.support.factories import make_connector, make_credential
+from tests.support.net import free_port
 from webapp import create_app, db
 from webapp.db import database
 from webapp.models import Connector, Credential
 from webapp.vault import SECRET_COLUMNS, Vault, VaultKeyError, vault
-
-SMTPDESK = Path(sys.executable).parent / "smtpdesk"
 
 
 def make_app(instance: Path, **config):
@@ -216,8 +217,7 @@ def test_a_wrong_key_in_the_environment_names_the_variable_and_smtpdesk_exits_wi
     make_connector(password="proxy-kept-safe")
     environment = {**os.environ, "SMTPDESK_INSTANCE_PATH": str(key_file_of(file_app).parent),
                    "SMTPDESK_VAULT_KEYS": Fernet.generate_key().decode()}
-    finished = subprocess.run([str(SMTPDESK), "outbox"], env=environment, capture_output=True, text=True,
-                              timeout=60)
+    finished = processes.run(["outbox"], environment)
     assert finished.returncode == 2
     assert "Error: The vault key in the SMTPDESK_VAULT_KEYS variable cannot decrypt" in finished.stderr
     assert "Traceback" not in finished.stderr and "proxy-kept-safe" not in finished.stderr
@@ -235,8 +235,7 @@ def test_a_missing_key_file_with_stored_secrets_refuses_to_start_and_writes_no_n
 
     environment = {**os.environ, "SMTPDESK_INSTANCE_PATH": str(key_file.parent)}
     environment.pop("SMTPDESK_VAULT_KEYS", None)
-    finished = subprocess.run([str(SMTPDESK), "serve", "--port", "1"], env=environment, capture_output=True,
-                              text=True, timeout=60)
+    finished = processes.run(["serve", "--port", "1"], environment)
     assert finished.returncode == 2
     assert f"Error: The vault key file {key_file} is missing" in finished.stderr
     assert "Traceback" not in finished.stderr
@@ -247,3 +246,98 @@ def test_a_first_start_without_secrets_still_creates_the_key(instance):
     make_app(instance)
     assert len(keys_in(instance / "vault.key")) == 1
     assert os.stat(instance / "vault.key").st_mode & 0o777 == 0o600
+
+
+# --- SECURITY 40: a key that cannot work stops every command with one line --------------------------------------
+
+
+def bad_key(kind: str, good_key: str) -> bytes:
+    """The content of a vault.key that cannot be used, by kind."""
+    return {"empty": b"",
+            "text": b"correct horse battery staple\n",
+            "random": b"\xff" + os.urandom(31),  # 0xff never occurs in UTF-8: not text
+            "truncated": good_key[:30].encode() + b"\n"}[kind]
+
+
+WHAT_IS_WRONG = {"empty": "holds no key.",
+                 "text": "does not hold a vault key: its key is 28 characters long where a vault key has 44",
+                 "random": "does not hold a vault key: it is not text",
+                 "truncated": "does not hold a vault key: its key is 30 characters long where a vault key has 44"}
+
+
+def instance_only_env(instance: Path, **variables) -> dict:
+    """The environment of a real start on this instance folder: nothing configured but the folder."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("SMTPDESK_")}
+    return {**env, "SMTPDESK_INSTANCE_PATH": str(instance), **variables}
+
+
+def assert_one_line_refusal(finished, *, starts: str, says: str, never: str | None = None) -> None:
+    assert finished.returncode == 2, finished.stderr
+    assert finished.stdout == ""
+    [line] = finished.stderr.splitlines()
+    assert line.startswith(starts) and says in line, line
+    assert never is None or never not in line
+
+
+@pytest.mark.parametrize("kind", WHAT_IS_WRONG)
+def test_security_40_a_bad_key_file_stops_smtpdesk_with_one_line_naming_the_file(file_app, kind):
+    make_credential(secret="kept-safe-40")
+    key_file = key_file_of(file_app)
+    [good_key] = keys_in(key_file)
+    key_file.write_bytes(bad_key(kind, good_key))
+
+    finished = processes.run(["serve", "--port", "1"], instance_only_env(key_file.parent))
+
+    assert_one_line_refusal(finished, starts=f"Error: The vault key file {key_file} ", says=WHAT_IS_WRONG[kind],
+                            never=good_key[:30])
+    assert "Put back the key" in finished.stderr and "from your key backup" in finished.stderr
+    assert "correct horse" not in finished.stderr and "kept-safe-40" not in finished.stderr
+
+
+def test_security_40_every_command_stops_the_same_way_and_changes_nothing(file_app, tmp_path):
+    make_credential(secret="kept-safe-40")
+    key_file = key_file_of(file_app)
+    key_file.write_text(keys_in(key_file)[0][:30] + "\n")
+    broken = key_file.read_bytes()
+    env = instance_only_env(key_file.parent)
+    password = "a-long-enough-password"
+    commands = [["--help"], ["db", "upgrade"], ["serve", "--port", "1"], ["worker"], ["worker", "--until-idle"],
+                ["users", "create", "bob", "--password", password],
+                ["users", "set-password", "bob", "--password", password],
+                ["send", "--to", "ops@example.com", "--subject", "s", "--body", "b"], ["outbox"],
+                ["vault", "rotate-key"], ["vault", "reencrypt"], ["vault", "retire-old"],
+                ["backup", str(tmp_path / "copy.db")]]
+    for command in commands:
+        finished = processes.run(command, env)
+        assert_one_line_refusal(finished, starts=f"Error: The vault key file {key_file} ",
+                                says=WHAT_IS_WRONG["truncated"])
+        assert "Put back the key" in finished.stderr, command
+    assert key_file.read_bytes() == broken  # not replaced, not rotated
+    assert not (tmp_path / "copy.db").exists()
+
+
+@pytest.mark.parametrize("keys, says", [
+    (" , ", "holds no key."),
+    ("not-a-vault-key", "its key is 15 characters long where a vault key has 44"),
+    ("GOOD,GOOD_CUT", "its key number 2 (of 2, comma-separated) is 20 characters long"),
+], ids=["no-key", "text", "second-key-truncated"])
+def test_security_40_a_bad_key_in_the_environment_names_the_variable(instance, keys, says):
+    good = Fernet.generate_key().decode()
+    keys = keys.replace("GOOD_CUT", good[:20]).replace("GOOD", good)
+    finished = processes.run(["worker"], instance_only_env(instance, SMTPDESK_VAULT_KEYS=keys))
+    assert_one_line_refusal(finished, starts="Error: The SMTPDESK_VAULT_KEYS variable ", says=says,
+                            never=good[:20])
+    assert not (instance / "vault.key").exists()
+
+
+def test_security_40_gunicorn_stops_with_the_same_line(file_app):
+    gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent))
+    key_file = key_file_of(file_app)
+    key_file.write_text("")
+    # The command of the README: with --preload the app is made once, before gunicorn starts its workers.
+    finished = subprocess.run(
+        [gunicorn, "--preload", "--workers", "2", "--bind", f"127.0.0.1:{free_port()}", "webapp:create_app_or_exit()"],
+        env={**instance_only_env(key_file.parent), "PYTHONPATH": processes.CHECKOUT}, capture_output=True,
+        text=True, timeout=60)
+    assert_one_line_refusal(finished, starts=f"Error: The vault key file {key_file} ", says="holds no key.")
+    assert "No secret is stored yet" in finished.stderr and "delete the file" in finished.stderr

@@ -1,12 +1,13 @@
 """smtpdesk: the SMTP-account desk of an e-mail notification system."""
 import os
+import sys
 from pathlib import Path
 
 from flask import Flask, redirect, url_for
 
 from webapp import config, db, logs
 from webapp.extensions import babel, csrf, htmx, login_manager, select_locale
-from webapp.vault import check_keys, vault
+from webapp.vault import VaultKeyError, check_keys, vault
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,6 +39,16 @@ def create_app(test_config=None):
     register_hooks(app)
     register_cli(app)
     return app
+
+
+def create_app_or_exit():
+    """create_app() for a real start (every `smtpdesk` command; gunicorn --preload "webapp:create_app_or_exit()"): a
+    vault key or a setting that cannot work is one line on stderr naming it, and exit status 2, not a traceback."""
+    try:
+        return create_app()
+    except (VaultKeyError, config.ConfigError) as error:
+        print(f"Error: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
 
 
 def register_extensions(app):

@@ -1,6 +1,5 @@
 """The `smtpdesk` command: the Flask CLI for this app plus db, users and serve."""
 import signal
-import sys
 import threading
 import time
 
@@ -9,20 +8,14 @@ from flask import current_app
 from flask.cli import FlaskGroup, pass_script_info, with_appcontext
 
 from webapp import db, maintenance
-from webapp.config import ConfigError
-from webapp.vault import VaultKeyError
 
 
 def main():
     """Entry point of the `smtpdesk` console script."""
-    from webapp import create_app
+    from webapp import create_app_or_exit
 
-    try:
-        FlaskGroup(create_app=create_app, help="smtpdesk: SMTP accounts of a notification system.")()
-    except (VaultKeyError, ConfigError) as error:
-        # A missing or wrong vault key, or an unusable setting: say which and how to fix it, not a traceback.
-        click.echo(f"Error: {error}", err=True)
-        sys.exit(2)
+    # The app is made by every command, --help included: a wrong vault key or setting stops each of them the same way.
+    FlaskGroup(create_app=create_app_or_exit, help="smtpdesk: SMTP accounts of a notification system.")()
 
 
 def init_app(app):

@@ -114,15 +114,22 @@ def load_keys(config, instance_path: str) -> None:
         config["DATABASE"] = str(instance / "smtpdesk.db")
     if not config.get("VAULT_KEYS"):
         load_vault_key_file(config, instance / "vault.key")
-    else:
-        config["VAULT_KEY_FILE"] = None
-        config["VAULT_KEYS_SOURCE"] = ("the SMTPDESK_VAULT_KEYS variable" if os.environ.get("SMTPDESK_VAULT_KEYS")
-                                       else "the VAULT_KEYS setting")
+        return
+    from webapp.vault import VaultKeyError, key_problem, parse_keys
+
+    variable = os.environ.get("SMTPDESK_VAULT_KEYS")
+    config["VAULT_KEY_FILE"] = None
+    config["VAULT_KEYS_SOURCE"] = "the SMTPDESK_VAULT_KEYS variable" if variable else "the VAULT_KEYS setting"
+    problem = key_problem(parse_keys(config["VAULT_KEYS"]))
+    if problem:
+        where = "The SMTPDESK_VAULT_KEYS variable" if variable else "The VAULT_KEYS setting"
+        raise VaultKeyError(f"{where} {problem}. Set it to the vault key this database was written with (from "
+                            "your key backup), newest first if you keep several (\"new,old\"), then start again.")
 
 
 def load_vault_key_file(config, path: Path) -> None:
     """VAULT_KEYS from the instance's vault.key, created on first use only while no secret is stored."""
-    from webapp.vault import VaultKeyError, first_stored_token
+    from webapp.vault import VaultKeyError, first_stored_token, key_problem, parse_keys
 
     if not path.exists() and first_stored_token(config["DATABASE"]) is not None:
         # A new key would silently make every stored secret unreadable: refuse instead.
@@ -130,7 +137,23 @@ def load_vault_key_file(config, path: Path) -> None:
             f"The vault key file {path} is missing, but {config['DATABASE']} holds encrypted secrets. "
             f"Restore {path} from your key backup (or set SMTPDESK_VAULT_KEYS) and start again; "
             "no new key was written.")
-    config["VAULT_KEYS"] = read_or_create_key(path, lambda: Fernet.generate_key().decode())
+    try:
+        keys = read_or_create_key(path, lambda: Fernet.generate_key().decode())
+    except UnicodeDecodeError:
+        problem = "does not hold a vault key: it is not text (a vault key is 44 characters of URL-safe base64)"
+    except OSError as error:
+        problem = f"cannot be read ({error.strerror})"
+    else:
+        problem = key_problem(parse_keys(keys))
+    if problem:
+        if first_stored_token(config["DATABASE"]) is None:
+            fix = ("No secret is stored yet: put back the key from your key backup, or delete the file and smtpdesk "
+                   "writes a new key at its next start.")
+        else:
+            fix = (f"Put back the key {config['DATABASE']} was written with, from your key backup, then start "
+                   "again; a new key would leave its stored secrets unreadable.")
+        raise VaultKeyError(f"The vault key file {path} {problem}. {fix}")
+    config["VAULT_KEYS"] = keys
     config["VAULT_KEY_FILE"] = str(path)
     config["VAULT_KEYS_SOURCE"] = f"the key file {path}"
 

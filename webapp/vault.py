@@ -8,6 +8,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 # Every column that holds a vault token: (table, column). `smtpdesk vault` re-encrypts exactly these.
 SECRET_COLUMNS = (("credential", "secret_encrypted"), ("connector", "password_encrypted"))
+FERNET_KEY_LENGTH = 44  # 32 bytes in URL-safe base64
 
 
 class VaultError(Exception):
@@ -20,9 +21,26 @@ class VaultKeyError(VaultError):
 
 def parse_keys(keys: str | list[str]) -> list[str]:
     """The keys of a "new,old" list, newest first."""
-    if isinstance(keys, str):
-        keys = keys.split(",")
+    if not isinstance(keys, (list, tuple)):
+        keys = str(keys).split(",")  # from_prefixed_env reads a value that parses as JSON (digits) as a number
     return [k.strip() for k in keys if k and k.strip()]
+
+
+def key_problem(keys: list[str]) -> str:
+    """What is wrong with a list of vault keys, in words that follow the name of where it came from ("" if nothing).
+    Never quotes a key: a broken one may still be most of the real one."""
+    if not keys:
+        return "holds no key"
+    for number, key in enumerate(keys, 1):
+        try:
+            Fernet(key)
+        except (ValueError, TypeError):
+            which = "its key" if len(keys) == 1 else f"its key number {number} (of {len(keys)}, comma-separated)"
+            if len(key) != FERNET_KEY_LENGTH:
+                return (f"does not hold a vault key: {which} is {len(key)} characters long where a vault key has "
+                        f"{FERNET_KEY_LENGTH} (cut short, or not a key smtpdesk wrote)")
+            return f"does not hold a vault key: {which} is not URL-safe base64 (not a key smtpdesk wrote)"
+    return ""
 
 
 def write_key_file(path: Path | str, keys: list[str]) -> None:

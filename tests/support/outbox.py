@@ -1,5 +1,6 @@
 """Helpers for the outbox tests: accounts pointing at the test SMTP servers, a fast worker, server-side counts."""
 import asyncio
+import threading
 from collections import Counter
 
 from tests.fixtures.smtp import Received
@@ -79,6 +80,35 @@ def vanish_after_dot(server, times: int = 1):
         return await original(smtp, session, envelope)
 
     handler.handle_DATA = handle_DATA
+
+
+class HeldData:
+    """A relay stuck in DATA: every message's content is taken, and its reply waits until release() (see hold_data).
+    waiting: how many messages are being held right now."""
+
+    def __init__(self):
+        self.released = threading.Event()
+        self.waiting = 0
+
+    def release(self) -> None:
+        self.released.set()
+
+
+def hold_data(server) -> HeldData:
+    """Make the server hold each message's reply after its final dot until the test calls release()."""
+    held = HeldData()
+    handler = server.handler
+    original = handler.handle_DATA
+
+    async def handle_DATA(smtp, session, envelope):
+        held.waiting += 1
+        while not held.released.is_set():
+            await asyncio.sleep(0.01)
+        held.waiting -= 1
+        return await original(smtp, session, envelope)
+
+    handler.handle_DATA = handle_DATA
+    return held
 
 
 def _received(envelope) -> Received:

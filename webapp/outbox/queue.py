@@ -78,15 +78,19 @@ def outbox_counts() -> dict:
 # --- Claims ----------------------------------------------------------------------------------------------------
 
 
-def claim(owner: str, settings: OutboxSettings, now: datetime | None = None) -> list[Notification]:
+def claim(owner: str, settings: OutboxSettings, now: datetime | None = None, *, busy=frozenset(),
+          accounts: int | None = None) -> list[Notification]:
     """Lease up to batch_size due notifications to `owner`, atomically (BEGIN IMMEDIATE), respecting each account's
-    connection and rate limits; expired leases of dead workers come back first. Returns them in sending order."""
+    connection and rate limits; expired leases of dead workers come back first. Returns them in sending order.
+
+    busy: ids of accounts the owner is delivering already (none of theirs is taken); accounts: take the
+    notifications of at most this many accounts (the owner's free delivery threads)."""
 
     def work() -> list[int]:
         current = now or utcnow()
         with database.atomic("IMMEDIATE"):
             _reclaim_expired(current, settings)
-            ids = _due_ids(owner, current, settings)
+            ids = _due_ids(owner, current, settings, busy, accounts or settings.batch_size)
             if ids:
                 Notification.update(status="sending", lease_owner=owner,
                                     lease_until=current + timedelta(seconds=settings.lease_seconds),
@@ -135,44 +139,51 @@ _OLDEST_DUE = (
     'ORDER BY "n"."next_attempt_at", "n"."id" LIMIT ?')
 
 
-def _due_ids(owner: str, now: datetime, settings: OutboxSettings) -> list[int]:
-    """Up to batch_size due notifications, oldest first, of accounts whose limits allow them."""
+def _due_ids(owner: str, now: datetime, settings: OutboxSettings, busy, accounts: int) -> list[int]:
+    """Up to batch_size due notifications, oldest first, of at most `accounts` accounts, none busy, whose limits
+    allow them."""
     looked_at = settings.batch_size * 2
     rows = database.execute_sql(_OLDEST_DUE, (now, looked_at) * len(WAITING) + (looked_at,)).fetchall()
     ids: list[int] = []
     allowance: dict[int, int] = {}
     for notification_id, account_id, name in rows:
+        if account_id in busy or (account_id not in allowance and len(allowance) == accounts):
+            continue
         if account_id not in allowance:
             allowance[account_id] = _allowance(account_id, name, owner, now, settings)
         if allowance[account_id] <= 0:
             # The oldest belong to an account at its limits: look past it, account by account (the slow way).
-            return _due_ids_by_account(owner, now, settings)
+            return _due_ids_by_account(owner, now, settings, busy, accounts)
         allowance[account_id] -= 1
         ids.append(notification_id)
         if len(ids) == settings.batch_size:
-            break
+            return ids
+    if len(rows) == looked_at:
+        # Every row looked at was passed over or taken, and the batch is not full: later ones may be another's.
+        return _due_ids_by_account(owner, now, settings, busy, accounts)
     return ids
 
 
-def _due_ids_by_account(owner: str, now: datetime, settings: OutboxSettings) -> list[int]:
+def _due_ids_by_account(owner: str, now: datetime, settings: OutboxSettings, busy, accounts: int) -> list[int]:
     """Accounts by their oldest due notification, each taking what its limits allow (a scan of the queue)."""
     due = (Notification.status.in_(WAITING)) & (Notification.next_attempt_at <= now)
-    accounts = (Notification.select(Notification.account, SmtpAccount.name,
-                                    fn.MIN(Notification.next_attempt_at).alias("first"))
-                .join(SmtpAccount).where(due).group_by(Notification.account)
-                .order_by(fn.MIN(Notification.next_attempt_at)))
+    oldest_first = (Notification.select(Notification.account, SmtpAccount.name,
+                                        fn.MIN(Notification.next_attempt_at).alias("first"))
+                    .join(SmtpAccount).where(due).group_by(Notification.account)
+                    .order_by(fn.MIN(Notification.next_attempt_at)))
     ids: list[int] = []
-    for row in accounts.objects():
+    for row in oldest_first.objects():
         room = settings.batch_size - len(ids)
-        if room <= 0:
+        if room <= 0 or accounts == 0:
             break
-        allowed = _allowance(row.account_id, row.name, owner, now, settings)
+        allowed = 0 if row.account_id in busy else _allowance(row.account_id, row.name, owner, now, settings)
         if allowed <= 0:
             continue
         query = (Notification.select(Notification.id)
                  .where(due & (Notification.account == row.account_id))
                  .order_by(Notification.next_attempt_at, Notification.id).limit(min(room, allowed)))
         ids.extend(n.id for n in query)
+        accounts -= 1
     return ids
 
 

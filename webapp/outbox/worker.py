@@ -7,6 +7,9 @@
   Message-ID (assigned at enqueue, reused on every attempt), so mail clients show it once. Outcomes are recorded
   together, one transaction per RECORD_EVERY messages or RECORD_SECONDS (a write per message cost as much as the
   message): a process killed mid-batch may send up to that many messages twice, never fewer than once.
+- Each account's notifications are delivered on a thread of their own (a lane; `concurrency` lanes at most) while the
+  loop goes on claiming for the accounts without one: a slow or dead relay holds up its own account only. An account
+  with a lane gets no new claim until the lane ends, so one worker keeps one connection per account.
 - Claimed notifications are grouped by account; each group goes over one SmtpSession (one connection for many
   messages), reconnecting once at once when a reused connection was dropped before the message was handed over.
   Failures of the session itself (DNS, connect, proxy, TLS, greeting, STARTTLS, AUTH) apply to the rest of the group,
@@ -20,8 +23,7 @@ import socket
 import threading
 import time
 import uuid
-from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import datetime
 
 from webapp.mail.compose import header_block
@@ -48,7 +50,8 @@ class _KeptSession:
 
 
 class Worker:
-    """Claims due notifications and delivers them: run_once() for one batch, run_forever(stop_event) until stopped.
+    """Claims due notifications and delivers each account's on a lane: run_forever(stop_event) until stopped,
+    run_until_idle() until the outbox is empty, run_once() for one batch (waiting for its lanes).
 
     Worker(settings=None, *, name=None, hooks=(), **overrides): overrides replace OutboxSettings fields, e.g.
     Worker(batch_size=10, lease_seconds=5, smtp_deadline=1). hooks: callables run every hook_seconds while running
@@ -66,27 +69,29 @@ class Worker:
         self._sessions: dict[int, _KeptSession] = {}
         self._sessions_lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
+        self._lanes: dict[int, Future] = {}  # account id -> the lane delivering its claimed notifications
+        self._lanes_lock = threading.Lock()
+        self._lane_ended = threading.Event()
         self._next_hooks = 0.0
 
     # -- running --
 
     def run_forever(self, stop_event: threading.Event | None = None) -> None:
-        """Deliver until stop_event (or self.stop()) is set; then finish the message in flight, put the rest of the
-        batch back, close the connections."""
+        """Deliver until stop_event (or self.stop()) is set; then each lane finishes its message in flight and puts
+        the rest of its batch back, and the connections close."""
         if stop_event is not None:
             self.stop_event = stop_event
         log.info("outbox worker %s started", self.name)
         try:
             while not self.stop_event.is_set():
                 self._run_hooks()
+                self._lane_ended.clear()
                 try:
-                    delivered = self.run_once()
+                    self._dispatch()
                 except Exception:  # a database hiccup must not end the worker: log, wait, go on
-                    log.exception("outbox worker %s: batch failed", self.name)
-                    delivered = 0
+                    log.exception("outbox worker %s: claim failed", self.name)
                 self.close_idle_sessions()
-                if not delivered:
-                    self.stop_event.wait(self.settings.poll_seconds)
+                self._wait(self.settings.poll_seconds)
         finally:
             self.close()
             log.info("outbox worker %s stopped", self.name)
@@ -96,48 +101,40 @@ class Worker:
         self.stop_event.set()
 
     def run_once(self) -> int:
-        """Claim one batch and deliver it (accounts in parallel, up to `concurrency`); return how many were claimed."""
-        # One connection for the claim and the groups delivered on this thread: closing the last connection to the
-        # database checkpoints its write-ahead log, work better done once per batch than once per step.
-        with connection():
-            batch = claim(self.name, self.settings)
-            if not batch:
-                return 0
-            groups: OrderedDict[int, list[Notification]] = OrderedDict()
-            for notification in batch:
-                groups.setdefault(notification.account_id, []).append(notification)
-            if len(groups) == 1 or self.settings.concurrency == 1:
-                for notifications in groups.values():
-                    self._deliver_group(notifications)
-            else:
-                if self._pool is None:
-                    self._pool = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="outbox")
-                for future in [self._pool.submit(self._deliver_group, group) for group in groups.values()]:
-                    future.result()
-            return len(batch)
+        """Claim one batch for the accounts without a lane, deliver it and wait for its lanes; return how many were
+        claimed. (run_forever and run_until_idle never wait for an account's lane before claiming for the others.)"""
+        claimed = self._dispatch()
+        with self._lanes_lock:
+            lanes = list(self._lanes.values())
+        wait(lanes)
+        return claimed
 
     def run_until_idle(self, timeout: float = 30.0) -> None:
         """Deliver until nothing is queued, sending or retrying (tests, `smtpdesk worker --until-idle`)."""
         deadline = time.monotonic() + timeout
-        with connection():  # one for the whole run (see run_once)
+        # One database connection for the whole run: closing the last connection to the database checkpoints its
+        # write-ahead log, work better done once than after every claim.
+        with connection():
             while True:
-                if not self.run_once():
+                self._lane_ended.clear()
+                if not self._dispatch() and not self._running():
                     counts = outbox_counts()
                     if not any(counts[status] for status in ACTIVE):
                         return
                     if time.monotonic() > deadline:
                         raise TimeoutError(f"outbox not drained after {timeout}s: {counts}")
-                    time.sleep(min(0.05, self.settings.poll_seconds))
+                self._wait(min(0.05, self.settings.poll_seconds))
 
     def close(self) -> None:
-        """Close every kept connection and the thread pool."""
+        """Wait for the lanes (after stop(), each finishes its message in flight), then close every kept connection
+        and the thread pool."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         with self._sessions_lock:
             kept, self._sessions = list(self._sessions.values()), {}
         for entry in kept:
             entry.session.close()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
 
     def close_idle_sessions(self) -> None:
         """Close connections unused for session_idle_seconds (servers drop idle clients anyway)."""
@@ -147,6 +144,51 @@ class Worker:
             closing = [self._sessions.pop(key) for key in idle]
         for entry in closing:
             entry.session.close()
+
+    # -- lanes: one thread per account with claimed notifications --
+
+    def _dispatch(self) -> int:
+        """Claim for the accounts without a lane (as many accounts as lanes are free) and start a lane for each;
+        return how many notifications were claimed. Never waits for a lane."""
+        with self._lanes_lock:
+            busy = set(self._lanes)
+        free = self.settings.concurrency - len(busy)
+        if free <= 0:
+            return 0
+        with connection():
+            batch = claim(self.name, self.settings, busy=busy, accounts=free)
+        groups: dict[int, list[Notification]] = {}
+        for notification in batch:
+            groups.setdefault(notification.account_id, []).append(notification)
+        if groups and self._pool is None:
+            self._pool = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="outbox")
+        with self._lanes_lock:  # held until every lane is listed: a lane that ends at once removes itself after
+            for account_id, notifications in groups.items():
+                self._lanes[account_id] = self._pool.submit(self._lane, account_id, notifications)
+        return len(batch)
+
+    def _lane(self, account_id: int, notifications: list[Notification]) -> None:
+        """Deliver one account's claimed notifications, then free the account for the next claim."""
+        try:
+            self._deliver_group(notifications)
+        except Exception:  # the claims left behind come back when their lease expires
+            log.exception("outbox worker %s: delivery for account %s failed", self.name, account_id)
+        finally:
+            with self._lanes_lock:
+                del self._lanes[account_id]
+            self._lane_ended.set()
+
+    def _running(self) -> bool:
+        with self._lanes_lock:
+            return bool(self._lanes)
+
+    def _wait(self, idle_seconds: float) -> None:
+        """Until a lane ends (its account and thread are free again), or a while; when no lane runs, until a stop
+        or idle_seconds."""
+        if self._running():
+            self._lane_ended.wait(self.settings.poll_seconds)
+        else:
+            self.stop_event.wait(idle_seconds)
 
     def _run_hooks(self) -> None:
         if not self.hooks or time.monotonic() < self._next_hooks:
