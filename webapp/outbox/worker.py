@@ -183,9 +183,9 @@ class Worker:
             return bool(self._lanes)
 
     def _wait(self, idle_seconds: float) -> None:
-        """Until a lane ends (its account and thread are free again), or a while; when no lane runs, until a stop
-        or idle_seconds."""
-        if self._running():
+        """Until a lane ends (its account and thread are free again), or a while; when no lane ran since the last
+        claim, until a stop or idle_seconds. A lane that already ended means work was found: claim again at once."""
+        if self._running() or self._lane_ended.is_set():
             self._lane_ended.wait(self.settings.poll_seconds)
         else:
             self.stop_event.wait(idle_seconds)
