@@ -112,4 +112,4 @@ def hold_data(server) -> HeldData:
 
 
 def _received(envelope) -> Received:
-    return Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
+    return Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content, list(envelope.mail_options))
