@@ -4,6 +4,8 @@ import email
 import email.header
 import email.policy
 import email.utils
+import quopri
+import re
 import time
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -267,3 +269,71 @@ def test_a_subject_of_one_998_character_word_is_folded_into_lines_of_78(html):
     head = raw.partition(b"\r\n\r\n")[0]
     assert max(len(line) for line in head.split(b"\r\n")) <= 78
     assert rfc2047(email.message_from_bytes(raw, policy=email.policy.compat32)["Subject"]) == subject
+
+
+# --- Line limits, read back by independent parsers ---------------------------------------------------------
+
+PT_TEXT = ("Olá, equipe de operações!\n\n"
+           "A manutenção programada do servidor de produção começará às 03h15 e deverá terminar às 04h00; durante "
+           "esse período a aplicação ficará indisponível e as notificações serão enfileiradas.\n"
+           "Ação necessária: nenhuma. Dúvidas? Responda a esta mensagem ou ligue para o plantão.\n")
+LONG_LINES = ("x" * 76 + "\n" + "y" * 77 + "\n" + "z" * 78 + "\n" + "A line that is just long enough. " * 12 + "\n"
+              + "é" * 40 + "\n" + "ação=" * 30 + "\n" + "https://example.com/" + "a" * 300 + "\n")
+LONG_TOKEN = "alertas.servidor-de-backup-secundario.datacenter-sao-paulo.exemplos.com.br"  # 74 characters: quoted, 76
+CC = [f'"{LONG_TOKEN}" <alertas@corp.local>', f"{LONG_NAME} <maria.simoes@exemplo.com.br>",
+      '"Silva, Ana Beatriz" <ana.silva@exemplo.com.br>', 'Night "Shift" Team <night@corp.local>',
+      "Zé <ze@exemplo.com.br>", "carol@exemplo.com.br"]
+NOTIFICATION = dict(sender="Operações <ops@exemplo.com.br>", to=["Ana <ana@exemplo.com.br>"], subject="Relatório",
+                    text=PT_TEXT, message_id="<fixed.1@exemplo.com.br>", reply_to="Plantão <plantao@corp.local>",
+                    confirmation_email="Recibos <recibos@corp.local>", footer="Enviado pelo monitoramento.")
+COMPOSED = {
+    "pt-BR text": lambda: notification_bytes(**NOTIFICATION),
+    "long lines": lambda: notification_bytes(**{**NOTIFICATION, "text": LONG_LINES}),
+    "cc": lambda: notification_bytes(**{**NOTIFICATION, "cc": CC}),
+    "long subject": lambda: notification_bytes(**{**NOTIFICATION, "subject": LONG_SUBJECT * 3}),
+    "long subject word": lambda: notification_bytes(**{**NOTIFICATION, "subject": "Falha:" + "ç" * 120}),
+    "text+HTML": lambda: notification_bytes(**{**NOTIFICATION, "cc": CC, "subject": LONG_SUBJECT,
+                                               "html": f"<p>{PT_TEXT}</p><p>{LONG_LINES}</p>"}),
+    "attachment": lambda: notification_bytes(**{**NOTIFICATION, "html": "<p>Olá</p>", "attachments": [
+        Attachment("relatório-de-contas-smtp.csv", "text/csv", "conta;remetente\r\nação;é\r\n".encode())]}),
+    "SMTPUTF8": lambda: notification_bytes(smtputf8=True, **{**NOTIFICATION, "to": ["José <joão@exemplo.com.br>"],
+                                                             "cc": CC}),
+    "test message": lambda: message_bytes(compose_test_message(
+        sender="Operações <ops@exemplo.com.br>", to=f"{LONG_NAME} <maria.simoes@exemplo.com.br>",
+        subject=LONG_SUBJECT, body=PT_TEXT + LONG_LINES)),
+}
+ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")  # RFC 2047 2
+
+
+@pytest.mark.parametrize("name", COMPOSED)
+def test_composed_messages_keep_to_the_line_limits_of_the_rfcs(name):
+    raw = COMPOSED[name]()
+    assert b"\n" not in raw.replace(b"\r\n", b"") and b"\r" not in raw.replace(b"\r\n", b"")  # CRLF only
+    text = raw.decode("utf-8")
+    # The email package's reader, told to raise on any defect it notices (RFC 6532: UTF-8 read as text).
+    message = email.message_from_string(text, policy=email.policy.SMTPUTF8.clone(raise_on_defect=True))
+    assert message["MIME-Version"] == "1.0" and message["Auto-Submitted"] == "auto-generated"
+    for part in message.walk():
+        if part is not message:
+            assert "MIME-Version" not in part, name  # RFC 2045 4: the message's header, not its parts'
+    # Every header line, the parts' included, as it came (the parser keeps a header's folded source): at most 78
+    # characters (RFC 5322 2.1.1), and every encoded word in it at most 75 (RFC 2047 2).
+    for part in message.walk():
+        for header, value in part.raw_items():
+            for line in f"{header}: {value}".split("\r\n"):
+                assert len(line) <= 78, (name, line)
+                assert all(len(word) <= 75 for word in ENCODED_WORD.findall(line)), (name, line)
+    # Every quoted-printable body line: at most 76 characters (RFC 2045 6.7 (5)), decoded by quopri to its text.
+    bodies = [part for part in message.walk() if not part.is_multipart()]
+    for part in bodies:
+        if part["Content-Transfer-Encoding"] == "quoted-printable":
+            payload = part.get_payload()
+            assert max(len(line) for line in payload.split("\r\n")) <= 76, name
+            decoded = quopri.decodestring(payload.encode("ascii")).decode("utf-8").replace("\r\n", "\n")
+            assert decoded == part.get_content().replace("\r\n", "\n")
+    plain = message.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    assert plain.startswith(PT_TEXT if name not in ("long lines",) else LONG_LINES)
+
+
+def test_the_test_message_is_auto_submitted_as_notifications_are():
+    assert compose_test()["Auto-Submitted"] == "auto-generated"  # RFC 3834: no vacation reply to it

@@ -13,7 +13,7 @@ from email.errors import MessageError
 from email.generator import BytesGenerator
 from email.headerregistry import Address, HeaderRegistry, UniqueAddressHeader
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime
 from html import escape as html_escape
 
 from webapp.mail.addresses import CONTROL_CHARS
@@ -100,17 +100,9 @@ def _parsed_address(value: str) -> Address:
 
 
 def compose_test_message(*, sender: str, to: str, subject: str, body: str) -> EmailMessage:
-    """The test dialog's message: From, To, Subject, Date, Message-ID on the sender's domain, text body
-    (SMTP policy)."""
-    message = EmailMessage(policy=email.policy.SMTP)
-    sender_address = header_address(sender)
-    message["From"] = sender_address
-    message["To"] = header_address(to)
-    message["Subject"] = subject
-    message["Date"] = format_datetime(datetime.now(timezone.utc).astimezone())
-    message["Message-ID"] = make_msgid(domain=sender_address.domain)
-    message.set_content(body, cte=_body_cte(body))
-    return message
+    """The test dialog's message, written as a notification is (compose_notification): From, To, Subject, Date,
+    a new Message-ID on the sender's domain, Auto-Submitted, text body. Raises ValueError as that does."""
+    return compose_notification(sender=sender, to=[to], subject=subject, text=body, message_id=new_message_id(sender))
 
 
 # --- Notifications ---------------------------------------------------------------------------------------------
@@ -121,8 +113,9 @@ def _notification_policy():
     registry = _Registry()
     registry.map_to_type("disposition-notification-to", UniqueAddressHeader)
     # The notification's own headers are set encoded and folded (_headers()): written as they are, never refolded
-    # (a word longer than a line, a long Message-ID say, cannot be folded anyway).
-    return email.policy.SMTP.clone(header_factory=registry, refold_source="none")
+    # (a word longer than a line, a long Message-ID say, cannot be folded anyway). The policy's line length is
+    # then the bodies': RFC 2045 6.7 caps a quoted-printable line at 76 characters.
+    return email.policy.SMTP.clone(header_factory=registry, refold_source="none", max_line_length=76)
 
 
 NOTIFICATION_POLICY = _notification_policy()
@@ -172,10 +165,11 @@ def resolve_addressing(*, reply_to: str | None, return_path: str | None, confirm
 
 
 def new_message_id(sender: str) -> str:
-    """A fresh Message-ID on the sender's (punycoded) domain, e.g. <1700000000.123.456@example.com>."""
-    # make_msgid's own randomness is the `random` module's, which any seeding makes repeat (hypothesis does it):
-    # a token from `secrets` keeps the id unique, and the UNIQUE column never turns a send into an error.
-    return make_msgid(idstring=secrets.token_hex(6), domain=header_address(sender).domain)
+    """A fresh Message-ID on the sender's (punycoded) domain, e.g. <Jx0v6SGrF1u_5bEH7Yq2kXcA@example.com>."""
+    # 144 random bits from `secrets` (make_msgid's come from `random`, which any seeding makes repeat, as hypothesis
+    # does): the UNIQUE column never turns a send into an error. 24 characters, against make_msgid's 50 or so, keep
+    # the header within RFC 5322's 78 characters a line for domains of up to 39: a Message-ID cannot be folded.
+    return f"<{secrets.token_urlsafe(18)}@{header_address(sender).domain}>"
 
 
 def envelope_address(value: str) -> str:
@@ -226,6 +220,8 @@ def compose_notification(*, sender: str, to: list[str], subject: str, text: str,
         message.add_attachment(attachment.data, maintype=maintype, subtype=subtype or "octet-stream",
                                filename=attachment.filename)
     for part in message.walk():
+        if part is not message:
+            del part["MIME-Version"]  # RFC 2045 4: the message's header says it; the stdlib adds it to parts too
         if part.is_multipart():
             # Chosen now rather than while flattening, so every flattening of this message has the same
             # Content-Type. 128 random bits: never part of a body.
@@ -275,6 +271,7 @@ def _plain_text_bytes(*, sender: str, to: list[str], subject: str, text: str, me
 
 _LINE_ENDS = re.compile(r"\r\n|\r|\n")
 LINE = 78  # RFC 5322 2.1.1: a line SHOULD have at most 78 characters
+ENCODED_WORD = 75  # RFC 2047 2: an encoded word has at most 75 characters
 UTF8 = Charset("utf-8")
 
 
@@ -305,30 +302,38 @@ def _headers(sender: str, to: list[str], cc: list[str], reply_to: str | None, co
 
 
 def _address_field(name: str, addresses: list[str]) -> tuple[str, str]:
-    """(name, addresses) for an address header: display names as _text(), quoted when they must be."""
-    texts = []
+    """(name, addresses) for an address header: a display name as it is when, quoted if it must be, it folds into
+    lines like _text(); else as encoded words."""
+    texts, room = [], LINE - len(name) - 2
     for value in addresses:
         address = header_address(value)
-        shown = _text(name, address.display_name)
-        texts.append(str(address) if shown == address.display_name else f"{shown} <{address.addr_spec}>")
+        written = str(address)  # "name <addr-spec>", the name quoted and escaped when it holds specials
+        name_as_written = written[:-len(address.addr_spec) - 3]
+        if address.display_name and not _fits(name_as_written, room):
+            written = f"{_encoded_words(address.display_name, room)} <{address.addr_spec}>"
+        texts.append(written)
     return name, ", ".join(texts)
 
 
 def _text(name: str, text: str) -> str:
-    """Text for the header `name` as it goes on the wire: as it is when it is ASCII and folds into lines, else UTF-8
-    encoded words (RFC 2047), as is a literal "=?", which a reader would take for the start of one, and a word too
-    long for a line (folding happens only at spaces; RFC 5322 2.1.1 caps a line at 998 characters)."""
+    """Text for the header `name` as it goes on the wire: as it is when it folds into lines (_fits), else UTF-8
+    encoded words (RFC 2047)."""
     room = LINE - len(name) - 2
-    if text.isascii() and "=?" not in text and all(len(word) <= room for word in text.split(" ")):
-        return text
-    return _encoded_words(text, room)
+    return text if _fits(text, room) else _encoded_words(text, room)
+
+
+def _fits(text: str, room: int) -> bool:
+    """Whether text may go as it is in a header whose first line has room characters left: ASCII, no literal "=?"
+    (a reader would take it for the start of an encoded word), no word too long for a line (folding happens only at
+    spaces; RFC 5322 2.1.1 caps a line at 998 characters)."""
+    return text.isascii() and "=?" not in text and all(len(word) <= room for word in text.split(" "))
 
 
 def _encoded_words(text: str, limit: int) -> str:
     """text as UTF-8 encoded words of at most `limit` characters (halved until they are), separated by spaces: a
     reader joins adjacent encoded words and drops the spaces between them."""
     word = UTF8.header_encode(text)
-    if len(word) <= limit or len(text) < 2:
+    if len(word) <= min(limit, ENCODED_WORD) or len(text) < 2:
         return word
     middle = len(text) // 2
     return f"{_encoded_words(text[:middle], limit)} {_encoded_words(text[middle:], limit)}"
