@@ -212,7 +212,7 @@ def test_every_helper_formats_with_its_own_params():
         errors.starttls_refused("h", 454, "later"), errors.starttls_refused("h", 554, "no"),
         errors.auth_not_offered("h"), errors.auth_no_mechanism("h", "GSSAPI"), errors.auth_unencodable("h"),
         errors.auth_refused("h", 535, "no"), errors.auth_refused("h", 454, "later"),
-        errors.auth_refused("h", 530, "no"), errors.smtputf8_needed("é@example.com"),
+        errors.auth_refused("h", 530, "no"), errors.smtputf8_needed("recipient", "é@example.com", "h"),
         errors.line_break("helo_name"), errors.line_break("address"),
         errors.oversized_reply("h", 65536), errors.oversized_reply("h", 65536, "EHLO"),
         errors.oversized_reply("h", 16384, step=Step.PROXY, proxy="http p:1"),

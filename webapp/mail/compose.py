@@ -13,6 +13,7 @@ from email.errors import MessageError
 from email.generator import BytesGenerator
 from email.headerregistry import Address, HeaderRegistry, UniqueAddressHeader
 from email.message import EmailMessage
+from email.parser import HeaderParser
 from email.utils import format_datetime
 from html import escape as html_escape
 
@@ -43,6 +44,33 @@ def ascii_addr_spec(addr: str) -> str:
 def needs_smtputf8(envelope_from: str, recipients: list[str]) -> bool:
     """Whether the envelope has a non-ASCII local part (domains go punycoded): then only SMTPUTF8 can carry it."""
     return not all(ascii_addr_spec(address).isascii() for address in (envelope_from, *recipients))
+
+
+ADDRESS_HEADERS = ("From", "To", "Cc", "Reply-To", "Disposition-Notification-To")
+
+
+def smtputf8_address(message: "EmailMessage | bytes", envelope_from: str,
+                     recipients: list[str]) -> tuple[str, str] | None:
+    """The first address of a message that only SMTPUTF8 can carry, a local part beyond ASCII, and where it is:
+    ("sender" | "recipient" | "header", address); None when the message needs no SMTPUTF8. Message bytes
+    (message_bytes(), notification_bytes()) are read only when they are not ASCII: bodies go quoted-printable or
+    base64, so UTF-8 there means headers written for SMTPUTF8."""
+    if not ascii_addr_spec(envelope_from).isascii():
+        return "sender", envelope_from
+    for recipient in recipients:
+        if not ascii_addr_spec(recipient).isascii():
+            return "recipient", recipient
+    if isinstance(message, bytes):
+        if message.isascii():
+            return None
+        # Decoded first: the stdlib's bytes parser reads headers as ASCII, a UTF-8 local part as surrogates.
+        message = HeaderParser(policy=email.policy.SMTPUTF8).parsestr(message.decode("utf-8", "replace"))
+    for name in ADDRESS_HEADERS:
+        for header in message.get_all(name, ()):
+            for address in getattr(header, "addresses", ()):
+                if not address.username.isascii():
+                    return "header", address.addr_spec
+    return None
 
 
 class _Registry(HeaderRegistry):

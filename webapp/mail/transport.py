@@ -11,7 +11,7 @@ from email.message import EmailMessage
 
 from webapp.mail import errors
 from webapp.mail.client import MASK, Client, StartTlsContext, Transcript
-from webapp.mail.compose import ascii_addr_spec, has_control_characters, message_bytes, needs_smtputf8
+from webapp.mail.compose import ascii_addr_spec, has_control_characters, message_bytes, smtputf8_address
 from webapp.mail.connectors import Hop
 from webapp.mail.deadline import Watchdog
 from webapp.mail.errors import MailError, Step
@@ -206,9 +206,13 @@ class SmtpSession:
                      then: tuple[bytes, str, list[str]] | None = None) -> dict:
         client = self._client
         client.step = Step.SENDER
-        sender, to_addrs, international = _wire_addresses(envelope_from, recipients)
+        sender, to_addrs = _wire_addresses(envelope_from, recipients)
+        # A local part beyond ASCII, in the envelope or a header (RFC 6532), goes only with SMTPUTF8 (RFC 6531):
+        # refused before MAIL where the server does not offer it, naming the address.
+        utf8_address = smtputf8_address(message, envelope_from, recipients)
+        international = utf8_address is not None
         if international and not client.has_extn("smtputf8"):
-            raise errors.smtputf8_needed(envelope_from)
+            raise errors.smtputf8_needed(*utf8_address, host=self.settings.host)
         data = message if isinstance(message, bytes) else message_bytes(message, international)
         options = ["SMTPUTF8", "BODY=8BITMIME"] if international else []
         logged_in = self.settings.username is not None  # (_open() authenticated, or failed before this)
@@ -238,10 +242,10 @@ class SmtpSession:
         data, envelope_from, recipients = then
         try:
             _refuse_line_breaks(None, envelope_from, recipients)
-            sender, to_addrs, next_international = _wire_addresses(envelope_from, recipients)
+            sender, to_addrs = _wire_addresses(envelope_from, recipients)
         except (MailError, ValueError):
             return None  # its own send() explains it
-        if not recipients or next_international:
+        if not recipients or smtputf8_address(data, envelope_from, recipients) is not None:
             return None
         return (data, envelope_from, recipients), sender, to_addrs, data
 
@@ -292,10 +296,9 @@ def _tls_context(settings: SmtpSettings) -> ssl.SSLContext:
     return context
 
 
-def _wire_addresses(envelope_from: str, recipients: list[str]) -> tuple[str, list[str], bool]:
-    """The envelope as it goes on the wire (IDN domains in A-labels), and whether it needs SMTPUTF8."""
-    sender, to_addrs = ascii_addr_spec(envelope_from), [ascii_addr_spec(r) for r in recipients]
-    return sender, to_addrs, needs_smtputf8(sender, to_addrs)
+def _wire_addresses(envelope_from: str, recipients: list[str]) -> tuple[str, list[str]]:
+    """The envelope as it goes on the wire (IDN domains in A-labels)."""
+    return ascii_addr_spec(envelope_from), [ascii_addr_spec(r) for r in recipients]
 
 
 def _refuse_line_breaks(helo_name: str | None, envelope_from: str, recipients: list[str]) -> None:

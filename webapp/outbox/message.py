@@ -29,9 +29,13 @@ def build_message(notification: Notification, account: SmtpAccount, footer: str 
 
 
 def build_wire(notification: Notification, account: SmtpAccount, footer: str | None = None):
-    """build_message() as the bytes that go after DATA (notification_bytes): what the worker sends."""
+    """build_message() as the bytes that go after DATA (notification_bytes): what the worker sends. UTF-8 headers
+    (RFC 6532) when an address of the envelope or of From, Reply-To or Disposition-Notification-To has a local part
+    beyond ASCII: the transport then sends it with SMTPUTF8, or refuses it where the server does not offer that."""
     fields, envelope_from, recipients = _message_fields(notification, account, footer)
-    data = notification_bytes(smtputf8=needs_smtputf8(envelope_from, recipients), **fields)
+    headers_only = [envelope_address(fields[name]) for name in ("sender", "reply_to", "confirmation_email")
+                    if fields[name]]
+    data = notification_bytes(smtputf8=needs_smtputf8(envelope_from, recipients + headers_only), **fields)
     return data, envelope_from, recipients
 
 
