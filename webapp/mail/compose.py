@@ -338,11 +338,13 @@ def _address_field(name: str, addresses: list[str]) -> tuple[str, str]:
     texts, room = [], LINE - len(name) - 2
     for value in addresses:
         address = header_address(value)
-        written = str(address)  # "name <addr-spec>", the name quoted and escaped when it holds specials
-        name_as_written = written[:-len(address.addr_spec) - 3]
-        if address.display_name and not _fits(name_as_written, room):
-            written = f"{_encoded_words(address.display_name, room)} <{address.addr_spec}>"
-        texts.append(written)
+        display_name = address.display_name
+        if not display_name or _fits(display_name, room):
+            written = str(address)  # "name <addr-spec>", the name quoted and escaped when it holds specials
+            if not display_name or _fits(written[:-len(address.addr_spec) - 3], room):
+                texts.append(written)
+                continue
+        texts.append(f"{_encoded_words(display_name, room)} <{address.addr_spec}>")
     return name, ", ".join(texts)
 
 
