@@ -356,13 +356,10 @@ def asks_for_login(code: int | None, reply: str | None) -> bool:
     return code == 530 or bool(reply and _LOGIN_WANTED.search(reply))
 
 
-SMTPUTF8_STEPS = {"sender": Step.SENDER, "recipient": Step.RECIPIENT, "header": Step.DATA}
-
-
 def smtputf8_needed(where: str, address: str, host: str) -> MailError:
     """An address with a local part beyond ASCII (where: "sender", "recipient" or "header", as
     compose.smtputf8_address() says) for a server that does not offer SMTPUTF8: refused before MAIL."""
-    return MailError(SMTPUTF8_STEPS[where], False,
+    return MailError({"sender": Step.SENDER, "recipient": Step.RECIPIENT}.get(where, Step.DATA), False,
                      N_("The address %(address)s has characters beyond ASCII before the @: only a server that offers "
                         "SMTPUTF8 can carry it, and %(host)s does not offer it, so nothing was sent."),
                      N_("Enable SMTPUTF8 on the relay (Postfix and Exim offer it), send through an account whose "
