@@ -9,10 +9,11 @@ from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from htmx_flask import make_response as htmx_response
 from jinja2_fragments.flask import render_block
+from werkzeug.routing import IntegerConverter
 
 from webapp import translation
 from webapp.extensions import login_manager
-from webapp.models import AuditEntry, User
+from webapp.models import MAX_ROW_ID, AuditEntry, User
 
 # Endpoints reachable without signing in.
 PUBLIC_ENDPOINTS = {"static", "auth.login", "auth.setup", "auth.language"}
@@ -150,7 +151,14 @@ def render_form(template: str, form, block: str | None = None, **context):
 
 def get_or_404(model, row_id: int):
     """The row of model with this id, else the 404 page."""
-    return model.get_or_none(model.id == row_id) or abort(404)
+    return model.by_id(row_id) or abort(404)
+
+
+class RowIdConverter(IntegerConverter):
+    """<int:…> in a route: a number SQLite can hold, so a larger one is no row (404), never an OverflowError."""
+
+    def __init__(self, map, *args, max=MAX_ROW_ID, **kwargs):
+        super().__init__(map, *args, max=max, **kwargs)
 
 
 def go_to(url: str, message: str | None = None, category: str = "success"):

@@ -16,6 +16,8 @@ from webapp.schedules.runner import FREQUENCY_LABELS
 MAX_RECIPIENTS = 50
 # Recipients are typed one per line; commas and semicolons outside display names separate them too.
 SEPARATORS = re.compile(r"[\r\n]+|[,;](?=(?:[^\"]*\"[^\"]*\")*[^\"]*$)")
+# The next runs are counted from the first one, a month at most each time, and datetime ends with the year 9999.
+LAST_YEAR = 9999
 # Query-string keys the accounts report understands (its column table's filters, and the order); anything else in the
 # link is dropped.
 REPORT_FILTERS = (*(report_filter.name for report_filter in FILTERS), "sort")
@@ -59,7 +61,12 @@ class ScheduleForm(FlaskForm):
     def validate_first_run(self, field):
         if field.data is None:
             return
-        moment = to_utc(field.data)
+        if field.data.year >= LAST_YEAR:
+            raise ValidationError(_l("Choose a date before the year %(year)d.", year=LAST_YEAR))
+        try:
+            moment = to_utc(field.data)
+        except OverflowError:  # east of UTC, the first day datetime holds starts in the year before it: the past
+            moment = datetime.min
         # A minute of slack: the default is the next full hour, but the form may sit open a while.
         if moment < utcnow() - timedelta(minutes=1):
             raise ValidationError(_l("Choose a moment from now on."))
