@@ -2,22 +2,35 @@
 
 Each class of input the probe of a running install answered with 500 is tried on every route, query parameter or
 form field it applies to, read from the app's URL map and from the forms its pages show, so a new screen is tried
-as soon as it exists: ids beyond SQLite's integers, dates at the calendar's ends, deeply nested JSON, lone surrogates
-and page cursors with thousands of digits. The app runs with TESTING, so an unexpected exception fails the test with
-its traceback instead of becoming a 500 page.
+as soon as it exists: ids beyond SQLite's integers, dates at the calendar's ends, deeply nested JSON, lone surrogates,
+page cursors with thousands of digits, and a full disk (503, "nothing was saved", the database unchanged). The app
+runs with TESTING, so an unexpected exception fails the test with its traceback instead of becoming a 500 page.
 """
 import json
+import logging
 
 import pytest
 from cryptography.fernet import Fernet
 
 from tests.support.client import Client
-from tests.support.factories import account_form, make_client
+from tests.support.factories import (
+    PASSWORD,
+    account_form,
+    connector_form,
+    credential_form,
+    make_account,
+    make_client,
+    make_connector,
+    make_credential,
+    make_notification,
+    make_user,
+)
+from tests.support.net import free_port
 from tests.support.walk import DATE_KINDS, SESSION_FORMS, TEXT_KINDS, every_form, path_of, routes, world
 from webapp import create_app, db
 from webapp.api.routes import FIELDS
 from webapp.db import database
-from webapp.models import MAX_ROW_ID, Notification
+from webapp.models import MAX_ROW_ID, ApiToken, Connector, Notification, ScheduledReport, SmtpAccount
 
 API = "/api/v1/notifications"
 # Past SQLite's INTEGER (2**63 - 1), past 64 bits, and past the 4,300 digits int() accepts from text.
@@ -224,3 +237,155 @@ def test_security_37_cursors_and_page_numbers_with_thousands_of_digits_show_the_
                     refused_cleanly(response)
         assert "ana@example.com" in admin.get(f"/deliveries/?before={value}").get_data(as_text=True)
 
+
+# --- Logged once -------------------------------------------------------------------------------------------------
+
+
+def test_security_37_an_unexpected_exception_is_logged_once_with_its_traceback(app, caplog):
+    app.config["PROPAGATE_EXCEPTIONS"] = False  # the 500 page and its log, as served
+
+    @app.get("/test-fails")
+    def fails():
+        raise RuntimeError("this view is broken")
+
+    @app.get("/api/v1/test-fails")
+    def api_fails():
+        raise RuntimeError("this API view is broken")
+
+    @app.get("/test-fails-in-sql")
+    def sql_fails():
+        database.execute_sql("SELECT this is not SQL")  # an OperationalError that is no full disk
+
+    admin = make_client(app)
+    for url in ("/test-fails", "/api/v1/test-fails", "/test-fails-in-sql"):
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG):
+            assert admin.get(url).status_code == 500
+        logged = [record for record in caplog.records if record.exc_info]
+        assert len(logged) == 1, [record.getMessage() for record in caplog.records]
+        assert url in logged[0].getMessage()
+        assert "broken" in logged[0].exc_text or "OperationalError" in logged[0].exc_text
+        assert len([record for record in caplog.records if record.levelno >= logging.ERROR]) == 1
+
+
+# --- A full disk --------------------------------------------------------------------------------------------------
+
+FULL = "The storage is full: nothing was saved."
+# Routes a full disk may legitimately never stop: they change a value in place or end a session (never a 500 though,
+# and a 503 there must have saved nothing too).
+MAY_SUCCEED_WHEN_FULL = {"auth.language", "auth.logout"}
+# Only reachable before the first user exists.
+NOT_WALKED = {"auth.setup"}
+
+
+def full_disk(full: bool) -> None:
+    """SQLite's own size limit as the disk: full means no page beyond those the file has now (max_page_count is never
+    set below the current size), for this thread's connection and any it opens later."""
+    database.pragma("max_page_count", 1 if full else 2 ** 30, permanent=True)
+
+
+def snapshot() -> dict:
+    """Every row of every table."""
+    return {table: database.execute_sql(f'SELECT * FROM "{table}"').fetchall() for table in database.get_tables()}
+
+
+def write_requests(app, admin, token) -> dict:
+    """endpoint: (prepare(n), request(n, prepared)), one request of the endpoint that writes something new each time;
+    prepare runs first, with room on the disk."""
+    default = SmtpAccount.default()
+    spare = make_account(name="spare", host="127.0.0.1", port=free_port())
+    toggled = make_account(name="toggled", host="127.0.0.1", port=free_port())
+    proxies = [make_connector(name=f"proxy {n}", port=free_port()) for n in range(2)]
+    credential = make_credential(name="spare login")
+    colleague = make_user("operator", username="colleague")
+    leaving = app.test_client().use_language("en")
+    polyglot = make_client(app)  # switches languages: not the admin, whose pages the test reads in English
+
+    def sign_in_leaving(n):
+        with leaving.session_transaction() as session:
+            session["_user_id"] = colleague.get_id()
+
+    def post(url, data=None, client=admin):
+        return lambda n, prepared: client.post(url(n, prepared) if callable(url) else url, data=data(n) if data else {})
+
+    return {
+        "accounts.create": (None, post("/accounts/new", lambda n: account_form())),
+        "accounts.edit": (None, post(f"/accounts/{spare.id}/edit",
+                                     lambda n: account_form(name=f"spare {n}", host="127.0.0.1"))),
+        "accounts.enable": (lambda n: SmtpAccount.update(enabled=False).where(SmtpAccount.id == toggled.id).execute(),
+                            post(f"/accounts/{toggled.id}/enable")),
+        "accounts.disable": (lambda n: SmtpAccount.update(enabled=True).where(SmtpAccount.id == toggled.id).execute(),
+                             post(f"/accounts/{toggled.id}/disable")),
+        "accounts.make_default": (None, post(lambda n, _: f"/accounts/{(spare, default)[n % 2].id}/make-default")),
+        "accounts.delete": (lambda n: make_account(), post(lambda n, account: f"/accounts/{account.id}/delete")),
+        "accounts.test_send": (None, post(f"/accounts/{spare.id}/test",
+                                          lambda n: {"to": "ana@example.com", "subject": f"Test {n}", "body": "Hi"})),
+        "accounts.test_settings": (None, post("/accounts/test-settings", lambda n: account_form(
+            host="127.0.0.1", port=str(free_port()), secure="no", test_to="ana@example.com"))),
+        "api.send": (None, lambda n, _: admin.post(API, json={"to": "ana@example.com", "subject": f"Invoice {n}",
+                                                              "text": "Ready."}, headers=bearer(token), csrf=False)),
+        "auth.language": (None, post("/auth/language", lambda n: {"lang": ("pt_BR", "en")[n % 2]}, client=polyglot)),
+        "auth.login": (lambda n: app.test_client().use_language("en"), lambda n, client: client.post(
+            "/auth/login", data={"username": "colleague", "password": PASSWORD})),
+        "auth.logout": (sign_in_leaving, post("/auth/logout", client=leaving)),
+        "connectors.create": (None, post("/connectors/new", lambda n: connector_form())),
+        "connectors.edit": (None, post(f"/connectors/{proxies[0].id}/edit",
+                                       lambda n: connector_form(name=f"proxy edited {n}"))),
+        "connectors.delete": (lambda n: make_connector(), post(lambda n, proxy: f"/connectors/{proxy.id}/delete")),
+        "connectors.make_default": (None, post(lambda n, _: f"/connectors/{proxies[n % 2].id}/make-default")),
+        "connectors.unset_default": (lambda n: Connector.by_id(proxies[0].id).make_default(),
+                                     post(f"/connectors/{proxies[0].id}/unset-default")),
+        "connectors.test": (None, post(f"/connectors/{proxies[1].id}/test",
+                                       lambda n: {"host": "127.0.0.1", "port": str(free_port())})),
+        "credentials.create": (None, post("/credentials/new", lambda n: credential_form())),
+        "credentials.edit": (None, post(f"/credentials/{credential.id}/edit",
+                                        lambda n: credential_form(name=f"spare login {n}", secret=""))),
+        "credentials.delete": (lambda n: make_credential(), post(lambda n, made: f"/credentials/{made.id}/delete")),
+        "deliveries.retry": (lambda n: make_notification("failed"),
+                             post(lambda n, notification: f"/deliveries/{notification.id}/retry")),
+        "schedules.create": (None, post("/schedules/new", lambda n: {
+            "recipients": f"ops{n}@example.com", "frequency": "daily", "first_run": "2099-01-01T07:00",
+            "filters": ""})),
+        "schedules.delete": (lambda n: ScheduledReport.create(recipients="ops@example.com", frequency="daily"),
+                             post(lambda n, schedule: f"/schedules/{schedule.id}/delete")),
+        "settings.index": (None, post("/settings/", lambda n: {"footer_text": f"Footer {n}"})),
+        "tokens.create": (None, post("/tokens/new", lambda n: {"name": f"system {n}"})),
+        "tokens.revoke": (lambda n: ApiToken.issue(f"old system {n}")[0],
+                          post(lambda n, issued: f"/tokens/{issued.id}/revoke")),
+        "users.create": (None, post("/users/new", lambda n: {
+            "username": f"person{n}", "role": "auditor", "password": PASSWORD, "confirm": PASSWORD})),
+        "users.edit": (None, post(f"/users/{colleague.id}/edit", lambda n: {
+            "role": ("auditor", "operator")[n % 2], "active": "yes", "password": "", "confirm": ""})),
+    }
+
+
+def test_security_37_a_full_disk_answers_503_storage_full_and_saves_nothing_on_every_route_that_writes(app, admin):
+    token = world()["token"]
+    admin.post(API, json={"to": "a@example.com", "subject": "s", "text": "t"}, headers=bearer(token), csrf=False)
+    requests = write_requests(app, admin, token)
+    writes = {endpoint for endpoint, _rule, _method in routes(app, ("POST",))} - NOT_WALKED
+    assert writes == set(requests), f"a write route to add here: {sorted(writes ^ set(requests))}"
+    for endpoint, (prepare, request) in requests.items():
+        for n in range(5 if endpoint in MAY_SUCCEED_WHEN_FULL else 200):
+            full_disk(False)
+            prepared = prepare(n) if prepare else None
+            full_disk(True)
+            before = snapshot()
+            response = refused_cleanly(request(n, prepared))
+            if response.status_code == 503:
+                assert snapshot() == before, endpoint
+                if endpoint.startswith("api."):
+                    assert response.get_json()["error"] == "storage_full"
+                else:
+                    assert FULL in response.get_data(as_text=True), endpoint
+                break
+            assert response.status_code < 400, (endpoint, response.status_code)
+        else:
+            assert endpoint in MAY_SUCCEED_WHEN_FULL, f"{endpoint} never found the disk full"
+    # htmx gets the message as a toast, the form left as it was; reading still works.
+    response = admin.post("/accounts/new", data=account_form(), headers={"HX-Request": "true"})
+    assert response.status_code == 503 and response.headers["HX-Reswap"] == "none"
+    assert FULL in response.get_data(as_text=True)
+    assert admin.get("/accounts/").status_code == 200
+    full_disk(False)
+    assert admin.post("/accounts/new", data=account_form()).status_code == 303
