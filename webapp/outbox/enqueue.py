@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 TOO_MANY = N_("Send to at most %(max)d recipients (to, cc and bcc together).")
 BAD_ATTACHMENT = N_("Give each attachment as (file name, MIME type, bytes).")
 NOT_UNICODE = N_("This is not valid Unicode text: it holds a lone surrogate (half of a UTF-16 pair).")
+NUL_IN_BODY = N_("NUL characters are not allowed in a message.")
 
 # Half of a UTF-16 pair on its own: a JSON "\ud800" escape, or bytes that were not UTF-8 on a command line (Python
 # decodes argv with surrogateescape). No encoding can store or send it.
@@ -226,6 +227,10 @@ def _text_field(name: str, value, errors: dict, required: bool = False, single_l
         if CONTROL_CHARS.search(value):
             errors[name] = N_("Line breaks and control characters are not allowed here.")
             return None
+    elif "\0" in value:
+        # RFC 5322 allows no NUL in a message, and a relay would cut or refuse it after we accepted it.
+        errors[name] = NUL_IN_BODY
+        return None
     if limit is not None and len(value) > limit:
         errors[name] = N_("Use at most %(max)d characters.") % {"max": limit}
         return None
