@@ -350,7 +350,7 @@ def write_requests(app, admin, token) -> dict:
                              post(lambda n, schedule: f"/schedules/{schedule.id}/delete")),
         "settings.index": (None, post("/settings/", lambda n: {"footer_text": f"Footer {n}"})),
         "tokens.create": (None, post("/tokens/new", lambda n: {"name": f"system {n}"})),
-        "tokens.revoke": (lambda n: ApiToken.issue(f"old system {n}")[0],
+        "tokens.revoke": (lambda n: ApiToken.issue(f"old system {n}", created_by=admin.user)[0],
                           post(lambda n, issued: f"/tokens/{issued.id}/revoke")),
         "users.create": (None, post("/users/new", lambda n: {
             "username": f"person{n}", "role": "auditor", "password": PASSWORD, "confirm": PASSWORD})),
