@@ -74,7 +74,10 @@ def register_blueprints(app):
         tokens,
         users,
     )
+    from webapp.web import RowIdConverter
 
+    # Before any route is added: every <int:…> id in a URL is then one SQLite can hold.
+    app.url_map.converters["int"] = RowIdConverter
     for module in (auth, accounts, credentials, connectors, users, audit, deliveries, tokens, settings, schedules, api):
         app.register_blueprint(module.bp)
 

@@ -3,6 +3,7 @@ import importlib
 import json
 import os
 import pkgutil
+import sqlite3
 import threading
 
 from peewee import SQL, SqliteDatabase, fn
@@ -58,6 +59,20 @@ def search_term(text: str) -> str:
     text = _search_texts(text.strip())[-1].casefold()
     start = next((i for i, char in enumerate(text) if char.isalnum()), len(text))
     return text[start:]
+
+
+def storage_full(error: BaseException | None) -> bool:
+    """Whether a database error comes from SQLite's "database or disk is full" (the disk, or max_page_count)."""
+    # peewee raises its own error with sqlite3's as first argument. SQLite may roll the whole transaction back
+    # itself when full, so peewee's ROLLBACK then fails ("no transaction is active") while handling it: the cause is
+    # further down the chain.
+    while error is not None:
+        for candidate in (error, *error.args[:1]):
+            code = getattr(candidate, "sqlite_errorcode", None)
+            if code is not None and code & 0xFF == sqlite3.SQLITE_FULL:  # the primary code, whatever the extension
+                return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 PRAGMAS = {

@@ -191,15 +191,27 @@ class FilterForm(FlaskForm):
         return {key: value for key, value in values.items() if value not in ("", None)}
 
 
-def day_start_utc(day: date) -> datetime:
-    """The start of a day in the display time zone, as the naive UTC datetime the database stores."""
-    return to_utc(datetime.combine(day, time.min))
+def days_utc(first: date | None, last: date | None) -> tuple[datetime | None, datetime | None]:
+    """The days first..last (both included) in the display time zone as [since, until) in the naive UTC the
+    database stores; None leaves that side open, as does a day at the calendar's end (9999-12-31, or 0001-01-01
+    east of UTC), where datetime could not go further."""
+    since = _day_start_utc(first) if first else None
+    until = _day_start_utc(last + timedelta(days=1)) if last and last < date.max else None
+    return since, until
+
+
+def _day_start_utc(day: date) -> datetime | None:
+    try:
+        return to_utc(datetime.combine(day, time.min))
+    except OverflowError:
+        return None
 
 
 def within_days(query, column, first: date | None, last: date | None):
     """Rows whose column falls on the days first..last, both included (either may be None)."""
-    if first:
-        query = query.where(column >= day_start_utc(first))
-    if last:
-        query = query.where(column < day_start_utc(last + timedelta(days=1)))
+    since, until = days_utc(first, last)
+    if since:
+        query = query.where(column >= since)
+    if until:
+        query = query.where(column < until)
     return query

@@ -26,8 +26,9 @@ _AUTH_PAYLOAD = re.compile(rf"(\bAUTH\s+{_MECHANISMS}\s+)(?!{_MECHANISMS}\b)[^\s
 # A client line answering a 334 challenge: "C: <b64>" or smtplib's "send: '<b64>\r\n'" (an SMTP command has a verb
 # and spaces, so a lone base64-looking word there is an AUTH continuation) ...
 _CLIENT_BASE64 = re.compile(r"(\b(?:C:|send:)\s*b?['\"]?)([A-Za-z0-9+/]{4,}={0,2})(?=\\r|\s*$|['\"])", re.M)
-# ... or, in a text that holds a 334 challenge, a line holding only base64.
-_LINE_BASE64 = re.compile(r"(?m)^(\s*)([A-Za-z0-9+/]{4,}={0,2})(?=\s*$)")
+# ... or, in a text that holds a 334 challenge, a line holding only base64. Spaces and tabs only around it: \s would
+# run across line ends, and from every line start of a run of blank lines (quadratic in the run's length).
+_LINE_BASE64 = re.compile(r"(?m)^([ \t]*)([A-Za-z0-9+/]{4,}={0,2})(?=[ \t\r]*$)")
 
 _lock = threading.Lock()
 _secrets: OrderedDict[str, tuple[str, ...]] = OrderedDict()

@@ -9,10 +9,13 @@ from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from htmx_flask import make_response as htmx_response
 from jinja2_fragments.flask import render_block
+from peewee import OperationalError
+from werkzeug.routing import IntegerConverter
 
 from webapp import translation
+from webapp.db import storage_full
 from webapp.extensions import login_manager
-from webapp.models import AuditEntry, User
+from webapp.models import MAX_ROW_ID, AuditEntry, User
 
 # Endpoints reachable without signing in.
 PUBLIC_ENDPOINTS = {"static", "auth.login", "auth.setup", "auth.language"}
@@ -40,6 +43,7 @@ def init_app(app):
     app.after_request(_vary_on_htmx)
     app.after_request(_security_headers)
     app.register_error_handler(CSRFError, _csrf_error)
+    app.register_error_handler(OperationalError, _storage_full)
     for code in (400, 403, 404, 405, 413, 500):
         app.register_error_handler(code, _error_page)
     app.jinja_env.globals.update(safe_next=safe_next, role_label=role_label, get_locale=get_locale)
@@ -108,11 +112,25 @@ def _error_page(error):
                size=(current_app.config.get("MAX_CONTENT_LENGTH") or 0) // (1024 * 1024)),
         500: _("Something went wrong on our side. The error was logged; try again in a moment."),
     }
+    # An unexpected exception reaches here after Flask logged it with its traceback (Flask.log_exception): once.
     code = getattr(error, "code", 500) or 500
-    if code == 500:
-        current_app.logger.error("unhandled error on %s %s", request.method, request.path,
-                                 exc_info=getattr(error, "original_exception", None))
     return _error_response(code, messages.get(code, messages[500]))
+
+
+def _storage_full(error):
+    """SQLite found the disk (or its size limit) full: 503 saying so; any other OperationalError is a 500."""
+    if not storage_full(error):
+        raise error
+    # The write's transaction was rolled back, so nothing of this request was kept.
+    current_app.logger.error("storage full (SQLite: database or disk is full): %s %s saved nothing", request.method,
+                             request.path)
+    if request.path.startswith(API_PATH):
+        from webapp.api.errors import api_error
+
+        return api_error(503, "The storage is full: nothing was saved. Try again once disk space is freed.",
+                         error="storage_full")
+    return _error_response(503, _("The storage is full: nothing was saved. Ask the administrator to free disk "
+                                  "space, then try again."))
 
 
 def _error_response(code, message):
@@ -150,7 +168,14 @@ def render_form(template: str, form, block: str | None = None, **context):
 
 def get_or_404(model, row_id: int):
     """The row of model with this id, else the 404 page."""
-    return model.get_or_none(model.id == row_id) or abort(404)
+    return model.by_id(row_id) or abort(404)
+
+
+class RowIdConverter(IntegerConverter):
+    """<int:…> in a route: a number SQLite can hold, so a larger one is no row (404), never an OverflowError."""
+
+    def __init__(self, map, *args, max=MAX_ROW_ID, **kwargs):
+        super().__init__(map, *args, max=max, **kwargs)
 
 
 def go_to(url: str, message: str | None = None, category: str = "success"):

@@ -150,7 +150,7 @@ class AccountForm(FlaskForm):
             return
         if field.data is None:
             raise ValidationError(_("Choose the credential to log in with."))
-        credential = Credential.get_or_none(Credential.id == field.data)
+        credential = Credential.by_id(field.data)
         if credential is None:
             raise ValidationError(_("Choose a credential from the list."))
         if self.host.data and not self.host.errors and not credential.allows_host(self.host.data):
@@ -164,7 +164,7 @@ class AccountForm(FlaskForm):
             if self.default_connector is None:
                 raise ValidationError(_("No system default connector is set. Choose a connector, or make "
                                         "one the default under Network connectors."))
-        elif Connector.get_or_none(Connector.id == field.data) is None:
+        elif Connector.by_id(field.data) is None:
             raise ValidationError(_("Choose a connector from the list."))
 
     def validate_ca_cert(self, field):

@@ -2,7 +2,7 @@
 
 The API speaks English to the programs that call it, whatever language the UI is in.
 """
-from flask import current_app, jsonify, request
+from flask import jsonify
 from werkzeug.exceptions import HTTPException
 
 # A short machine-readable code and an English sentence for each status the API answers with.
@@ -38,10 +38,8 @@ def api_error(status: int, message: str | None = None, *, error: str | None = No
 
 def error_response(error):
     """Any HTTP error raised under /api/ (unknown address, wrong method, oversized body, ...) as JSON."""
+    # An unexpected exception (500) was logged by Flask, with its traceback, before it reached here.
     status = error.code if isinstance(error, HTTPException) and error.code else 500
-    if status == 500:
-        current_app.logger.error("unhandled error on %s %s", request.method, request.path,
-                                 exc_info=getattr(error, "original_exception", None))
     response = api_error(status)
     if status == 405 and isinstance(error, HTTPException):
         allowed = error.get_response().headers.get("Allow")

@@ -8,6 +8,7 @@ from webapp.api import bp
 from webapp.api.errors import api_error, error_response
 from webapp.models import ApiToken, DeliveryAttempt, Notification, SmtpAccount
 from webapp.outbox import IdempotencyConflict, NoDefaultAccount, NotificationError, send_notification
+from webapp.outbox.enqueue import lone_surrogates
 
 ADDRESS_FIELDS = ("to", "cc", "bcc")
 FIELDS = (*ADDRESS_FIELDS, "subject", "text", "html", "account", "reply_to", "return_path", "confirmation_email",
@@ -70,6 +71,9 @@ def _json_body():
         body = json.loads(raw)
     except ValueError as error:
         return None, api_error(400, f"The body is not valid JSON: {error}.", error="invalid_json")
+    except RecursionError:
+        # The decoder recurses once per level: [[[[…]]]] a hundred thousand deep exhausts Python's stack.
+        return None, api_error(400, "The body's JSON is nested too deeply.", error="invalid_json")
     if not isinstance(body, dict):
         return None, api_error(400, "The body must be a JSON object.", error="invalid_json")
     return body, None
@@ -168,8 +172,9 @@ def send():
     if errors:
         return _invalid(errors)
     key = values.get("idempotency_key")
-    # Only a string can be a stored key (send_notification refuses any other shape): a list would reach SQL.
-    seen_before = isinstance(key, str) and bool(key) and \
+    # Only text can be a stored key (send_notification refuses anything else): a list or a lone surrogate would
+    # reach SQL.
+    seen_before = isinstance(key, str) and bool(key) and not lone_surrogates(key) and \
         Notification.select().where(Notification.idempotency_key == key).exists()
     try:
         notification_id = send_notification(

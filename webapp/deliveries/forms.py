@@ -1,6 +1,4 @@
 """The deliveries filter form (a GET form: no CSRF token; bad values are reported and ignored)."""
-from datetime import timedelta
-
 from flask_babel import lazy_gettext as _l
 from wtforms import DateField, SelectField
 from wtforms.fields.choices import SelectChoice
@@ -8,8 +6,8 @@ from wtforms.validators import Optional, ValidationError
 
 from webapp.db import search_term
 from webapp.deliveries.listing import Criteria
-from webapp.forms import FilterForm, StrippedStringField, day_start_utc, max_length
-from webapp.models import SmtpAccount
+from webapp.forms import FilterForm, StrippedStringField, days_utc, max_length
+from webapp.models import SmtpAccount, row_id
 
 STATUS_LABELS = {
     "queued": _l("Queued"),
@@ -22,18 +20,16 @@ STATUS_LABELS = {
 ACTIVE_STATUSES = ("queued", "sending", "retrying")
 
 
-def _optional_int(value):
-    try:
-        return int(value) if value not in (None, "") else None
-    except (TypeError, ValueError):
-        return None
+def _optional_id(value):
+    """An account id from the query string; anything else (a number no row can have included) is None."""
+    return row_id(value) if value not in (None, "") else None
 
 
 class DeliveryFilterForm(FilterForm):
     status = SelectField(_l("Status"), validators=[Optional()],
                          choices=[SelectChoice("", _l("Any"))] + [SelectChoice(code, label)
                                                                   for code, label in STATUS_LABELS.items()])
-    account = SelectField(_l("Account"), coerce=_optional_int, validators=[Optional()], validate_choice=False)
+    account = SelectField(_l("Account"), coerce=_optional_id, validators=[Optional()], validate_choice=False)
     recipient = StrippedStringField(
         _l("Recipient"), validators=[Optional(), max_length(320)],
         description=_l("Matches a name or an address from the start of any of its words: ana, silva, "
@@ -60,10 +56,7 @@ class DeliveryFilterForm(FilterForm):
     def criteria(self) -> Criteria:
         """What the list is narrowed to: every valid filter (a wrong one is reported beside its field and ignored)."""
         valid = {f.name: f.data for f in self if not f.errors and f.data not in (None, "")}
-        since, until = valid.get("date_from"), valid.get("date_to")
-        return Criteria(
-            status=valid.get("status"), account=valid.get("account"),
-            since=day_start_utc(since) if since else None,
-            until=day_start_utc(until + timedelta(days=1)) if until else None,  # the last day included
-            term=search_term(valid.get("recipient", "")))
+        since, until = days_utc(valid.get("date_from"), valid.get("date_to"))
+        return Criteria(status=valid.get("status"), account=valid.get("account"), since=since, until=until,
+                        term=search_term(valid.get("recipient", "")))
 

@@ -12,7 +12,7 @@ from webapp.db import database
 from webapp.deliveries import bp, listing
 from webapp.deliveries.forms import ACTIVE_STATUSES, STATUS_LABELS, DeliveryFilterForm
 from webapp.mail import Step
-from webapp.models import DeliveryAttempt, Notification
+from webapp.models import DeliveryAttempt, Notification, row_id
 from webapp.outbox import LEASE_EXPIRED, retry_notification
 from webapp.web import audit, get_or_404, refuse, render, role_required, safe_next
 
@@ -44,8 +44,7 @@ def _row_context(here: str) -> dict:
 
 def _cursor(name: str) -> int | None:
     """A page cursor from the query string (a notification id); anything else means the newest page."""
-    value = request.args.get(name, "")
-    return int(value) if value.isascii() and value.isdigit() and 0 < int(value) < 2 ** 63 else None
+    return row_id(request.args.get(name, ""))
 
 
 def _total(form: DeliveryFilterForm, counts: dict, page) -> int | None:

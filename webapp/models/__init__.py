@@ -1,6 +1,6 @@
 """The data: people, the credential vault, network connectors, SMTP accounts, the outbox and the audit log."""
 from webapp.models.accounts import SAVED_CREDENTIAL, Connector, Credential, SmtpAccount
-from webapp.models.base import BaseModel, DefaultFlagMixin, EncryptedSecretMixin, utcnow
+from webapp.models.base import MAX_ROW_ID, BaseModel, DefaultFlagMixin, EncryptedSecretMixin, row_id, utcnow
 from webapp.models.notifications import DeliveryAttempt, Notification
 from webapp.models.records import AuditEntry, ScheduledReport, Setting
 from webapp.models.users import ApiToken, User
@@ -9,7 +9,7 @@ MODELS = [User, Credential, Connector, SmtpAccount, AuditEntry, Setting, Notific
           ApiToken, ScheduledReport]
 
 __all__ = [
-    "SAVED_CREDENTIAL", "ApiToken", "AuditEntry", "BaseModel", "Connector", "Credential", "DefaultFlagMixin",
-    "DeliveryAttempt", "EncryptedSecretMixin", "MODELS", "Notification", "ScheduledReport", "Setting",
-    "SmtpAccount", "User", "utcnow",
+    "MAX_ROW_ID", "SAVED_CREDENTIAL", "ApiToken", "AuditEntry", "BaseModel", "Connector", "Credential",
+    "DefaultFlagMixin", "DeliveryAttempt", "EncryptedSecretMixin", "MODELS", "Notification", "ScheduledReport",
+    "Setting", "SmtpAccount", "User", "row_id", "utcnow",
 ]

@@ -8,6 +8,22 @@ from webapp import logs
 from webapp.db import database
 from webapp.vault import vault
 
+# SQLite's largest INTEGER: no row has a larger id, and sqlite3 cannot even bind one (OverflowError).
+MAX_ROW_ID = 2 ** 63 - 1
+
+
+def row_id(value) -> int | None:
+    """value as a row id when it can be one (an int, or a string of digits, from 1 to MAX_ROW_ID), else None."""
+    if isinstance(value, str):
+        value = value.strip()
+        # Its length first: int() refuses over 4,300 digits (ValueError), and a row id never needs more than 19.
+        if not (value.isascii() and value.isdigit() and len(value) <= len(str(MAX_ROW_ID))):
+            return None
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value if 1 <= value <= MAX_ROW_ID else None
+
 
 def utcnow() -> datetime:
     """The current time in UTC, without tzinfo, as stored in the database."""
@@ -28,6 +44,12 @@ class BaseModel(Model):
         """The row's audited values by column name (foreign keys as ids), for AuditEntry.diff()."""
         values = model_to_dict(self, recurse=False)
         return {name: value for name, value in values.items() if name not in self.AUDIT_IGNORED}
+
+    @classmethod
+    def by_id(cls, value):
+        """The row whose id is value (an int or a string of digits), or None, also for a number no row can have."""
+        number = row_id(value)
+        return None if number is None else cls.get_or_none(cls.id == number)
 
     @classmethod
     def audit_type(cls) -> str:

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import json
 import logging
+import re
 import threading
 from contextlib import nullcontext
 from email.utils import make_msgid
@@ -32,6 +33,12 @@ log = logging.getLogger(__name__)
 
 TOO_MANY = N_("Send to at most %(max)d recipients (to, cc and bcc together).")
 BAD_ATTACHMENT = N_("Give each attachment as (file name, MIME type, bytes).")
+NOT_UNICODE = N_("This is not valid Unicode text: it holds a lone surrogate (half of a UTF-16 pair).")
+NUL_IN_BODY = N_("NUL characters are not allowed in a message.")
+
+# Half of a UTF-16 pair on its own: a JSON "\ud800" escape, or bytes that were not UTF-8 on a command line (Python
+# decodes argv with surrogateescape). No encoding can store or send it.
+LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 # Enqueuing threads of a process take turns before asking SQLite for its write lock: SQLite's busy handler polls
 # with growing sleeps, so writers contending for its lock mostly sleep long after it was released.
@@ -76,7 +83,7 @@ def send_notification(*, to, subject: str, text: str, html: str | None = None, c
     idempotency_key: a repeated call with the same key and payload returns the first notification's id.
     Raises NotificationError (field_errors), NoDefaultAccount, IdempotencyConflict.
     """
-    errors = {}
+    errors = {"account": NOT_UNICODE} if lone_surrogates(account) else {}
     to_list = _address_list("to", to, errors, required=True)
     cc_list = _address_list("cc", cc, errors)
     bcc_list = _address_list("bcc", bcc, errors)
@@ -152,6 +159,11 @@ def _json(value) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def lone_surrogates(value) -> bool:
+    """Whether value is a string holding a lone surrogate (see LONE_SURROGATE)."""
+    return isinstance(value, str) and not value.isascii() and LONE_SURROGATE.search(value) is not None
+
+
 def _address_list(name: str, value, errors: dict, required: bool = False) -> list[str]:
     if value is None:
         value = []
@@ -170,6 +182,9 @@ def _address_list(name: str, value, errors: dict, required: bool = False) -> lis
         if not isinstance(item, str):
             errors[name] = INVALID
             return []
+        if lone_surrogates(item):
+            errors[name] = NOT_UNICODE
+            return []
         try:
             addresses.append(check_address(item.strip()))
         except AddressError as error:
@@ -183,6 +198,9 @@ def _optional_address(name: str, value, errors: dict) -> str | None:
         return None
     if not isinstance(value, str):
         errors[name] = INVALID
+        return None
+    if lone_surrogates(value):
+        errors[name] = NOT_UNICODE
         return None
     try:
         return check_address(value.strip())
@@ -200,12 +218,19 @@ def _text_field(name: str, value, errors: dict, required: bool = False, single_l
     if not isinstance(value, str):
         errors[name] = N_("This must be text.")
         return None
+    if lone_surrogates(value):
+        errors[name] = NOT_UNICODE
+        return None
     if single_line:
         value = value.strip()
         # SECURITY 19: a line break would start a new header.
         if CONTROL_CHARS.search(value):
             errors[name] = N_("Line breaks and control characters are not allowed here.")
             return None
+    elif "\0" in value:
+        # RFC 5322 allows no NUL in a message, and a relay would cut or refuse it after we accepted it.
+        errors[name] = NUL_IN_BODY
+        return None
     if limit is not None and len(value) > limit:
         errors[name] = N_("Use at most %(max)d characters.") % {"max": limit}
         return None
@@ -222,7 +247,8 @@ def _attachments(value, errors: dict) -> list[Attachment]:
             return []
         maintype, slash, subtype = str(mimetype).partition("/")
         if not (isinstance(filename, str) and filename.strip() and isinstance(data, bytes) and slash and maintype
-                and subtype and not CONTROL_CHARS.search(filename + mimetype)):
+                and subtype and not CONTROL_CHARS.search(filename + mimetype)
+                and not lone_surrogates(filename + mimetype)):
             errors["attachments"] = BAD_ATTACHMENT
             return []
         total += len(data)
@@ -250,7 +276,7 @@ def _resolve_account(account) -> SmtpAccount:
     if isinstance(account, SmtpAccount):
         found = SmtpAccount.get_or_none(SmtpAccount.id == account.id)
     elif isinstance(account, int) and not isinstance(account, bool):
-        found = SmtpAccount.get_or_none(SmtpAccount.id == account)
+        found = SmtpAccount.by_id(account)
     elif isinstance(account, str):
         found = SmtpAccount.get_or_none(SmtpAccount.name == account.strip())
     else:

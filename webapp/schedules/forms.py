@@ -1,5 +1,4 @@
 """The schedule-report form: recipients, how often, from when; the report's filters ride along."""
-import re
 from datetime import datetime, timedelta
 from urllib.parse import parse_qsl, urlencode
 
@@ -14,11 +13,28 @@ from webapp.models import utcnow
 from webapp.schedules.runner import FREQUENCY_LABELS
 
 MAX_RECIPIENTS = 50
-# Recipients are typed one per line; commas and semicolons outside display names separate them too.
-SEPARATORS = re.compile(r"[\r\n]+|[,;](?=(?:[^\"]*\"[^\"]*\")*[^\"]*$)")
+# The next runs are counted from the first one, a month at most each time, and datetime ends with the year 9999.
+LAST_YEAR = 9999
 # Query-string keys the accounts report understands (its column table's filters, and the order); anything else in the
 # link is dropped.
 REPORT_FILTERS = (*(report_filter.name for report_filter in FILTERS), "sort")
+
+
+def split_recipients(text: str) -> list[str]:
+    """The recipients as typed: one per line, and commas or semicolons outside a quoted display name ("Silva, Ana"
+    <ana@example.com>) separate them too; in one pass, so any text costs time in proportion to its length."""
+    parts, start, quoted = [], 0, False
+    for index, char in enumerate(text):
+        if char == '"':
+            quoted = not quoted
+        elif char in "\r\n":
+            parts.append(text[start:index])
+            start, quoted = index + 1, False  # an unclosed quote ends with its line
+        elif char in ",;" and not quoted:
+            parts.append(text[start:index])
+            start = index + 1
+    parts.append(text[start:])
+    return [part.strip() for part in parts if part.strip()]
 
 
 def report_query(args) -> str:
@@ -43,7 +59,7 @@ class ScheduleForm(FlaskForm):
     filters = HiddenField()
 
     def validate_recipients(self, field):
-        parts = [part.strip() for part in SEPARATORS.split(field.data or "") if part and part.strip()]
+        parts = split_recipients(field.data or "")
         if not parts:
             raise ValidationError(_l("Enter at least one address."))
         if len(parts) > MAX_RECIPIENTS:
@@ -59,7 +75,12 @@ class ScheduleForm(FlaskForm):
     def validate_first_run(self, field):
         if field.data is None:
             return
-        moment = to_utc(field.data)
+        if field.data.year >= LAST_YEAR:
+            raise ValidationError(_l("Choose a date before the year %(year)d.", year=LAST_YEAR))
+        try:
+            moment = to_utc(field.data)
+        except OverflowError:  # east of UTC, the first day datetime holds starts in the year before it: the past
+            moment = datetime.min
         # A minute of slack: the default is the next full hour, but the form may sit open a while.
         if moment < utcnow() - timedelta(minutes=1):
             raise ValidationError(_l("Choose a moment from now on."))
