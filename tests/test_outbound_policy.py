@@ -1,7 +1,9 @@
 """Outbound policy: OUTBOUND_BLOCKED_NETWORKS is checked after name resolution, before any connection,
 for the test dialog, "test these settings", "test connector" and the worker, on the SMTP host and the proxy's own
-address; a refusal is a permanent POLICY error naming the address and the setting."""
+address; a refusal is a permanent POLICY error naming the address and the setting. An address counts in every
+spelling a resolver or proxy reads (SECURITY 31)."""
 import re
+import socket
 import time
 
 import pytest
@@ -9,7 +11,7 @@ import pytest
 from tests.support.factories import account_form, make_account, make_client, make_connector
 from tests.support.outbox import account_for, fast_worker
 from webapp.config import Defaults
-from webapp.mail.connectors import Hop, blocked_network, open_connection, parse_networks
+from webapp.mail.connectors import Hop, blocked_network, numeric_address, open_connection, parse_networks
 from webapp.mail.errors import MailError, Step
 from webapp.models import DeliveryAttempt, Notification
 from webapp.outbox import OutboxSettings, send_notification
@@ -186,3 +188,198 @@ def test_an_unusable_blocked_networks_setting_stops_start_up_with_its_name(tmp_p
         create_app({"TESTING": True, "SECRET_KEY": "x", "DATABASE": str(tmp_path / "x.db"),
                     "VAULT_KEYS": Fernet.generate_key().decode(),
                     "OUTBOUND_BLOCKED_NETWORKS": ["169.254.0.0/16", "not-a-network"]})
+
+
+# --- Every spelling of a blocked address (SECURITY 31) ----------------------------------------------------
+
+# The spellings of 169.254.169.254 that inet_aton and the resolvers behind SOCKS5 and HTTP proxies read as that
+# address, and ipaddress does not.
+METADATA_SPELLINGS = ["2852039166", "0251.0376.0251.0376", "169.254.43518", "0xa9fea9fe", "0xA9.0xFE.0xA9.0xFE",
+                      "[::ffff:169.254.169.254]"]
+# The same for 127.0.0.2, which stands in for it on loopback: blocked here, with a real SMTP server behind it.
+TARGET_BLOCKED = "169.254.0.0/16, 127.0.0.2/32"
+TARGET_SPELLINGS = ["2130706434", "0177.0000.0000.0002", "127.0.2", "127.2", "0x7f000002", "0x7F.0.0.0x2",
+                    "[::ffff:127.0.0.2]"]
+PROXIES = ["socks5_proxy", "socks4_proxy", "http_proxy"]
+
+
+@pytest.fixture
+def target(smtp_server):
+    """A real SMTP server on 127.0.0.2, the blocked address: the proxies would reach it, it must hear nothing."""
+    return smtp_server("plain", host="127.0.0.2")
+
+
+@pytest.fixture
+def target_blocked(app):
+    app.config["OUTBOUND_BLOCKED_NETWORKS"] = TARGET_BLOCKED
+
+
+def listener() -> socket.socket:
+    """A loopback port that records connections in its backlog: a stand-in proxy that must never be contacted."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    sock.setblocking(False)
+    return sock
+
+
+def contacted(sock: socket.socket) -> bool:
+    try:
+        sock.accept()[0].close()
+    except BlockingIOError:
+        return False
+    return True
+
+
+def refused_for_policy(host: str, port: int, hop: Hop | None, blocked=TARGET_BLOCKED) -> MailError:
+    with pytest.raises(MailError) as caught:
+        open_connection(host, port, 2, hop, blocked_networks=blocked)
+    return caught.value
+
+
+@pytest.mark.parametrize("spelling", METADATA_SPELLINGS)
+def test_the_spellings_of_the_metadata_address_read_as_it(spelling):
+    assert blocked_network(numeric_address(spelling), DEFAULTS) == "169.254.0.0/16"
+
+
+@pytest.mark.parametrize("host,address", [
+    ("2852039166", "169.254.169.254"), ("0251.0376.0251.0376", "169.254.169.254"), ("169.254.43518", "169.254.169.254"),
+    ("0xa9fea9fe", "169.254.169.254"), ("0XA9FEA9FE", "169.254.169.254"), ("127.1", "127.0.0.1"),
+    ("0", "0.0.0.0"), ("10.0.0.25", "10.0.0.25"), ("[::ffff:169.254.169.254]", "::ffff:a9fe:a9fe"),
+    ("[::1]", "::1"), ("fe80::1%eth0", "fe80::1%eth0"),
+    ("smtp.example.com", None), ("localhost", None), ("0x7f.example", None), ("1e3", None), ("cafe.beef", None),
+])
+def test_numeric_spellings_are_read_as_inet_aton_reads_them_and_names_stay_names(host, address):
+    assert numeric_address(host) == address
+
+
+@pytest.mark.parametrize("host", ["127.0.0.2.", "2130706434.", "1.2.3.4.5", "999.1.1.1", "1.2.3.08", "08",
+                                  "4294967296", "0x100000000", "0x", "mail.0x7f", "host.123", "1..2", "1.2.3.4 x",
+                                  "127.0.0.2 5", "127.0.0.2\tx"])
+def test_a_numeric_looking_host_that_is_no_address_is_refused_everywhere(host):
+    with pytest.raises(ValueError):
+        numeric_address(host)
+    for hop in (None, Hop(kind="socks5", host="127.0.0.1", port=9), Hop(kind="http", host="127.0.0.1", port=9)):
+        error = refused_for_policy(host, 25, hop, blocked=())
+        assert (error.step, error.transient) == (Step.POLICY, False)
+        assert str(error) == (f"{host} looks like an IP address but is not one written in a way every resolver "
+                              "reads alike, so no connection was made.")
+
+
+@pytest.mark.parametrize("spelling", METADATA_SPELLINGS)
+def test_security_31_the_metadata_address_is_refused_in_every_spelling_before_the_proxy(spelling):
+    # Nothing listens at the proxy's address: reaching it would be a PROXY error, not POLICY.
+    for kind in ("socks5", "http"):
+        error = refused_for_policy(spelling, 25, Hop(kind=kind, host="127.0.0.1", port=9), blocked=DEFAULTS)
+        assert error.step == Step.POLICY and error.params["network"] == "169.254.0.0/16"
+
+
+def test_the_stand_in_target_is_reached_through_each_proxy_when_nothing_is_blocked(target, socks5_proxy,
+                                                                                     socks4_proxy, http_proxy):
+    # The control for the tests below: each proxy does reach 127.0.0.2, in the spelling given.
+    for proxy in (socks5_proxy, socks4_proxy, http_proxy):
+        open_connection("2130706434", target.port, 2, proxy.hop(), blocked_networks=()).close()
+    deadline = time.monotonic() + 5
+    while target.connections < 3 and time.monotonic() < deadline:  # counted on the server's own thread
+        time.sleep(0.01)
+    assert target.connections == 3
+
+
+@pytest.mark.parametrize("route", ["direct", *PROXIES])
+def test_security_31_numeric_spellings_of_a_blocked_address_are_refused_through_real_proxies(route, target,
+                                                                                             request):
+    hop = None if route == "direct" else request.getfixturevalue(route).hop()
+    for spelling in TARGET_SPELLINGS:
+        error = refused_for_policy(spelling, target.port, hop)
+        assert (error.step, error.transient) == (Step.POLICY, False), spelling
+        assert blocked_network(error.params["address"], ["127.0.0.2/32"]) and error.params["network"] == "127.0.0.2/32"
+    assert target.connections == 0
+
+
+@pytest.mark.parametrize("kind", ["socks5", "socks4", "http"])
+def test_security_31_the_proxy_hears_no_request_for_a_blocked_spelling(kind):
+    stand_in = listener()
+    try:
+        hop = Hop(kind=kind, host="127.0.0.1", port=stand_in.getsockname()[1])
+        for spelling in TARGET_SPELLINGS:
+            assert refused_for_policy(spelling, 25, hop).step == Step.POLICY, spelling
+        assert not contacted(stand_in)
+    finally:
+        stand_in.close()
+
+
+@pytest.mark.parametrize("kind", ["socks5", "http"])
+def test_security_31_a_name_the_proxy_would_resolve_is_resolved_here_first(kind, proxy_at, smtp_server):
+    """localhost is 127.0.0.1 here, blocked; the proxy (on 127.0.0.3, allowed) would resolve it the same way."""
+    server = smtp_server("plain")
+    proxy = proxy_at(kind, "127.0.0.3")
+    error = refused_for_policy("localhost", server.port, proxy.hop(), blocked=["127.0.0.1/32"])
+    assert (error.step, error.params["address"]) == (Step.POLICY, "127.0.0.1")
+    assert str(error).startswith("localhost is at 127.0.0.1, in the blocked network 127.0.0.1/32")
+    assert server.connections == 0
+    # Unblocked, the same name goes to the proxy, which reaches the server.
+    open_connection("localhost", server.port, 2, proxy.hop(), blocked_networks=TARGET_BLOCKED).close()
+
+
+def test_a_name_unknown_here_is_still_left_to_the_proxy(socks5_proxy):
+    # Resolving names this machine cannot is what remote DNS is for: the proxy's own answer is reported.
+    error = refused_for_policy("nonexistent.invalid", 25, socks5_proxy.hop(remote_dns=True))
+    assert error.step == Step.PROXY
+
+
+# --- ... on every path the app connects by ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("proxy", PROXIES)
+def test_security_31_test_connector_refuses_a_numeric_spelling(proxy, admin, target, target_blocked, request):
+    proxy = request.getfixturevalue(proxy)
+    connector = make_connector(kind=proxy.kind, host=proxy.host, port=proxy.port)
+    for spelling in ("2130706434", "0x7f000002", "127.2"):
+        response = admin.htmx("post", f"/connectors/{connector.id}/test",
+                              data={"host": spelling, "port": str(target.port)})
+        dialog = dialog_of(response)
+        assert "<strong>Step: refused by policy</strong>" in dialog and "127.0.0.2/32" in dialog, spelling
+    assert target.connections == 0
+
+
+@pytest.mark.parametrize("proxy", PROXIES)
+def test_security_31_the_test_dialog_refuses_a_numeric_spelling(proxy, admin, target, target_blocked, request):
+    proxy = request.getfixturevalue(proxy)
+    connector = make_connector(kind=proxy.kind, host=proxy.host, port=proxy.port)
+    # Saved before numeric spellings were read as addresses: the host is stored as typed.
+    account = make_account(name="Relay", host="0177.0000.0000.0002", port=target.port, use_connector=True,
+                           connector=connector)
+    response = admin.htmx("post", f"/accounts/{account.id}/test",
+                          data={"to": "rita@example.org", "subject": "Check", "body": "Hi", "next": "/accounts/"})
+    dialog = dialog_of(response)
+    assert "<strong>Step: refused by policy</strong>" in dialog
+    assert "0177.0000.0000.0002 is at 127.0.0.2, in the blocked network 127.0.0.2/32" in dialog
+    assert target.connections == 0 and target.received == []
+
+
+@pytest.mark.parametrize("proxy", PROXIES)
+def test_security_31_test_these_settings_refuses_a_numeric_spelling(proxy, admin, target, target_blocked, request):
+    proxy = request.getfixturevalue(proxy)
+    connector = make_connector(kind=proxy.kind, host=proxy.host, port=proxy.port)
+    data = account_form(host="0x7f000002", port=str(target.port), secure="no", test_to="rita@example.org",
+                        use_connector="yes", connector=str(connector.id))
+    dialog = dialog_of(admin.htmx("post", "/accounts/test-settings", data=data))
+    assert "<strong>Step: refused by policy</strong>" in dialog and "127.0.0.2/32" in dialog
+    assert target.connections == 0 and target.received == []
+
+
+@pytest.mark.parametrize("proxy", PROXIES)
+def test_security_31_the_worker_refuses_a_numeric_spelling_for_good(proxy, app, target, request):
+    proxy = request.getfixturevalue(proxy)
+    connector = make_connector(kind=proxy.kind, host=proxy.host, port=proxy.port)
+    make_account(name="Relay", host="2130706434", port=target.port, is_default=True, use_connector=True,
+                 connector=connector)
+    notification_id = send_notification(to=["ana@example.org"], subject="Disk almost full", text="91% used.")
+    worker = fast_worker(blocked_networks=TARGET_BLOCKED)
+    try:
+        worker.run_once()
+    finally:
+        worker.close()
+    notification = Notification.get_by_id(notification_id)
+    assert notification.status == "failed" and notification.last_step == "policy"
+    assert target.connections == 0 and target.received == []

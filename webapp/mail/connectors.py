@@ -1,6 +1,7 @@
 """TCP connections to a mail server, direct or through a network connector (SOCKS5, SOCKS4, HTTP CONNECT)."""
 import base64
 import ipaddress
+import re
 import socket
 import threading
 import time
@@ -19,6 +20,11 @@ MAX_PROXY_HEAD = 16384  # an HTTP proxy's answer to CONNECT is a few short lines
 MAX_SOCKS_LOGIN = 255  # RFC 1929: one length byte before the username and before the password
 # IPv6 forms that carry an IPv4 address a router or the kernel may turn back into it (checked as that IPv4 too).
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# A host's last label read as a number (decimal, or inet_aton's octal and 0x hexadecimal), and a whole numeric host.
+NUMERIC_LABEL = re.compile(r"[0-9]+|0x[0-9a-f]*", re.IGNORECASE)
+NUMERIC_SPELLING = re.compile(r"[0-9a-fx]+(\.[0-9a-fx]+){0,3}", re.IGNORECASE)
+# The longest wait for this machine's resolver before a name goes to a proxy that resolves it (see _check_name_here).
+NAME_CHECK_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -53,41 +59,41 @@ def open_connection(host: str, port: int, timeout: float, hop: Hop | None = None
     """A connected TCP socket to host:port, direct or through the hop; raises MailError (DNS/CONNECT/PROXY/TIMEOUT).
     Never falls back to a direct connection when a hop is given.
 
-    blocked_networks (see parse_networks): addresses never contacted, checked after name resolution on every
-    address a name resolves to (MailError POLICY, before any connection). Through a proxy that resolves the
-    destination name itself (HTTP, SOCKS5 with remote DNS) only the proxy's address and a literal IP destination
-    can be checked: the proxy alone learns where the name leads.
+    blocked_networks (see parse_networks): addresses never contacted (MailError POLICY, before any connection or
+    proxy request). An address is checked in whatever spelling a resolver reads (numeric_address), and sent on in
+    its usual form. A name is checked on every address it resolves to here; through a proxy that resolves the
+    destination name itself (HTTP, SOCKS5 with remote DNS) it is resolved here first too, and a name unknown here
+    is left to the proxy, which alone then learns where it leads.
     """
     blocked = parse_networks(blocked_networks)
     end = time.monotonic() + timeout
+    address = _numeric_or_refuse(host, port)
     if hop is None:
         try:
-            return _connect_direct(host, port, end, blocked)
+            return _connect(_resolve_checked(address or host, port, end, blocked, name=host), end)
         except OSError as exc:
             raise errors.classify(exc, Step.CONNECT, host=host, port=port) from None
-    if hop.resolves_names:
-        _check_literal(host, port, blocked)
-    if hop.kind == "http":
-        return _http_tunnel(host, port, hop, end, timeout, blocked)
-    if not _socks_login_sendable(hop):
+    if address is not None:
+        check_addresses(host, port, [address], blocked)
+    if hop.kind != "http" and not _socks_login_sendable(hop):
         raise errors.proxy_login_unsendable(hop.label, host, port)
     try:
-        proxy_infos = resolve(hop.host, hop.port, _left(end))
+        proxy_infos = _resolve_checked(_numeric_or_refuse(hop.host, hop.port) or hop.host, hop.port, end, blocked,
+                                       proxy=hop.label, destination=host)
     except OSError as exc:
         raise errors.proxy_error(exc, hop.label, host, port) from None
-    check_addresses(hop.host, port, [info[4][0] for info in proxy_infos], blocked, proxy=hop.label,
-                    destination=host)
-    proxy_address = proxy_infos[0][4][0]
-    destination = host
-    if not hop.resolves_names:
+    destination = address or host
+    if address is None and not hop.resolves_names:
         try:
-            infos = resolve(host, port, _left(end))
+            destination = _resolve_checked(host, port, end, blocked)[0][4][0]
         except OSError as exc:
             raise errors.classify(exc, Step.CONNECT, host=host, port=port) from None
-        check_addresses(host, port, [info[4][0] for info in infos], blocked)
-        destination = infos[0][4][0]
+    elif address is None and blocked:
+        _check_name_here(host, port, end, blocked)
+    if hop.kind == "http":
+        return _http_tunnel(destination, host, port, hop, proxy_infos, end, timeout)
     proxy = Proxy(
-        SOCKS_TYPES[hop.kind], proxy_address, hop.port,
+        SOCKS_TYPES[hop.kind], proxy_infos[0][4][0], hop.port,
         # SOCKS4 has a user id and no password; python-socks takes the id as `username`.
         username=hop.username or None,
         password=(hop.password or None) if hop.kind != "socks4" else None,
@@ -101,6 +107,32 @@ def open_connection(host: str, port: int, timeout: float, hop: Hop | None = None
         raise errors.classify(exc, Step.PROXY, host=host, port=port, proxy=hop.label) from None
     sock.settimeout(timeout)
     return sock
+
+
+def numeric_address(host: str) -> str | None:
+    """The IP address host spells, in its usual form, or None for a name; ValueError for a numeric-looking host
+    that is neither. Every spelling a resolver reads as an IPv4 address counts: inet_aton's one to four parts, each
+    decimal, octal (leading 0) or hexadecimal (0x), as in 2852039166, 0251.0376.0251.0376, 169.254.43518 and
+    0xa9fea9fe; and IPv6, bracketed or not. A host whose last label is a number is never a DNS name (RFC 3696 §2:
+    no top-level domain is all-numeric), so one inet_aton refuses (1.2.3.4.5, 999.1.1.1, 127.0.0.2.) is refused
+    rather than left to a resolver or proxy that may read it otherwise."""
+    text = host.strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        pass
+    first_word = (text.split(maxsplit=1) or [""])[0]
+    if not NUMERIC_LABEL.fullmatch(first_word.rstrip(".").rpartition(".")[2]):
+        return None
+    try:
+        # inet_aton ignores whatever follows a space, and older resolvers used it: "127.0.0.2 x" was 127.0.0.2.
+        if first_word != text or not NUMERIC_SPELLING.fullmatch(text):
+            raise OSError
+        return socket.inet_ntoa(socket.inet_aton(text))
+    except OSError:
+        raise ValueError(f"{host!r} is not an IPv4 address a resolver would read the same way") from None
 
 
 def parse_networks(value) -> tuple:
@@ -148,27 +180,39 @@ def check_addresses(host: str, port: int, addresses, blocked, *, proxy: str | No
             raise errors.blocked_address(destination if proxy else host, port, address, network, proxy=proxy)
 
 
-def _check_literal(host: str, port: int, blocked) -> None:
-    """A destination the proxy resolves: only a literal address can be checked here."""
+def _numeric_or_refuse(host: str, port: int) -> str | None:
+    """numeric_address(host), or MailError POLICY for a numeric-looking host that is not an address."""
     try:
-        ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+        return numeric_address(host)
     except ValueError:
+        raise errors.ambiguous_address(host, port) from None
+
+
+def _check_name_here(host: str, port: int, end: float, blocked) -> None:
+    """A name a proxy is to resolve, resolved here first: refused if any address it has here is blocked. A name
+    unknown here (or a resolver too slow to wait for) is left to the proxy: resolving names this machine cannot
+    is what remote DNS is for."""
+    try:
+        infos = resolve(host, port, min(_left(end), NAME_CHECK_SECONDS))
+    except OSError:
         return
-    check_addresses(host, port, [host.strip("[]")], blocked)
+    check_addresses(host, port, [info[4][0] for info in infos], blocked)
 
 
-def _http_tunnel(host: str, port: int, hop: Hop, end: float, timeout: float, blocked=()) -> socket.socket:
-    """HTTP CONNECT (RFC 9110 §9.3.6), reading the proxy's answer up to its blank line and not one byte further.
+def _http_tunnel(target_host: str, host: str, port: int, hop: Hop, proxy_infos, end: float,
+                 timeout: float) -> socket.socket:
+    """HTTP CONNECT (RFC 9110 §9.3.6) to target_host (host as checked: an address in its usual form, or the name),
+    reading the proxy's answer up to its blank line and not one byte further.
     Not python-socks here: its single recv() of up to 64 KiB can swallow the SMTP greeting that follows the
     proxy's 200 (the server speaks first), or stop before the blank line and leave it for smtplib to read."""
     try:
-        target = f"[{host}]:{port}" if ":" in host else f"{ascii_domain(host)}:{port}"
+        target = f"[{target_host}]:{port}" if ":" in target_host else f"{ascii_domain(target_host)}:{port}"
     except UnicodeError:
         target = None
     if target is None or has_control_characters(target):  # a line break would add a header to the request
         raise errors.dns_error(socket.gaierror(socket.EAI_NONAME, "not a valid host name"), host, port)
     try:
-        sock = _connect_direct(hop.host, hop.port, end, blocked, proxy=hop.label, destination=host)
+        sock = _connect(proxy_infos, end)
     except OSError as exc:
         raise errors.proxy_error(exc, hop.label, host, port) from None
     request = f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n"
@@ -245,11 +289,18 @@ def resolve(host: str, port: int, timeout: float) -> list[tuple]:
     return sorted(outcome["infos"], key=lambda info: info[0])
 
 
-def _connect_direct(host: str, port: int, end: float, blocked=(), *, proxy: str | None = None,
-                    destination: str | None = None) -> socket.socket:
+def _resolve_checked(host: str, port: int, end: float, blocked, *, name: str | None = None,
+                     proxy: str | None = None, destination: str | None = None) -> list[tuple]:
+    """resolve(), then every address checked (name: how the admin wrote host, for the refusal)."""
     infos = resolve(host, port, _left(end))
     # Every address first: a name with one blocked address among good ones is refused, not tried in turn.
-    check_addresses(host, port, [info[4][0] for info in infos], blocked, proxy=proxy, destination=destination)
+    check_addresses(name or host, port, [info[4][0] for info in infos], blocked, proxy=proxy,
+                    destination=destination)
+    return infos
+
+
+def _connect(infos: list[tuple], end: float) -> socket.socket:
+    """A TCP connection to the first of the resolved addresses that answers."""
     last_error = None
     for *_, address in infos:
         try:
