@@ -318,6 +318,25 @@ def test_host_names_and_ip_literals_are_accepted(admin, host, stored):
     assert SmtpAccount.get(SmtpAccount.name == "host").host == stored
 
 
+@pytest.mark.parametrize("host,stored", [("2852039166", "169.254.169.254"), ("0251.0376.0251.0376", "169.254.169.254"),
+                                         ("169.254.43518", "169.254.169.254"), ("0xA9FEA9FE", "169.254.169.254"),
+                                         ("[::ffff:169.254.169.254]", "::ffff:a9fe:a9fe")])
+def test_an_address_in_another_spelling_is_stored_as_resolvers_read_it(admin, host, stored):
+    """What the outbound policy checks and the report shows is the address a proxy would connect to."""
+    assert post_new(admin, name="numeric", host=host).status_code == 303
+    assert SmtpAccount.get(SmtpAccount.name == "numeric").host == stored
+
+
+@pytest.mark.parametrize("host", ["169.254.169.254.", "1.2.3.4.5", "999.1.1.1", "0x", "smtp.123"])
+def test_a_host_that_only_looks_like_an_address_is_a_field_error(admin, host):
+    response = post_new(admin, host=host)
+    assert response.status_code == 422
+    assert field_error(response, "host") == ("This is neither a host name nor an IP address written the usual way: "
+                                             "write an IPv4 address as four numbers from 0 to 255, such as "
+                                             "192.0.2.10.")
+    assert SmtpAccount.select().count() == 0
+
+
 @pytest.mark.parametrize("port", ["0", "70000", "abc", "-1", "65536", "1.5", "99999999"])
 def test_security_22_invalid_ports_are_refused(admin, port):
     response = post_new(admin, port=port)

@@ -1,5 +1,4 @@
 """Fields and validators shared by every form: yes/no radios, e-mail addresses, hosts, ports."""
-import ipaddress
 import re
 from datetime import date, datetime, time, timedelta
 
@@ -14,6 +13,7 @@ from wtforms.widgets import Input, PasswordInput
 
 from webapp.mail import addresses
 from webapp.mail.addresses import CONTROL_CHARS
+from webapp.mail.connectors import numeric_address
 
 # A message body, a description or a footer may span lines; other control characters have no business there.
 CONTROL_CHARS_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -89,12 +89,14 @@ def email_address(form, field):
 def check_host(value: str) -> str:
     """Return a host name, IPv4 or IPv6 literal (brackets removed), or raise ValidationError."""
     host = value.strip()
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
     try:
-        return str(ipaddress.ip_address(host))
+        # Stored as the address a resolver or proxy would read (2130706433 is 127.0.0.1), as the policy checks it.
+        address = numeric_address(host)
     except ValueError:
-        pass
+        raise ValidationError(_l("This is neither a host name nor an IP address written the usual way: write an "
+                                 "IPv4 address as four numbers from 0 to 255, such as 192.0.2.10.")) from None
+    if address is not None:
+        return address
     invalid = _l("Enter a host name (smtp.example.com), an IPv4 address or an IPv6 address, without spaces.")
     if not host or CONTROL_CHARS.search(host) or " " in host:
         raise ValidationError(invalid)
