@@ -184,7 +184,9 @@ def test_without_javascript_the_form_page_comes_back_with_the_outcome(admin, smt
 def test_starttls_auth_and_a_custom_ca_before_saving(admin, smtp_server, certificates):
     server = smtp_server("starttls", users={LOGIN: SECRET})
     credential = make_credential(name="Relay login", username=LOGIN, secret=SECRET)
-    data = server_form(server, use_auth="yes", credential=str(credential.id), ca_cert=certificates.ca_pem)
+    # No saved account sends this credential anywhere yet: its secret is typed for the test.
+    data = server_form(server, use_auth="yes", credential=str(credential.id), ca_cert=certificates.ca_pem,
+                       test_secret=SECRET)
     html = text_of(try_settings(admin, data))
     dialog = dialog_of(html)
     assert '<span class="badge badge-ok">Sent</span>' in dialog and ">verified<" in dialog
@@ -250,7 +252,8 @@ def test_the_stored_credential_does_not_follow_a_new_proxy_route(admin, smtp_ser
     assert server.connections == 0 and server.handler.logins == []
 
 
-def test_another_credential_for_the_new_host_may_be_chosen(admin, smtp_server, certificates):
+def test_another_credential_a_saved_account_uses_with_the_new_settings_may_be_chosen(admin, smtp_server,
+                                                                                      certificates):
     saved_server = smtp_server("starttls", users={LOGIN: SECRET})
     new_server = smtp_server("starttls", users={"other@example.com": "Other-s3cret"})
     stored = make_credential(name="Old login", username=LOGIN, secret=SECRET)
@@ -258,6 +261,8 @@ def test_another_credential_for_the_new_host_may_be_chosen(admin, smtp_server, c
                             allowed_hosts="127.0.0.1")
     account = make_account(name="Relay", host=saved_server.host, port=saved_server.port, secure=True,
                            secure_type="tls", use_auth=True, credential=stored)
+    make_account(name="New relay", host=new_server.host, port=new_server.port, secure=True, secure_type="tls",
+                 use_auth=True, credential=other, ca_cert=certificates.ca_pem)
     data = server_form(new_server, name="Relay", use_auth="yes", credential=str(other.id),
                        ca_cert=certificates.ca_pem)
     html = text_of(try_settings(admin, data, account))
@@ -299,3 +304,96 @@ def test_testing_a_missing_account_is_404(admin, smtp_server):
     server = smtp_server("plain")
     response = admin.htmx("post", "/accounts/test-settings?account_id=999", data=server_form(server))
     assert response.status_code == 404 and server.connections == 0
+
+
+# --- A stored credential goes only where a saved account sends it (SECURITY 32) ---------------------------
+
+MOVED = ("The stored secret of this credential goes only with the host, port, connector and security settings of a "
+         "saved account that uses it. Type the secret here to test these settings, save the account first, or "
+         "choose the settings of an account that uses it.")
+
+
+@pytest.fixture
+def relay(smtp_server, certificates):
+    """A saved STARTTLS account logging in with a stored credential, and a plain-text server elsewhere that would
+    take the same login in clear: (account, credential, saved server, other server)."""
+    saved_server = smtp_server("starttls", users={LOGIN: SECRET})
+    other_server = smtp_server("plain", users={LOGIN: SECRET})
+    credential = make_credential(name="Relay login", username=LOGIN, secret=SECRET)
+    account = make_account(name="Relay", host=saved_server.host, port=saved_server.port, secure=True,
+                           secure_type="tls", use_auth=True, credential=credential, ca_cert=certificates.ca_pem)
+    return account, credential, saved_server, other_server
+
+
+def test_security_32_the_add_form_never_sends_a_stored_credential_to_new_settings(admin, relay):
+    """Whatever account_id the client sends (none, an account without this credential, the account itself), the
+    saved accounts decide, and the stored secret never goes in clear to the new port."""
+    account, credential, saved_server, other_server = relay
+    unrelated = make_account(name="Unrelated", host="127.0.0.1", port=other_server.port)
+    data = server_form(other_server, name="Copy", use_auth="yes", credential=str(credential.id))
+    for editing in (None, unrelated, account):
+        response = try_settings(admin, data, editing)
+        assert other_server.handler.logins == [], f"the stored secret went to the new port (editing {editing})"
+        assert response.status_code == 422
+        assert response.headers["HX-Retarget"] == "#account-form"
+        html = text_of(response)
+        assert field_error(html, "test_secret") == MOVED
+        dialog = dialog_of(html)
+        assert 'hx-swap-oob="true"' in dialog and "<strong>Step: refused by policy</strong>" in dialog
+        assert SECRET not in html
+    assert "no saved account uses these, so nothing was sent." in dialog_of(text_of(try_settings(admin, data)))
+    assert other_server.connections == 0 and other_server.handler.logins == [] and other_server.commands == []
+    assert saved_server.connections == 0
+    steps = [entry.changes["step"] for entry in AuditEntry.select().where(AuditEntry.action == "test")]
+    assert steps and set(steps) == {"policy"}
+    assert SmtpAccount.select().count() == 2  # nothing saved
+
+
+def test_security_32_without_javascript_the_refusal_is_the_form_with_its_field_error(admin, relay):
+    account, credential, saved_server, other_server = relay
+    data = server_form(other_server, name="Copy", use_auth="yes", credential=str(credential.id))
+    response = try_settings(admin, data, htmx=False)
+    assert response.status_code == 422
+    html = text_of(response)
+    assert "<html" in html and field_error(html, "test_secret") == MOVED
+    assert "<strong>Step: refused by policy</strong>" in dialog_of(html)
+    assert other_server.connections == 0 and other_server.handler.logins == []
+
+
+def test_security_32_the_very_settings_of_a_saved_account_are_tested_with_its_stored_secret(admin, relay,
+                                                                                           certificates):
+    account, credential, saved_server, other_server = relay
+    data = server_form(saved_server, name="Copy", use_auth="yes", credential=str(credential.id),
+                       ca_cert=certificates.ca_pem)
+    html = text_of(try_settings(admin, data))  # from the Add form: no account_id
+    assert '<span class="badge badge-ok">Sent</span>' in html
+    assert [login for _, login in saved_server.handler.logins] == [LOGIN]
+
+
+def test_security_32_an_unsaved_change_is_tested_with_the_secret_typed_again(admin, relay):
+    account, credential, saved_server, other_server = relay
+    credential.set_secret("Stale-stored-secret")  # the typed secret is the one sent, not the stored one
+    credential.save()
+    data = server_form(other_server, name="Relay", use_auth="yes", credential=str(credential.id),
+                       test_secret=SECRET)
+    response = try_settings(admin, data, account)
+    assert response.status_code == 200
+    html = text_of(response)
+    assert '<span class="badge badge-ok">Sent</span>' in html
+    assert other_server.handler.logins == [(other_server.handler.logins[0][0], LOGIN)]
+    assert SECRET not in html and base64.b64encode(f"\0{LOGIN}\0{SECRET}".encode()).decode() not in html
+    entry = AuditEntry.get(AuditEntry.action == "test")
+    assert entry.changes["secret"] == "typed" and SECRET not in str(entry.changes)
+    assert saved_server.connections == 0
+
+
+def test_the_secret_for_a_test_is_never_shown_again(admin, relay):
+    account, credential, saved_server, other_server = relay
+    data = server_form(other_server, name="Relay", use_auth="yes", credential=str(credential.id),
+                       test_secret=SECRET, sender="not an address")
+    response = try_settings(admin, data, account)
+    assert response.status_code == 422
+    html = text_of(response)
+    assert SECRET not in html
+    assert re.search(r'<input[^>]*id="test_secret"[^>]*type="password"', html)
+    assert other_server.connections == 0

@@ -16,6 +16,7 @@ from webapp.forms import (
     CONTROL_CHARS_BUT_LINES,
     FilterForm,
     PortField,
+    SecretField,
     StrippedStringField,
     YesNoField,
     check_address,
@@ -24,6 +25,7 @@ from webapp.forms import (
     max_length,
     name_taken,
     no_control_characters,
+    secret_characters,
 )
 from webapp.models import Connector, Credential, SmtpAccount
 
@@ -98,8 +100,13 @@ class AccountForm(FlaskForm):
         _l("HELO/EHLO name"), validators=[max_length(255), host_name],
         description=_l("Optional. The name this machine gives when it greets the server; empty uses this "
                        "machine's own name."))
-    # "Test these settings": where the test message goes. Only that button reads it (see AccountTestForm).
+    # "Test these settings": where the test message goes, and the credential's secret typed for that test alone.
+    # Only that button reads them (see AccountTestForm); the secret is never saved nor shown.
     test_to = StrippedStringField(_l("Send to"))
+    test_secret = SecretField(
+        _l("Secret for this test"), validators=[max_length(4096), secret_characters],
+        description=_l("Only for this test, never saved. Needed when these settings are not those of a saved "
+                       "account that uses the credential."))
     # Optimistic locking: the account's updated_at when the form was opened (every save moves it).
     version = HiddenField()
 

@@ -9,10 +9,18 @@ from peewee import IntegrityError
 from webapp.accounts import bp
 from webapp.accounts.columns import REPORT_COLUMNS, csv_table
 from webapp.accounts.forms import AccountFilterForm, AccountForm, AccountTestForm, EmailTestForm
-from webapp.accounts.testing import Outcome, record, refused, route_label, send_test, stored_credential_moved
+from webapp.accounts.testing import (
+    Outcome,
+    record,
+    refused,
+    route_label,
+    send_test,
+    stored_credential_moved,
+    typed_credential,
+)
 from webapp.csv_export import csv_response
 from webapp.db import database
-from webapp.models import AuditEntry, SmtpAccount, utcnow
+from webapp.models import SAVED_CREDENTIAL, AuditEntry, SmtpAccount, utcnow
 from webapp.web import Page, audit, get_or_404, go_to, refuse, render, render_form, role_required, safe_next
 
 # --- The report -------------------------------------------------------------------------------------------
@@ -308,17 +316,31 @@ def test_settings():
         return body, status, {"HX-Retarget": "#account-form", "HX-Reswap": "outerHTML"}
     candidate = form.apply_to(SmtpAccount())
     to = form.test_to.data
-    moved = stored_credential_moved(saved, candidate)
+    typed = form.test_secret.data is not None and candidate.use_auth
+    moved = None if typed else stored_credential_moved(candidate, editing=saved)
     if moved is not None:
         outcome = Outcome(result=refused(moved), route=route_label(candidate), to=to)
+        form.test_secret.errors.append(_(
+            "The stored secret of this credential goes only with the host, port, connector and security settings "
+            "of a saved account that uses it. Type the secret here to test these settings, save the account "
+            "first, or choose the settings of an account that uses it."))
     else:
-        outcome = send_test(candidate, to=to, subject=_("TEST MESSAGE!"), body=_("ATTENTION: THIS IS A TEST MESSAGE!"))
+        credential = typed_credential(candidate.credential_id, form.test_secret.data) if typed else SAVED_CREDENTIAL
+        outcome = send_test(candidate, to=to, subject=_("TEST MESSAGE!"), body=_("ATTENTION: THIS IS A TEST MESSAGE!"),
+                            credential=credential)
     with database.atomic():
         where = {} if saved else {"object_type": "smtp_account", "object_name": candidate.name}
-        audit("test", saved, outcome.audit_changes(settings="unsaved"), **where)
+        extra = {"secret": "typed"} if typed else {}
+        audit("test", saved, outcome.audit_changes(settings="unsaved", **extra), **where)
     context = dict(account=saved, account_name=candidate.name, form=None, outcome=outcome, back=back,
                    inline=_inline(), deadline=current_app.config["SMTP_DEADLINE"])
-    if _inline():
-        return render_block("accounts/test.html", "test_dialog", **context), 200, {
-            "HX-Retarget": "#test-dialog", "HX-Reswap": "outerHTML"}
-    return render_template("accounts/form.html", **{**context, "form": form, "test_outcome": outcome})
+    status = 422 if moved is not None else 200
+    if not _inline():
+        return render_template("accounts/form.html", **{**context, "form": form, "test_outcome": outcome}), status
+    if moved is not None:
+        # The field error in the form, and the refusal in the dialog (out of band) where the outcome always shows.
+        body = (render_block("accounts/form.html", "account_form", form=form, account=saved, back=back)
+                + render_block("accounts/test.html", "test_dialog", oob=True, **context))
+        return body, status, {"HX-Retarget": "#account-form", "HX-Reswap": "outerHTML"}
+    return render_block("accounts/test.html", "test_dialog", **context), status, {
+        "HX-Retarget": "#test-dialog", "HX-Reswap": "outerHTML"}

@@ -10,7 +10,7 @@ from flask_babel import gettext
 from webapp.mail import N_, MailError, SendResult, Step, compose_test_message, send_message
 from webapp.mail.compose import envelope_address
 from webapp.mail.connectors import parse_networks
-from webapp.models import SAVED_CREDENTIAL, SmtpAccount, utcnow
+from webapp.models import SAVED_CREDENTIAL, Credential, SmtpAccount, utcnow
 
 # Step names in the admin's words: English here (the account's summary), translated on screen.
 STEP_NAMES = {
@@ -158,22 +158,37 @@ def send_test(account: SmtpAccount, *, to: str, subject: str, body: str,
     return Outcome(result=result, route=route_label(account), to=to)
 
 
-def stored_credential_moved(saved: SmtpAccount | None, candidate: SmtpAccount) -> MailError | None:
-    """SECURITY 6 (Keycloak #39486): unsaved settings may use the account's stored credential only with the
-    host, port, route and security settings it was saved with; otherwise the refusal, and nothing is sent."""
-    if saved is None or not (candidate.use_auth and saved.use_auth):
+def stored_credential_moved(candidate: SmtpAccount, editing: SmtpAccount | None = None) -> MailError | None:
+    """SECURITY 6 and 32 (Keycloak #39486): a stored credential's secret goes only where a saved account using it
+    already sends it, with the same host, port, connector and security settings. Decided from the saved accounts
+    alone, whatever account the form says it edits (editing only picks the words). None when allowed, else the
+    refusal, and nothing is sent."""
+    if not candidate.use_auth or candidate.credential_id is None:
         return None
-    if candidate.credential_id is None or candidate.credential_id != saved.credential_id:
-        return None  # another credential from the vault: its own allowed hosts decide (smtp_settings)
-    if _security_settings(candidate) == _security_settings(saved):
+    wanted = _security_settings(candidate)
+    using = SmtpAccount.select().where(SmtpAccount.credential == candidate.credential_id,
+                                       SmtpAccount.use_auth == True)  # noqa: E712
+    if any(_security_settings(account) == wanted for account in using):
         return None
-    return MailError(
-        Step.POLICY, False,
-        N_("The saved credential %(credential)s is used only with the host, port, connector and security settings "
-           "the account was saved with, and they were changed, so nothing was sent."),
-        N_("Save the account first (its credential's allowed hosts are checked then) and test it from the report, "
-           "or choose another credential from the vault for the new settings."),
-        {"credential": saved.credential.name})
+    if editing is not None and editing.credential_id == candidate.credential_id:
+        message = N_("The saved credential %(credential)s is used only with the host, port, connector and security "
+                     "settings the account was saved with, and they were changed, so nothing was sent.")
+    else:
+        message = N_("The stored secret of %(credential)s is sent only with the host, port, connector and security "
+                     "settings of a saved account that uses it, and no saved account uses these, so nothing was "
+                     "sent.")
+    return MailError(Step.POLICY, False, message,
+                     N_("Type the credential's secret under “Test these settings” to try these settings, or save "
+                        "the account first and test it from the report."),
+                     {"credential": candidate.credential.name})
+
+
+def typed_credential(credential_id: int, secret: str) -> Credential:
+    """The chosen credential with the secret typed for one test instead of its stored one; never saved."""
+    stored = Credential.get_by_id(credential_id)
+    credential = Credential(name=stored.name, username=stored.username, allowed_hosts=stored.allowed_hosts)
+    credential.set_secret(secret)  # also masks it in every log line from now on
+    return credential
 
 
 def _security_settings(account: SmtpAccount) -> tuple:
