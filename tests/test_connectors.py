@@ -245,12 +245,12 @@ def test_edit_form_shows_the_password_state_but_never_the_password(admin):
 def test_empty_password_on_edit_keeps_the_stored_one(admin):
     connector = make_connector(name="Proxy", username="hop", password="Keep-Pass-1")
     token = connector.password_encrypted
-    response = admin.post(f"/connectors/{connector.id}/edit", data=edit_form(connector, port="1081"))
+    response = admin.post(f"/connectors/{connector.id}/edit", data=edit_form(connector, name="Office proxy"))
     assert response.status_code == 303
     connector = Connector.get_by_id(connector.id)
     assert connector.reveal_secret() == "Keep-Pass-1" and connector.password_encrypted == token
-    assert connector.port == 1081
-    assert audit_entries().get().changes == {"port": [1080, 1081]}
+    assert connector.name == "Office proxy"
+    assert audit_entries().get().changes == {"name": ["Proxy", "Office proxy"]}
 
 
 def test_a_new_password_replaces_the_stored_one_and_the_audit_says_only_changed(admin):

@@ -1,17 +1,20 @@
 """Test connector: a TCP connection through the hop to a host:port, against real proxies (microsocks, pproxy).
 
 DESIGN.md "Network connectors"; SECURITY.md items 18 (proxy down, wrong proxy password, refused destination:
-the proxy's own reason, never a direct connection), 25 (CSRF) and 26 (roles).
+the proxy's own reason, never a direct connection), 25 (CSRF), 26 (roles) and 32 (the stored password stays
+with the proxy it was saved for).
 """
+import base64
 import re
+import socket
 import time
 
 import pytest
 
-from tests.fixtures.proxies import PROXY_PASSWORD
+from tests.fixtures.proxies import PROXY_PASSWORD, PROXY_USER
 from tests.support.dialog import dialog_of, text_of
 from tests.support.factories import make_account, make_client, make_connector
-from webapp.models import AuditEntry
+from webapp.models import AuditEntry, Connector
 
 
 def connector_for(proxy, **overrides):
@@ -163,3 +166,91 @@ def test_markup_in_the_connector_name_is_escaped(admin):
     connector = make_connector(name='<script>alert(1)</script>')
     html = text_of(admin.htmx("get", f"/connectors/{connector.id}/test"))
     assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+# --- The stored password stays with its proxy (SECURITY 32) -----------------------------------------------
+
+ENDPOINT_CHANGED = ("The stored password goes only to the proxy it was saved for, and the type, host or port changed: "
+                    "enter the password again, or remove it.")
+
+
+def edit_form(connector, **overrides) -> dict:
+    """The edit form as the browser submits it untouched: the password field empty (keep the stored one)."""
+    data = {"name": connector.name, "kind": connector.kind, "host": connector.host, "port": str(connector.port),
+            "username": connector.username, "password": "", "remove_password": "no",
+            "remote_dns": "yes" if connector.remote_dns else "no", "is_default": "no"}
+    data.update(overrides)
+    return data
+
+
+def heard(listener: socket.socket) -> bytes:
+    """What reached a stand-in proxy: the bytes of every connection waiting in its backlog."""
+    received = b""
+    listener.setblocking(False)
+    while True:
+        try:
+            connection, _ = listener.accept()
+        except BlockingIOError:
+            return received
+        with connection:
+            connection.settimeout(1)
+            try:
+                while chunk := connection.recv(65536):
+                    received += chunk
+            except TimeoutError:
+                pass
+
+
+@pytest.fixture
+def stand_in_proxy():
+    """A loopback port anyone could listen on, standing in for another party's proxy: it records and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    yield listener
+    listener.close()
+
+
+@pytest.mark.parametrize("change", [{"kind": "http"}, {"port": "new"}, {"host": "localhost"},
+                                    {"kind": "http", "port": "new"}], ids=["kind", "port", "host", "kind-and-port"])
+def test_security_32_the_stored_password_does_not_follow_the_connector_to_a_new_endpoint(
+        admin, socks5_auth_proxy, stand_in_proxy, smtp_server, change):
+    server = smtp_server("plain")
+    connector = connector_for(socks5_auth_proxy)
+    new_port = str(stand_in_proxy.getsockname()[1])
+    change = {name: new_port if value == "new" else value for name, value in change.items()}
+    if change.get("kind") == "http" and "port" not in change:
+        change["port"] = new_port  # an HTTP proxy on the stand-in's port: it would read the password in clear
+
+    response = admin.htmx("post", f"/connectors/{connector.id}/edit", data=edit_form(connector, **change))
+    try_connector(admin, connector, port=server.port)  # through whatever is saved now
+    token = base64.b64encode(f"{PROXY_USER}:{PROXY_PASSWORD}".encode()).decode().encode()
+    received = heard(stand_in_proxy)
+    assert PROXY_PASSWORD.encode() not in received and token not in received
+    assert response.status_code == 422
+    html = text_of(response)
+    assert re.search(r'<small class="field-error" id="password-error">(.*?)</small>', html).group(1) == \
+        ENDPOINT_CHANGED
+    saved = Connector.get_by_id(connector.id)
+    assert (saved.kind, saved.host, saved.port, saved.reveal_secret()) == (
+        "socks5", socks5_auth_proxy.host, socks5_auth_proxy.port, PROXY_PASSWORD)
+    assert server.connections == 1  # the test went through the saved proxy, which took the stored password
+
+
+def test_a_new_endpoint_is_saved_with_the_password_typed_again_or_removed(admin, socks5_auth_proxy, http_auth_proxy,
+                                                                          smtp_server):
+    server = smtp_server("plain")
+    connector = connector_for(socks5_auth_proxy)
+    data = edit_form(connector, kind="http", port=str(http_auth_proxy.port), password=PROXY_PASSWORD)
+    assert admin.post(f"/connectors/{connector.id}/edit", data=data).status_code == 303
+    dialog = dialog_of(text_of(try_connector(admin, connector, port=server.port)))
+    assert '<span class="badge badge-ok">Connected</span>' in dialog
+
+    connector = Connector.get_by_id(connector.id)
+    data = edit_form(connector, port=str(socks5_auth_proxy.port), remove_password="yes", username="")
+    assert admin.post(f"/connectors/{connector.id}/edit", data=data).status_code == 303
+    assert Connector.get_by_id(connector.id).has_secret is False
+
+    # Without a password, nothing follows: the endpoint may change freely.
+    data = edit_form(Connector.get_by_id(connector.id), kind="socks5", port=str(http_auth_proxy.port))
+    assert admin.post(f"/connectors/{connector.id}/edit", data=data).status_code == 303

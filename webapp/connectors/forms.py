@@ -69,8 +69,19 @@ class ConnectorForm(FlaskForm):
                                      "Set “Remove the stored password” to Yes, or choose SOCKS5 or HTTP CONNECT."))
         if field.data is not None and self.remove_password.checked:
             raise ValidationError(_l("Either enter a new password or remove the stored one, not both."))
+        if keeps_stored and field.data is None and self.endpoint_changed():
+            # The password was given for that proxy: a new type, host or port is another party that must not
+            # get it unasked (an HTTP proxy sees it in every CONNECT request).
+            raise ValidationError(_l("The stored password goes only to the proxy it was saved for, and the type, "
+                                     "host or port changed: enter the password again, or remove it."))
         if (field.data is not None or keeps_stored) and not self.username.data:
             raise ValidationError(_l("A password needs a username: enter the username, or remove the password."))
+
+    def endpoint_changed(self) -> bool:
+        """Whether the form points the saved connector at another proxy: another kind, host or port."""
+        saved = self.connector
+        return saved is not None and (self.kind.data, (self.host.data or "").lower(), self.port.data) != (
+            saved.kind, saved.host.lower(), saved.port)
 
     def validate_is_default(self, field):
         connector = self.connector
