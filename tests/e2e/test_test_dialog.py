@@ -159,6 +159,24 @@ def test_the_test_dialog_sends_through_the_proxy_then_explains_a_wrong_secret(
     expect(page.get_by_label("Account name")).to_have_value("Renamed but not saved")
     expect_same_page(page, "edit form")
     assert server.received[-1].rcpt_tos == ["form-test@example.org"]
+
+    # Another port in clear: refused before anything is sent, with the field error beside "Secret for this test"
+    # and the refusal in the dialog, in place. Typed again, the secret is used for that one test.
+    other = smtp_server("plain", users={LOGIN: SECRET})
+    yes_no(page, "Use secure connection?", "No")
+    page.get_by_label("Port", exact=True).fill(str(other.port))
+    page.get_by_role("button", name="Test these settings").click()
+    expect(page.locator("dialog#test-dialog")).to_contain_text("Step: refused by policy")
+    expect(page.locator("#test_secret-field .field-error")).to_contain_text("Type the secret here")
+    page.locator("dialog#test-dialog footer").get_by_role("button", name="Close").click()
+    expect(page.get_by_label("Account name")).to_have_value("Renamed but not saved")
+    assert other.connections == 0
+    page.get_by_label("Secret for this test").fill(SECRET)
+    page.get_by_role("button", name="Test these settings").click()
+    expect(page.locator("dialog#test-dialog .test-result")).to_contain_text("Sent")
+    assert [login for _, login in other.handler.logins] == [LOGIN]
+    page.locator("dialog#test-dialog footer").get_by_role("button", name="Close").click()
+    expect_same_page(page, "edit form")
     page.get_by_role("button", name="Cancel").click()
     expect(page.locator("#account-rows tbody tr", has_text="Relay via proxy")).to_have_count(1)
 
