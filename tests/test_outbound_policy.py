@@ -30,6 +30,17 @@ def dialog_of(response) -> str:
     return re.search(r'<dialog open id="test-dialog".*?</dialog>', response.get_data(as_text=True), re.S).group(0)
 
 
+def delivered_once(**settings) -> Notification:
+    """One notification through the default account, after one round of a worker with these settings."""
+    notification_id = send_notification(to=["ana@example.org"], subject="Disk almost full", text="91% used.")
+    worker = fast_worker(**settings)
+    try:
+        worker.run_once()
+    finally:
+        worker.close()
+    return Notification.get_by_id(notification_id)
+
+
 def refusal_shown(dialog: str) -> bool:
     return ("<strong>Step: refused by policy</strong>" in dialog and "127.0.0.1/32" in dialog
             and "(setting OUTBOUND_BLOCKED_NETWORKS), so no connection was made." in dialog)
@@ -165,15 +176,9 @@ def test_test_connector_refuses_a_blocked_proxy(admin, smtp_server, socks5_proxy
 def test_the_worker_refuses_a_blocked_host_for_good(app, smtp_server):
     server = smtp_server("plain")
     account_for(server)
-    notification_id = send_notification(to=["ana@example.org"], subject="Disk almost full", text="91% used.")
-    worker = fast_worker(blocked_networks=LOOPBACK_BLOCKED)
-    try:
-        worker.run_once()
-    finally:
-        worker.close()
-    notification = Notification.get_by_id(notification_id)
+    notification = delivered_once(blocked_networks=LOOPBACK_BLOCKED)
     assert notification.status == "failed" and notification.last_step == "policy"
-    [attempt] = DeliveryAttempt.select().where(DeliveryAttempt.notification == notification_id)
+    [attempt] = DeliveryAttempt.select().where(DeliveryAttempt.notification == notification.id)
     assert attempt.ok is False and attempt.transient is False
     assert server.connections == 0 and server.received == []
 
@@ -374,12 +379,6 @@ def test_security_31_the_worker_refuses_a_numeric_spelling_for_good(proxy, app, 
     connector = make_connector(kind=proxy.kind, host=proxy.host, port=proxy.port)
     make_account(name="Relay", host="2130706434", port=target.port, is_default=True, use_connector=True,
                  connector=connector)
-    notification_id = send_notification(to=["ana@example.org"], subject="Disk almost full", text="91% used.")
-    worker = fast_worker(blocked_networks=TARGET_BLOCKED)
-    try:
-        worker.run_once()
-    finally:
-        worker.close()
-    notification = Notification.get_by_id(notification_id)
+    notification = delivered_once(blocked_networks=TARGET_BLOCKED)
     assert notification.status == "failed" and notification.last_step == "policy"
     assert target.connections == 0 and target.received == []
