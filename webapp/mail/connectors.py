@@ -12,7 +12,7 @@ from python_socks.sync import Proxy
 
 from webapp.mail import errors
 from webapp.mail.compose import ascii_domain, has_control_characters
-from webapp.mail.errors import Step
+from webapp.mail.errors import N_, MailError, Step
 
 KINDS = ("socks5", "socks4", "http")
 SOCKS_TYPES = {"socks5": ProxyType.SOCKS5, "socks4": ProxyType.SOCKS4}
@@ -181,11 +181,16 @@ def check_addresses(host: str, port: int, addresses, blocked, *, proxy: str | No
 
 
 def _numeric_or_refuse(host: str, port: int) -> str | None:
-    """numeric_address(host), or MailError POLICY for a numeric-looking host that is not an address."""
+    """numeric_address(host), or MailError POLICY (permanent) for a numeric-looking host that is not an address:
+    a resolver or proxy elsewhere could read it as an address the policy never checked."""
     try:
         return numeric_address(host)
     except ValueError:
-        raise errors.ambiguous_address(host, port) from None
+        raise MailError(Step.POLICY, False,
+                        N_("%(host)s looks like an IP address but is not one written in a way every resolver reads "
+                           "alike, so no connection was made."),
+                        N_("Write an IPv4 address as four numbers from 0 to 255 (192.0.2.10), or use the server's "
+                           "name."), {"host": host, "port": port}) from None
 
 
 def _check_name_here(host: str, port: int, end: float, blocked) -> None:

@@ -443,13 +443,3 @@ def blocked_address(host: str, port: int, address: str, network: str, proxy: str
     return MailError(Step.POLICY, False, message,
                      N_("Link-local and cloud metadata addresses are never contacted. Use another host, or ask the "
                         "server's administrator to change OUTBOUND_BLOCKED_NETWORKS."), params)
-
-
-def ambiguous_address(host: str, port: int) -> MailError:
-    """A host that looks like a number but is no address every resolver reads alike: refused before any connection,
-    as a proxy could read it as an address our outbound policy never checked. Permanent."""
-    return MailError(Step.POLICY, False,
-                     N_("%(host)s looks like an IP address but is not one written in a way every resolver reads "
-                        "alike, so no connection was made."),
-                     N_("Write an IPv4 address as four numbers from 0 to 255 (192.0.2.10), or use the server's "
-                        "name."), {"host": host, "port": port})
