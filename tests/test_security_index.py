@@ -7,7 +7,7 @@ import ast
 import re
 from pathlib import Path
 
-ITEMS = range(1, 31)
+ITEMS = range(1, 43)
 TESTS = Path(__file__).parent
 NAMED = re.compile(r"test_security_(\d+)_")
 
