@@ -11,6 +11,7 @@ import logging
 
 import pytest
 from cryptography.fernet import Fernet
+from peewee import OperationalError
 
 from tests.support.client import Client
 from tests.support.factories import (
@@ -30,7 +31,7 @@ from tests.support.walk import DATE_KINDS, SESSION_FORMS, TEXT_KINDS, every_form
 from webapp import create_app, db
 from webapp.api.routes import FIELDS
 from webapp.db import database
-from webapp.models import MAX_ROW_ID, ApiToken, Connector, Notification, ScheduledReport, SmtpAccount
+from webapp.models import MAX_ROW_ID, ApiToken, AuditEntry, Connector, Notification, ScheduledReport, SmtpAccount
 
 API = "/api/v1/notifications"
 # Past SQLite's INTEGER (2**63 - 1), past 64 bits, and past the 4,300 digits int() accepts from text.
@@ -389,3 +390,22 @@ def test_security_37_a_full_disk_answers_503_storage_full_and_saves_nothing_on_e
     assert admin.get("/accounts/").status_code == 200
     full_disk(False)
     assert admin.post("/accounts/new", data=account_form()).status_code == 303
+
+
+def test_signing_out_on_a_full_disk_still_signs_this_browser_out(app):
+    colleague = make_user("operator", username="colleague")
+    browser = app.test_client().use_language("en")
+    with browser.session_transaction() as session:
+        session["_user_id"] = colleague.get_id()
+    assert browser.get("/accounts/").status_code == 200
+    full_disk(True)
+    try:
+        for size in (500, 50, 1):  # the audit log's pages filled: the next entry, however small, needs a new one
+            with pytest.raises(OperationalError):
+                while True:
+                    AuditEntry.create(action="filler", object_type="user", object_name="x" * size)
+        response = browser.post("/auth/logout", data={})
+    finally:
+        full_disk(False)
+    assert response.status_code == 503 and FULL in response.get_data(as_text=True)
+    assert browser.get("/accounts/").status_code == 302

@@ -72,12 +72,16 @@ def _locked_out(form, username):
 @bp.post("/logout")
 def logout():
     """Sign out: every session of this user ends on the server, not only this browser's cookie."""
-    if current_user.is_authenticated:
-        with database.atomic():
-            current_user.end_sessions()
-            audit("logout", current_user)
-    logout_user()
-    session.clear()
+    try:
+        if current_user.is_authenticated:
+            with database.atomic():
+                current_user.end_sessions()
+                audit("logout", current_user)
+    finally:
+        # This browser is signed out even when the write above fails (a full disk answers 503): the user asked to
+        # leave, and a cookie left signed in would outlive the page saying otherwise.
+        logout_user()
+        session.clear()
     flash(_("You are signed out."), "info")
     return redirect(url_for("auth.login"))
 
