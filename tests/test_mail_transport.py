@@ -11,6 +11,7 @@ import pytest
 
 from tests.support.mail import BOUNCE, RECIPIENT, make_message, send
 from webapp.mail import MailError, SmtpSession, Step, send_message
+from webapp.mail.client import auth_mechanism
 from webapp.mail.transport import _tls_context
 
 USER = "mailer@example.com"
@@ -322,6 +323,18 @@ def test_security_41_a_wrong_password_is_tried_once_with_the_strongest_mechanism
     assert server.handler.logins == [("PLAIN", USER)]
     assert server.commands.count("AUTH") == 1
     assert [line for line in result.transcript if line.startswith("C: AUTH")] == ["C: AUTH PLAIN ********"]
+
+
+@pytest.mark.parametrize("offered, encrypted, chosen", [
+    ("CRAM-MD5 PLAIN LOGIN", True, "PLAIN"),      # many servers keep only a hash, and CRAM-MD5 needs the password
+    ("cram-md5 login", True, "LOGIN"),
+    ("CRAM-MD5", True, "CRAM-MD5"),
+    ("CRAM-MD5 PLAIN LOGIN", False, "CRAM-MD5"),  # in clear, the one that does not send the password
+    ("PLAIN LOGIN", False, "PLAIN"),
+    ("XOAUTH2 GSSAPI", True, None),
+])
+def test_one_mechanism_is_chosen_from_those_offered(offered, encrypted, chosen):
+    assert auth_mechanism(offered, encrypted=encrypted) == chosen
 
 
 def test_a_server_offering_only_login_gets_login(smtp_server, certificates):

@@ -11,7 +11,11 @@ from webapp.mail.errors import OversizedReply, Step
 
 _DOT_AT_LINE_START = re.compile(rb"(?m)^\.")
 MASK = "********"
-AUTH_MECHANISMS = ("CRAM-MD5", "PLAIN", "LOGIN")  # smtplib's own, strongest first
+# smtplib's own mechanisms, in the order to prefer them. Over TLS the password is encrypted whichever is used, and
+# PLAIN works with every password store, while CRAM-MD5 needs the clear password on the server (many keep only a
+# hash, and refuse a right password offered that way). In clear, CRAM-MD5 is the one that does not send the password.
+AUTH_OVER_TLS = ("PLAIN", "LOGIN", "CRAM-MD5")
+AUTH_IN_CLEAR = ("CRAM-MD5", "PLAIN", "LOGIN")
 # A reply is a few lines (RFC 5321 4.5.3.1.5: 512 octets each); smtplib bounds each line but not how many come, so a
 # server could send one multi-line reply without end. Past these limits the connection is closed.
 MAX_REPLY = 64 * 1024        # bytes of one reply, all its lines together
@@ -139,14 +143,13 @@ class Client(smtplib.SMTP):
         return code, reply
 
     def login(self, user, password, *, initial_response_ok=True):
-        """smtplib's login() with one mechanism, the strongest offered (CRAM-MD5, PLAIN, LOGIN): smtplib would try
-        the next one after a refusal, so one wrong password would count as several failed logins on the server
-        (fail2ban, Dovecot's growing delay)."""
+        """smtplib's login() with one mechanism, the best offered (see auth_mechanism): smtplib would try the next
+        one after a refusal, so one wrong password would count as several failed logins on the server (fail2ban,
+        Dovecot's growing delay)."""
         self.ehlo_or_helo_if_needed()
         if not self.has_extn("auth"):
             raise smtplib.SMTPNotSupportedError("SMTP AUTH extension not supported by server.")
-        offered = self.esmtp_features["auth"].upper().split()
-        mechanism = next((name for name in AUTH_MECHANISMS if name in offered), None)
+        mechanism = auth_mechanism(self.esmtp_features["auth"], encrypted=isinstance(self.sock, ssl.SSLSocket))
         if mechanism is None:
             raise smtplib.SMTPException("No suitable authentication method found.")
         self.user, self.password = user, password
@@ -292,6 +295,12 @@ class Client(smtplib.SMTP):
 
     def _note(self, line: str) -> None:
         self.session.transcript.note(line)
+
+
+def auth_mechanism(offered: str, *, encrypted: bool) -> str | None:
+    """The one mechanism to log in with, of those a server's AUTH line offers, or None when none is usable."""
+    names = offered.upper().split()
+    return next((name for name in (AUTH_OVER_TLS if encrypted else AUTH_IN_CLEAR) if name in names), None)
 
 
 class StartTlsContext:
