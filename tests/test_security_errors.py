@@ -409,3 +409,19 @@ def test_signing_out_on_a_full_disk_still_signs_this_browser_out(app):
         full_disk(False)
     assert response.status_code == 503 and FULL in response.get_data(as_text=True)
     assert browser.get("/accounts/").status_code == 302
+
+
+def test_a_row_deleted_while_a_request_reads_it_is_not_found(app):
+    app.config["PROPAGATE_EXCEPTIONS"] = False  # as served
+
+    @app.get("/test-reads-a-deleted-row")
+    def reads_deleted():
+        return ApiToken.get_by_id(MAX_ROW_ID).name
+
+    @app.get("/api/v1/test-reads-a-deleted-row")
+    def api_reads_deleted():
+        return ApiToken.get_by_id(MAX_ROW_ID).name
+
+    admin = make_client(app)
+    assert admin.get("/test-reads-a-deleted-row").status_code == 404
+    assert admin.get("/api/v1/test-reads-a-deleted-row").status_code == 404

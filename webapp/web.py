@@ -9,7 +9,8 @@ from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from htmx_flask import make_response as htmx_response
 from jinja2_fragments.flask import render_block
-from peewee import OperationalError
+from peewee import DoesNotExist, OperationalError
+from werkzeug.exceptions import NotFound
 from werkzeug.routing import IntegerConverter
 
 from webapp import translation
@@ -44,6 +45,8 @@ def init_app(app):
     app.after_request(_security_headers)
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(OperationalError, _storage_full)
+    # A row read after the request checked it (deleted meanwhile by someone else) is gone: not found, not a 500.
+    app.register_error_handler(DoesNotExist, lambda error: _error_page(NotFound()))
     for code in (400, 403, 404, 405, 413, 500):
         app.register_error_handler(code, _error_page)
     app.jinja_env.globals.update(safe_next=safe_next, role_label=role_label, get_locale=get_locale)

@@ -325,7 +325,7 @@ def test_settings():
             "of a saved account that uses it. Type the secret here to test these settings, save the account "
             "first, or choose the settings of an account that uses it."))
     else:
-        credential = typed_credential(candidate.credential_id, form.test_secret.data) if typed else SAVED_CREDENTIAL
+        credential = typed_credential(candidate.credential, form.test_secret.data) if typed else SAVED_CREDENTIAL
         outcome = send_test(candidate, to=to, subject=_("TEST MESSAGE!"), body=_("ATTENTION: THIS IS A TEST MESSAGE!"),
                             credential=credential)
     with database.atomic():

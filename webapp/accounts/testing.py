@@ -183,9 +183,9 @@ def stored_credential_moved(candidate: SmtpAccount, editing: SmtpAccount | None 
                      {"credential": candidate.credential.name})
 
 
-def typed_credential(credential_id: int, secret: str) -> Credential:
-    """The chosen credential with the secret typed for one test instead of its stored one; never saved."""
-    stored = Credential.get_by_id(credential_id)
+def typed_credential(stored: Credential, secret: str) -> Credential:
+    """The chosen credential (as the form read it) with the secret typed for one test instead of its stored one;
+    never saved."""
     credential = Credential(name=stored.name, username=stored.username, allowed_hosts=stored.allowed_hosts)
     credential.set_secret(secret)  # also masks it in every log line from now on
     return credential
