@@ -1,33 +1,16 @@
 import pytest
-from cryptography.fernet import Fernet
 
-from tests.support.client import Client
+from tests.support.apps import running_app
 from tests.support.factories import make_client
-from webapp import create_app, db
-from webapp.db import database
 
 pytest_plugins = ["tests.fixtures.certs", "tests.fixtures.smtp", "tests.fixtures.proxies"]
 
 
 @pytest.fixture
 def app(tmp_path):
-    app = create_app({
-        "TESTING": True,
-        "SECRET_KEY": "test-secret-key",
-        "VAULT_KEYS": Fernet.generate_key().decode(),
-        "DATABASE": str(tmp_path / "smtpdesk.db"),
-        # Tests wait seconds, not the production 10 s / 30 s, for the test dialog's SMTP dialogue.
-        "SMTP_TIMEOUT": 2,
-        "SMTP_DEADLINE": 4,
-    })
-    app.instance_path = str(tmp_path)
-    app.test_client_class = Client
-    db.upgrade()
-    with app.app_context():
-        database.connect(reuse_if_open=True)
+    # Tests wait seconds, not the production 10 s / 30 s, for the test dialog's SMTP dialogue.
+    with running_app(tmp_path, SMTP_TIMEOUT=2, SMTP_DEADLINE=4) as app:
         yield app
-        if not database.is_closed():
-            database.close()
 
 
 @pytest.fixture

@@ -10,10 +10,9 @@ import json
 import logging
 
 import pytest
-from cryptography.fernet import Fernet
 from peewee import OperationalError
 
-from tests.support.client import Client
+from tests.support.apps import running_app
 from tests.support.factories import (
     PASSWORD,
     account_form,
@@ -28,7 +27,6 @@ from tests.support.factories import (
 )
 from tests.support.net import free_port
 from tests.support.walk import DATE_KINDS, SESSION_FORMS, TEXT_KINDS, every_form, path_of, routes, world
-from webapp import create_app, db
 from webapp.api.routes import FIELDS
 from webapp.db import database
 from webapp.models import MAX_ROW_ID, ApiToken, AuditEntry, Connector, Notification, ScheduledReport, SmtpAccount
@@ -113,16 +111,8 @@ def test_security_37_ids_beyond_sqlite_integers_in_queries_and_form_fields_are_r
 def zoned_admin(request, tmp_path):
     """An administrator's client of an app showing times in this zone (UTC-3 and UTC+14 push the calendar's ends
     past what datetime holds)."""
-    app = create_app({"TESTING": True, "SECRET_KEY": "test-secret-key", "BABEL_DEFAULT_TIMEZONE": request.param,
-                      "VAULT_KEYS": Fernet.generate_key().decode(), "DATABASE": str(tmp_path / "smtpdesk.db")})
-    app.instance_path = str(tmp_path)
-    app.test_client_class = Client
-    db.upgrade()
-    with app.app_context():
-        database.connect(reuse_if_open=True)
+    with running_app(tmp_path, BABEL_DEFAULT_TIMEZONE=request.param) as app:
         yield make_client(app)
-        if not database.is_closed():
-            database.close()
 
 
 def test_security_37_dates_at_the_calendars_ends_filter_or_are_refused_in_every_form_and_list(zoned_admin):

@@ -17,14 +17,12 @@ import re
 from datetime import timedelta
 
 import pytest
-from cryptography.fernet import Fernet
 from itsdangerous import TimestampSigner
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from tests.support.client import Client
+from tests.support.apps import running_app
 from tests.support.factories import PASSWORD, make_account, make_connector, make_credential, make_user
-from webapp import create_app, db
-from webapp.db import database
+from webapp import create_app
 from webapp.models import (
     ApiToken,
     AuditEntry,
@@ -334,16 +332,8 @@ def test_security_27_a_session_older_than_its_lifetime_is_refused(client, alice,
 @pytest.fixture
 def https_app(tmp_path):
     """The app as configured behind a TLS reverse proxy."""
-    app = create_app({"TESTING": True, "SECRET_KEY": "test-secret-key", "BEHIND_HTTPS": True,
-                      "VAULT_KEYS": Fernet.generate_key().decode(), "DATABASE": str(tmp_path / "smtpdesk.db")})
-    app.instance_path = str(tmp_path)
-    app.test_client_class = Client
-    db.upgrade()
-    with app.app_context():
-        database.connect(reuse_if_open=True)
+    with running_app(tmp_path, BEHIND_HTTPS=True) as app:
         yield app
-        if not database.is_closed():
-            database.close()
 
 
 # Over HTTPS flask-wtf also wants a same-site Referer, which browsers send (Referrer-Policy: same-origin).

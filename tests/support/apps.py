@@ -1,0 +1,23 @@
+"""An app of its own for a test: a fresh SQLite database in tmp_path, migrated, its context pushed."""
+from contextlib import contextmanager
+
+from cryptography.fernet import Fernet
+
+from tests.support.client import Client
+from webapp import create_app, db
+from webapp.db import database
+
+
+@contextmanager
+def running_app(tmp_path, **config):
+    """create_app() with the test settings plus config, connected to its database until the block ends."""
+    app = create_app({"TESTING": True, "SECRET_KEY": "test-secret-key", "VAULT_KEYS": Fernet.generate_key().decode(),
+                      "DATABASE": str(tmp_path / "smtpdesk.db"), **config})
+    app.instance_path = str(tmp_path)
+    app.test_client_class = Client
+    db.upgrade()
+    with app.app_context():
+        database.connect(reuse_if_open=True)
+        yield app
+        if not database.is_closed():
+            database.close()
