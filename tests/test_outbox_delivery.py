@@ -15,6 +15,7 @@ from tests.support.outbox import (
     drain,
     fast_worker,
     hold_data,
+    hold_quit,
     message_ids,
     statuses,
     vanish_after_dot,
@@ -618,6 +619,57 @@ def test_security_36_a_stuck_relay_does_not_delay_another_accounts_notifications
         thread.join(10)
     assert not thread.is_alive()
     assert statuses() == {"sent": 6}
+
+
+# QUIT may wait this long for its answer (the read timeout), far beyond the bounds below.
+SLOW_QUIT = dict(smtp_timeout=30, smtp_deadline=40, lease_seconds=82)
+
+
+def closed(server) -> bool:
+    """Whether every connection to the test server has ended."""
+    return all(session.transport is None for session in server.controller.sessions)
+
+
+def test_security_36_closing_an_idle_connection_to_a_relay_that_never_answers_quit_delays_no_one(app, smtp_server):
+    quiet_server, healthy_server = smtp_server(), smtp_server()
+    held = hold_quit(quiet_server)
+    account_for(quiet_server)
+    healthy = account_for(healthy_server, is_default=False, name="healthy")
+    first = notify(subject="to the quiet relay")
+    worker = fast_worker(**SLOW_QUIT, session_idle_seconds=0.2)
+    thread = threading.Thread(target=worker.run_forever)
+    thread.start()
+    try:
+        wait_until(lambda: reload(first).status == "sent")
+        wait_until(lambda: held.waiting == 1 or closed(quiet_server))  # its idle connection is being closed
+        sent = [notify(subject=f"healthy {n}", account=healthy) for n in range(3)]
+        wait_until(lambda: {reload(n).status for n in sent} == {"sent"}, timeout=15)  # generous: not speed
+        assert {reload(n).status for n in sent} == {"sent"}
+    finally:
+        held.release()
+        worker.stop()
+        thread.join(40)
+    assert not thread.is_alive()
+
+
+def test_security_36_stopping_the_worker_does_not_wait_on_relays_that_never_answer_quit(app, smtp_server):
+    servers = [smtp_server() for _ in range(3)]
+    held = [hold_quit(server) for server in servers]
+    accounts = [account_for(server, is_default=False, name=f"quiet {n}") for n, server in enumerate(servers)]
+    sent = [notify(subject="to a quiet relay", account=account) for account in accounts]
+    worker = fast_worker(**SLOW_QUIT)
+    thread = threading.Thread(target=worker.run_forever)
+    thread.start()
+    try:
+        wait_until(lambda: {reload(n).status for n in sent} == {"sent"})
+        worker.stop()
+        thread.join(15)  # generous: "does not hang", not speed
+        assert not thread.is_alive()
+        assert sum(h.waiting for h in held) >= 1  # QUIT is still said, as far as its short time allows
+    finally:
+        for h in held:
+            h.release()
+        thread.join(120)
 
 
 def test_a_busy_accounts_new_notifications_wait_for_its_connection(app, smtp_server):

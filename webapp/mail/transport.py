@@ -19,6 +19,8 @@ from webapp.mail.errors import MailError, Step
 MODES = ("plain", "tls", "ssl")
 # Errors after which the server is still in step with us (smtplib already sent RSET): the session stays usable.
 REPLY_STEPS = (Step.SENDER, Step.RECIPIENT, Step.DATA)
+# QUIT is a courtesy: the whole of it is bounded by this, however slowly the server drips its reply.
+QUIT_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -118,10 +120,17 @@ class SmtpSession:
         result.transcript = self._scrub_lines(self.transcript.take())
         return result
 
-    def close(self) -> None:
-        """Say QUIT (bounded by the read timeout) and close the connection."""
-        self._quit()
+    def close(self, quit_seconds: float = QUIT_SECONDS) -> None:
+        """Say QUIT and close the connection. The QUIT is bounded as a whole by quit_seconds (a server dripping its
+        reply a byte at a time cannot hold the caller); 0 closes without a word."""
+        if quit_seconds > 0:
+            self.watchdog.arm(min(quit_seconds, self.settings.deadline))
+            try:
+                self._quit()
+            finally:
+                self.watchdog.disarm()
         self._abort()
+
 
     def _deliver(self, message: EmailMessage | bytes, envelope_from: str, recipients: list[str],
                  then: tuple[bytes, str, list[str]] | None = None) -> SendResult:

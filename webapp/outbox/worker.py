@@ -28,7 +28,7 @@ from datetime import datetime
 
 from webapp.mail.compose import header_block
 from webapp.mail.errors import N_, MailError, Step
-from webapp.mail.transport import SendResult, SmtpSession
+from webapp.mail.transport import QUIT_SECONDS, SendResult, SmtpSession
 from webapp.models import Notification, SmtpAccount, utcnow
 from webapp.outbox import queue
 from webapp.outbox.message import build_wire, footer_for
@@ -126,24 +126,26 @@ class Worker:
                 self._wait(min(0.05, self.settings.poll_seconds))
 
     def close(self) -> None:
-        """Wait for the lanes (after stop(), each finishes its message in flight), then close every kept connection
-        and the thread pool."""
+        """Wait for the lanes (after stop(), each finishes its message in flight), then close every kept connection,
+        their QUITs bounded together by QUIT_SECONDS, and the thread pool."""
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
         with self._sessions_lock:
             kept, self._sessions = list(self._sessions.values()), {}
+        end = time.monotonic() + QUIT_SECONDS
         for entry in kept:
-            entry.session.close()
+            entry.session.close(max(0.0, end - time.monotonic()))
 
     def close_idle_sessions(self) -> None:
-        """Close connections unused for session_idle_seconds (servers drop idle clients anyway)."""
+        """Close connections unused for session_idle_seconds (servers drop idle clients anyway). Without QUIT: this
+        runs on the claiming thread, which must never wait on a relay."""
         limit = time.monotonic() - self.settings.session_idle_seconds
         with self._sessions_lock:
             idle = [key for key, entry in self._sessions.items() if entry.last_used < limit]
             closing = [self._sessions.pop(key) for key in idle]
         for entry in closing:
-            entry.session.close()
+            entry.session.close(quit_seconds=0)
 
     # -- lanes: one thread per account with claimed notifications --
 
