@@ -126,8 +126,10 @@ class Worker:
                 self._wait(min(0.05, self.settings.poll_seconds))
 
     def close(self) -> None:
-        """Wait for the lanes (after stop(), each finishes its message in flight), then close every kept connection,
-        their QUITs bounded together by QUIT_SECONDS, and the thread pool."""
+        """Stop: each lane finishes its message in flight and puts the rest of its batch back (a Ctrl+C during
+        run_until_idle comes here without stop()); then close every kept connection, their QUITs bounded together
+        by QUIT_SECONDS."""
+        self.stop_event.set()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
