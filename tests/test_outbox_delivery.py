@@ -621,6 +621,35 @@ def test_security_36_a_stuck_relay_does_not_delay_another_accounts_notifications
     assert statuses() == {"sent": 6}
 
 
+@pytest.mark.parametrize("pipelining", [False, True], ids=["lockstep", "pipelined"])
+def test_security_36_a_relay_stalling_mid_transaction_gets_one_try_and_the_rest_back_in_the_queue(app, smtp_server,
+                                                                                                 pipelining):
+    # MAIL and RCPT accepted, then no answer after the message: one timeout, and the lane is free again; the
+    # notifications never tried go back untried, due after the same backoff, instead of a timeout each.
+    stuck_server, other_server = smtp_server(pipelining=pipelining), smtp_server()
+    held = hold_data(stuck_server)
+    account_for(stuck_server)
+    other = account_for(other_server, is_default=False, name="other")
+    stuck = [notify(subject=f"stuck {n}") for n in range(4)]
+    waiting = notify(subject="other", account=other)
+    worker = fast_worker(concurrency=1, backoff_base_seconds=60, backoff_max_seconds=60)
+    try:
+        assert worker.run_once() == 4  # the one lane takes the stuck relay's group (the oldest)
+        assert stuck_server.commands.count("DATA") == 1
+        first, *rest = map(reload, stuck)
+        # The message in flight may have been taken: retried later, with the same Message-ID.
+        assert (first.status, first.attempts, first.last_step) == ("retrying", 1, "timeout")
+        assert [(n.status, n.attempts, n.lease_owner) for n in rest] == [("queued", 0, None)] * 3
+        assert all(n.next_attempt_at > utcnow() + timedelta(seconds=25) for n in rest)  # 60 s, half jittered
+        assert not any(attempts_of(n) for n in rest)
+
+        assert worker.run_once() == 1  # the lane goes to the other account
+        assert reload(waiting).status == "sent"
+    finally:
+        held.release()
+        worker.close()
+
+
 # QUIT may wait this long for its answer (the read timeout), far beyond the bounds below.
 SLOW_QUIT = dict(smtp_timeout=30, smtp_deadline=40, lease_seconds=82)
 

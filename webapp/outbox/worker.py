@@ -13,7 +13,8 @@
 - Claimed notifications are grouped by account; each group goes over one SmtpSession (one connection for many
   messages), reconnecting once at once when a reused connection was dropped before the message was handed over.
   Failures of the session itself (DNS, connect, proxy, TLS, greeting, STARTTLS, AUTH) apply to the rest of the group,
-  so a wrong password costs one login attempt per batch, not one per message.
+  so a wrong password costs one login attempt per batch, not one per message. A relay that stalls or drops
+  mid-transaction gets the rest of the group back in the queue, untried, after the same backoff.
 - Graceful stop: the message being sent finishes and is recorded; the rest of the claimed batch goes back to the queue.
 """
 import dataclasses
@@ -24,7 +25,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from webapp.mail.compose import header_block
 from webapp.mail.errors import N_, MailError, Step
@@ -246,6 +247,10 @@ class Worker:
                     result = self._send(session, account, notification, group, composer)
                     if not result.ok and result.error is not None and _session_failed(result):
                         shared = result
+                    elif not result.ok and _broke_mid_transaction(result):
+                        group.done(notification)
+                        self._put_back(group, notification)
+                        return
                 group.done(notification)
         except Exception:
             log.exception("outbox worker %s: delivery through %s failed", self.name, account.name)
@@ -259,6 +264,15 @@ class Worker:
                     N_("It will be retried; if it repeats, look at the server log."))), started=utcnow())
         finally:
             group.flush()
+
+    def _put_back(self, group: "_Leased", failed: Notification) -> None:
+        """The relay stalled or dropped in the middle of a transaction: the next message would most likely wait as
+        long. The one in flight is retried as recorded (its outcome is unknown: same Message-ID); the rest go back
+        to the queue untried, without an attempt, due when it is."""
+        group.flush()  # records its attempt, which counts in its backoff
+        due = utcnow() + timedelta(seconds=self.settings.backoff(failed.attempts))
+        queue.release(self.name, group.pending, due=due)
+        group.pending = []
 
     def _session(self, account: SmtpAccount) -> SmtpSession:
         settings = account.smtp_settings(self.settings.smtp_timeout, self.settings.smtp_deadline,
@@ -406,6 +420,12 @@ def _session_failed(result: SendResult) -> bool:
     # smtplib writes "mail FROM:<...>": compare without case.
     mail_said = any(line[:7].upper() == "C: MAIL" for line in result.transcript)
     return error.step in (Step.CONNECTION_LOST, Step.TIMEOUT) and not mail_said
+
+
+def _broke_mid_transaction(result: SendResult) -> bool:
+    """A timeout or a lost connection after MAIL (before it, _session_failed applies)."""
+    error = result.error
+    return error is not None and error.transient and error.step in (Step.CONNECTION_LOST, Step.TIMEOUT)
 
 
 class WorkerThread:
