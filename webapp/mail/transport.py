@@ -57,6 +57,7 @@ class SendResult:
     transcript: list[str]          # "S: 220 ...", "C: EHLO ...", AUTH payloads replaced by "C: AUTH PLAIN ********"
     error: MailError | None
     refused: dict = field(default_factory=dict)  # recipients refused while others were accepted: {rcpt: (code, text)}
+    opening: bool = False          # failed while opening the connection: any message over it would fail the same way
 
     @classmethod
     def refusal(cls, error: MailError) -> "SendResult":
@@ -131,20 +132,21 @@ class SmtpSession:
                 self.watchdog.disarm()
         self._abort()
 
-
     def _deliver(self, message: EmailMessage | bytes, envelope_from: str, recipients: list[str],
                  then: tuple[bytes, str, list[str]] | None = None) -> SendResult:
         """Open if needed and run one mail transaction; the caller arms the watchdog."""
         if not recipients:
             raise ValueError("a message needs at least one recipient")
         started = time.monotonic()
-        refused, error = {}, None
+        refused, error, opening = {}, None, False
         try:
             _refuse_line_breaks(self.settings.helo_name, envelope_from, recipients)
             if self._client is not None and self._client.announced not in (None, (message, envelope_from, recipients)):
                 self._abort()  # it waits for another message's content: never send it this one's
             if self._client is None:
+                opening = True
                 self._open()
+                opening = False
             refused = {recipient: (code, self._scrub(errors.reply_text(text))) for recipient, (code, text)
                        in self._transaction(message, envelope_from, recipients, then).items()}
             code, reply = self._client.last_reply
@@ -155,7 +157,7 @@ class SmtpSession:
                 self._abort()
         return SendResult(ok=error is None, elapsed=time.monotonic() - started, code=code,
                           reply=self._scrub(errors.reply_text(reply)), tls=self.tls, transcript=[],
-                          error=self._scrub_error(error), refused=refused)
+                          error=self._scrub_error(error), refused=refused, opening=opening)
 
     def _quit(self) -> None:
         """A polite QUIT when the connection is still up; failures do not matter any more. Not when the next

@@ -12,9 +12,9 @@
   with a lane gets no new claim until the lane ends, so one worker keeps one connection per account.
 - Claimed notifications are grouped by account; each group goes over one SmtpSession (one connection for many
   messages), reconnecting once at once when a reused connection was dropped before the message was handed over.
-  Failures of the session itself (DNS, connect, proxy, TLS, greeting, STARTTLS, AUTH) apply to the rest of the group,
-  so a wrong password costs one login attempt per batch, not one per message. A relay that stalls or drops
-  mid-transaction gets the rest of the group back in the queue, untried, after the same backoff.
+  Failures of the session itself (DNS, connect, outbound policy, proxy, TLS, greeting, STARTTLS, AUTH) apply to the
+  rest of the group, so a wrong password costs one login attempt per batch, not one per message. A relay that
+  stalls or drops mid-transaction gets the rest of the group back in the queue, untried, after the same backoff.
 - Graceful stop: the message being sent finishes and is recorded; the rest of the claimed batch goes back to the queue.
 """
 import dataclasses
@@ -413,9 +413,10 @@ def _reconnectable(result: SendResult) -> bool:
 
 
 def _session_failed(result: SendResult) -> bool:
-    """Whether the failure is the session's (the rest of the account's group would fail the same way)."""
+    """Whether the failure is the session's (the rest of the account's group would fail the same way): opening the
+    connection failed (a blocked host included), or it broke before the transaction began."""
     error = result.error
-    if error.step in SESSION_STEPS:
+    if error.step in SESSION_STEPS or result.opening:
         return True
     # smtplib writes "mail FROM:<...>": compare without case.
     mail_said = any(line[:7].upper() == "C: MAIL" for line in result.transcript)
