@@ -8,8 +8,8 @@
   together, one transaction per RECORD_EVERY messages or RECORD_SECONDS (a write per message cost as much as the
   message): a process killed mid-batch may send up to that many messages twice, never fewer than once.
 - Each account's notifications are delivered on a thread of their own (a lane; `concurrency` lanes at most) while the
-  loop goes on claiming for the accounts without one: a slow or dead relay holds up its own account only. An account
-  with a lane gets no new claim until the lane ends, so one worker keeps one connection per account.
+  loop goes on claiming for the accounts without one: a slow or dead relay holds up its own account (and one of the
+  lanes) only. An account with a lane gets no new claim until the lane ends: one connection per account.
 - Claimed notifications are grouped by account; each group goes over one SmtpSession (one connection for many
   messages), reconnecting once at once when a reused connection was dropped before the message was handed over.
   Failures of the session itself (DNS, connect, outbound policy, proxy, TLS, greeting, STARTTLS, AUTH) apply to the
