@@ -10,6 +10,7 @@ from email.utils import parsedate_to_datetime
 import pytest
 
 from tests.support.mail import BOUNCE, RECIPIENT, make_message, send
+from tests.support.outbox import hold_quit
 from webapp.mail import MailError, SmtpSession, Step, send_message
 from webapp.mail.client import auth_mechanism
 from webapp.mail.transport import _tls_context
@@ -569,6 +570,25 @@ def test_session_stays_usable_after_a_refusal_and_reopens_after_a_break(smtp_ser
     assert stalled.error.step is Step.TIMEOUT
     assert again.ok and server.connections == 2
     assert len(server.received) == 2
+
+
+@pytest.mark.parametrize("drip", [None, 0.2], ids=["silent", "dripping"])
+def test_security_36_closing_bounds_the_quit_as_a_whole_however_the_relay_answers(smtp_server, drip):
+    # QUIT is a courtesy: a relay that never answers it, or drips a line of its answer within every read timeout,
+    # must not hold the worker thread closing the connection for a read timeout, or for ever.
+    server = smtp_server("plain")
+    held = hold_quit(server, drip=drip)
+    session = SmtpSession(server.settings(timeout=30.0, deadline=60.0))
+    try:
+        assert session.send(make_message(), envelope_from=BOUNCE, recipients=[RECIPIENT]).ok
+        closing = threading.Thread(target=session.close)
+        closing.start()
+        closing.join(15)  # generous: "does not hang", not speed
+        assert not closing.is_alive()
+        assert held.waiting == 1  # QUIT was said, and its answer is still held back
+    finally:
+        held.release()
+        closing.join(30)
 
 
 def test_mail_error_carries_no_traceback(smtp_server):

@@ -183,6 +183,26 @@ def test_the_worker_refuses_a_blocked_host_for_good(app, smtp_server):
     assert server.connections == 0 and server.received == []
 
 
+def test_security_36_a_host_refused_at_connect_time_is_refused_once_for_the_whole_group(app, smtp_server,
+                                                                                       monkeypatch):
+    server = smtp_server("plain")
+    account_for(server, host="localhost")
+    looked_up, getaddrinfo = [], socket.getaddrinfo
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *args, **kwargs: looked_up.append(host) or
+                        getaddrinfo(host, *args, **kwargs))
+    batch = [send_notification(to=["ana@example.org"], subject=f"n{n}", text="x") for n in range(3)]
+    worker = fast_worker(blocked_networks=["127.0.0.0/8", "::1/128"])
+    try:
+        worker.run_once()
+    finally:
+        worker.close()
+    assert looked_up.count("localhost") == 1  # the first message's refusal stands for the rest of the group
+    for notification in map(Notification.get_by_id, batch):
+        assert (notification.status, notification.last_step, notification.attempts) == ("failed", "policy", 1)
+        assert "in the blocked network 127.0.0.0/8" in notification.last_reply
+    assert server.connections == 0
+
+
 def test_an_unusable_blocked_networks_setting_stops_start_up_with_its_name(tmp_path):
     from cryptography.fernet import Fernet
 

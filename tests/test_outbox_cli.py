@@ -116,6 +116,25 @@ def test_worker_until_idle_delivers_everything(app, runner, smtp_server):
     assert statuses() == {"sent": 5} and len(server.received) == 5
 
 
+def test_security_36_ctrl_c_during_worker_until_idle_puts_the_rest_of_the_batch_back(app, smtp_server, tmp_path):
+    server = smtp_server(stall={"DATA": 1.5})
+    account_for(server)
+    for n in range(6):
+        send_notification(to="a@example.org", subject=f"s{n}", text="x")
+    process = start(["worker", "--until-idle"], instance_env(app, OUTBOX_POLL_SECONDS=0.05), tmp_path, "worker")
+    try:
+        wait_for(lambda: server.handler.data_with_more_buffered, 15, "the first message's content")
+        process.send_signal(signal.SIGINT)  # what a terminal's Ctrl+C does
+        process.wait(30)  # generous: "stops", not speed
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    # The message in flight finished; the rest of the batch went back to the queue instead of being delivered.
+    assert statuses() == {"sent": 1, "queued": 5}
+    assert len(server.received) == 1
+
+
 def test_serve_runs_the_worker_and_stops_it_gracefully(app, smtp_server, tmp_path):
     server = smtp_server()
     account_for(server)

@@ -15,6 +15,7 @@ from tests.support.outbox import (
     drain,
     fast_worker,
     hold_data,
+    hold_quit,
     message_ids,
     statuses,
     vanish_after_dot,
@@ -618,6 +619,86 @@ def test_security_36_a_stuck_relay_does_not_delay_another_accounts_notifications
         thread.join(10)
     assert not thread.is_alive()
     assert statuses() == {"sent": 6}
+
+
+@pytest.mark.parametrize("pipelining", [False, True], ids=["lockstep", "pipelined"])
+def test_security_36_a_relay_stalling_mid_transaction_gets_one_try_and_the_rest_back_in_the_queue(app, smtp_server,
+                                                                                                 pipelining):
+    # MAIL and RCPT accepted, then no answer after the message: one timeout, and the lane is free again; the
+    # notifications never tried go back untried, due after the same backoff, instead of a timeout each.
+    stuck_server, other_server = smtp_server(pipelining=pipelining), smtp_server()
+    held = hold_data(stuck_server)
+    account_for(stuck_server)
+    other = account_for(other_server, is_default=False, name="other")
+    stuck = [notify(subject=f"stuck {n}") for n in range(4)]
+    waiting = notify(subject="other", account=other)
+    worker = fast_worker(concurrency=1, backoff_base_seconds=60, backoff_max_seconds=60)
+    try:
+        assert worker.run_once() == 4  # the one lane takes the stuck relay's group (the oldest)
+        assert stuck_server.commands.count("DATA") == 1
+        first, *rest = map(reload, stuck)
+        # The message in flight may have been taken: retried later, with the same Message-ID.
+        assert (first.status, first.attempts, first.last_step) == ("retrying", 1, "timeout")
+        assert [(n.status, n.attempts, n.lease_owner) for n in rest] == [("queued", 0, None)] * 3
+        assert all(n.next_attempt_at > utcnow() + timedelta(seconds=25) for n in rest)  # 60 s, half jittered
+        assert not any(attempts_of(n) for n in rest)
+
+        assert worker.run_once() == 1  # the lane goes to the other account
+        assert reload(waiting).status == "sent"
+    finally:
+        held.release()
+        worker.close()
+
+
+# QUIT may wait this long for its answer (the read timeout), far beyond the bounds below.
+SLOW_QUIT = dict(smtp_timeout=30, smtp_deadline=40, lease_seconds=82)
+
+
+def closed(server) -> bool:
+    """Whether every connection to the test server has ended."""
+    return all(session.transport is None for session in server.controller.sessions)
+
+
+def test_security_36_closing_an_idle_connection_to_a_relay_that_never_answers_quit_delays_no_one(app, smtp_server):
+    quiet_server, healthy_server = smtp_server(), smtp_server()
+    held = hold_quit(quiet_server)
+    account_for(quiet_server)
+    healthy = account_for(healthy_server, is_default=False, name="healthy")
+    first = notify(subject="to the quiet relay")
+    worker = fast_worker(**SLOW_QUIT, session_idle_seconds=0.2)
+    thread = threading.Thread(target=worker.run_forever)
+    thread.start()
+    try:
+        wait_until(lambda: reload(first).status == "sent")
+        wait_until(lambda: held.waiting == 1 or closed(quiet_server))  # its idle connection is being closed
+        sent = [notify(subject=f"healthy {n}", account=healthy) for n in range(3)]
+        wait_until(lambda: {reload(n).status for n in sent} == {"sent"}, timeout=15)  # generous: not speed
+        assert {reload(n).status for n in sent} == {"sent"}
+    finally:
+        held.release()
+        worker.stop()
+        thread.join(40)
+    assert not thread.is_alive()
+
+
+def test_security_36_stopping_the_worker_does_not_wait_on_relays_that_never_answer_quit(app, smtp_server):
+    servers = [smtp_server() for _ in range(3)]
+    held = [hold_quit(server) for server in servers]
+    accounts = [account_for(server, is_default=False, name=f"quiet {n}") for n, server in enumerate(servers)]
+    sent = [notify(subject="to a quiet relay", account=account) for account in accounts]
+    worker = fast_worker(**SLOW_QUIT)
+    thread = threading.Thread(target=worker.run_forever)
+    thread.start()
+    try:
+        wait_until(lambda: {reload(n).status for n in sent} == {"sent"})
+        worker.stop()
+        thread.join(15)  # generous: "does not hang", not speed
+        assert not thread.is_alive()
+        assert sum(h.waiting for h in held) >= 1  # QUIT is still said, as far as its short time allows
+    finally:
+        for h in held:
+            h.release()
+        thread.join(120)
 
 
 def test_a_busy_accounts_new_notifications_wait_for_its_connection(app, smtp_server):

@@ -111,5 +111,23 @@ def hold_data(server) -> HeldData:
     return held
 
 
+def hold_quit(server, drip: float | None = None) -> HeldData:
+    """Make the server hold its answer to QUIT until the test calls release(); with drip, it sends a "221-" line
+    every `drip` seconds meanwhile (each read gets something in time, the reply as a whole never ends)."""
+    held = HeldData()
+
+    async def handle_QUIT(smtp, session, envelope):
+        held.waiting += 1
+        while not held.released.is_set():
+            if drip:
+                await smtp.push("221-still closing")
+            await asyncio.sleep(drip or 0.01)
+        held.waiting -= 1
+        return "221 Bye"
+
+    server.handler.handle_QUIT = handle_QUIT
+    return held
+
+
 def _received(envelope) -> Received:
     return Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content, list(envelope.mail_options))

@@ -19,6 +19,8 @@ from webapp.mail.errors import MailError, Step
 MODES = ("plain", "tls", "ssl")
 # Errors after which the server is still in step with us (smtplib already sent RSET): the session stays usable.
 REPLY_STEPS = (Step.SENDER, Step.RECIPIENT, Step.DATA)
+# QUIT is a courtesy: the whole of it is bounded by this, however slowly the server drips its reply.
+QUIT_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class SendResult:
     transcript: list[str]          # "S: 220 ...", "C: EHLO ...", AUTH payloads replaced by "C: AUTH PLAIN ********"
     error: MailError | None
     refused: dict = field(default_factory=dict)  # recipients refused while others were accepted: {rcpt: (code, text)}
+    opening: bool = False          # failed while opening the connection: any message over it would fail the same way
 
     @classmethod
     def refusal(cls, error: MailError) -> "SendResult":
@@ -118,9 +121,15 @@ class SmtpSession:
         result.transcript = self._scrub_lines(self.transcript.take())
         return result
 
-    def close(self) -> None:
-        """Say QUIT (bounded by the read timeout) and close the connection."""
-        self._quit()
+    def close(self, quit_seconds: float = QUIT_SECONDS) -> None:
+        """Say QUIT and close the connection. The QUIT is bounded as a whole by quit_seconds (a server dripping its
+        reply a byte at a time cannot hold the caller); 0 closes without a word."""
+        if quit_seconds > 0:
+            self.watchdog.arm(min(quit_seconds, self.settings.deadline))
+            try:
+                self._quit()
+            finally:
+                self.watchdog.disarm()
         self._abort()
 
     def _deliver(self, message: EmailMessage | bytes, envelope_from: str, recipients: list[str],
@@ -129,13 +138,15 @@ class SmtpSession:
         if not recipients:
             raise ValueError("a message needs at least one recipient")
         started = time.monotonic()
-        refused, error = {}, None
+        refused, error, opening = {}, None, False
         try:
             _refuse_line_breaks(self.settings.helo_name, envelope_from, recipients)
             if self._client is not None and self._client.announced not in (None, (message, envelope_from, recipients)):
                 self._abort()  # it waits for another message's content: never send it this one's
             if self._client is None:
+                opening = True
                 self._open()
+                opening = False
             refused = {recipient: (code, self._scrub(errors.reply_text(text))) for recipient, (code, text)
                        in self._transaction(message, envelope_from, recipients, then).items()}
             code, reply = self._client.last_reply
@@ -146,7 +157,7 @@ class SmtpSession:
                 self._abort()
         return SendResult(ok=error is None, elapsed=time.monotonic() - started, code=code,
                           reply=self._scrub(errors.reply_text(reply)), tls=self.tls, transcript=[],
-                          error=self._scrub_error(error), refused=refused)
+                          error=self._scrub_error(error), refused=refused, opening=opening)
 
     def _quit(self) -> None:
         """A polite QUIT when the connection is still up; failures do not matter any more. Not when the next

@@ -218,18 +218,19 @@ def give_up_reason(notification: Notification, attempts: int, now: datetime, set
 # --- Leases ----------------------------------------------------------------------------------------------------
 
 
-def release(owner: str, notifications: list[Notification]) -> None:
-    """Give claimed, unsent notifications back to the queue (graceful stop)."""
+def release(owner: str, notifications: list[Notification], due: datetime | None = None) -> None:
+    """Give claimed, unsent notifications back to the queue (graceful stop; due: not before then)."""
     ids = [n.id for n in notifications]
     if not ids:
         return
+    values = dict(status=fn.IIF(Notification.attempts > 0, "retrying", "queued"), lease_owner=None,
+                  lease_until=None, updated_at=utcnow())
+    if due is not None:
+        values["next_attempt_at"] = due
 
     def work():
         with database.atomic("IMMEDIATE"):
-            Notification.update(
-                status=fn.IIF(Notification.attempts > 0, "retrying", "queued"),
-                lease_owner=None, lease_until=None, updated_at=utcnow(),
-            ).where(Notification.id.in_(ids), Notification.lease_owner == owner,
+            Notification.update(**values).where(Notification.id.in_(ids), Notification.lease_owner == owner,
                     Notification.status == "sending").execute()
 
     retry_locked(work)

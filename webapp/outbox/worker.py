@@ -8,12 +8,13 @@
   together, one transaction per RECORD_EVERY messages or RECORD_SECONDS (a write per message cost as much as the
   message): a process killed mid-batch may send up to that many messages twice, never fewer than once.
 - Each account's notifications are delivered on a thread of their own (a lane; `concurrency` lanes at most) while the
-  loop goes on claiming for the accounts without one: a slow or dead relay holds up its own account only. An account
-  with a lane gets no new claim until the lane ends, so one worker keeps one connection per account.
+  loop goes on claiming for the accounts without one: a slow or dead relay holds up its own account (and one of the
+  lanes) only. An account with a lane gets no new claim until the lane ends: one connection per account.
 - Claimed notifications are grouped by account; each group goes over one SmtpSession (one connection for many
   messages), reconnecting once at once when a reused connection was dropped before the message was handed over.
-  Failures of the session itself (DNS, connect, proxy, TLS, greeting, STARTTLS, AUTH) apply to the rest of the group,
-  so a wrong password costs one login attempt per batch, not one per message.
+  Failures of the session itself (DNS, connect, outbound policy, proxy, TLS, greeting, STARTTLS, AUTH) apply to the
+  rest of the group, so a wrong password costs one login attempt per batch, not one per message. A relay that
+  stalls or drops mid-transaction gets the rest of the group back in the queue, untried, after the same backoff.
 - Graceful stop: the message being sent finishes and is recorded; the rest of the claimed batch goes back to the queue.
 """
 import dataclasses
@@ -24,11 +25,11 @@ import threading
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from webapp.mail.compose import header_block
 from webapp.mail.errors import N_, MailError, Step
-from webapp.mail.transport import SendResult, SmtpSession
+from webapp.mail.transport import QUIT_SECONDS, SendResult, SmtpSession
 from webapp.models import Notification, SmtpAccount, utcnow
 from webapp.outbox import queue
 from webapp.outbox.message import build_wire, footer_for
@@ -126,24 +127,28 @@ class Worker:
                 self._wait(min(0.05, self.settings.poll_seconds))
 
     def close(self) -> None:
-        """Wait for the lanes (after stop(), each finishes its message in flight), then close every kept connection
-        and the thread pool."""
+        """Stop: each lane finishes its message in flight and puts the rest of its batch back (a Ctrl+C during
+        run_until_idle comes here without stop()); then close every kept connection, their QUITs bounded together
+        by QUIT_SECONDS."""
+        self.stop_event.set()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
         with self._sessions_lock:
             kept, self._sessions = list(self._sessions.values()), {}
+        end = time.monotonic() + QUIT_SECONDS
         for entry in kept:
-            entry.session.close()
+            entry.session.close(max(0.0, end - time.monotonic()))
 
     def close_idle_sessions(self) -> None:
-        """Close connections unused for session_idle_seconds (servers drop idle clients anyway)."""
+        """Close connections unused for session_idle_seconds (servers drop idle clients anyway). Without QUIT: this
+        runs on the claiming thread, which must never wait on a relay."""
         limit = time.monotonic() - self.settings.session_idle_seconds
         with self._sessions_lock:
             idle = [key for key, entry in self._sessions.items() if entry.last_used < limit]
             closing = [self._sessions.pop(key) for key in idle]
         for entry in closing:
-            entry.session.close()
+            entry.session.close(quit_seconds=0)
 
     # -- lanes: one thread per account with claimed notifications --
 
@@ -242,6 +247,10 @@ class Worker:
                     result = self._send(session, account, notification, group, composer)
                     if not result.ok and result.error is not None and _session_failed(result):
                         shared = result
+                    elif not result.ok and _broke_mid_transaction(result):
+                        group.done(notification)
+                        self._put_back(group, notification)
+                        return
                 group.done(notification)
         except Exception:
             log.exception("outbox worker %s: delivery through %s failed", self.name, account.name)
@@ -255,6 +264,15 @@ class Worker:
                     N_("It will be retried; if it repeats, look at the server log."))), started=utcnow())
         finally:
             group.flush()
+
+    def _put_back(self, group: "_Leased", failed: Notification) -> None:
+        """The relay stalled or dropped in the middle of a transaction: the next message would most likely wait as
+        long. The one in flight is retried as recorded (its outcome is unknown: same Message-ID); the rest go back
+        to the queue untried, without an attempt, due when it is."""
+        group.flush()  # records its attempt, which counts in its backoff
+        due = utcnow() + timedelta(seconds=self.settings.backoff(failed.attempts))
+        queue.release(self.name, group.pending, due=due)
+        group.pending = []
 
     def _session(self, account: SmtpAccount) -> SmtpSession:
         settings = account.smtp_settings(self.settings.smtp_timeout, self.settings.smtp_deadline,
@@ -395,13 +413,20 @@ def _reconnectable(result: SendResult) -> bool:
 
 
 def _session_failed(result: SendResult) -> bool:
-    """Whether the failure is the session's (the rest of the account's group would fail the same way)."""
+    """Whether the failure is the session's (the rest of the account's group would fail the same way): opening the
+    connection failed (a blocked host included), or it broke before the transaction began."""
     error = result.error
-    if error.step in SESSION_STEPS:
+    if error.step in SESSION_STEPS or result.opening:
         return True
     # smtplib writes "mail FROM:<...>": compare without case.
     mail_said = any(line[:7].upper() == "C: MAIL" for line in result.transcript)
     return error.step in (Step.CONNECTION_LOST, Step.TIMEOUT) and not mail_said
+
+
+def _broke_mid_transaction(result: SendResult) -> bool:
+    """A timeout or a lost connection after MAIL (before it, _session_failed applies)."""
+    error = result.error
+    return error is not None and error.transient and error.step in (Step.CONNECTION_LOST, Step.TIMEOUT)
 
 
 class WorkerThread:
