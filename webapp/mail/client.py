@@ -8,6 +8,7 @@ import ssl
 
 from webapp.mail.connectors import open_connection
 from webapp.mail.errors import OversizedReply, Step
+from webapp.mail.idn import ascii_domain
 
 _DOT_AT_LINE_START = re.compile(rb"(?m)^\.")
 MASK = "********"
@@ -80,7 +81,9 @@ class Client(smtplib.SMTP):
     def handshake(self, sock: socket.socket) -> ssl.SSLSocket:
         """Wrap sock in TLS and shake hands, bounded like any read."""
         self.step = Step.TLS
-        tls = self.tls_context.wrap_socket(sock, server_hostname=self.settings.host, do_handshake_on_connect=False)
+        # The A-label open_connection resolved: ssl would otherwise make its own, IDNA 2003, name of the text.
+        tls = self.tls_context.wrap_socket(sock, server_hostname=ascii_domain(self.settings.host),
+                                           do_handshake_on_connect=False)
         try:
             tls.settimeout(self._watchdog.io_timeout(self.settings.timeout))
             tls.do_handshake()
