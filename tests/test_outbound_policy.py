@@ -272,8 +272,7 @@ def test_a_numeric_looking_host_that_is_no_address_is_refused_everywhere(host):
     for hop in (None, Hop(kind="socks5", host="127.0.0.1", port=9), Hop(kind="http", host="127.0.0.1", port=9)):
         error = refused_for_policy(host, 25, hop, blocked=())
         assert (error.step, error.transient) == (Step.POLICY, False)
-        assert str(error) == (f"{host} looks like an IP address but is not one written in a way every resolver "
-                              "reads alike, so no connection was made.")
+        assert str(error) == f"{host} looks like an IP address but is not a valid one, so no connection was made."
 
 
 @pytest.mark.parametrize("spelling", METADATA_SPELLINGS)

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from python_socks import ProxyError, ProxyTimeoutError, ProxyType
 from python_socks.sync import Proxy
 
-from webapp.mail import errors
+from webapp.mail import errors, proxy_errors
 from webapp.mail.compose import has_control_characters
-from webapp.mail.errors import N_, MailError, Step
+from webapp.mail.errors import Step
 from webapp.mail.idn import ascii_domain
 
 KINDS = ("socks5", "socks4", "http")
@@ -84,12 +84,12 @@ def open_connection(host: str, port: int, timeout: float, hop: Hop | None = None
     if address is not None:
         check_addresses(host, port, [address], blocked)
     if hop.kind != "http" and not _socks_login_sendable(hop):
-        raise errors.proxy_login_unsendable(hop.label, host, port)
+        raise proxy_errors.proxy_login_unsendable(hop.label, host, port)
     try:
         proxy_host = _numeric_or_refuse(hop.host, hop.port) or ascii_name(hop.host)
         proxy_infos = _resolve_checked(proxy_host, hop.port, end, blocked, proxy=hop.label, destination=host)
     except OSError as exc:
-        raise errors.proxy_error(exc, hop.label, host, port) from None
+        raise proxy_errors.proxy_error(exc, hop.label, host, port) from None
     destination = target
     if address is None and not hop.resolves_names:
         try:
@@ -112,7 +112,7 @@ def open_connection(host: str, port: int, timeout: float, hop: Hop | None = None
         sock = proxy.connect(dest_host=destination, dest_port=port, timeout=_left(end))
     except (ProxyError, OSError) as exc:
         # OSError: the proxy is unreachable (ProxyConnectionError) or too slow (ProxyTimeoutError).
-        raise errors.classify(exc, Step.PROXY, host=host, port=port, proxy=hop.label) from None
+        raise proxy_errors.proxy_failure(exc, hop.label, host, port) from None
     sock.settimeout(timeout)
     return sock
 
@@ -198,7 +198,7 @@ def check_addresses(host: str, port: int, addresses, blocked, *, proxy: str | No
     for address in addresses:
         network = blocked_network(address, blocked)
         if network is not None:
-            raise errors.blocked_address(destination if proxy else host, port, address, network, proxy=proxy)
+            raise proxy_errors.blocked_address(destination if proxy else host, port, address, network, proxy=proxy)
 
 
 def _numeric_or_refuse(host: str, port: int) -> str | None:
@@ -207,11 +207,7 @@ def _numeric_or_refuse(host: str, port: int) -> str | None:
     try:
         return numeric_address(host)
     except ValueError:
-        raise MailError(Step.POLICY, False,
-                        N_("%(host)s looks like an IP address but is not one written in a way every resolver reads "
-                           "alike, so no connection was made."),
-                        N_("Write an IPv4 address as four numbers from 0 to 255 (192.0.2.10), or use the server's "
-                           "name."), {"host": host, "port": port}) from None
+        raise proxy_errors.not_an_address(host, port) from None
 
 
 def _check_name_here(name: str, host: str, port: int, end: float, blocked) -> None:
@@ -235,7 +231,7 @@ def _http_tunnel(target_host: str, host: str, port: int, hop: Hop, proxy_infos, 
     try:
         sock = _connect(proxy_infos, end)
     except OSError as exc:
-        raise errors.proxy_error(exc, hop.label, host, port) from None
+        raise proxy_errors.proxy_error(exc, hop.label, host, port) from None
     request = f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n"
     if hop.username or hop.password:
         token = base64.b64encode(f"{hop.username or ''}:{hop.password or ''}".encode("utf-8")).decode("ascii")
@@ -261,10 +257,10 @@ def _http_tunnel(target_host: str, host: str, port: int, hop: Hop, proxy_infos, 
             raise ProxyError(f"{code} {reason}".strip(), error_code=int(code))
     except TimeoutError:
         sock.close()
-        raise errors.proxy_error(ProxyTimeoutError("Proxy connection timed out"), hop.label, host, port) from None
+        raise proxy_errors.proxy_error(ProxyTimeoutError("Proxy connection timed out"), hop.label, host, port) from None
     except (ProxyError, OSError) as exc:
         sock.close()
-        raise errors.classify(exc, Step.PROXY, host=host, port=port, proxy=hop.label) from None
+        raise proxy_errors.proxy_failure(exc, hop.label, host, port) from None
     sock.settimeout(timeout)
     return sock
 
