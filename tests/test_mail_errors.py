@@ -216,6 +216,7 @@ def test_every_helper_formats_with_its_own_params():
         errors.auth_refused("h", 530, "no"), errors.smtputf8_needed("recipient", "é@example.com", "h"),
         errors.line_break("helo_name"), errors.line_break("address"),
         errors.oversized_reply("h", 65536), errors.oversized_reply("h", 65536, "EHLO"),
+        errors.oversized_reply("h", 8192, line=True), errors.oversized_reply("h", 8192, "EHLO", line=True),
         proxy_errors.oversized_answer("http p:1", "h", 16384),
         proxy_errors.proxy_login_unsendable("socks5 p:1", "h", 25), proxy_errors.not_an_address("1.2.3.4.5", 25),
         proxy_errors.blocked_address("h", 25, "169.254.1.1", "169.254.0.0/16"),

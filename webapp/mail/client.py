@@ -120,12 +120,15 @@ class Client(smtplib.SMTP):
                 self.close()
                 raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
             size += len(line)
-            if size > MAX_REPLY or len(line) > MAX_REPLY_LINE:
+            long_line = len(line) > MAX_REPLY_LINE
+            if size > MAX_REPLY or long_line:
                 for shown in raw_lines[:SHOWN_OF_OVERSIZED]:
                     self._note("S: " + shown.decode("utf-8", "replace").rstrip())
-                self._note(f"*: … the reply went on past {MAX_REPLY // 1024} KiB: cut off, connection closed")
+                limit = MAX_REPLY_LINE if long_line else MAX_REPLY
+                self._note(f"*: … {'a reply line' if long_line else 'the reply'} went on past {limit // 1024} KiB: "
+                           "cut off, connection closed")
                 self.close()
-                raise OversizedReply(MAX_REPLY)
+                raise OversizedReply(limit, line=long_line)
             raw_lines.append(line)
             try:
                 code = int(line[:3])

@@ -64,11 +64,13 @@ class MailError(Exception):
 
 
 class OversizedReply(smtplib.SMTPServerDisconnected):
-    """A reply (or an HTTP proxy's answer) longer than we read: the connection was closed instead of reading on."""
+    """A reply (or an HTTP proxy's answer) longer than we read: the connection was closed instead of reading on.
+    limit: the limit in bytes that was passed, of the whole reply or (line=True) of one of its lines."""
 
-    def __init__(self, limit: int):
-        super().__init__(f"the reply went on past {limit} bytes")
+    def __init__(self, limit: int, line: bool = False):
+        super().__init__(f"{'a reply line' if line else 'the reply'} went on past {limit} bytes")
         self.limit = limit
+        self.line = line
 
 
 TRY_LATER = N_("The server asked to try again later; a later attempt may succeed.")
@@ -196,10 +198,17 @@ def connection_lost(host: str, exc: Exception | None = None, proxy: str | None =
                      N_("Try again; if it repeats, check the server's limits and logs."), params)
 
 
-def oversized_reply(host: str, limit: int, command: str | None = None, step: Step = Step.GREETING) -> MailError:
-    """A reply past our limit as a greeting (command None) or to a command (the connector's: proxy_errors.py)."""
+def oversized_reply(host: str, limit: int, command: str | None = None, step: Step = Step.GREETING,
+                    line: bool = False) -> MailError:
+    """A reply past our limit (line: one of its lines past the line limit) as a greeting (command None) or to a
+    command. The connector's oversized answer is in proxy_errors.py."""
     params = {"host": host, "command": command or "", "limit": f"{limit // 1024} KiB"}
-    if command is None:
+    if line:
+        message = (N_("%(host)s sent an oversized reply (a line longer than %(limit)s) as its greeting, so the "
+                      "connection was closed.") if command is None else
+                   N_("%(host)s sent an oversized reply (a line longer than %(limit)s) to %(command)s, so the "
+                      "connection was closed."))
+    elif command is None:
         message = N_("%(host)s sent an oversized reply (more than %(limit)s) as its greeting, so the connection "
                      "was closed.")
     else:
@@ -353,7 +362,7 @@ def classify(exc: BaseException, step: Step, *, host: str, port: int, proxy: str
     if isinstance(exc, MailError):
         return exc
     if isinstance(exc, OversizedReply):
-        return oversized_reply(host, exc.limit, command, step)
+        return oversized_reply(host, exc.limit, command, step, exc.line)
     if isinstance(exc, ssl.SSLCertVerificationError):
         return tls_error(exc, host, port)
     if step is Step.CONNECT and isinstance(exc, OSError):
