@@ -529,6 +529,10 @@ def test_security_31_a_direct_connection_resolves_the_a_label(idn_resolver, smtp
     server = smtp_server("plain")
     open_connection(IDN_NAME, server.port, 2, blocked_networks=DEFAULTS).close()
     assert asked == [A_LABEL]
+    deadline = time.monotonic() + 5
+    while server.connections == 0 and time.monotonic() < deadline:  # counted on the server's own thread
+        time.sleep(0.01)
+    assert server.connections == 1
 
 
 @pytest.mark.parametrize("route", ["direct", *PROXIES])
