@@ -318,6 +318,16 @@ def test_host_names_and_ip_literals_are_accepted(admin, host, stored):
     assert SmtpAccount.get(SmtpAccount.name == "host").host == stored
 
 
+def test_security_31_the_form_reads_an_international_host_name_as_the_connection_does(admin):
+    # IDNA 2003 (Python's codec) gave ☃ an A-label; IDNA 2008, which the connection uses, has no name with it.
+    response = post_new(admin, host="☃.example")
+    assert response.status_code == 422
+    assert field_error(response, "host")
+    assert SmtpAccount.select().count() == 0
+    assert post_new(admin, name="idn", host="Faß.example").status_code == 303
+    assert SmtpAccount.get(SmtpAccount.name == "idn").host == "faß.example"
+
+
 @pytest.mark.parametrize("host,stored", [("2852039166", "169.254.169.254"), ("0251.0376.0251.0376", "169.254.169.254"),
                                          ("169.254.43518", "169.254.169.254"), ("0xA9FEA9FE", "169.254.169.254"),
                                          ("[::ffff:169.254.169.254]", "::ffff:a9fe:a9fe")])

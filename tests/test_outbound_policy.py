@@ -2,15 +2,20 @@
 for the test dialog, "test these settings", "test connector" and the worker, on the SMTP host and the proxy's own
 address; a refusal is a permanent POLICY error naming the address and the setting. An address counts in every
 spelling a resolver or proxy reads (SECURITY 31)."""
+import ipaddress
 import re
 import socket
+import threading
 import time
 
 import pytest
 
+from tests.fixtures.certs import ServerCertificate
 from tests.support.factories import account_form, make_account, make_client, make_connector
+from tests.support.mail import BOUNCE, RECIPIENT, make_message
 from tests.support.outbox import account_for, fast_worker
 from webapp.config import Defaults
+from webapp.mail import send_message
 from webapp.mail.connectors import Hop, blocked_network, numeric_address, open_connection, parse_networks
 from webapp.mail.errors import MailError, Step
 from webapp.models import DeliveryAttempt, Notification
@@ -287,8 +292,7 @@ def test_a_numeric_looking_host_that_is_no_address_is_refused_everywhere(host):
     for hop in (None, Hop(kind="socks5", host="127.0.0.1", port=9), Hop(kind="http", host="127.0.0.1", port=9)):
         error = refused_for_policy(host, 25, hop, blocked=())
         assert (error.step, error.transient) == (Step.POLICY, False)
-        assert str(error) == (f"{host} looks like an IP address but is not one written in a way every resolver "
-                              "reads alike, so no connection was made.")
+        assert str(error) == f"{host} looks like an IP address but is not a valid one, so no connection was made."
 
 
 @pytest.mark.parametrize("spelling", METADATA_SPELLINGS)
@@ -402,3 +406,188 @@ def test_security_31_the_worker_refuses_a_numeric_spelling_for_good(proxy, app, 
     notification = delivered_once(blocked_networks=TARGET_BLOCKED)
     assert notification.status == "failed" and notification.last_step == "policy"
     assert target.connections == 0 and target.received == []
+
+
+# --- An internationalised name: one A-label for every use (SECURITY 31) ---------------------------------------
+
+# IDNA 2008 turns faß into xn--fa-hia; Python's own codec (IDNA 2003), which socket, ssl and python-socks apply to a
+# name given as text, turns it into fass: another domain, which may resolve elsewhere or not at all.
+IDN_NAME, A_LABEL = "faß.test", "xn--fa-hia.test"
+
+
+@pytest.fixture
+def idn_resolver(monkeypatch):
+    """This machine's resolver stood in for at its edge, socket.getaddrinfo: idn_resolver(address) makes A_LABEL
+    resolve to that loopback address and every other .test name unknown, and returns the list of .test names looked
+    up, in the ASCII form the lookup carries (getaddrinfo applies Python's idna codec to a name given as text).
+    Other names and addresses go to the real resolver."""
+    real = socket.getaddrinfo
+    asked = []
+
+    def start(address: str) -> list[str]:
+        def getaddrinfo(host, port, *args, **kwargs):
+            name = host.encode("idna").decode("ascii") if isinstance(host, str) else host
+            if not isinstance(name, str) or not name.endswith(".test"):
+                return real(host, port, *args, **kwargs)
+            asked.append(name)
+            if name != A_LABEL:
+                raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+            return real(address, port, *args, **kwargs)
+
+        monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+        return asked
+
+    return start
+
+
+class RecordingProxy:
+    """A stand-in proxy on loopback (SOCKS5, SOCKS4 or HTTP CONNECT) that notes the destination host each request
+    names, then refuses it, as a proxy that cannot reach it would."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self.destinations: list[str] = []
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(4)
+        self.listener.settimeout(0.1)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def hop(self, **options) -> Hop:
+        return Hop(kind=self.kind, host="127.0.0.1", port=self.listener.getsockname()[1], **options)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        self.listener.close()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(5)
+                try:
+                    getattr(self, f"_answer_{self.kind}")(conn)
+                except OSError:
+                    pass
+
+    def _answer_socks5(self, conn) -> None:
+        greeting = _read(conn, 2)
+        _read(conn, greeting[1])
+        conn.sendall(b"\x05\x00")  # no authentication
+        _version, _command, _reserved, kind = _read(conn, 4)
+        if kind == 3:  # a name, behind its length
+            host = _read(conn, _read(conn, 1)[0]).decode("ascii")
+        else:
+            host = str(ipaddress.ip_address(_read(conn, 4 if kind == 1 else 16)))
+        _read(conn, 2)
+        self.destinations.append(host)
+        conn.sendall(b"\x05\x05\x00\x01" + bytes(6))  # connection refused
+
+    def _answer_socks4(self, conn) -> None:
+        request = _read(conn, 8)
+        while _read(conn, 1) != b"\x00":  # the user id
+            pass
+        self.destinations.append(str(ipaddress.ip_address(request[4:8])))
+        conn.sendall(b"\x00\x5b" + bytes(6))  # request rejected
+
+    def _answer_http(self, conn) -> None:
+        head = b""
+        while not head.endswith(b"\r\n\r\n"):
+            head += _read(conn, 1)
+        target = head.split(b" ")[1].decode("ascii")
+        self.destinations.append(target.rpartition(":")[0])
+        conn.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+
+
+def _read(conn, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            raise ConnectionResetError
+        data += chunk
+    return data
+
+
+@pytest.fixture
+def recording_proxy():
+    """recording_proxy(kind) -> a RecordingProxy, closed at teardown."""
+    started = []
+
+    def start(kind: str) -> RecordingProxy:
+        started.append(RecordingProxy(kind))
+        return started[-1]
+
+    yield start
+    for proxy in started:
+        proxy.close()
+
+
+@pytest.mark.parametrize("kind,remote_dns,sent", [
+    ("socks5", True, A_LABEL), ("http", True, A_LABEL),           # the proxy resolves the name it is sent
+    ("socks5", False, "127.0.0.1"), ("socks4", False, "127.0.0.1"),  # the name is resolved here, the address sent
+])
+def test_security_31_an_international_name_is_resolved_checked_and_sent_as_one_a_label(kind, remote_dns, sent,
+                                                                                     idn_resolver, recording_proxy):
+    asked = idn_resolver("127.0.0.1")
+    proxy = recording_proxy(kind)
+    with pytest.raises(MailError) as caught:
+        open_connection(IDN_NAME, 25, 2, proxy.hop(remote_dns=remote_dns), blocked_networks=DEFAULTS)
+    assert caught.value.step is Step.PROXY  # the stand-in refused what it was asked for
+    assert asked == [A_LABEL]  # looked up here once: the policy check and the proxy's destination are the same name
+    assert proxy.destinations == [sent]
+
+
+def test_security_31_a_direct_connection_resolves_the_a_label(idn_resolver, smtp_server):
+    asked = idn_resolver("127.0.0.1")
+    server = smtp_server("plain")
+    open_connection(IDN_NAME, server.port, 2, blocked_networks=DEFAULTS).close()
+    assert asked == [A_LABEL]
+    deadline = time.monotonic() + 5
+    while server.connections == 0 and time.monotonic() < deadline:  # counted on the server's own thread
+        time.sleep(0.01)
+    assert server.connections == 1
+
+
+@pytest.mark.parametrize("route", ["direct", *PROXIES])
+def test_security_31_an_international_name_at_a_blocked_address_is_refused_before_any_proxy(route, target,
+                                                                                          idn_resolver, request):
+    idn_resolver(target.host)
+    hop = None if route == "direct" else request.getfixturevalue(route).hop()
+    error = refused_for_policy(IDN_NAME, target.port, hop)
+    assert (error.step, error.params["address"]) == (Step.POLICY, "127.0.0.2")
+    assert str(error).startswith(f"{IDN_NAME} is at 127.0.0.2, in the blocked network 127.0.0.2/32")
+    assert target.connections == 0
+
+
+@pytest.mark.parametrize("mode", ["ssl", "starttls"])
+def test_security_31_tls_asks_for_and_checks_the_same_a_label(mode, idn_resolver, smtp_server, certificates,
+                                                              monkeypatch):
+    """SNI, and the name the certificate is checked against, are the A-label the connection resolved."""
+    server_names = []
+    server_context = ServerCertificate.server_context
+
+    def recording_context(certificate):
+        context = server_context(certificate)
+        context.sni_callback = lambda tls, name, context: server_names.append(name)
+        return context
+
+    monkeypatch.setattr(ServerCertificate, "server_context", recording_context)
+    idn_resolver("127.0.0.1")
+    server = smtp_server(mode)
+    server_names.clear()  # the fixture's own readiness probe, without SNI
+    settings = server.settings(host=IDN_NAME, ca_pem=certificates.ca_pem)
+
+    checked = send_message(settings, make_message(), envelope_from=BOUNCE, recipients=[RECIPIENT])
+    # The test certificate is for localhost: checked against the A-label, it is another host's.
+    assert checked.error.step is Step.CERTIFICATE and "issued for another host name" in str(checked.error)
+    unchecked = send_message(server.settings(host=IDN_NAME, verify_tls=False), make_message(),
+                             envelope_from=BOUNCE, recipients=[RECIPIENT])
+    assert unchecked.ok, unchecked.error
+    assert server_names == [A_LABEL, A_LABEL]

@@ -74,6 +74,20 @@ def test_security_35_an_endless_reply_is_cut_at_the_limit_and_explained_at_its_s
     assert any("cut off" in line for line in result.transcript)
 
 
+@pytest.mark.parametrize("after,words", [(None, "as its greeting"), ("EHLO", "to EHLO")])
+def test_security_35_a_reply_line_past_the_line_limit_is_explained_with_that_limit(flooding_server, after, words):
+    address = flooding_server(after=after, size=9000, line=9000)  # the first 9,000-byte line passes the line limit
+
+    result = send(settings_for(address))
+
+    error = result.error
+    assert not result.ok and error.step is Step.GREETING and not error.transient
+    assert str(error) == (f"{address[0]} sent an oversized reply (a line longer than 8 KiB) {words}, so the "
+                          "connection was closed.")
+    assert any("a reply line went on past 8 KiB" in line for line in result.transcript)
+    assert not any("64 KiB" in line for line in result.transcript)
+
+
 def test_a_long_reply_within_the_limit_is_read_whole(flooding_server):
     address = flooding_server(size=MAX_REPLY // 2)
 

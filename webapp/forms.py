@@ -14,6 +14,7 @@ from wtforms.widgets import Input, PasswordInput
 from webapp.mail import addresses
 from webapp.mail.addresses import CONTROL_CHARS
 from webapp.mail.connectors import numeric_address
+from webapp.mail.idn import ascii_domain
 
 # A message body, a description or a footer may span lines; other control characters have no business there.
 CONTROL_CHARS_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -101,7 +102,8 @@ def check_host(value: str) -> str:
     if not host or CONTROL_CHARS.search(host) or " " in host:
         raise ValidationError(invalid)
     try:
-        ascii_host = host.rstrip(".").encode("idna").decode("ascii")
+        # As the connection will carry it (IDNA 2008), so that a name accepted here is one it can reach.
+        ascii_host = ascii_domain(host.rstrip("."))
     except UnicodeError:
         raise ValidationError(invalid)
     if len(ascii_host) > 253 or not all(HOST_LABEL.match(label) for label in ascii_host.split(".")):

@@ -159,10 +159,11 @@ def send_test(account: SmtpAccount, *, to: str, subject: str, body: str,
 
 
 def stored_credential_moved(candidate: SmtpAccount, editing: SmtpAccount | None = None) -> MailError | None:
-    """SECURITY 6 and 32 (Keycloak #39486): a stored credential's secret goes only where a saved account using it
-    already sends it, with the same host, port, connector and security settings. Decided from the saved accounts
-    alone, whatever account the form says it edits (editing only picks the words). None when allowed, else the
-    refusal, and nothing is sent."""
+    """A stored credential's secret goes only where a saved account using it already sends it, with the same host,
+    port, connector and security settings: otherwise anyone who may test settings could point a stored secret at a
+    server of their own, or send it in clear text, and read it there. Decided from the saved accounts alone, whatever
+    account the form says it edits (a client can send any id; editing only picks the words). None when allowed,
+    else the refusal, and nothing is sent."""
     if not candidate.use_auth or candidate.credential_id is None:
         return None
     wanted = _security_settings(candidate)

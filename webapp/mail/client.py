@@ -8,6 +8,7 @@ import ssl
 
 from webapp.mail.connectors import open_connection
 from webapp.mail.errors import OversizedReply, Step
+from webapp.mail.idn import ascii_domain
 
 _DOT_AT_LINE_START = re.compile(rb"(?m)^\.")
 MASK = "********"
@@ -84,7 +85,9 @@ class Client(smtplib.SMTP):
     def handshake(self, sock: socket.socket) -> ssl.SSLSocket:
         """Wrap sock in TLS and shake hands, bounded like any read."""
         self.step = Step.TLS
-        tls = self.tls_context.wrap_socket(sock, server_hostname=self.settings.host, do_handshake_on_connect=False)
+        # The A-label open_connection resolved: ssl would otherwise make its own, IDNA 2003, name of the text.
+        tls = self.tls_context.wrap_socket(sock, server_hostname=ascii_domain(self.settings.host),
+                                           do_handshake_on_connect=False)
         try:
             tls.settimeout(self._watchdog.io_timeout(self.settings.timeout))
             tls.do_handshake()
@@ -121,12 +124,15 @@ class Client(smtplib.SMTP):
                 self.close()
                 raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
             size += len(line)
-            if size > MAX_REPLY or len(line) > MAX_REPLY_LINE:
+            long_line = len(line) > MAX_REPLY_LINE
+            if size > MAX_REPLY or long_line:
                 for shown in raw_lines[:SHOWN_OF_OVERSIZED]:
                     self._note("S: " + shown.decode("utf-8", "replace").rstrip())
-                self._note(f"*: … the reply went on past {MAX_REPLY // 1024} KiB: cut off, connection closed")
+                limit = MAX_REPLY_LINE if long_line else MAX_REPLY
+                self._note(f"*: … {'a reply line' if long_line else 'the reply'} went on past {limit // 1024} KiB: "
+                           "cut off, connection closed")
                 self.close()
-                raise OversizedReply(MAX_REPLY)
+                raise OversizedReply(limit, line=long_line)
             raw_lines.append(line)
             try:
                 code = int(line[:3])

@@ -17,22 +17,13 @@ from email.parser import HeaderParser
 from email.utils import format_datetime
 from html import escape as html_escape
 
-import idna
-
 from webapp.mail.addresses import CONTROL_CHARS
+from webapp.mail.idn import ascii_domain
 
 
 def has_control_characters(text: str) -> bool:
     """CR, LF or another control character: in a header or an SMTP command it would start a new line."""
     return CONTROL_CHARS.search(text) is not None
-
-
-def ascii_domain(domain: str) -> str:
-    """An internationalised domain in its ASCII (punycode) form, an IDNA 2008 A-label as email-validator reads it;
-    ASCII domains unchanged. (Python's "idna" codec is IDNA 2003, which maps faß.de to fass.de: another domain.)"""
-    if domain.isascii():
-        return domain
-    return idna.encode(domain.rstrip("."), uts46=True).decode("ascii")
 
 
 def ascii_addr_spec(addr: str) -> str:

@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from python_socks import ProxyError, ProxyTimeoutError, ProxyType
 from python_socks.sync import Proxy
 
-from webapp.mail import errors
-from webapp.mail.compose import ascii_domain, has_control_characters
-from webapp.mail.errors import N_, MailError, Step
+from webapp.mail import errors, proxy_errors
+from webapp.mail.compose import has_control_characters
+from webapp.mail.errors import Step
+from webapp.mail.idn import ascii_domain
 
 KINDS = ("socks5", "socks4", "http")
 SOCKS_TYPES = {"socks5": ProxyType.SOCKS5, "socks4": ProxyType.SOCKS4}
@@ -63,33 +64,40 @@ def open_connection(host: str, port: int, timeout: float, hop: Hop | None = None
     proxy request). An address is checked in whatever spelling a resolver reads (numeric_address), and sent on in
     its usual form. A name is checked on every address it resolves to here; through a proxy that resolves the
     destination name itself (HTTP, SOCKS5 with remote DNS) it is resolved here first too, and a name unknown here
-    is left to the proxy, which alone then learns where it leads.
+    is left to the proxy, which alone then learns where it leads. An internationalised name is resolved, checked
+    and sent to the proxy in one form, its IDNA 2008 A-label (ascii_name).
     """
     blocked = parse_networks(blocked_networks)
     end = time.monotonic() + timeout
     address = _numeric_or_refuse(host, port)
+    try:
+        # The one ASCII form of the host for resolving, the policy, the proxy's request (and, in client.py, TLS):
+        # converted twice, by different rules, a name could be checked as one domain and reached as another.
+        target = address or ascii_name(host)
+    except OSError as exc:
+        raise errors.dns_error(exc, host, port) from None
     if hop is None:
         try:
-            return _connect(_resolve_checked(address or host, port, end, blocked, name=host), end)
+            return _connect(_resolve_checked(target, port, end, blocked, name=host), end)
         except OSError as exc:
             raise errors.classify(exc, Step.CONNECT, host=host, port=port) from None
     if address is not None:
         check_addresses(host, port, [address], blocked)
     if hop.kind != "http" and not _socks_login_sendable(hop):
-        raise errors.proxy_login_unsendable(hop.label, host, port)
+        raise proxy_errors.proxy_login_unsendable(hop.label, host, port)
     try:
-        proxy_infos = _resolve_checked(_numeric_or_refuse(hop.host, hop.port) or hop.host, hop.port, end, blocked,
-                                       proxy=hop.label, destination=host)
+        proxy_host = _numeric_or_refuse(hop.host, hop.port) or ascii_name(hop.host)
+        proxy_infos = _resolve_checked(proxy_host, hop.port, end, blocked, proxy=hop.label, destination=host)
     except OSError as exc:
-        raise errors.proxy_error(exc, hop.label, host, port) from None
-    destination = address or host
+        raise proxy_errors.proxy_error(exc, hop.label, host, port) from None
+    destination = target
     if address is None and not hop.resolves_names:
         try:
-            destination = _resolve_checked(host, port, end, blocked)[0][4][0]
+            destination = _resolve_checked(target, port, end, blocked, name=host)[0][4][0]
         except OSError as exc:
             raise errors.classify(exc, Step.CONNECT, host=host, port=port) from None
     elif address is None and blocked:
-        _check_name_here(host, port, end, blocked)
+        _check_name_here(target, host, port, end, blocked)
     if hop.kind == "http":
         return _http_tunnel(destination, host, port, hop, proxy_infos, end, timeout)
     proxy = Proxy(
@@ -104,9 +112,22 @@ def open_connection(host: str, port: int, timeout: float, hop: Hop | None = None
         sock = proxy.connect(dest_host=destination, dest_port=port, timeout=_left(end))
     except (ProxyError, OSError) as exc:
         # OSError: the proxy is unreachable (ProxyConnectionError) or too slow (ProxyTimeoutError).
-        raise errors.classify(exc, Step.PROXY, host=host, port=port, proxy=hop.label) from None
+        raise proxy_errors.proxy_failure(exc, hop.label, host, port) from None
     sock.settimeout(timeout)
     return sock
+
+
+def ascii_name(host: str) -> str:
+    """A host name as every connection carries it: its IDNA 2008 A-label (idn.ascii_domain), not the IDNA 2003 form
+    socket, ssl and python-socks would make of the text. socket.gaierror for a name without one, or holding white
+    space or a control character (they would split or add a line of an HTTP proxy's request)."""
+    try:
+        name = ascii_domain(host)
+    except UnicodeError:
+        name = None
+    if name is None or has_control_characters(name) or " " in name:
+        raise socket.gaierror(socket.EAI_NONAME, "not a valid host name")
+    return name
 
 
 def numeric_address(host: str) -> str | None:
@@ -177,7 +198,7 @@ def check_addresses(host: str, port: int, addresses, blocked, *, proxy: str | No
     for address in addresses:
         network = blocked_network(address, blocked)
         if network is not None:
-            raise errors.blocked_address(destination if proxy else host, port, address, network, proxy=proxy)
+            raise proxy_errors.blocked_address(destination if proxy else host, port, address, network, proxy=proxy)
 
 
 def _numeric_or_refuse(host: str, port: int) -> str | None:
@@ -186,19 +207,15 @@ def _numeric_or_refuse(host: str, port: int) -> str | None:
     try:
         return numeric_address(host)
     except ValueError:
-        raise MailError(Step.POLICY, False,
-                        N_("%(host)s looks like an IP address but is not one written in a way every resolver reads "
-                           "alike, so no connection was made."),
-                        N_("Write an IPv4 address as four numbers from 0 to 255 (192.0.2.10), or use the server's "
-                           "name."), {"host": host, "port": port}) from None
+        raise proxy_errors.not_an_address(host, port) from None
 
 
-def _check_name_here(host: str, port: int, end: float, blocked) -> None:
-    """A name a proxy is to resolve, resolved here first: refused if any address it has here is blocked. A name
-    unknown here (or a resolver too slow to wait for) is left to the proxy: resolving names this machine cannot
-    is what remote DNS is for."""
+def _check_name_here(name: str, host: str, port: int, end: float, blocked) -> None:
+    """A name (ascii_name of host, as the proxy is to get it) a proxy is to resolve, resolved here first: refused if
+    any address it has here is blocked. A name unknown here (or a resolver too slow to wait for) is left to the
+    proxy: resolving names this machine cannot is what remote DNS is for."""
     try:
-        infos = resolve(host, port, min(_left(end), NAME_CHECK_SECONDS))
+        infos = resolve(name, port, min(_left(end), NAME_CHECK_SECONDS))
     except OSError:
         return
     check_addresses(host, port, [info[4][0] for info in infos], blocked)
@@ -206,20 +223,15 @@ def _check_name_here(host: str, port: int, end: float, blocked) -> None:
 
 def _http_tunnel(target_host: str, host: str, port: int, hop: Hop, proxy_infos, end: float,
                  timeout: float) -> socket.socket:
-    """HTTP CONNECT (RFC 9110 §9.3.6) to target_host (host as checked: an address in its usual form, or the name),
-    reading the proxy's answer up to its blank line and not one byte further.
+    """HTTP CONNECT (RFC 9110 §9.3.6) to target_host (host as checked: an address in its usual form, or the name's
+    ascii_name), reading the proxy's answer up to its blank line and not one byte further.
     Not python-socks here: its single recv() of up to 64 KiB can swallow the SMTP greeting that follows the
     proxy's 200 (the server speaks first), or stop before the blank line and leave it for smtplib to read."""
-    try:
-        target = f"[{target_host}]:{port}" if ":" in target_host else f"{ascii_domain(target_host)}:{port}"
-    except UnicodeError:
-        target = None
-    if target is None or has_control_characters(target):  # a line break would add a header to the request
-        raise errors.dns_error(socket.gaierror(socket.EAI_NONAME, "not a valid host name"), host, port)
+    target = f"[{target_host}]:{port}" if ":" in target_host else f"{target_host}:{port}"
     try:
         sock = _connect(proxy_infos, end)
     except OSError as exc:
-        raise errors.proxy_error(exc, hop.label, host, port) from None
+        raise proxy_errors.proxy_error(exc, hop.label, host, port) from None
     request = f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n"
     if hop.username or hop.password:
         token = base64.b64encode(f"{hop.username or ''}:{hop.password or ''}".encode("utf-8")).decode("ascii")
@@ -245,10 +257,10 @@ def _http_tunnel(target_host: str, host: str, port: int, hop: Hop, proxy_infos, 
             raise ProxyError(f"{code} {reason}".strip(), error_code=int(code))
     except TimeoutError:
         sock.close()
-        raise errors.proxy_error(ProxyTimeoutError("Proxy connection timed out"), hop.label, host, port) from None
+        raise proxy_errors.proxy_error(ProxyTimeoutError("Proxy connection timed out"), hop.label, host, port) from None
     except (ProxyError, OSError) as exc:
         sock.close()
-        raise errors.classify(exc, Step.PROXY, host=host, port=port, proxy=hop.label) from None
+        raise proxy_errors.proxy_failure(exc, hop.label, host, port) from None
     sock.settimeout(timeout)
     return sock
 

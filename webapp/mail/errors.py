@@ -1,4 +1,5 @@
-"""Every delivery failure as one MailError: which step failed, transient or not, and what the admin can do.
+"""Every delivery failure as one MailError: which step failed, transient or not, and what the admin can do. (The
+network connector's failures and the outbound policy's refusals are explained in proxy_errors.py.)
 
 Messages and hints are English literals marked with N_() (extracted with `pybabel -k N_`); the view translates
 them and fills the %(name)s placeholders from `params`, which never hold a secret.
@@ -11,7 +12,7 @@ import ssl
 from dataclasses import dataclass, field
 from enum import Enum
 
-from python_socks import ProxyConnectionError, ProxyError, ProxyTimeoutError
+from python_socks import ProxyTimeoutError
 
 
 def N_(text: str) -> str:
@@ -63,11 +64,13 @@ class MailError(Exception):
 
 
 class OversizedReply(smtplib.SMTPServerDisconnected):
-    """A reply (or an HTTP proxy's answer) longer than we read: the connection was closed instead of reading on."""
+    """A reply (or an HTTP proxy's answer) longer than we read: the connection was closed instead of reading on.
+    limit: the limit in bytes that was passed, of the whole reply or (line=True) of one of its lines."""
 
-    def __init__(self, limit: int):
-        super().__init__(f"the reply went on past {limit} bytes")
+    def __init__(self, limit: int, line: bool = False):
+        super().__init__(f"{'a reply line' if line else 'the reply'} went on past {limit} bytes")
         self.limit = limit
+        self.line = line
 
 
 TRY_LATER = N_("The server asked to try again later; a later attempt may succeed.")
@@ -85,9 +88,6 @@ CERTIFICATE_REASONS = {
     62: N_("the certificate was issued for another host name"),
     64: N_("the certificate was issued for another host name"),
 }
-
-# RFC 1928 replies that will not change by trying again: not allowed by ruleset, command / address type unsupported.
-PERMANENT_SOCKS5_REPLIES = {2, 7, 8}
 
 
 def reply_text(reply: bytes | str | None) -> str | None:
@@ -133,45 +133,6 @@ def connect_error(exc: OSError, host: str, port: int) -> MailError:
                          params)
     return MailError(Step.CONNECT, True, N_("Could not connect to %(host)s port %(port)s (%(reason)s)."),
                      N_("Check the host, the port and the firewall."), params)
-
-
-def proxy_error(exc: Exception, proxy: str, host: str, port: int) -> MailError:
-    """A failure of the network connector, with the proxy's own reason (RFC 1928 reply, HTTP status, ...)."""
-    cause = exc.__cause__ if isinstance(exc, ProxyConnectionError) and exc.__cause__ else exc
-    reason = (getattr(cause, "strerror", None) if isinstance(cause, OSError) else None) or str(cause)
-    params = {"proxy": proxy, "host": host, "port": port, "reason": reason}
-    if isinstance(exc, ProxyTimeoutError):
-        return MailError(Step.PROXY, True, N_("The network connector %(proxy)s did not answer in time."),
-                         N_("Check that the connector (proxy) is running and not overloaded."), params)
-    if isinstance(exc, OSError):  # ProxyConnectionError, the proxy's name not resolved, a reset
-        return MailError(Step.PROXY, True, N_("Could not reach the network connector %(proxy)s (%(reason)s)."),
-                         N_("Check that the connector (proxy) is running and that its host and port are right. "
-                            "Nothing was sent directly."), params)
-    code = getattr(exc, "error_code", None)
-    # python-socks reports SOCKS5 authentication failures without a code; its texts are stable English. An HTTP
-    # proxy should answer 407, but some (tinyproxy) answer a wrong password with 401.
-    if code in (401, 407) or "authentication" in reason.lower():
-        return MailError(Step.PROXY, False, N_("The network connector %(proxy)s refused the login (%(reason)s)."),
-                         N_("Check the connector's username and password."), params)
-    if isinstance(code, int) and code >= 100:  # an HTTP status: 4xx will not change, 5xx may
-        transient = code >= 500
-    else:
-        transient = code not in PERMANENT_SOCKS5_REPLIES
-    return MailError(Step.PROXY, transient,
-                     N_("The network connector %(proxy)s could not open a connection to %(host)s port %(port)s "
-                        "(%(reason)s)."),
-                     N_("Check that the proxy may reach the mail server (its rules and firewall) and that the host "
-                        "and port are right."), params)
-
-
-def proxy_login_unsendable(proxy: str, host: str, port: int) -> MailError:
-    """The connector's username or password cannot go over SOCKS (ASCII, 255 characters at most); nothing was sent."""
-    # The msgids of a refused login (already translated); the reason says it was refused here, before connecting.
-    return MailError(Step.PROXY, False, N_("The network connector %(proxy)s refused the login (%(reason)s)."),
-                     N_("Check the connector's username and password."),
-                     {"proxy": proxy, "host": host, "port": port,
-                      "reason": "SOCKS carries only a username and password of ASCII characters, at most 255 each; "
-                                "nothing was sent"})
 
 
 def tls_error(exc: ssl.SSLError | OSError, host: str, port: int) -> MailError:
@@ -238,16 +199,16 @@ def connection_lost(host: str, exc: Exception | None = None, proxy: str | None =
 
 
 def oversized_reply(host: str, limit: int, command: str | None = None, step: Step = Step.GREETING,
-                    proxy: str | None = None) -> MailError:
-    """A reply past our limit as a greeting (command None), to a command, or from the HTTP connector (step PROXY)."""
+                    line: bool = False) -> MailError:
+    """A reply past our limit (line: one of its lines past the line limit) as a greeting (command None) or to a
+    command. The connector's oversized answer is in proxy_errors.py."""
     params = {"host": host, "command": command or "", "limit": f"{limit // 1024} KiB"}
-    if step is Step.PROXY:
-        params["proxy"] = proxy or ""
-        return MailError(Step.PROXY, False,
-                         N_("The network connector %(proxy)s sent an oversized reply (more than %(limit)s) to the "
-                            "connection request, so the connection was closed."),
-                         N_("Check that the connector's host and port are those of an HTTP proxy."), params)
-    if command is None:
+    if line:
+        message = (N_("%(host)s sent an oversized reply (a line longer than %(limit)s) as its greeting, so the "
+                      "connection was closed.") if command is None else
+                   N_("%(host)s sent an oversized reply (a line longer than %(limit)s) to %(command)s, so the "
+                      "connection was closed."))
+    elif command is None:
         message = N_("%(host)s sent an oversized reply (more than %(limit)s) as its greeting, so the connection "
                      "was closed.")
     else:
@@ -401,10 +362,7 @@ def classify(exc: BaseException, step: Step, *, host: str, port: int, proxy: str
     if isinstance(exc, MailError):
         return exc
     if isinstance(exc, OversizedReply):
-        return oversized_reply(host, exc.limit, command, step, proxy)
-    if isinstance(exc, (ProxyConnectionError, ProxyError, ProxyTimeoutError)) or (
-            step is Step.PROXY and isinstance(exc, OSError)):
-        return proxy_error(exc, proxy or "", host, port)
+        return oversized_reply(host, exc.limit, command, step, exc.line)
     if isinstance(exc, ssl.SSLCertVerificationError):
         return tls_error(exc, host, port)
     if step is Step.CONNECT and isinstance(exc, OSError):
@@ -424,22 +382,3 @@ def classify(exc: BaseException, step: Step, *, host: str, port: int, proxy: str
 
 def _seconds(value: float) -> str:
     return f"{value:g}"
-
-
-
-def blocked_address(host: str, port: int, address: str, network: str, proxy: str | None = None) -> MailError:
-    """Our outbound policy (OUTBOUND_BLOCKED_NETWORKS) refused an address before any connection: permanent."""
-    params = {"host": host, "port": port, "address": address, "network": network}
-    if proxy is not None:
-        params["proxy"] = proxy
-        message = N_("The network connector %(proxy)s is at %(address)s, in the blocked network %(network)s "
-                     "(setting OUTBOUND_BLOCKED_NETWORKS), so no connection was made.")
-    elif host.strip("[]") == address:
-        message = N_("%(address)s is in the blocked network %(network)s (setting OUTBOUND_BLOCKED_NETWORKS), "
-                     "so no connection was made.")
-    else:
-        message = N_("%(host)s is at %(address)s, in the blocked network %(network)s "
-                     "(setting OUTBOUND_BLOCKED_NETWORKS), so no connection was made.")
-    return MailError(Step.POLICY, False, message,
-                     N_("Link-local and cloud metadata addresses are never contacted. Use another host, or ask the "
-                        "server's administrator to change OUTBOUND_BLOCKED_NETWORKS."), params)
