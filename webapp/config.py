@@ -41,7 +41,7 @@ class Defaults:
     # SMTP from a request (test dialog, test connector): seconds for connect and each read, and for the whole dialogue.
     SMTP_TIMEOUT = 10
     SMTP_DEADLINE = 30
-    # Bounded memory for any request (SECURITY 23): a body over 2 MB is refused with 413. Form fields may use the
+    # Bounded memory for any request: a body over 2 MB is refused with 413. Form fields may use the
     # whole of it, so a long test message (100 KB of accented text, percent-encoded) still gets a field error.
     MAX_CONTENT_LENGTH = 2 * 1024 * 1024
     MAX_FORM_MEMORY_SIZE = 2 * 1024 * 1024

@@ -4,7 +4,7 @@
                         ([account.id, account.name] for account in query))
 
 Every cell goes through safe_cell(), so a stored value such as `=HYPERLINK(...)` arrives as text
-(SECURITY.md item 24). Never pass a secret: there is nothing here to scrub one.
+and is not run as a formula by a spreadsheet. Never pass a secret: there is nothing here to scrub one.
 """
 import csv
 import io

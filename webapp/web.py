@@ -22,7 +22,7 @@ from webapp.models import MAX_ROW_ID, AuditEntry, User
 PUBLIC_ENDPOINTS = {"static", "auth.login", "auth.setup", "auth.language"}
 # Blueprints that authenticate every request themselves (the HTTP API: bearer tokens, never the session cookie).
 SELF_AUTHENTICATING_BLUEPRINTS = {"api"}
-# SECURITY.md 27. No inline script or style anywhere (static/js/app.js hangs off data- attributes, htmx may not
+# No inline script or style anywhere (static/js/app.js hangs off data- attributes, htmx may not
 # eval); Pico draws its icons with data: SVGs. frame-ancestors 'none': no page can be framed (clickjacking).
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "

@@ -1,4 +1,4 @@
-"""Sign-in lock-out (SECURITY.md 27): too many recent failures for a username or from an address.
+"""Sign-in lock-out: too many recent failures for a username or from an address.
 
 Failures are counted from the audit log's login_failed entries, so every process and thread sees the same
 counts and a restart forgets nothing. A success resets nobody's count: the lock ends only when the window

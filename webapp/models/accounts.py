@@ -189,7 +189,7 @@ class SmtpAccount(DefaultFlagMixin, BaseModel):
                 raise _refused(N_("Authentication is on, but no credential is chosen."),
                                N_("Choose the credential to log in with."))
             if not credential.allows_host(self.host):
-                # SECURITY 7: a stored secret goes only to the hosts its credential allows.
+                # A stored secret goes only to the hosts its credential allows.
                 raise _refused(N_("The credential %(credential)s may not be sent to %(host)s: its allowed hosts "
                                   "do not include it."),
                                N_("Choose another credential, or add the host to the credential's allowed hosts."),

@@ -223,7 +223,7 @@ def _text_field(name: str, value, errors: dict, required: bool = False, single_l
         return None
     if single_line:
         value = value.strip()
-        # SECURITY 19: a line break would start a new header.
+        # A line break would start a new header.
         if CONTROL_CHARS.search(value):
             errors[name] = N_("Line breaks and control characters are not allowed here.")
             return None

@@ -362,7 +362,7 @@ def _new_values(outcome: Outcome, now: datetime, earlier: int, settings: OutboxS
 
 
 def _flag_authentication(account: SmtpAccount, reply: str, now: datetime) -> None:
-    """SECURITY 16: a 535 during delivery shows on the account as a failed check (the accounts report's status)."""
+    """A 535 during delivery shows on the account as a failed check (the accounts report's status)."""
     SmtpAccount.update(last_test_at=now, last_test_ok=False,
                        last_test_summary=f"Delivery failed: authentication refused ({reply})"[:1000]).where(
         SmtpAccount.id == account.id).execute()

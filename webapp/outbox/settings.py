@@ -11,7 +11,7 @@ ACTIVE = ("queued", "sending", "retrying")
 FOOTER_SETTING = "footer_text"
 LEASE_EXPIRED = "lease_expired"
 
-# Bounds on one notification (SECURITY 23): clear errors instead of unbounded memory.
+# Bounds on one notification: clear errors instead of unbounded memory.
 MAX_RECIPIENTS = 100        # to + cc + bcc
 MAX_SUBJECT = 998           # one header line (RFC 5322 §2.1.1)
 MAX_BODY_BYTES = 5 * 1024 * 1024          # text + HTML, UTF-8
