@@ -8,6 +8,8 @@ PORT ?= 5000
 # Front-end files vendored from the npm registry (see `make vendor`).
 HTMX_VERSION := 2.0.11
 PICO_VERSION := 2.1.1
+# axe-core, the accessibility checker the browser tests inject (tests only, never served).
+AXE_VERSION := 4.14.1
 # The sampling profiler of `make profile-worker` (not needed by the app, the tests or the bench).
 PY_SPY_VERSION := 0.4.3
 
@@ -72,11 +74,14 @@ system-test-deps:
 # Refresh static/vendor/ from the npm registry at the pinned versions (bump them above first).
 vendor:
 	rm -rf build/vendor && mkdir -p build/vendor
-	cd build/vendor && npm pack -q htmx.org@$(HTMX_VERSION) @picocss/pico@$(PICO_VERSION) >/dev/null
+	cd build/vendor && npm pack -q htmx.org@$(HTMX_VERSION) @picocss/pico@$(PICO_VERSION) axe-core@$(AXE_VERSION) >/dev/null
 	tar -xzf build/vendor/htmx.org-$(HTMX_VERSION).tgz -C build/vendor package/dist/htmx.min.js
 	cp build/vendor/package/dist/htmx.min.js static/vendor/htmx.min.js
 	tar -xzf build/vendor/picocss-pico-$(PICO_VERSION).tgz -C build/vendor package/css/pico.min.css
 	cp build/vendor/package/css/pico.min.css static/vendor/pico.min.css
+	tar -xzf build/vendor/axe-core-$(AXE_VERSION).tgz -C build/vendor package/axe.min.js package/LICENSE
+	cp build/vendor/package/axe.min.js tests/e2e/vendor/axe.min.js
+	cp build/vendor/package/LICENSE tests/e2e/vendor/axe-core.LICENSE
 	rm -rf build/vendor
 
 # Throughput and latency figures against baselines from the same run (docs/BENCHMARKS.md); BENCH_QUICK=1 for a

@@ -1,0 +1,54 @@
+"""Realistic data for the layout and accessibility browser tests, written straight into a live server's database.
+
+Run as `python -m tests.e2e.seed [SMTP_PORT]` with SMTPDESK_INSTANCE_PATH set: long Portuguese names and addresses,
+a disabled account, an account that ignores certificate errors, test results with long summaries, credentials in
+use, a connector. With SMTP_PORT, only a plain account pointing at the test SMTP server on 127.0.0.1:SMTP_PORT.
+"""
+import sys
+from datetime import UTC, datetime
+
+from tests.support.factories import make_account, make_connector, make_credential
+from webapp import create_app
+
+
+def seed() -> None:
+    """The realistic data set (run once per server)."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    relay = make_credential(name="Relay corporativo (Microsoft 365)", username="notificacoes@empresa-exemplo.com.br",
+                            description="Conta de serviço usada pelas notificações de cobrança e do portal",
+                            allowed_hosts="smtp.office365.com\n*.empresa-exemplo.com.br")
+    make_credential(name="SendGrid — API", username="apikey")
+    proxy = make_connector(name="Proxy do escritório de São Paulo", host="proxy.sp.empresa-exemplo.com.br")
+    make_account(name="Notificações do sistema", sender="Notificações <notificacoes@empresa-exemplo.com.br>",
+                 reply_to="atendimento@empresa-exemplo.com.br", return_path="devolucoes@empresa-exemplo.com.br",
+                 confirmation_email="confirmacoes-de-leitura@empresa-exemplo.com.br", is_default=True,
+                 host="smtp.office365.com", secure=True, secure_type="tls", use_auth=True, credential=relay,
+                 read_confirmation=True, footer_enabled=True, last_test_at=now, last_test_ok=True,
+                 last_tls_verified=True, last_test_summary="250 2.0.0 OK <20261206.ABC@empresa-exemplo.com.br>")
+    make_account(name="Cobrança e faturamento mensal", sender="Financeiro <cobranca@empresa-exemplo.com.br>",
+                 reply_to="financeiro@empresa-exemplo.com.br", return_path="devolucoes-cobranca@empresa-exemplo.com.br",
+                 confirmation_email="leitura@empresa-exemplo.com.br", host="mail.empresa-exemplo.com.br",
+                 secure=True, secure_type="ssl", ignore_cert_errors=True, force_settings=True, use_connector=True,
+                 connector=proxy, last_test_at=now, last_test_ok=False,
+                 last_test_summary="Authentication: the server refused the username or password (535 5.7.8 "
+                                   "Authentication credentials invalid). Check the credential.")
+    make_account(name="Legado — servidor interno antigo", enabled=False,
+                 sender="Sistema legado <nao-responda@legado.empresa-exemplo.com.br>",
+                 reply_to="suporte@empresa-exemplo.com.br", return_path="devolucoes@legado.empresa-exemplo.com.br",
+                 confirmation_email="leitura@legado.empresa-exemplo.com.br", host="10.0.12.34", port=2525)
+
+
+def seed_local(smtp_port: int) -> None:
+    """One plain account sending to the test SMTP server on 127.0.0.1:smtp_port."""
+    make_account(name=f"Servidor de teste local {smtp_port}", sender="Teste <teste@example.com>",
+                 reply_to="r@example.com", return_path="b@example.com", confirmation_email="c@example.com",
+                 host="127.0.0.1", port=smtp_port)
+
+
+if __name__ == "__main__":
+    app = create_app()
+    with app.app_context():
+        if len(sys.argv) > 1:
+            seed_local(int(sys.argv[1]))
+        else:
+            seed()
