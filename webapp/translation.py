@@ -1,5 +1,9 @@
-"""The templates' _(), gettext() and ngettext(): Flask-Babel's translations, as Jinja's own newstyle gettext
-formats them (a format string whose values are escaped), without Jinja copying the template's context for each call.
+"""The templates' _(), gettext() and ngettext(): Flask-Babel's translations formatted with escaped values, without
+Jinja copying the template's context for each call.
+
+A translation is text, never markup: "Authorization: Bearer <token>" must show its <token>, so the translated string
+is escaped before its values (escaped in turn) are put in. Markup belongs in the template; a value the template built
+as markup (a {% set %} block) stays markup.
 
 Jinja's i18n extension passes the whole context to its gettext (pass_context), and inside a loop or a block it
 builds a new context for every call; a report page translates a few hundred labels, and that copying cost more
@@ -9,7 +13,7 @@ looked up once per locale: a request that forces another one (flask_babel.force_
 from flask import g
 from flask_babel import get_locale, get_translations
 from jinja2 import pass_eval_context
-from markupsafe import Markup
+from markupsafe import escape
 
 
 def init_app(app) -> None:
@@ -30,7 +34,7 @@ def _translations():
 def gettext(eval_context, message: str, **variables) -> str:
     translated = _translations().ugettext(message)
     if eval_context.autoescape:
-        translated = Markup(translated)
+        translated = escape(translated)
     if not variables and "%" not in translated:
         return translated  # formatting would change nothing
     return translated % variables
@@ -41,5 +45,5 @@ def ngettext(eval_context, singular: str, plural: str, number: int, **variables)
     variables.setdefault("num", number)
     translated = _translations().ungettext(singular, plural, number)
     if eval_context.autoescape:
-        translated = Markup(translated)
+        translated = escape(translated)
     return translated % variables
