@@ -52,7 +52,7 @@ def index():
 @role_required("view")
 def export_csv():
     """The filtered accounts as CSV: every column, names of credentials/connectors, never a secret."""
-    return csv_response("smtp-accounts.csv", *csv_table(_filters().query()))
+    return csv_response(_("smtp-accounts.csv"), *csv_table(_filters().query()))
 
 
 @bp.get("/print")
