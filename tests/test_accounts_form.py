@@ -111,7 +111,7 @@ def test_credential_select_shows_names_and_never_a_secret(admin):
 
 def test_connector_empty_choice_names_the_system_default(admin):
     text = admin.get("/accounts/new").get_data(as_text=True)
-    assert '<option selected value="">— none set —</option>' in text
+    assert '<option selected value="">System default connector (none set)</option>' in text
     make_connector(name="office hop", is_default=True)
     text = admin.get("/accounts/new").get_data(as_text=True)
     assert '<option selected value="">System default connector (office hop)</option>' in text

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from tests.support.dialog import dialog_of, text_of
-from tests.support.factories import make_account, make_client, make_connector, make_credential
+from tests.support.factories import make_account, make_client, make_connector, make_credential, summary_of
 from webapp.models import AuditEntry, SmtpAccount
 
 LOGIN = "mailer@example.com"
@@ -178,7 +178,7 @@ def test_success_through_a_plain_server_delivers_the_message_and_updates_the_row
     # The account keeps the result; its row comes back out of band.
     account = SmtpAccount.get_by_id(account.id)
     assert account.last_test_ok is True and account.last_test_at is not None
-    assert account.last_test_summary == "250 2.0.0 Ok: queued as test1"
+    assert summary_of(account) == "250 2.0.0 Ok: queued as test1"
     assert account.last_tls_verified is None
     oob = re.search(r"<template>\s*<tr id=\"account-(\d+)\" hx-swap-oob=\"true\".*?</tr>\s*</template>", html, re.S)
     assert oob and int(oob.group(1)) == account.id
@@ -243,7 +243,7 @@ def test_security_5_a_wrong_secret_is_explained_and_never_shown_logged_or_stored
 
     account = SmtpAccount.get_by_id(account.id)
     assert account.last_test_ok is False
-    assert account.last_test_summary == "authentication: 535 5.7.8 Authentication credentials invalid"
+    assert summary_of(account) == "authentication: 535 5.7.8 Authentication credentials invalid"
     [entry] = audit_entries(account)
     assert entry.changes["ok"] is False and entry.changes["step"] == "auth" and entry.changes["code"] == 535
     # The test server's own protocol log (logger "mail.log") sees the AUTH line, as any server would.
@@ -265,7 +265,7 @@ def test_a_self_signed_certificate_is_explained_and_nothing_is_sent(admin, smtp_
     assert "The certificate of 127.0.0.1 was not accepted: the certificate is self-signed." in dialog
     assert "permanent — fix the settings" in dialog
     assert "AUTH" not in server.commands and server.received == []
-    assert SmtpAccount.get_by_id(account.id).last_test_summary.startswith("certificate: ")
+    assert summary_of(account).startswith("certificate: ")
 
 
 def test_a_refused_recipient_shows_the_step_and_the_server_reply(admin, smtp_server):
@@ -276,7 +276,7 @@ def test_a_refused_recipient_shows_the_step_and_the_server_reply(admin, smtp_ser
     assert "The server refused the recipient nobody@example.org." in dialog
     assert "Server reply: <code>550 5.1.1 no such user</code>" in dialog
     assert "permanent — fix the settings" in dialog
-    assert SmtpAccount.get_by_id(account.id).last_test_summary == "recipient refused: 550 5.1.1 no such user"
+    assert summary_of(account) == "recipient refused: 550 5.1.1 no such user"
 
 
 def test_security_41_a_relay_that_wants_a_login_says_so_instead_of_blaming_the_recipient(app, smtp_server):

@@ -29,12 +29,13 @@ def make_schedule(**overrides) -> ScheduledReport:
     return ScheduledReport.create(**fields)
 
 
-def attachment_rows(notification: Notification) -> list[list[str]]:
-    """The CSV attached to a queued report, parsed."""
+def attachment_rows(notification: Notification, language: str = "en") -> list[list[str]]:
+    """The CSV attached to a queued report in this language (its file name and separator), parsed."""
     (attachment,) = json.loads(notification.attachments)
-    assert (attachment["filename"].startswith("smtp-accounts-"), attachment["mimetype"]) == (True, "text/csv")
+    prefix, separator = {"en": ("smtp-accounts-", ","), "pt_BR": ("contas-smtp-", ";")}[language]
+    assert (attachment["filename"].startswith(prefix), attachment["mimetype"]) == (True, "text/csv")
     text = base64.b64decode(attachment["data"]).decode("utf-8-sig")
-    return list(csv.reader(io.StringIO(text)))
+    return list(csv.reader(io.StringIO(text), delimiter=separator))
 
 
 # --- The screen -------------------------------------------------------------------------------------------------
@@ -173,7 +174,7 @@ def test_the_report_speaks_the_language_of_whoever_scheduled_it(app):
     run_due_schedules()
     notification = Notification.get()
     assert notification.subject.startswith("Relatório")
-    assert attachment_rows(notification)[0][:2] == ["ID", "Nome"]
+    assert attachment_rows(notification, "pt_BR")[0][:2] == ["ID", "Nome"]
 
 
 def test_schedules_not_yet_due_do_not_run(app):
@@ -231,12 +232,12 @@ def test_two_workers_running_schedules_together_queue_each_run_once(app):
 def test_the_worker_delivers_the_report_with_its_csv_attachment(app, smtp_server):
     server = smtp_server("plain")
     account_for(server, name="Main")
-    make_schedule(recipients="ops@example.com")
+    make_schedule(recipients="ops@example.com")  # nobody's language: the default one, pt-BR
     run_due_schedules()
     drain()
     (received,) = server.received
     assert received.rcpt_tos == ["ops@example.com"]
     (attachment,) = list(received.message.iter_attachments())
     assert attachment.get_content_type() == "text/csv"
-    assert attachment.get_filename().startswith("smtp-accounts-")
+    assert attachment.get_filename().startswith("contas-smtp-")
     assert "Main" in attachment.get_content()

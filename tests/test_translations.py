@@ -1,4 +1,5 @@
 """Brazilian Portuguese is the default UI language: the catalog is complete, current, and the DESIGN labels render."""
+import html
 import re
 from pathlib import Path
 
@@ -7,6 +8,7 @@ from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
+from flask_babel import force_locale
 
 from tests.support.factories import account_form, make_account
 
@@ -70,7 +72,8 @@ def label_texts(html: str) -> set[str]:
 
 def test_every_entry_is_translated_and_none_is_fuzzy():
     catalog = read_catalog()
-    assert catalog.num_plurals == 2 and catalog.plural_expr == "(n > 1)"
+    # CLDR makes 0 singular in Portuguese ("0 conta"), which reads wrong: 0 takes the plural, as in English.
+    assert catalog.num_plurals == 2 and catalog.plural_expr == "(n != 1)"
     fuzzy = [m.id for m in messages(catalog) if m.fuzzy]
     untranslated = [m.id for m in messages(catalog) if not all(translations_of(m))]
     assert not fuzzy, f"fuzzy pt_BR entries (check them, then remove the fuzzy flag): {fuzzy}"
@@ -106,9 +109,42 @@ def test_the_compiled_catalog_matches_the_translations():
     assert mo_path.exists(), "messages.mo is missing: run `make translations`"
     with open(mo_path, "rb") as f:
         compiled = read_mo(f)
-    stale = [m.id for m in messages(read_catalog())
-             if compiled.get(m.id) is None or translations_of(compiled.get(m.id)) != translations_of(m)]
+    stale = [m.id for m in messages(read_catalog()) if compiled.get(m.id, m.context) is None
+             or translations_of(compiled.get(m.id, m.context)) != translations_of(m)]
     assert not stale, f"messages.mo is older than messages.po for {stale}: run `make translations`"
+
+
+# --- Translations are text ----------------------------------------------------------------------------------
+
+
+def placeholder_values(text: str) -> dict:
+    """A value for each placeholder of text: a number for %(x)d, else text that must be escaped too."""
+    return {name: 3 if kind == "d" else f"<{name}>" for name, kind in re.findall(r"%\((\w+)\)([sd])", text)}
+
+
+@pytest.mark.parametrize("language", ["pt_BR", "en"])
+def test_every_catalog_message_renders_in_a_template_as_text(app, language):
+    """"Bearer <token>" and "Ops <ops@example.com>" keep their angle brackets; values are escaped as well."""
+    template = app.jinja_env.from_string(
+        "{% autoescape true %}{% if plural %}{{ ngettext(message, plural, number, **values) }}"
+        "{% elif context %}{{ pgettext(context, message, **values) }}"
+        "{% else %}{{ _(message, **values) }}{% endif %}{% endautoescape %}")
+    lost = []
+    with app.test_request_context(), force_locale(language):
+        for message in messages(read_catalog()):
+            originals = originals_of(message)
+            texts = translations_of(message) if language == "pt_BR" else originals
+            # Form 0 is 1, form 1 the rest (0 included), in both languages.
+            for number, text in zip((1, 5), texts if message.pluralizable else texts[:1]):
+                values = placeholder_values(originals[-1])
+                if message.pluralizable:
+                    values["num"] = number
+                rendered = template.render(message=originals[0], plural=originals[-1] if message.pluralizable
+                                           else None, context=message.context, number=number, values=values)
+                expected = text % values if values or "%" in text else text
+                if "<" in rendered or html.unescape(rendered) != expected:
+                    lost.append((message.id, rendered))
+    assert not lost, lost
 
 
 # --- What the screens show ---------------------------------------------------------------------------------

@@ -151,3 +151,13 @@ class QueryCounter:
 
         del database.execute_sql  # the instance attribute goes; the class's method is back
         return False
+
+
+def summary_of(account, language="en") -> str:
+    """The account's last test summary as the report says it in this language."""
+    from flask import current_app
+    from flask_babel import force_locale
+
+    from webapp.accounts.testing import summary_text
+    with current_app.test_request_context(), force_locale(language):
+        return summary_text(SmtpAccount.get_by_id(account.id).last_test_summary)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from flask_babel import gettext as _, lazy_gettext as _l
 from peewee import fn
 
+from webapp.accounts.testing import summary_text
 from webapp.models import SmtpAccount
 
 
@@ -104,7 +105,7 @@ COLUMNS = (
                   S.ignore_cert_errors)),
     Column("last_test_ok", _l("Last test result"), _test_result, cell=None, field="last_test_ok",
            audit_label=_l("Last test succeeded")),
-    Column("last_test_summary", _l("Last test summary"), lambda account: account.last_test_summary or "",
+    Column("last_test_summary", _l("Last test summary"), lambda account: summary_text(account.last_test_summary),
            cell=None, field="last_test_summary", audit_label=_l("Last test result")),
 )
 del S

@@ -121,7 +121,7 @@ class AccountForm(FlaskForm):
         ]
         self.default_connector = Connector.default()
         empty = (_("System default connector (%(name)s)", name=self.default_connector.name)
-                 if self.default_connector else _("— none set —"))
+                 if self.default_connector else _("System default connector (none set)"))
         self.connector.choices = [SelectChoice("", empty)] + [
             SelectChoice(c.id, c.name) for c in Connector.select(Connector.id, Connector.name).order_by(Connector.name)
         ]

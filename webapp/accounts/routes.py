@@ -16,12 +16,16 @@ from webapp.accounts.testing import (
     route_label,
     send_test,
     stored_credential_moved,
+    summary_text,
     typed_credential,
 )
 from webapp.csv_export import csv_response
 from webapp.db import database
 from webapp.models import SAVED_CREDENTIAL, AuditEntry, SmtpAccount, utcnow
 from webapp.web import Page, audit, get_or_404, go_to, refuse, render, render_form, role_required, safe_next
+
+# The report and the print view say a stored test outcome in the reader's language.
+bp.add_app_template_filter(summary_text, "test_summary")
 
 # --- The report -------------------------------------------------------------------------------------------
 
@@ -52,7 +56,7 @@ def index():
 @role_required("view")
 def export_csv():
     """The filtered accounts as CSV: every column, names of credentials/connectors, never a secret."""
-    return csv_response("smtp-accounts.csv", *csv_table(_filters().query()))
+    return csv_response(_("smtp-accounts.csv"), *csv_table(_filters().query()))
 
 
 @bp.get("/print")

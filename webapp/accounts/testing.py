@@ -2,6 +2,7 @@
 
 The views stay thin: they validate, call send_test(), record and audit; the SMTP work is webapp.mail's.
 """
+import json
 from dataclasses import dataclass
 
 from flask import current_app
@@ -12,7 +13,7 @@ from webapp.mail.compose import envelope_address
 from webapp.mail.connectors import parse_networks
 from webapp.models import SAVED_CREDENTIAL, Credential, SmtpAccount, utcnow
 
-# Step names in the admin's words: English here (the account's summary), translated on screen.
+# Step names in the admin's words: English msgids, translated on screen.
 STEP_NAMES = {
     Step.DNS: N_("DNS"),
     Step.CONNECT: N_("connection"),
@@ -103,20 +104,34 @@ def explain(text: str, params: dict) -> str:
 
 
 def summary(result: SendResult) -> str:
-    """The short English line the report shows: "250 OK ..." or "authentication: 535 ...". Never a secret
-    (the transport scrubbed the reply)."""
-    if result.ok:
-        text = " ".join(str(part) for part in (result.code, result.reply) if part not in (None, ""))
-        return _shorten(text or "OK")
-    error = result.error
-    if error.code is not None:
-        detail = " ".join(str(part) for part in (error.code, error.reply) if part not in (None, ""))
-    else:
-        try:
-            detail = error.message % error.params
-        except (KeyError, ValueError, TypeError):
-            detail = error.message
-    return _shorten(f"{STEP_NAMES[error.step]}: {detail}")
+    """What the account keeps of a test for the report: the outcome's facts as JSON, so that summary_text() says
+    them in each reader's language. Never a secret (the transport scrubbed the reply)."""
+    facts = result.facts()
+    if facts.get("reply"):
+        facts["reply"] = _shorten(facts["reply"])
+    return json.dumps(facts)
+
+
+def summary_text(stored: str | None) -> str:
+    """A stored summary in the reader's language: "250 OK ..." or "authentication: 535 ..."; a summary stored as a
+    sentence (before facts were kept) as it is."""
+    try:
+        facts = json.loads(stored or "")
+    except ValueError:
+        return stored or ""
+    if not isinstance(facts, dict):
+        return stored
+    reply = " ".join(str(part) for part in (facts.get("code"), facts.get("reply")) if part not in (None, ""))
+    if facts.get("ok"):
+        return _shorten(reply or gettext("OK"))
+    try:
+        step = gettext(STEP_NAMES[Step(facts.get("step"))])
+    except ValueError:
+        step = str(facts.get("step") or "")
+    detail = reply or explain(facts.get("message") or "", facts.get("params") or {})
+    if facts.get("delivery"):
+        return _shorten(gettext("Delivery failed: %(step)s: %(detail)s", step=step, detail=detail))
+    return _shorten(f"{step}: {detail}")
 
 
 def _shorten(text: str) -> str:

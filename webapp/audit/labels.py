@@ -152,10 +152,11 @@ def value_text(name: str, value, short: bool = False) -> str:
 def change_lines(entry: AuditEntry, short: bool = False) -> list[str]:
     """The entry's changes as "field: old → new" lines; secrets only as "field: changed"."""
     lines = []
+    changed = _("changed")  # outside the f-string, where message extraction finds it
     for name, change in entry.changes.items():
         label = field_label(entry.object_type, name)
         if name in AuditEntry.AUDIT_SECRETS or change == AuditEntry.CHANGED:
-            lines.append(f"{label}: {_('changed')}")
+            lines.append(f"{label}: {changed}")
         elif isinstance(change, (list, tuple)) and len(change) == 2:
             old, new = change
             lines.append(f"{label}: {value_text(name, old, short)} → {value_text(name, new, short)}")

@@ -48,4 +48,4 @@ def export_csv():
          entry.remote_addr]
         for entry in query
     )
-    return csv_response(f"audit-log-{utcnow():%Y%m%d-%H%M%S}.csv", header, rows)
+    return csv_response(_("audit-log-%(time)s.csv", time=f"{utcnow():%Y%m%d-%H%M%S}"), header, rows)

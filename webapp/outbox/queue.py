@@ -13,6 +13,7 @@
   report shows it as a failed check).
 """
 import dataclasses
+import json
 import logging
 import random
 import time
@@ -327,7 +328,7 @@ def record(owner: str, outcomes: list[Outcome], settings: OutboxSettings) -> Non
                             Notification.id == o.notification.id, Notification.status != "sent").execute()
                 error = o.result.error
                 if not o.result.ok and error is not None and error.step is Step.AUTH and o.result.code == 535:
-                    _flag_authentication(o.account, values["last_reply_attempt"], now)
+                    _flag_authentication(o.account, o.result, now)
 
     retry_locked(work)
     for outcome, values in rows:  # after the commit: work() may run again when SQLite stays locked
@@ -361,8 +362,9 @@ def _new_values(outcome: Outcome, now: datetime, earlier: int, settings: OutboxS
     return values
 
 
-def _flag_authentication(account: SmtpAccount, reply: str, now: datetime) -> None:
-    """A 535 during delivery shows on the account as a failed check (the accounts report's status)."""
-    SmtpAccount.update(last_test_at=now, last_test_ok=False,
-                       last_test_summary=f"Delivery failed: authentication refused ({reply})"[:1000]).where(
+def _flag_authentication(account: SmtpAccount, result: SendResult, now: datetime) -> None:
+    """A 535 during delivery shows on the account as a failed check (the accounts report's status); its summary
+    is facts, put in words in the reader's language by the report."""
+    facts = {**result.facts(), "delivery": True, "reply": (result.reply or "")[:500]}
+    SmtpAccount.update(last_test_at=now, last_test_ok=False, last_test_summary=json.dumps(facts)).where(
         SmtpAccount.id == account.id).execute()

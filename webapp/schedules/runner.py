@@ -119,6 +119,7 @@ def _queue_report(schedule: ScheduledReport, due_at: datetime) -> dict:
         accounts = list(report_filters(schedule).query())
         attachment = csv_bytes(*csv_table(accounts))
         frequency = str(FREQUENCY_LABELS.get(schedule.frequency, schedule.frequency)).lower()
+        filename = gettext("smtp-accounts-%(date)s.csv", date=f"{due_at:%Y%m%d}")
         subject = gettext("SMTP accounts report, %(date)s", date=f"{due_at:%Y-%m-%d}")
         text = "\n\n".join([
             ngettext("The SMTP accounts report is attached as CSV: %(num)d account.",
@@ -131,7 +132,7 @@ def _queue_report(schedule: ScheduledReport, due_at: datetime) -> dict:
         # Inside _run()'s transaction: the notification is queued with the schedule's next run, or not at all.
         notification_id = send_notification(
             to=schedule.recipient_list, subject=subject, text=text,
-            attachments=[(f"smtp-accounts-{due_at:%Y%m%d}.csv", "text/csv", attachment)],
+            attachments=[(filename, "text/csv", attachment)],
             source="schedule", created_by=schedule.created_by.username if schedule.created_by else "",
             idempotency_key=f"schedule:{schedule.id}:{due_at:%Y%m%dT%H%M%S}",
         )
