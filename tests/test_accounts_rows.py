@@ -105,8 +105,9 @@ def test_each_role_sees_the_actions_it_may_take(app):
     for viewer in ("operator en", "auditor en"):
         assert "/disable" not in rows[viewer] and "/make-default" not in rows[viewer] and "/edit" not in rows[viewer]
     assert f'hx-get="/accounts/{account.id}/test"' in rows["operator en"]
-    assert re.search(r"<button [^>]*disabled\s+title=\"Only operators and administrators can test an account.\"",
-                     rows["auditor en"])
+    assert re.search(rf'<button [^>]*disabled\s+aria-describedby="why-test-{account.id}">Test configuration</button>\s*'
+                     rf'<small id="why-test-{account.id}" class="why">Only operators and administrators can test an '
+                     r"account.</small>", rows["auditor en"])
 
 
 def _form(text: str, label: str, account) -> dict:
@@ -147,7 +148,8 @@ def test_with_htmx_a_row_action_swaps_in_the_rows_the_page_would_show(admin, rep
     response = admin.htmx("post", form["hx-post"], data={"next": form["data"]["next"]})
 
     assert response.status_code == 200
-    swapped = response.get_data(as_text=True)
+    swapped, flash = response.get_data(as_text=True).split('<div id="flashes" hx-swap-oob="innerHTML">')
+    assert "“Other relay” is now the default account." in flash
     new_row, old_row = swapped.split(f'<tr id="account-{main.id}" hx-swap-oob="true"')
     old_row = f'<tr id="account-{main.id}" ' + old_row
     after = admin.get("/accounts/?sort=name").get_data(as_text=True)
@@ -162,13 +164,48 @@ def test_with_htmx_a_row_action_swaps_in_the_rows_the_page_would_show(admin, rep
     assert "badge-default" in new_row and "badge-default" not in old_row
 
 
-def test_the_disabled_buttons_keep_their_reasons(admin, report):
+def test_the_disabled_buttons_say_why_in_visible_text(admin, report):
     main, other = report
     text = admin.get("/accounts/").get_data(as_text=True)
     switched_off = SmtpAccount.get(SmtpAccount.name == "Switched off")
-    assert re.search(r'disabled title="The default account cannot be disabled\.[^"]*">Disable<', row(text, main))
-    assert re.search(r'disabled title="This is the default account\.">Make default<', row(text, main))
-    assert re.search(r'disabled title="Enable the account first[^"]*">Make default<', row(text, switched_off))
+
+    def reason(account, action: str, label: str) -> str:
+        """The visible text the disabled button points to with aria-describedby."""
+        found = re.search(rf'disabled aria-describedby="why-{action}-{account.id}">{label}</button>\s*'
+                          rf'<small id="why-{action}-{account.id}" class="why">([^<]+)</small>', row(text, account))
+        return found.group(1)
+
+    assert reason(main, "toggle", "Disable").startswith("The default account cannot be disabled.")
+    assert reason(main, "default", "Make default") == "This is the default account."
+    assert reason(switched_off, "default", "Make default").startswith("Enable the account first")
     assert ">Enable<" in row(text, switched_off)
     other_row = row(text, other)
-    assert not re.search(r"disabled[^>]*>(Disable|Make default)<", other_row)
+    assert not re.search(r"disabled[^>]*>(Disable|Make default)<", other_row) and 'class="why"' not in other_row
+    assert not re.search(r"disabled[^>]* title=", row(text, main))  # not a tooltip only
+
+
+@pytest.mark.parametrize("action,message", [("disable", "Account “Other relay” disabled."),
+                                            ("enable", "Account “Switched off” enabled."),
+                                            ("make-default", "“Other relay” is now the default account.")])
+def test_a_row_action_by_htmx_confirms_what_it_did_in_the_pages_messages(admin, report, action, message):
+    main, other = report
+    account = SmtpAccount.get(SmtpAccount.name == "Switched off") if action == "enable" else other
+    page = admin.get("/accounts/").get_data(as_text=True)
+    assert '<div id="flashes" class="flashes" role="status" aria-live="polite">' in page  # there before the action
+
+    response = admin.htmx("post", f"/accounts/{account.id}/{action}", data={"next": "/accounts/"})
+
+    assert response.status_code == 200
+    assert (f'<div id="flashes" hx-swap-oob="innerHTML"><p class="flash flash-success">{message}</p></div>'
+            in response.get_data(as_text=True))
+
+
+def test_make_default_asks_first_as_it_reroutes_every_notification(app, report):
+    main, other = report
+    for language, question in (("en", "Make “Other relay” the default account? Every notification that names no "
+                                      "account will be sent through it."),
+                               ("pt_BR", "Tornar “Other relay” a conta padrão? Toda notificação que não indicar "
+                                         "uma conta será enviada por ela.")):
+        text = make_client(app, "admin", language=language).get("/accounts/").get_data(as_text=True)
+        form = re.search(rf'<form method="post" action="/accounts/{other.id}/make-default"[^>]*>', row(text, other))
+        assert f'hx-confirm="{question}"' in form.group(0)

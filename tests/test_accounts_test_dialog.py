@@ -14,7 +14,8 @@ import pytest
 
 from tests.support.dialog import dialog_of, text_of
 from tests.support.factories import make_account, make_client, make_connector, make_credential, summary_of
-from webapp.models import AuditEntry, SmtpAccount
+from webapp.models import AuditEntry, Setting, SmtpAccount
+from webapp.outbox.settings import FOOTER_SETTING
 
 LOGIN = "mailer@example.com"
 SECRET = "Tr0ub4dor&3-smtp"
@@ -113,8 +114,10 @@ def test_auditors_see_test_configuration_disabled_and_cannot_open_or_send(app):
     auditor = make_client(app, "auditor")
     account = make_account(name="Main")
     html = text_of(auditor.get("/accounts/"))
-    assert re.search(r"<button [^>]*disabled\s+title=\"Only operators and administrators can test an account.\""
-                     r">Test configuration</button>", html)
+    button = re.search(r'<button [^>]*disabled\s+aria-describedby="(why-test-\d+)">Test configuration</button>', html)
+    assert button, "the disabled button, described by the visible reason"
+    assert (f'<small id="{button.group(1)}" class="why">Only operators and administrators can test an account.'
+            f'</small>') in html
     assert f"/accounts/{account.id}/test" not in html
     assert auditor.get(f"/accounts/{account.id}/test").status_code == 403
     assert send(auditor, account).status_code == 403
@@ -189,6 +192,32 @@ def test_success_through_a_plain_server_delivers_the_message_and_updates_the_row
     assert entry.actor_name == admin.user.username and entry.object_type == "smtp_account"
     assert entry.changes == {"ok": True, "step": None, "code": 250, "to": "Rita <rita@example.org>", "tls": "none"}
     assert "Quarterly" not in entry.changes_json and "First line" not in entry.changes_json
+
+
+@pytest.mark.parametrize("receipt_and_footer", [True, False], ids=["receipt-and-footer", "neither"])
+def test_the_test_message_carries_the_accounts_reply_to_receipt_and_footer_and_says_so(
+        admin, smtp_server, receipt_and_footer):
+    server = smtp_server("plain")
+    Setting.set_value(FOOTER_SETTING, "Sent by the ops desk — do not reply.")
+    account = plain_account(server, reply_to="Help desk <help@example.com>", confirmation_email="receipts@example.com",
+                            read_confirmation=receipt_and_footer, footer_enabled=receipt_and_footer)
+
+    dialog = dialog_of(text_of(send(admin, account)))
+
+    [received] = server.received
+    message = received.message
+    assert message["Reply-To"] == "Help desk <help@example.com>"
+    body = message.get_content()
+    if receipt_and_footer:
+        assert message["Disposition-Notification-To"] == "receipts@example.com"
+        assert "Sent by the ops desk — do not reply." in body and body.startswith("First line.")
+        assert ("<dt>From the account</dt>\n        <dd>Reply-To: Help desk &lt;help@example.com&gt;; read "
+                "confirmation asked, to receipts@example.com; the system footer appended</dd>") in dialog
+    else:
+        assert message["Disposition-Notification-To"] is None
+        assert "ops desk" not in body
+        assert ("<dt>From the account</dt>\n        <dd>Reply-To: Help desk &lt;help@example.com&gt;</dd>"
+                in dialog)
 
 
 def test_success_through_starttls_with_auth_verified_by_the_custom_ca(admin, smtp_server, certificates):

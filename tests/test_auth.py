@@ -32,6 +32,16 @@ def test_setup_needs_the_printed_code_and_creates_the_first_admin(app, client):
     assert client.post("/auth/setup", data={**form, "code": code}).status_code == 404
 
 
+def test_setup_reports_a_wrong_code_with_the_first_submit(app, client):
+    issue_setup_code(app.instance_path)
+    # The other fields are still empty: the wrong code is reported now, beside their errors, not after them.
+    response = client.post("/auth/setup", data={"code": "WRONG-CODE", "username": "", "password": "", "confirm": ""})
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    assert "Este não é o código exibido no console" in page
+    assert User.select().count() == 0
+
+
 def test_setup_code_is_not_issued_once_a_user_exists(app):
     make_user("admin")
     assert issue_setup_code(app.instance_path) is None

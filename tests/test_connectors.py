@@ -480,6 +480,25 @@ def test_delete_is_refused_while_an_account_goes_through_the_connector(admin, se
     assert audit_entries().count() == 0
 
 
+def test_a_connector_in_use_offers_no_delete_and_says_which_accounts_go_through_it(admin):
+    chosen = make_connector(name="Proxy")
+    default = make_connector(name="Fallback", is_default=True)
+    free = make_connector(name="Spare")
+    make_account(name="Billing", use_connector=True, connector=chosen)
+    make_account(name="Alerts", use_connector=True)
+
+    html = page(admin.get("/connectors/"))
+
+    for connector, names in ((chosen, "Billing"), (default, "Alerts")):
+        row = row_of(html, connector)
+        assert f"/connectors/{connector.id}/delete" not in row and "Delete the connector" not in row
+        assert re.search(rf'disabled aria-describedby="why-delete-{connector.id}">Delete</button>\s*'
+                         rf'<small id="why-delete-{connector.id}" class="why">In use by {names}: choose another '
+                         r"connector for these accounts, or make another connector the default, before deleting "
+                         r"this one.</small>", row)
+    assert f'hx-post="/connectors/{free.id}/delete"' in row_of(html, free)
+
+
 # --- who may do what ----------------------------------------------------------------------------
 
 def write_requests(connector):

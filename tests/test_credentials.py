@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.factories import QueryCounter, credential_form, make_account, make_credential
+from tests.support.factories import QueryCounter, credential_form, make_account, make_client, make_credential
 from webapp.db import database
 from webapp.models import AuditEntry, Connector, Credential
 
@@ -337,6 +337,30 @@ def test_delete_is_refused_while_an_account_uses_the_credential(admin):
 
     assert Credential.get_or_none(Credential.id == credential.id) is not None
     assert audit_entries().count() == 0
+
+
+def test_a_credential_in_use_offers_no_delete_and_says_which_accounts_hold_it(admin):
+    used = make_credential(name="Mailer")
+    make_account(name="Billing", credential=used)
+    make_account(name="Alerts", credential=used)
+    free = make_credential(name="Spare")
+
+    html = page(admin.get("/credentials/"))
+
+    used_row = re.search(rf'<tr id="credential-{used.id}".*?</tr>', html, re.S).group(0)
+    assert f"/credentials/{used.id}/delete" not in used_row and "Delete the credential" not in used_row
+    assert re.search(rf'<button type="button" class="secondary" disabled aria-describedby="why-delete-{used.id}">'
+                     rf'Delete</button>\s*<small id="why-delete-{used.id}" class="why">In use by Alerts, Billing: '
+                     r"choose another credential for these accounts before deleting this one.</small>", used_row)
+    free_row = re.search(rf'<tr id="credential-{free.id}".*?</tr>', html, re.S).group(0)
+    assert f'hx-post="/credentials/{free.id}/delete"' in free_row and "disabled" not in free_row
+
+
+def test_an_empty_vault_says_so_and_how_to_start(app, admin):
+    html = page(admin.get("/credentials/"))
+    assert "No credentials yet." in html and '<a href="/credentials/new">Add the first one</a>.' in html
+    html = page(make_client(app, "operator").get("/credentials/"))
+    assert "No credentials yet." in html and "An administrator adds them." in html
 
 
 # --- who may do what ----------------------------------------------------------------------------

@@ -259,6 +259,26 @@ def test_security_9_starttls_not_offered_fails_before_auth_and_mail(smtp_server,
     assert not any(line.startswith(("C: AUTH", "C: mail")) for line in result.transcript)
 
 
+def hint(result) -> str:
+    return result.error.hint % result.error.params
+
+
+def test_the_failure_hint_names_the_port_and_mode_that_were_used(smtp_server, certificates):
+    # A plain server on a port that is not 465: STARTTLS and SSL both fail, and each hint speaks of this port and
+    # the mode chosen, never of port 465's habits.
+    server = smtp_server("plain")
+
+    starttls = send(server, mode="tls", ca_pem=certificates.ca_pem)
+    implicit = send(server, mode="ssl")
+
+    assert starttls.error.step is Step.STARTTLS
+    assert f"port {server.port} is the server's submission port" in hint(starttls)
+    assert "465" not in hint(starttls)
+    assert implicit.error.step is Step.TLS
+    assert f"SSL (implicit TLS) was used on port {server.port}" in hint(implicit)
+    assert "465" not in hint(implicit)
+
+
 def test_security_10_454_to_starttls_is_transient_and_nothing_follows_in_clear(smtp_server, certificates):
     server = smtp_server("starttls", users=USERS, starttls_reply="454 4.7.0 TLS not available due to temporary reason")
 
@@ -300,6 +320,7 @@ def test_auth_configured_but_not_offered(smtp_server):
 
     assert result.error.step is Step.AUTH and not result.error.transient
     assert "does not offer authentication" in str(result.error)
+    assert f"connects to port {server.port} without encryption" in hint(result)
     assert_nothing_sent(server)
 
 

@@ -67,12 +67,16 @@ def test_with_htmx_the_row_buttons_swap_rows_in_place(live_server, accounts, pag
 
     row = menu(page, default)
     expect(row.get_by_role("button", name="Disable")).to_be_disabled()
-    expect(row.get_by_role("button", name="Disable")).to_have_attribute("title", re.compile("cannot be disabled"))
+    # Each disabled button says why in words on the menu, not only in a tooltip.
+    expect(row.get_by_text("The default account cannot be disabled. Make another account the default first.")
+           ).to_be_visible()
     expect(row.get_by_role("button", name="Make default")).to_be_disabled()
+    expect(row.get_by_text("This is the default account.")).to_be_visible()
     row.get_by_text("Actions", exact=True).click()  # closed again: the open menu covers the next row
 
     row = menu(page, other)
     row.get_by_role("button", name="Disable").click()
+    expect(page.locator("#flashes")).to_have_text(f"Account “{other}” disabled.")
     expect(row.locator(".badge-bad")).to_have_text("No")
     expect(row).to_have_class("disabled-row")
     menu(page, other)
@@ -80,8 +84,18 @@ def test_with_htmx_the_row_buttons_swap_rows_in_place(live_server, accounts, pag
     row.get_by_role("button", name="Enable").click()
     expect(row).not_to_have_class("disabled-row")
 
-    # Make default: the clicked row and, out of band, the previous default's row.
+    # Make default asks first (it reroutes every notification); declined, nothing changes.
+    questions = []
+    page.once("dialog", lambda dialog: (questions.append(dialog.message), dialog.dismiss()))
+    menu(page, other).get_by_role("button", name="Make default").click()  # returns once the dialog is answered
+    assert questions == [f"Make “{other}” the default account? Every notification that names no account will be "
+                         "sent through it."]
+    expect(row.locator(".badge-default")).to_have_count(0)
+    row.get_by_text("Actions", exact=True).click()
+    # Accepted: the clicked row and, out of band, the previous default's row.
+    page.once("dialog", lambda dialog: dialog.accept())
     menu(page, other).get_by_role("button", name="Make default").click()
+    expect(page.locator("#flashes")).to_have_text(f"“{other}” is now the default account.")
     expect(row.locator(".badge-default")).to_have_text("Default")
     old = page.locator("#account-rows tbody tr", has_text=default)
     expect(old.locator(".badge-default")).to_have_count(0)

@@ -219,6 +219,7 @@ def test_configure_smtpdesk_from_first_run_to_filtered_csv(live_server, page: Pa
 
     mark_page(page, "report")
     second.get_by_text("Actions").click()
+    page.once("dialog", lambda dialog: dialog.accept())  # it asks first: every notification would go through it
     second.get_by_role("button", name="Make default").click()
     expect(second.locator(".badge-default")).to_have_text("Default")
     expect(first.locator(".badge-default")).to_have_count(0)

@@ -94,7 +94,8 @@ def _refuse(message: str):
 def _row_done(account: SmtpAccount, message: str, previous: SmtpAccount | None = None):
     """After a row action: the changed row(s) for htmx, the report with a flash otherwise."""
     if request.htmx:
-        return _row(account) + (_row(previous, oob=True) if previous is not None else "")
+        return (_row(account) + (_row(previous, oob=True) if previous is not None else "")
+                + render_template("_flash.html", message=message, category="success"))
     flash(message, "success")
     return redirect(_back(), 303)
 

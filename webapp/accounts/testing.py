@@ -3,15 +3,16 @@
 The views stay thin: they validate, call send_test(), record and audit; the SMTP work is webapp.mail's.
 """
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flask import current_app
 from flask_babel import gettext
 
 from webapp.mail import N_, MailError, SendResult, Step, compose_test_message, send_message
-from webapp.mail.compose import envelope_address
+from webapp.mail.compose import envelope_address, resolve_addressing
 from webapp.mail.connectors import parse_networks
 from webapp.models import SAVED_CREDENTIAL, Credential, SmtpAccount, utcnow
+from webapp.outbox.message import footer_for
 
 # Step names in the admin's words: English msgids, translated on screen.
 STEP_NAMES = {
@@ -46,6 +47,8 @@ class Outcome:
     result: SendResult
     route: str          # "direct connection" or the connector's name, translated
     to: str
+    applied: dict = field(default_factory=dict)  # the account's settings the message carried: reply_to,
+    #                                              confirmation_email (addresses), footer (True)
 
     @property
     def ok(self) -> bool:
@@ -74,6 +77,19 @@ class Outcome:
     @property
     def hint(self) -> str:
         return explain(self.error.hint, self.error.params) if self.error else ""
+
+    @property
+    def applied_lines(self) -> list[str]:
+        """The account's settings the test message carried, in the reader's words."""
+        lines = []
+        if "reply_to" in self.applied:
+            lines.append(gettext("Reply-To: %(address)s", address=self.applied["reply_to"]))
+        if "confirmation_email" in self.applied:
+            lines.append(gettext("read confirmation asked, to %(address)s",
+                                 address=self.applied["confirmation_email"]))
+        if self.applied.get("footer"):
+            lines.append(gettext("the system footer appended"))
+        return lines
 
     @property
     def summary(self) -> str:
@@ -160,17 +176,34 @@ def send_test(account: SmtpAccount, *, to: str, subject: str, body: str,
         settings = account.smtp_settings(float(config["SMTP_TIMEOUT"]), float(config["SMTP_DEADLINE"]),
                                          credential=credential,
                                          blocked_networks=parse_networks(config["OUTBOUND_BLOCKED_NETWORKS"]))
-        message = compose_test_message(sender=account.sender, to=to, subject=subject, body=body)
-        envelope_from = envelope_address(account.return_path)
+        footer = footer_for(account)
+        applied = account_settings(account, footer)
+        message = compose_test_message(sender=account.sender, to=to, subject=subject, body=body,
+                                       reply_to=applied.get("reply_to"),
+                                       confirmation_email=applied.get("confirmation_email"), footer=footer)
+        envelope_from = envelope_address(account.return_path or account.sender)
         recipients = [envelope_address(to)]
     except MailError as error:
-        result = refused(error)
+        result, applied = refused(error), {}
     except ValueError as exc:  # an address the composer cannot use (validated before, so unexpected)
         result = refused(MailError(Step.POLICY, False, N_("The test message could not be composed (%(reason)s)."),
                                    N_("Check the account's addresses and the recipient."), {"reason": str(exc)}))
+        applied = {}
     else:
         result = send_message(settings, message, envelope_from=envelope_from, recipients=recipients)
-    return Outcome(result=result, route=route_label(account), to=to)
+    return Outcome(result=result, route=route_label(account), to=to, applied=applied)
+
+
+def account_settings(account: SmtpAccount, footer: str | None) -> dict:
+    """What of the account's settings a notification through it carries, and so the test message too: its Reply-To,
+    where read confirmations go when it asks for them, and whether the system footer (footer_for(account)) is
+    appended: only when there is footer text to append."""
+    rules = resolve_addressing(reply_to=account.reply_to, return_path=account.return_path,
+                               confirmation_email=account.confirmation_email,
+                               read_confirmation=account.read_confirmation, force_settings=account.force_settings)
+    applied = {"reply_to": rules.reply_to, "confirmation_email": rules.confirmation_email,
+               "footer": bool(footer and footer.strip())}
+    return {name: value for name, value in applied.items() if value}
 
 
 def stored_credential_moved(candidate: SmtpAccount, editing: SmtpAccount | None = None) -> MailError | None:

@@ -1,8 +1,10 @@
+from flask import current_app
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
-from wtforms.validators import DataRequired, EqualTo, Length, Regexp
+from wtforms.validators import DataRequired, EqualTo, Length, Regexp, ValidationError
 
+from webapp.auth.passwords import check_setup_code
 from webapp.forms import max_length
 
 USERNAME_RULES = [
@@ -27,3 +29,9 @@ class SetupForm(FlaskForm):
         _l("Repeat the password"),
         validators=[DataRequired(), EqualTo("password", message=_l("The passwords do not match."))],
     )
+
+    def validate_code(self, field):
+        """A wrong code is reported with the first submit, beside any other field's error, not only once the rest
+        is valid: otherwise the admin fixes every other field first and learns only then that the code was wrong."""
+        if not check_setup_code(current_app.instance_path, field.data or ""):
+            raise ValidationError(_l("This is not the code printed in the console. Copy it again."))

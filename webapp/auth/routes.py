@@ -7,7 +7,6 @@ from webapp.auth import bp
 from webapp.auth.forms import LoginForm, SetupForm
 from webapp.auth.passwords import (
     authenticate,
-    check_setup_code,
     forget_setup_code,
     hash_password,
     setup_needed,
@@ -93,19 +92,16 @@ def setup():
         abort(404)
     form = SetupForm()
     if form.validate_on_submit():
-        if not check_setup_code(current_app.instance_path, form.code.data):
-            form.code.errors.append(_("This is not the code printed in the console. Copy it again."))
-        else:
-            with database.atomic("IMMEDIATE"):
-                if not setup_needed():
-                    abort(404)
-                user = User.create(username=form.username.data.lower(),
-                                   password_hash=hash_password(form.password.data), role="admin")
-                audit("create", user, actor=user, changes={"role": [None, "admin"]})
-            forget_setup_code(current_app.instance_path)
-            _sign_in(user)
-            flash(_("Welcome! Your administrator account is ready. Start by adding an SMTP account."), "success")
-            return redirect(url_for("accounts.index"))
+        with database.atomic("IMMEDIATE"):
+            if not setup_needed():
+                abort(404)
+            user = User.create(username=form.username.data.lower(),
+                               password_hash=hash_password(form.password.data), role="admin")
+            audit("create", user, actor=user, changes={"role": [None, "admin"]})
+        forget_setup_code(current_app.instance_path)
+        _sign_in(user)
+        flash(_("Welcome! Your administrator account is ready. Start by adding an SMTP account."), "success")
+        return redirect(url_for("accounts.index"))
     return render_form("auth/setup.html", form)
 
 

@@ -121,10 +121,14 @@ def _parsed_address(value: str) -> Address:
     return addresses[0]
 
 
-def compose_test_message(*, sender: str, to: str, subject: str, body: str) -> EmailMessage:
+def compose_test_message(*, sender: str, to: str, subject: str, body: str, reply_to: str | None = None,
+                         confirmation_email: str | None = None, footer: str | None = None) -> EmailMessage:
     """The test dialog's message, written as a notification is (compose_notification): From, To, Subject, Date,
-    a new Message-ID on the sender's domain, Auto-Submitted, text body. Raises ValueError as that does."""
-    return compose_notification(sender=sender, to=[to], subject=subject, text=body, message_id=new_message_id(sender))
+    a new Message-ID on the sender's domain, Auto-Submitted, text body, and the account's Reply-To, read
+    confirmation and footer when given, so a test shows them as a notification would carry them. Raises ValueError
+    as that does."""
+    return compose_notification(sender=sender, to=[to], subject=subject, text=body, message_id=new_message_id(sender),
+                                reply_to=reply_to, confirmation_email=confirmation_email, footer=footer)
 
 
 # --- Notifications ---------------------------------------------------------------------------------------------

@@ -135,8 +135,9 @@ def connect_error(exc: OSError, host: str, port: int) -> MailError:
                      N_("Check the host, the port and the firewall."), params)
 
 
-def tls_error(exc: ssl.SSLError | OSError, host: str, port: int) -> MailError:
-    """A TLS handshake that failed; certificate problems carry their reason."""
+def tls_error(exc: ssl.SSLError | OSError, host: str, port: int, mode: str | None = None) -> MailError:
+    """A TLS handshake that failed; certificate problems carry their reason. mode: the account's ("ssl" or "tls"),
+    so the hint fits the port and mode that were actually used."""
     if isinstance(exc, ssl.SSLCertVerificationError):
         reason = CERTIFICATE_REASONS.get(exc.verify_code, exc.verify_message or str(exc))
         return MailError(Step.CERTIFICATE, False,
@@ -146,9 +147,22 @@ def tls_error(exc: ssl.SSLError | OSError, host: str, port: int) -> MailError:
                          {"host": host, "port": port, "reason": reason})
     reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
     return MailError(Step.TLS, False, N_("The TLS handshake with %(host)s port %(port)s failed (%(reason)s)."),
-                     N_("Check the secure connection type: port 465 usually needs SSL (implicit TLS), ports 587 "
-                        "and 25 use STARTTLS (TLS). Nothing was sent."),
-                     {"host": host, "port": port, "reason": str(reason)})
+                     tls_mode_hint(port, mode), {"host": host, "port": port, "reason": str(reason)})
+
+
+def tls_mode_hint(port: int | None, mode: str | None) -> str:
+    """What to check when TLS could not start, for the port and mode that were used."""
+    if mode == "ssl" and port in (25, 587):
+        return N_("SSL (implicit TLS) was used on port %(port)s, which usually expects STARTTLS: choose TLS as the "
+                  "secure connection type. Nothing was sent.")
+    if mode == "ssl":
+        return N_("SSL (implicit TLS) was used on port %(port)s, and the server did not start TLS there: check the "
+                  "port, or choose TLS (STARTTLS) if the server expects a plain greeting first. Nothing was sent.")
+    if mode == "tls":
+        return N_("The server on port %(port)s accepted STARTTLS but the TLS handshake did not complete: check the "
+                  "server's TLS configuration (protocol versions and ciphers). Nothing was sent.")
+    return N_("Check the port and the secure connection type: SSL (implicit TLS) starts encrypted, TLS (STARTTLS) "
+              "starts in plain text and then encrypts. Nothing was sent.")
 
 
 def bad_ca_certificate(exc: Exception) -> MailError:
@@ -159,18 +173,22 @@ def bad_ca_certificate(exc: Exception) -> MailError:
                         "-----END CERTIFICATE-----."), {"reason": str(reason)})
 
 
-def timeout_error(host: str, seconds: float, command: str | None, step: Step = Step.GREETING) -> MailError:
+def timeout_error(host: str, seconds: float, command: str | None, step: Step = Step.GREETING,
+                  port: int | None = None, mode: str | None = None) -> MailError:
     """No reply in time: during the TLS handshake, to the greeting (command None) or to that command."""
-    params = {"host": host, "seconds": _seconds(seconds), "command": command or ""}
+    params = {"host": host, "seconds": _seconds(seconds), "command": command or "", "port": port or ""}
     if step is Step.TLS:
         return MailError(Step.TIMEOUT, True,
                          N_("%(host)s did not complete the TLS handshake within %(seconds)s seconds."),
-                         N_("The server may not speak TLS on this port: check the secure connection type."), params)
+                         tls_mode_hint(port, mode), params)
     if command is None:
         return MailError(Step.TIMEOUT, True,
                          N_("%(host)s accepted the connection but sent no greeting within %(seconds)s seconds."),
-                         N_("The port may belong to another service, or the server may expect SSL (implicit TLS) "
-                            "on this port."), params)
+                         N_("The port may belong to another service: check the port and the secure connection "
+                            "type.") if mode == "ssl" or port is None else
+                         N_("Port %(port)s may belong to another service, or the server may expect SSL (implicit "
+                            "TLS) there, as port 465 usually does: check the port and the secure connection type."),
+                         params)
     return MailError(Step.TIMEOUT, True, N_("%(host)s did not reply to %(command)s within %(seconds)s seconds."),
                      N_("The server or the network is slow or stalled; try again later."), params)
 
@@ -226,12 +244,16 @@ def greeting_refused(host: str, code: int, reply: str | None) -> MailError:
                         "HELO name under Advanced."), {"host": host}, code, reply)
 
 
-def starttls_not_offered(host: str) -> MailError:
-    """STARTTLS was chosen and the server does not offer it: fail closed."""
+def starttls_not_offered(host: str, port: int) -> MailError:
+    """STARTTLS was chosen and the server does not offer it: fail closed. The hint names port 465 only when that is
+    the port used, as it is the one port where SSL is the usual cause."""
     return MailError(Step.STARTTLS, False,
                      N_("%(host)s does not offer STARTTLS, so the connection cannot be encrypted."),
-                     N_("Nothing was sent in clear text. Check the port and the secure connection type: port 465 "
-                        "usually needs SSL (implicit TLS)."), {"host": host})
+                     N_("Nothing was sent in clear text. Port 465 usually needs SSL (implicit TLS): choose SSL as the "
+                        "secure connection type.") if port == 465 else
+                     N_("Nothing was sent in clear text. Check that port %(port)s is the server's submission port "
+                        "(usually 587) and that STARTTLS is enabled on the server; if the server encrypts from the "
+                        "first byte, choose SSL."), {"host": host, "port": port})
 
 
 def starttls_refused(host: str, code: int, reply: str | None) -> MailError:
@@ -244,12 +266,15 @@ def starttls_refused(host: str, code: int, reply: str | None) -> MailError:
                      {"host": host}, code, reply)
 
 
-def auth_not_offered(host: str) -> MailError:
+def auth_not_offered(host: str, port: int, mode: str) -> MailError:
     """A credential is configured and the server offers no AUTH at all."""
     return MailError(Step.AUTH, False, N_("%(host)s does not offer authentication (AUTH)."),
-                     N_("Check the port (submission is usually 587 or 465) and the secure connection type: many "
-                        "servers offer AUTH only over TLS. Or remove the credential if the server needs none."),
-                     {"host": host})
+                     N_("This account connects to port %(port)s without encryption, and many servers offer AUTH only "
+                        "over TLS: choose a secure connection (TLS on port 587, SSL on 465), or remove the "
+                        "credential if the server needs none.") if mode == "plain" else
+                     N_("Check that port %(port)s is the server's submission port (usually 587 with TLS, or 465 with "
+                        "SSL), or remove the credential if the server needs none."),
+                     {"host": host, "port": port})
 
 
 def auth_no_mechanism(host: str, mechanisms: str) -> MailError:
@@ -357,22 +382,22 @@ def timed_out(exc: BaseException) -> bool:
 
 
 def classify(exc: BaseException, step: Step, *, host: str, port: int, proxy: str | None = None,
-             seconds: float = 0, command: str | None = None) -> MailError:
+             seconds: float = 0, command: str | None = None, mode: str | None = None) -> MailError:
     """Any failure raised while `step` was in progress (CONNECT, TLS, GREETING, STARTTLS, AUTH, ...) as a MailError."""
     if isinstance(exc, MailError):
         return exc
     if isinstance(exc, OversizedReply):
         return oversized_reply(host, exc.limit, command, step, exc.line)
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return tls_error(exc, host, port)
+        return tls_error(exc, host, port, mode)
     if step is Step.CONNECT and isinstance(exc, OSError):
         return connect_error(exc, host, port)
     if timed_out(exc):
-        return timeout_error(host, seconds, command, step)
+        return timeout_error(host, seconds, command, step, port, mode)
     if isinstance(exc, smtplib.SMTPResponseException):
         return classify_reply_exception(exc, step, host)
     if step is Step.TLS and isinstance(exc, (OSError, smtplib.SMTPServerDisconnected)):
-        return tls_error(exc, host, port)
+        return tls_error(exc, host, port, mode)
     if isinstance(exc, (OSError, smtplib.SMTPServerDisconnected)):
         return connection_lost(host, exc, proxy)
     return MailError(step, False, N_("The dialogue with %(host)s failed (%(reason)s)."),

@@ -198,7 +198,7 @@ class SmtpSession:
             client.step = Step.STARTTLS
             # Fail closed: without STARTTLS (or with an error reply to it) nothing else is said in clear text.
             if not client.has_extn("starttls"):
-                raise errors.starttls_not_offered(settings.host)
+                raise errors.starttls_not_offered(settings.host, settings.port)
             client.starttls(context=StartTlsContext(client))
             client.step = Step.GREETING
             client.ehlo_or_helo_if_needed()  # RFC 3207: forget the pre-TLS EHLO answer and ask again
@@ -209,7 +209,7 @@ class SmtpSession:
     def _authenticate(self, client: Client) -> None:
         host = self.settings.host
         if not client.has_extn("auth"):
-            raise errors.auth_not_offered(host)
+            raise errors.auth_not_offered(host, self.settings.port, self.settings.mode)
         try:
             client.login(self.settings.username, self.settings.password or "")
         except UnicodeEncodeError:
@@ -281,7 +281,7 @@ class SmtpSession:
             return exc
         return errors.classify(exc, client.step if client else Step.CONNECT, host=settings.host, port=settings.port,
                                proxy=settings.hop.label if settings.hop else None, seconds=settings.timeout,
-                               command=client.command if client else None)
+                               command=client.command if client else None, mode=settings.mode)
 
     def _scrub(self, text: str | None) -> str | None:
         """text without the password in any form it could take on the wire (defence in depth)."""
