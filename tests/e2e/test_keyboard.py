@@ -1,0 +1,118 @@
+"""Keyboard and console: the report, its row menus and the Test Email dialog used with the keyboard alone, in a real
+browser against a fresh server and a real SMTP server; skip link, focus rings, favicon and a CSP-clean console."""
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+
+pytestmark = pytest.mark.e2e
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(scope="module")
+def keyboard_admin(live_server) -> str:
+    live_server.cli("users", "create", "kbadmin", "--password", PASSWORD)
+    return "kbadmin"
+
+
+def sign_in(page: Page, base: str, username: str) -> None:
+    page.goto(f"{base}/auth/login")
+    page.locator("#username").fill(username)
+    page.locator("#password").fill(PASSWORD)
+    page.locator("main form button[type=submit]").click()
+    expect(page).to_have_url(re.compile(r"/accounts/$"))
+
+
+def add_account(page: Page, base: str, name: str, server) -> None:
+    """A plain-SMTP account on the fixture server, made through the form (the interface is in Portuguese)."""
+    page.goto(f"{base}/accounts/new")
+    page.get_by_label("Nome da conta").fill(name)
+    page.get_by_label("E-mail do Remetente").fill("Ops <ops@example.com>")
+    page.get_by_label("E-mail de resposta (Reply-To)").fill("reply@example.com")
+    page.get_by_label("E-mail de retorno (Return-Path)").fill("bounces@example.com")
+    page.get_by_label("E-mail de confirmação").fill("receipts@example.com")
+    page.get_by_label("Host SMTP").fill(server.host)
+    page.get_by_label("Porta", exact=True).fill(str(server.port))
+    page.get_by_role("button", name="Enviar").click()
+    expect(page).to_have_url(re.compile(r"/accounts/$"))
+
+
+def test_a_row_menu_and_the_test_dialog_work_from_the_keyboard(live_server, keyboard_admin, page: Page,
+                                                              smtp_server):
+    page.set_default_timeout(15_000)
+    base = live_server.url
+    server = smtp_server("plain")
+    sign_in(page, base, keyboard_admin)
+    add_account(page, base, "Teclado", server)
+    row = page.locator("#account-rows tbody tr", has_text="Teclado")
+    menu = row.locator("details.dropdown")
+    summary = menu.locator("summary")
+
+    # The menu opens with Enter, the arrows walk its items, Escape closes it and leaves the focus on Ações.
+    summary.focus()
+    page.keyboard.press("Enter")
+    expect(menu).to_have_attribute("open", "")
+    page.keyboard.press("ArrowDown")
+    expect(row.get_by_role("link", name="Editar")).to_be_focused()
+    page.keyboard.press("ArrowDown")
+    expect(row.get_by_role("button", name="Testar configuração")).to_be_focused()
+    page.keyboard.press("ArrowUp")
+    expect(row.get_by_role("link", name="Editar")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(menu).not_to_have_attribute("open", "")
+    expect(summary).to_be_focused()
+
+    # Testar configuração opens a modal dialog with the focus in "Enviar para"; Escape closes it, back to Ações.
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowDown")
+    expect(row.get_by_role("button", name="Testar configuração")).to_be_focused()
+    page.keyboard.press("Enter")
+    dialog = page.locator("dialog#test-dialog[open]")
+    expect(dialog).to_be_visible()
+    expect(page.locator("dialog#test-dialog:modal")).to_have_count(1)
+    expect(dialog.get_by_label("Enviar para")).to_be_focused()
+    expect(menu).not_to_have_attribute("open", "")
+    page.keyboard.press("Escape")
+    expect(page.locator("dialog#test-dialog[open]")).to_have_count(0)
+    expect(summary).to_be_focused()
+
+    # Again, and this time a real send: the focus lands on the outcome, which says the server took the message.
+    page.keyboard.press("Enter")
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("Enter")
+    expect(dialog.get_by_label("Enviar para")).to_be_focused()
+    page.keyboard.type("rita@example.org")
+    page.keyboard.press("Enter")
+    headline = page.locator("dialog#test-dialog .test-result .test-headline")
+    expect(headline).to_be_focused()
+    expect(headline).to_contain_text("Enviada")
+    expect(page.locator("dialog#test-dialog:modal")).to_have_count(1)
+    assert [message.rcpt_tos for message in server.received] == [["rita@example.org"]]
+    # The page behind a modal dialog is out of reach: Tab never leaves the dialog for the report.
+    for _ in range(12):
+        page.keyboard.press("Tab")
+        assert page.evaluate("!document.activeElement.closest('main') || !!document.activeElement.closest('dialog')")
+
+    # Escape closes the dialog that came back with the outcome too; open it again to try the close button.
+    page.keyboard.press("Escape")
+    expect(page.locator("dialog#test-dialog[open]")).to_have_count(0)
+    expect(summary).to_be_focused()
+    page.keyboard.press("Enter")
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("Enter")
+    expect(dialog.get_by_label("Enviar para")).to_be_focused()
+    page.keyboard.press("Enter")  # nothing typed: the field error, and the dialog is still modal
+    expect(page.locator("dialog#test-dialog .field-error")).to_be_visible()
+    expect(page.locator("dialog#test-dialog:modal")).to_have_count(1)
+
+    # The close button closes it too, and the focus goes back to the row's Ações (the row itself was replaced
+    # with its new health meanwhile).
+    page.locator("dialog#test-dialog header .dialog-close button").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("dialog#test-dialog[open]")).to_have_count(0)
+    expect(row.locator("td.health")).to_contain_text("OK")
+    expect(row.locator("details.dropdown summary")).to_be_focused()
+    expect(row.locator("details.dropdown")).not_to_have_attribute("open", "")
