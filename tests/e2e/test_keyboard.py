@@ -116,3 +116,38 @@ def test_a_row_menu_and_the_test_dialog_work_from_the_keyboard(live_server, keyb
     expect(row.locator("td.health")).to_contain_text("OK")
     expect(row.locator("details.dropdown summary")).to_be_focused()
     expect(row.locator("details.dropdown")).not_to_have_attribute("open", "")
+
+
+PAGES = ["/accounts/", "/accounts/new", "/credentials/", "/credentials/new", "/connectors/", "/connectors/new",
+         "/deliveries/", "/audit/", "/users/", "/tokens/", "/settings/"]
+
+
+def test_every_page_starts_with_a_skip_link_to_the_main_content(live_server, keyboard_admin, page: Page):
+    page.set_default_timeout(10_000)
+    base = live_server.url
+    page.goto(f"{base}/auth/login")
+    pages = ["/auth/login"]
+    sign_in(page, base, keyboard_admin)
+    for path in pages + PAGES:
+        if path == "/auth/login":
+            page.context.clear_cookies()
+        page.goto(base + path)
+        skip = page.get_by_role("link", name="Pular para o conteúdo principal")
+        expect(skip).not_to_be_in_viewport()
+        assert skip.evaluate("e => e === document.querySelector('a[href], button, input:not([type=hidden]), select')")
+        if page.locator("[autofocus]").count():  # the login page starts in its first field, after the skip link
+            skip.focus()
+        else:
+            page.keyboard.press("Tab")
+        expect(skip, path).to_be_focused()
+        expect(skip, path).to_be_in_viewport()
+        page.keyboard.press("Enter")
+        expect(page.locator("main#main"), path).to_be_focused()
+        if path == "/auth/login":
+            sign_in(page, base, keyboard_admin)
+    # From the report, the first Tab after the skip link reaches the page's own controls, not the navigation.
+    page.goto(f"{base}/accounts/")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    page.keyboard.press("Tab")
+    assert page.evaluate("!!document.activeElement.closest('main')")
