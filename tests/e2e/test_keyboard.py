@@ -151,3 +151,45 @@ def test_every_page_starts_with_a_skip_link_to_the_main_content(live_server, key
     page.keyboard.press("Enter")
     page.keyboard.press("Tab")
     assert page.evaluate("!!document.activeElement.closest('main')")
+
+
+# Contrast of the focused element's outline against what is behind it (WCAG 2.1 relative luminance).
+RING = """() => {
+    const e = document.activeElement;
+    const s = getComputedStyle(e);
+    const rgb = c => (c.match(/[\\d.]+/g) || []).map(Number);
+    const lum = ([r, g, b]) => [r, g, b].map(v => v / 255).map(v => v <= 0.03928 ? v / 12.92
+        : Math.pow((v + 0.055) / 1.055, 2.4)).reduce((a, v, i) => a + v * [0.2126, 0.7152, 0.0722][i], 0);
+    let back = e.parentElement, bg = [255, 255, 255, 1];
+    while (back) {
+        const c = rgb(getComputedStyle(back).backgroundColor);
+        if (c.length === 3 || (c.length === 4 && c[3] === 1)) { bg = c; break; }
+        back = back.parentElement;
+    }
+    const ring = rgb(s.outlineColor);
+    const [hi, lo] = [lum(ring), lum(bg)].sort((a, b) => b - a);
+    const label = (e.textContent || e.name || '').trim().slice(0, 30);
+    return {what: e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + ' ' + label,
+            style: s.outlineStyle, width: parseFloat(s.outlineWidth), alpha: ring.length === 4 ? ring[3] : 1,
+            contrast: (hi + 0.05) / (lo + 0.05)};
+}"""
+
+
+def test_every_control_shows_a_solid_focus_ring(live_server, keyboard_admin, page: Page):
+    page.set_default_timeout(10_000)
+    sign_in(page, live_server.url, keyboard_admin)
+    weak = []
+    for path in ["/accounts/", "/accounts/new", "/credentials/new", "/connectors/new", "/deliveries/"]:
+        page.goto(live_server.url + path)
+        seen = set()
+        for _ in range(60):
+            page.keyboard.press("Tab")
+            ring = page.evaluate(RING)
+            if ring["what"] in seen or ring["what"].startswith("body"):  # round the page, or out to the browser
+                break
+            seen.add(ring["what"])
+            if ring["style"] == "none" or ring["width"] < 2 or ring["alpha"] < 1 or ring["contrast"] < 3:
+                weak.append((path, ring))
+        if path == "/accounts/":  # the search button, which had no focus mark at all
+            assert "button Pesquisar" in seen
+    assert not weak, "\n".join(map(str, weak))
