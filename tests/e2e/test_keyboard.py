@@ -193,3 +193,83 @@ def test_every_control_shows_a_solid_focus_ring(live_server, keyboard_admin, pag
         if path == "/accounts/":  # the search button, which had no focus mark at all
             assert "button Pesquisar" in seen
     assert not weak, "\n".join(map(str, weak))
+
+
+def test_unchecked_radios_are_visible_in_light_and_dark(live_server, keyboard_admin, page: Page):
+    sign_in(page, live_server.url, keyboard_admin)
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        page.goto(f"{live_server.url}/accounts/new")
+        radio = page.get_by_role("group", name="Usar conexão segura?").get_by_label("Sim")
+        expect(radio).not_to_be_checked()
+        contrast = radio.evaluate("""e => {
+            const rgb = c => (c.match(/[\\d.]+/g) || []).map(Number);
+            const lum = c => c.slice(0, 3).map(v => v / 255)
+                .map(v => v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4))
+                .reduce((a, v, i) => a + v * [0.2126, 0.7152, 0.0722][i], 0);
+            let back = e.parentElement, bg = [255, 255, 255];
+            for (; back; back = back.parentElement) {
+                const c = rgb(getComputedStyle(back).backgroundColor);
+                if (c.length === 3 || c[3] === 1) { bg = c; break; }
+            }
+            const [hi, lo] = [lum(rgb(getComputedStyle(e).borderTopColor)), lum(bg)].sort((a, b) => b - a);
+            return (hi + 0.05) / (lo + 0.05);
+        }""")
+        assert contrast >= 3, (scheme, contrast)  # WCAG 2.1 non-text contrast
+
+
+def test_htmx_swaps_leave_no_csp_violation_and_the_page_has_its_favicon(live_server, keyboard_admin, page: Page,
+                                                                         smtp_server):
+    page.set_default_timeout(15_000)
+    # htmx logs the searches it cancels itself (hx-sync) as errors too: only the browser's complaints count here.
+    problems = []
+    page.on("console", lambda message: problems.append(message.text)
+            if re.search(r"Content Security Policy|Refused to|Failed to load resource", message.text) else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.add_init_script("window.violations = []; document.addEventListener('securitypolicyviolation',"
+                         " e => window.violations.push(e.violatedDirective + ' ' + e.blockedURI));")
+    base = live_server.url
+    sign_in(page, base, keyboard_admin)
+    add_account(page, base, "Console", smtp_server("plain"))
+    page.goto(f"{base}/accounts/")
+    # A search (rows swapped), a sort, a row action, the test dialog opened and sent: all htmx swaps.
+    page.locator("#account-filters").get_by_label("Nome").fill("Cons")
+    expect(page).to_have_url(re.compile(r"name=Cons"))
+    page.locator("#account-rows th a.sort").first.click()
+    expect(page).to_have_url(re.compile(r"sort="))
+    row = page.locator("#account-rows tbody tr", has_text="Console")
+    row.locator("summary").click()
+    row.get_by_role("button", name="Testar configuração").click()
+    dialog = page.locator("dialog#test-dialog[open]")
+    dialog.get_by_label("Enviar para").fill("rita@example.org")
+    dialog.get_by_role("button", name="Enviar", exact=True).click()
+    expect(page.locator("dialog#test-dialog .test-result")).to_contain_text("Enviada")
+    expect(page.locator("dialog#test-dialog .test-headline")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(page.locator("dialog#test-dialog[open]")).to_have_count(0)
+    icon = page.locator("link[rel=icon]").get_attribute("href")
+    response = page.request.get(base + icon)
+    assert response.ok and response.headers["content-type"].startswith("image/svg+xml")
+    assert page.evaluate("window.violations") == []
+    assert not problems, "\n".join(problems)
+
+
+def test_the_row_menu_lines_up_its_items_and_its_chevron(live_server, keyboard_admin, page: Page, smtp_server):
+    page.set_default_timeout(10_000)
+    sign_in(page, live_server.url, keyboard_admin)
+    add_account(page, live_server.url, "Alinhada", smtp_server("plain"))
+    row = page.locator("#account-rows tbody tr", has_text="Alinhada")
+    row.locator("summary").click()
+    # Where each item's text starts: the link (Editar) and the buttons alike.
+    starts = row.locator("details ul").evaluate("""u => Array.from(u.querySelectorAll('a, button')).map(e => {
+        const text = document.createRange(); text.selectNodeContents(e);
+        return Math.round(text.getBoundingClientRect().left);
+    })""")
+    assert len(starts) == 4 and len(set(starts)) == 1, starts
+    # "Ações" sits in the middle of its box, where the chevron is centred.
+    offset = row.locator("summary").evaluate("""s => {
+        const text = document.createRange(); text.selectNodeContents(s);
+        const t = text.getBoundingClientRect(), box = s.getBoundingClientRect();
+        return Math.abs((t.top + t.bottom) / 2 - (box.top + box.bottom) / 2);
+    }""")
+    assert offset <= 1.5
