@@ -179,7 +179,10 @@ def test_every_control_shows_a_solid_focus_ring(live_server, keyboard_admin, pag
     page.set_default_timeout(10_000)
     sign_in(page, live_server.url, keyboard_admin)
     weak = []
-    for path in ["/accounts/", "/accounts/new", "/credentials/new", "/connectors/new", "/deliveries/"]:
+    for scheme, path in [("light", "/accounts/"), ("light", "/accounts/new"), ("light", "/credentials/new"),
+                         ("light", "/connectors/new"), ("light", "/deliveries/"), ("dark", "/accounts/"),
+                         ("dark", "/accounts/new")]:
+        page.emulate_media(color_scheme=scheme)
         page.goto(live_server.url + path)
         seen = set()
         for _ in range(60):
@@ -189,7 +192,7 @@ def test_every_control_shows_a_solid_focus_ring(live_server, keyboard_admin, pag
                 break
             seen.add(ring["what"])
             if ring["style"] == "none" or ring["width"] < 2 or ring["alpha"] < 1 or ring["contrast"] < 3:
-                weak.append((path, ring))
+                weak.append((scheme, path, ring))
         if path == "/accounts/":  # the search button, which had no focus mark at all
             assert "button Pesquisar" in seen
     assert not weak, "\n".join(map(str, weak))
