@@ -97,3 +97,31 @@ def complete_first_run(page, live_server: LiveServer, username: str = "admin") -
     expect(page).to_have_url(re.compile(r"/accounts/$"))
     page.get_by_role("button", name="EN", exact=True).click()
     expect(page.locator("html")).to_have_attribute("lang", "en")
+
+
+def sign_in(page, base: str, username: str) -> None:
+    """Sign in through the login form (a user made with `smtpdesk users create ... --password PASSWORD`); the
+    report in Portuguese, the browser's language, follows."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{base}/auth/login")
+    page.locator("#username").fill(username)
+    page.locator("#password").fill(PASSWORD)
+    page.locator("main form button[type=submit]").click()
+    expect(page).to_have_url(re.compile(r"/accounts/$"))
+
+
+def add_account(page, base: str, name: str, host: str, port: int) -> None:
+    """A plain-SMTP account made through the form, in Portuguese, with every address filled."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{base}/accounts/new")
+    page.get_by_label("Nome da conta").fill(name)
+    page.get_by_label("E-mail do Remetente").fill("Ops <ops@example.com>")
+    page.get_by_label("E-mail de resposta (Reply-To)").fill("reply@example.com")
+    page.get_by_label("E-mail de retorno (Return-Path)").fill("bounces@example.com")
+    page.get_by_label("E-mail de confirmação").fill("receipts@example.com")
+    page.get_by_label("Host SMTP").fill(host)
+    page.get_by_label("Porta", exact=True).fill(str(port))
+    page.get_by_role("button", name="Enviar").click()
+    expect(page).to_have_url(re.compile(r"/accounts/$"))

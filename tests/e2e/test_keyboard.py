@@ -5,9 +5,9 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-pytestmark = pytest.mark.e2e
+from tests.e2e.conftest import PASSWORD, add_account, sign_in
 
-PASSWORD = "correct horse battery staple"
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
@@ -16,35 +16,13 @@ def keyboard_admin(live_server) -> str:
     return "kbadmin"
 
 
-def sign_in(page: Page, base: str, username: str) -> None:
-    page.goto(f"{base}/auth/login")
-    page.locator("#username").fill(username)
-    page.locator("#password").fill(PASSWORD)
-    page.locator("main form button[type=submit]").click()
-    expect(page).to_have_url(re.compile(r"/accounts/$"))
-
-
-def add_account(page: Page, base: str, name: str, server) -> None:
-    """A plain-SMTP account on the fixture server, made through the form (the interface is in Portuguese)."""
-    page.goto(f"{base}/accounts/new")
-    page.get_by_label("Nome da conta").fill(name)
-    page.get_by_label("E-mail do Remetente").fill("Ops <ops@example.com>")
-    page.get_by_label("E-mail de resposta (Reply-To)").fill("reply@example.com")
-    page.get_by_label("E-mail de retorno (Return-Path)").fill("bounces@example.com")
-    page.get_by_label("E-mail de confirmação").fill("receipts@example.com")
-    page.get_by_label("Host SMTP").fill(server.host)
-    page.get_by_label("Porta", exact=True).fill(str(server.port))
-    page.get_by_role("button", name="Enviar").click()
-    expect(page).to_have_url(re.compile(r"/accounts/$"))
-
-
 def test_a_row_menu_and_the_test_dialog_work_from_the_keyboard(live_server, keyboard_admin, page: Page,
                                                               smtp_server):
     page.set_default_timeout(15_000)
     base = live_server.url
     server = smtp_server("plain")
     sign_in(page, base, keyboard_admin)
-    add_account(page, base, "Teclado", server)
+    add_account(page, base, "Teclado", server.host, server.port)
     row = page.locator("#account-rows tbody tr", has_text="Teclado")
     menu = row.locator("details.dropdown")
     summary = menu.locator("summary")
@@ -233,7 +211,8 @@ def test_htmx_swaps_leave_no_csp_violation_and_the_page_has_its_favicon(live_ser
                          " e => window.violations.push(e.violatedDirective + ' ' + e.blockedURI));")
     base = live_server.url
     sign_in(page, base, keyboard_admin)
-    add_account(page, base, "Console", smtp_server("plain"))
+    server = smtp_server("plain")
+    add_account(page, base, "Console", server.host, server.port)
     page.goto(f"{base}/accounts/")
     # A search (rows swapped), a sort, a row action, the test dialog opened and sent: all htmx swaps.
     page.locator("#account-filters").get_by_label("Nome").fill("Cons")
@@ -260,7 +239,8 @@ def test_htmx_swaps_leave_no_csp_violation_and_the_page_has_its_favicon(live_ser
 def test_the_row_menu_lines_up_its_items_and_its_chevron(live_server, keyboard_admin, page: Page, smtp_server):
     page.set_default_timeout(10_000)
     sign_in(page, live_server.url, keyboard_admin)
-    add_account(page, live_server.url, "Alinhada", smtp_server("plain"))
+    server = smtp_server("plain")
+    add_account(page, live_server.url, "Alinhada", server.host, server.port)
     row = page.locator("#account-rows tbody tr", has_text="Alinhada")
     row.locator("summary").click()
     # Where each item's text starts: the link (Editar) and the buttons alike.

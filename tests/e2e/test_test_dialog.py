@@ -11,11 +11,11 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.e2e.conftest import PASSWORD, sign_in
 from tests.e2e.test_configuration_flow import expect_same_page, mark_page, screenshot, yes_no
 
 pytestmark = pytest.mark.e2e
 
-PASSWORD = "correct horse battery staple"
 LOGIN = "relay@example.com"
 SECRET = "Dialog-Secret-5gT2"
 WRONG_SECRET = "Wrong-Secret-8kP4"
@@ -25,14 +25,6 @@ WRONG_SECRET = "Wrong-Secret-8kP4"
 def dialog_admin(live_server) -> str:
     live_server.cli("users", "create", "dialogadmin", "--password", PASSWORD)
     return "dialogadmin"
-
-
-def sign_in(page: Page, base: str, username: str) -> None:
-    page.goto(f"{base}/auth/login")
-    page.locator("#username").fill(username)
-    page.locator("#password").fill(PASSWORD)
-    page.locator("main form button[type=submit]").click()
-    expect(page).to_have_url(re.compile(r"/accounts/$"))
 
 
 def set_up_through_the_ui(page: Page, base: str, proxy, server, ca_pem: str) -> None:
