@@ -318,7 +318,7 @@ def test_security_41_a_relay_that_wants_a_login_says_so_instead_of_blaming_the_r
                 "and this account does not log in.",
                 "Turn on authentication for this account and choose the relay&#39;s credential")),
         ("pt_BR", ("O servidor recusou o destinatário rita@example.org: o relay provavelmente exige autenticação, "
-                   "e esta conta não faz login.",
+                   "e esta conta não usa autenticação.",
                    "Ative a autenticação nesta conta e escolha a credencial do relay")),
     ]:
         client = make_client(app, "admin", language=language)

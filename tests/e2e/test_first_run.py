@@ -14,7 +14,7 @@ def test_first_run_setup_then_language_switch(live_server, page: Page):
     expect(page).to_have_url(re.compile(r"/auth/setup$"))
 
     page.get_by_label("Código de configuração").fill(live_server.setup_code)
-    page.get_by_label("Usuário do administrador").fill("admin")
+    page.get_by_label("Nome de usuário do administrador").fill("admin")
     page.get_by_label("Senha", exact=True).fill(PASSWORD)
     page.get_by_label("Repita a senha").fill(PASSWORD)
     page.get_by_role("button", name="Criar administrador").click()
