@@ -20,8 +20,11 @@ run: install translations
 	$(BIN)/smtpdesk db upgrade
 	$(BIN)/smtpdesk serve --host $(HOST) --port $(PORT)
 
+# The suite runs on two processes (pytest-xdist), a test module per process so that its servers start once.
+TEST_WORKERS ?= 2
+
 test: install-test translations system-test-deps lint
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: install-test
 	$(BIN)/ruff check webapp tests bench
