@@ -21,7 +21,8 @@ from tests.fixtures.oauth import (
     JWT_BEARER,
     M365_SCOPE,
     USER_MAILBOX,
-    http,
+    OAuthClient,
+    http_request,
     make_service_account_key,
 )
 from tests.fixtures.smtp_oauth import M365_SMTP_AUTH_DISABLED
@@ -51,12 +52,14 @@ def send_with_token(server, mechanism: str, mailbox: str, token: str, challenges
 
 
 def pkce() -> tuple[str, str]:
+    """A code_verifier and its S256 code_challenge (RFC 7636 4.1, 4.2)."""
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
     return verifier, challenge
 
 
 def authorization_url(oauth, challenge: str | None, **params) -> str:
+    """Where the app would send the browser to connect WEB_CLIENT to the user's mailbox."""
     query = {"response_type": "code", "client_id": oauth.web_client.client_id, "redirect_uri": CALLBACK,
              "scope": f"{GMAIL_SCOPE} openid", "state": "st-42", "access_type": "offline", **params}
     if challenge is not None:
@@ -100,6 +103,7 @@ def test_oauth_is_offered_only_when_asked(oauth, smtp_server):
 
 
 def tampered(token: str) -> str:
+    """The token with another mailbox in its claims and the original signature."""
     header, payload, signature = token.split(".")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
     claims["email"] = "intruder@example.com"
@@ -157,7 +161,7 @@ def test_token_lifetime_is_set_per_test(oauth, smtp_server):
 
 def test_client_authentication_scope_and_grant_refusals(oauth):
     app, web = oauth.app_client, oauth.web_client
-    wrong = type(app)(app.client_id, "wrong-secret")
+    wrong = OAuthClient(app.client_id, "wrong-secret")
     cases = [
         (oauth.token(wrong, grant_type="client_credentials", scope=M365_SCOPE), 401, "invalid_client"),
         (oauth.token(wrong, basic=False, grant_type="client_credentials", scope=M365_SCOPE), 401, "invalid_client"),
@@ -175,8 +179,8 @@ def test_client_authentication_scope_and_grant_refusals(oauth):
 
 
 def test_wrong_secret_challenges_basic_authentication(oauth):
-    wrong = type(oauth.app_client)(oauth.app_client.client_id, "wrong-secret")
-    status, headers, _ = http(oauth.token_url, b"grant_type=client_credentials", {
+    wrong = OAuthClient(oauth.app_client.client_id, "wrong-secret")
+    status, headers, _ = http_request(oauth.token_url, b"grant_type=client_credentials", {
         "Authorization": "Basic " + base64.b64encode(f"{wrong.client_id}:{wrong.client_secret}".encode()).decode(),
         "Content-Type": "application/x-www-form-urlencoded"})
     assert status == 401 and headers["WWW-Authenticate"].startswith("Basic")
@@ -209,7 +213,7 @@ def test_refresh_tokens_rotate_as_microsoft_does_and_rfc_7009_revokes(oauth):
     _, answer = oauth.token(oauth.web_client, grant_type="refresh_token", refresh_token=first)
     second = answer["refresh_token"]
     assert second != first
-    assert http(oauth.revoke_url, urllib.parse.urlencode({"token": second}).encode(),
+    assert http_request(oauth.revoke_url, urllib.parse.urlencode({"token": second}).encode(),
                 {"Content-Type": "application/x-www-form-urlencoded"})[0] == 200
     assert oauth.token(oauth.web_client, grant_type="refresh_token", refresh_token=second)[1]["error"] == \
         "invalid_grant"
