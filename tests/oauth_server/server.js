@@ -116,7 +116,7 @@ function authenticateClient(req, form, entry) {
   return { id, ...client };
 }
 
-async function pkceMatches(verifier, record) {
+function pkceMatches(verifier, record) {
   if (!/^[A-Za-z0-9\-._~]{43,128}$/.test(verifier ?? "")) return false;
   const derived = record.method === "S256" ? createHash("sha256").update(verifier).digest("base64url") : verifier;
   return derived === record.challenge;
@@ -134,7 +134,7 @@ async function checkGrant(client, form) {
         throw new OAuthError("invalid_grant", "unknown, used or foreign authorization code");
       }
       if (record.redirect_uri !== form.redirect_uri) throw new OAuthError("invalid_grant", "redirect_uri mismatch");
-      if (record.challenge !== undefined && !(await pkceMatches(form.code_verifier, record))) {
+      if (record.challenge !== undefined && !pkceMatches(form.code_verifier, record)) {
         throw new OAuthError("invalid_grant", "code_verifier does not match the code_challenge"); // RFC 7636 4.6
       }
       return { email: record.user, sub: record.user, scope: record.scope };
