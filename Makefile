@@ -13,8 +13,8 @@ AXE_VERSION := 4.14.1
 # The sampling profiler of `make profile-worker` (not needed by the app, the tests or the bench).
 PY_SPY_VERSION := 0.4.3
 
-.PHONY: lint screenshots run test install install-test translations extract-messages system-test-deps vendor bench \
-	profile-worker clean
+.PHONY: lint screenshots run test install install-test translations extract-messages system-test-deps node-test-deps \
+	vendor bench profile-worker clean
 
 run: install translations
 	$(BIN)/smtpdesk db upgrade
@@ -23,7 +23,7 @@ run: install translations
 # The suite runs on two processes (pytest-xdist), a test module per process so that its servers start once.
 TEST_WORKERS ?= 2
 
-test: install-test translations system-test-deps lint
+test: install-test translations system-test-deps node-test-deps lint
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: install-test
@@ -57,13 +57,15 @@ extract-messages: install
 	$(BIN)/pybabel update -i webapp/translations/messages.pot -d webapp/translations --no-fuzzy-matching
 
 # Debian packages the tests use: chromium for the browser tests, microsocks as the SOCKS5 proxy, tinyproxy as an HTTP
-# proxy that answers a wrong password with 401. The tests start tinyproxy themselves on a free loopback port, so the
-# system service its package enables (where an init system starts it) is stopped and disabled again.
+# proxy that answers a wrong password with 401, npm (which brings Node) for the OAuth 2.0 server. The tests start
+# tinyproxy themselves on a free loopback port, so the system service its package enables (where an init system
+# starts it) is stopped and disabled again.
 system-test-deps:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v microsocks >/dev/null 2>&1 || missing="$$missing microsocks"; \
 	command -v tinyproxy >/dev/null 2>&1 || missing="$$missing tinyproxy"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 		echo "Installing from Debian:$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null \
@@ -73,6 +75,15 @@ system-test-deps:
 				|| $(SUDO) service tinyproxy stop >/dev/null 2>&1 || true;; \
 		esac; \
 	fi
+
+# The OAuth 2.0 server the tests send against (oauth2-mock-server, tests only), installed exactly as
+# tests/oauth_server/package-lock.json pins it; npm ci empties node_modules/ first, so the stamp goes with it.
+node-test-deps: tests/oauth_server/node_modules/.installed
+
+tests/oauth_server/node_modules/.installed: tests/oauth_server/package.json tests/oauth_server/package-lock.json \
+		| system-test-deps
+	cd tests/oauth_server && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
 
 # Refresh static/vendor/ from the npm registry at the pinned versions (bump them above first).
 vendor:

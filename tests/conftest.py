@@ -3,7 +3,8 @@ import pytest
 from tests.support.apps import running_app
 from tests.support.factories import make_client
 
-pytest_plugins = ["tests.fixtures.certs", "tests.fixtures.smtp", "tests.fixtures.proxies"]
+# oauth before smtp, which imports it: a plugin module imported before its turn escapes assertion rewriting.
+pytest_plugins = ["tests.fixtures.certs", "tests.fixtures.oauth", "tests.fixtures.smtp", "tests.fixtures.proxies"]
 
 
 @pytest.fixture

@@ -1,9 +1,11 @@
-"""Running `smtpdesk` commands as real processes against a test's instance."""
+"""Running `smtpdesk` commands as real processes against a test's instance, and other servers the tests start."""
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from tests.support.net import wait_for_port
 
 SMTPDESK = Path(sys.executable).with_name("smtpdesk")
 # The console script imports the webapp the virtualenv was installed from; a git worktree sharing that virtualenv
@@ -37,3 +39,26 @@ def wait_for(condition, timeout: float, what: str):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+def serve(args: list[str], port: int, log: Path, host: str = "127.0.0.1") -> subprocess.Popen:
+    """Start a server process logging to `log` and wait until it listens on host:port; RuntimeError with its log if
+    it does not."""
+    with open(log, "wb") as out:
+        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, host=host, timeout=10)
+    except TimeoutError:
+        stop(process)
+        raise RuntimeError(f"{args[0]} did not start: {log.read_text(errors='replace')}") from None
+    return process
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Terminate a process and wait for it; kill it if it takes more than 5 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
