@@ -391,6 +391,16 @@ def test_the_list_shows_each_credentials_type(admin):
         assert label in row and "secret set" in row
 
 
+def test_security_24_account_names_in_the_stranded_hosts_error_are_escaped(admin):
+    """The error naming the accounts a narrowed host list would strand shows their names as text."""
+    credential = create(admin, "oauth_client")
+    make_account(name='<script>alert(1)</script>', host="mx.example.org", credential=credential)
+    response = admin.post(f"/credentials/{credential.id}/edit", data=edit_form(credential,
+                                                                               allowed_hosts="smtp.example.com"))
+    assert response.status_code == 422
+    assert "<script>alert(1)" not in page(response) and "&lt;script&gt;alert(1)" in page(response)
+
+
 def test_security_24_values_from_the_key_file_are_shown_as_text(admin):
     key = service_account_json(private_key_id='"><img src=x onerror=alert(1)>')
     credential = create(admin, "oauth_jwt", service_account_key=key)

@@ -277,7 +277,8 @@ class CredentialForm(FlaskForm):
         narrowed = Credential(allowed_hosts=field.data)
         stranded = [a for a in self.credential.accounts_using() if not narrowed.allows_host(a.host)]
         if stranded:
-            raise ValidationError(_l(
+            # gettext, not _l: a lazy string counts as markup in a template, and account names are not markup.
+            raise ValidationError(gettext(
                 "These accounts use this credential with a host this list leaves out: %(accounts)s. "
                 "Add their hosts, or choose another credential for them first.",
                 accounts=", ".join(f"{a.name} ({a.host})" for a in stranded)))
