@@ -406,3 +406,9 @@ def test_security_24_values_from_the_key_file_are_shown_as_text(admin):
     credential = create(admin, "oauth_jwt", service_account_key=key)
     html = page(admin.get(f"/credentials/{credential.id}/edit"))
     assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+def test_a_malformed_tenant_id_is_refused_on_saving_too(admin):
+    response = admin.post("/credentials/new", data=oauth_form("oauth_client", tenant_id="contoso\u2028com"))
+    assert response.status_code == 422 and 'id="tenant_id-error">Enter the tenant ID' in page(response)
+    assert create(admin, "oauth_client", tenant_id="").kind == "oauth_client"

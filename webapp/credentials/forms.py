@@ -91,6 +91,17 @@ def scope_tokens(form, field):
     field.data = " ".join(tokens)
 
 
+def tenant(form, field):
+    """Validator: a Microsoft 365 tenant ID or domain. Checked on saving too, though not stored: a typed field is."""
+    if field.data and not re.fullmatch(TENANT_PATTERN, field.data):
+        raise ValidationError(_tenant_wanted())
+
+
+def _tenant_wanted() -> str:
+    return gettext("Enter the tenant ID (a GUID such as 00000000-0000-0000-0000-000000000000) or a domain of the "
+                   "tenant.")
+
+
 def check_allowed_hosts(text: str) -> list[str]:
     """The normalised host list of an "allowed hosts" text, or ValidationError naming the lines that are wrong."""
     hosts, wrong = [], []
@@ -138,7 +149,7 @@ class CredentialForm(FlaskForm):
         description=_l("The address of the mailbox the messages are sent as; the access token is obtained for it."))
     # Not stored: the Microsoft 365 helper fills the token URL and the scope from it.
     tenant_id = StrippedStringField(
-        _l("Microsoft 365 tenant ID"),
+        _l("Microsoft 365 tenant ID"), validators=[for_chosen_type, tenant],
         description=_l("The directory (tenant) ID, or a domain of the tenant such as contoso.onmicrosoft.com."))
     fill_microsoft_365 = SubmitField(_l("Fill in for Microsoft 365"))
     authorization_url = StrippedStringField(_l("Authorization URL"), validators=[
@@ -210,13 +221,11 @@ class CredentialForm(FlaskForm):
         """Whether the submission only asks to redraw the form (buttons for pages without JavaScript): with the chosen
         type's fields, or with the Microsoft 365 settings filled in. Nothing is validated or saved then."""
         if self.fill_microsoft_365.data:
-            tenant = self.tenant_id.data or ""
-            if re.fullmatch(TENANT_PATTERN, tenant):
-                self.token_url.data = M365_TOKEN_URL.format(tenant=tenant)
+            if not self.tenant_id.data:
+                self.tenant_id.errors = [_tenant_wanted()]
+            elif self.tenant_id.validate(self):
+                self.token_url.data = M365_TOKEN_URL.format(tenant=self.tenant_id.data)
                 self.scope.data = M365_SCOPE
-            else:
-                self.tenant_id.errors = [gettext("Enter the tenant ID (a GUID such as "
-                                                 "00000000-0000-0000-0000-000000000000) or a domain of the tenant.")]
             return True
         return bool(self.show_fields.data)
 
