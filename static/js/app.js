@@ -58,7 +58,6 @@
     var scope = button.form.elements.scope;
     tokenUrl.value = button.getAttribute("data-token-url").replace("{tenant}", tenant.value.trim());
     scope.value = button.getAttribute("data-scope");
-    tokenUrl.dispatchEvent(new Event("change", { bubbles: true }));
   });
 
   // Plain (non-htmx) forms that destroy something ask first.
