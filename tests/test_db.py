@@ -61,7 +61,7 @@ def test_smtpdesk_db_upgrade_adds_the_session_generation_keeping_every_reference
                     'INSERT INTO "api_token" ("name", "token_hash", "prefix", "created_by_id", "created_at") '
                     "VALUES ('ci', 'hash', 'smtpdesk_abcdef', 1, '2025-01-01')"):
             database.execute_sql(sql)
-    monkeypatch.setattr(db, "migrations", lambda: every)
+    monkeypatch.setattr(db, "migrations", lambda: every[:6])  # later migrations have tests of their own
     result = app.test_cli_runner().invoke(args=["db", "upgrade"])
     assert result.exit_code == 0 and "applied m0006_user_session_generation." in result.output
     with database.connection_context():

@@ -61,6 +61,9 @@ class Defaults:
     OUTBOX_SMTP_TIMEOUT = 30           # connect and each read
     OUTBOX_SMTP_DEADLINE = 60          # one message's whole dialogue
     OUTBOX_SESSION_IDLE_SECONDS = 15   # a kept connection unused this long is closed
+    # OAuth 2.0 token and authorization URLs must be https; True also allows plain http to this machine (localhost,
+    # 127.0.0.0/8, ::1), for test OAuth servers. SMTPDESK_OAUTH_ALLOW_LOOPBACK=true.
+    OAUTH_ALLOW_LOOPBACK = False
     # Networks no SMTP host or connector host may be reached in, checked on every address a name resolves to (test
     # dialog, test these settings, test connector, worker). A list, or one string separated by commas or spaces
     # (SMTPDESK_OUTBOUND_BLOCKED_NETWORKS). Private LAN ranges stay allowed: internal relays are the common case.

@@ -7,7 +7,7 @@ from flask_babel import gettext, lazy_gettext as _l, to_utc
 from flask_wtf import FlaskForm
 from markupsafe import Markup
 from peewee import fn
-from wtforms import PasswordField, RadioField, StringField
+from wtforms import PasswordField, RadioField, StringField, TextAreaField
 from wtforms.validators import Length, ValidationError
 from wtforms.widgets import Input, PasswordInput
 
@@ -159,6 +159,19 @@ class SecretField(PasswordField):
     def process_formdata(self, valuelist):
         # Kept exactly as typed (no stripping): spaces can be part of a password.
         self.data = valuelist[0] if valuelist and valuelist[0] != "" else None
+
+
+class SecretTextField(TextAreaField):
+    """A secret pasted as text (a key file's contents): like SecretField, never pre-filled and never echoed."""
+
+    def process_data(self, value):
+        self.data = None
+
+    def process_formdata(self, valuelist):
+        self.data = valuelist[0] if valuelist and valuelist[0].strip() else None
+
+    def _value(self) -> str:
+        return ""
 
 
 def secret_characters(form, field):

@@ -7,7 +7,9 @@ from pathlib import Path
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 # Every column that holds a vault token: (table, column). `smtpdesk vault` re-encrypts exactly these.
-SECRET_COLUMNS = (("credential", "secret_encrypted"), ("connector", "password_encrypted"))
+SECRET_COLUMNS = (("credential", "secret_encrypted"), ("connector", "password_encrypted"),
+                  ("credential", "client_secret_encrypted"), ("credential", "refresh_token_encrypted"),
+                  ("credential", "service_account_key_encrypted"))
 FERNET_KEY_LENGTH = 44  # 32 bytes in URL-safe base64
 
 

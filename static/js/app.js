@@ -45,6 +45,21 @@
     if (form) refresh(form);
   });
 
+  // "Fill in for Microsoft 365" fills the token URL and scope from the tenant ID here, so that the secrets typed
+  // so far stay (the server's redraw, without JavaScript, never sends them back). A missing or malformed tenant
+  // goes on to the server, which explains it.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("button[data-fill-tenant]");
+    if (!button || !button.form) return;
+    var tenant = button.form.elements[button.getAttribute("data-fill-tenant")];
+    if (!tenant || !tenant.value.trim() || !tenant.checkValidity()) return;
+    event.preventDefault();
+    var tokenUrl = button.form.elements.token_url;
+    var scope = button.form.elements.scope;
+    tokenUrl.value = button.getAttribute("data-token-url").replace("{tenant}", tenant.value.trim());
+    scope.value = button.getAttribute("data-scope");
+  });
+
   // Plain (non-htmx) forms that destroy something ask first.
   document.addEventListener("submit", function (event) {
     var message = event.target.getAttribute && event.target.getAttribute("data-confirm");

@@ -93,7 +93,7 @@ def test_configure_smtpdesk_from_first_run_to_filtered_csv(live_server, page: Pa
     expect(page.get_by_role("heading", name="Add credential")).to_be_visible()
     page.get_by_label("Name", exact=True).fill("Billing login")
     page.get_by_label("Username", exact=True).fill("billing@example.net")
-    page.get_by_label("Secret").fill(CREDENTIAL_SECRET)
+    page.get_by_label("Secret", exact=True).fill(CREDENTIAL_SECRET)
     page.get_by_label("Allowed hosts").fill("smtp.example.com\n*.example.net")
     seen.keep()
     page.get_by_role("button", name="Submit").click()

@@ -32,7 +32,7 @@ def set_up_through_the_ui(page: Page, base: str, proxy, server, ca_pem: str) -> 
     page.goto(f"{base}/credentials/new")
     page.get_by_label("Name", exact=True).fill("Relay login")
     page.get_by_label("Username", exact=True).fill(LOGIN)
-    page.get_by_label("Secret").fill(SECRET)
+    page.get_by_label("Secret", exact=True).fill(SECRET)
     page.get_by_role("button", name="Submit").click()
     expect(page).to_have_url(re.compile(r"/credentials/$"))
 
@@ -177,7 +177,7 @@ def test_the_test_dialog_sends_through_the_proxy_then_explains_a_wrong_secret(
     credential_row = page.locator("#credential-rows tr", has_text="Relay login")
     credential_row.get_by_text("Actions").click()
     credential_row.get_by_role("link", name="Edit").click()
-    page.get_by_label("Secret").fill(WRONG_SECRET)
+    page.get_by_label("Secret", exact=True).fill(WRONG_SECRET)
     page.get_by_role("button", name="Submit").click()
     expect(page).to_have_url(re.compile(r"/credentials/$"))
 

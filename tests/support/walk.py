@@ -54,21 +54,31 @@ def path_of(rule, row_id="1") -> str:
 
 @dataclass
 class Form:
-    """A form as a page shows it: where it goes, how, and its fields ({name: (kind, [values offered])})."""
+    """A form as a page shows it: where it goes, how, its fields ({name: (kind, [values offered])}) and the rules of
+    those shown only under a condition ({name: "kind=a|b", its data-show-when})."""
 
     action: str
     method: str
     fields: dict = field(default_factory=dict)
+    conditions: dict = field(default_factory=dict)
 
     def data(self, value_for=None) -> dict:
         """The form as a browser would send it (first radio or option, given values), with value_for(kind, name)
-        replacing a field's value where it returns anything but None."""
-        data = {}
+        replacing a field's value where it returns anything but None. A field given a value is sent with its
+        condition met (the first value its rule allows), as only then can a browser's user type in it."""
+        data, given = {}, []
         for name, (kind, values) in self.fields.items():
             chosen = value_for(kind, name) if value_for and name not in KEEP else None
             if chosen is None:
                 chosen = "yes" if kind == "radio" and "yes" in values else (values[0] if values else "")
+            else:
+                given.append(name)
             data[name] = chosen
+        for name in given:
+            for condition in filter(None, self.conditions.get(name, "").split("&")):
+                control, _, allowed = condition.partition("=")
+                if control not in given and data.get(control) not in allowed.split("|"):
+                    data[control] = allowed.split("|")[0]
         return data
 
     def send(self, client, data: dict, multipart: bool = False, **kwargs):
@@ -106,6 +116,10 @@ class _FormReader(HTMLParser):
             self.forms.append(self.current)
         if self.current is None:
             return
+        # The field macros wrap each field in <div id="NAME-field" data-show-when="...">.
+        holder = attrs.get("id") or ""
+        if attrs.get("data-show-when") and holder.endswith("-field"):
+            self.current.conditions[holder.removesuffix("-field")] = attrs["data-show-when"]
         name = attrs.get("name")
         if tag == "input" and name and attrs.get("type", "text") not in ("submit", "button", "file", "image"):
             kind = attrs.get("type", "text")
@@ -120,7 +134,7 @@ class _FormReader(HTMLParser):
         elif tag == "option" and self.select:
             self.current.fields[self.select][1].append(attrs.get("value") or "")
         elif tag == "button" and attrs.get("formaction"):
-            self.forms.append(Form(attrs["formaction"], "post", self.current.fields))
+            self.forms.append(Form(attrs["formaction"], "post", self.current.fields, self.current.conditions))
 
     def handle_data(self, data):
         if self.textarea and data.strip():

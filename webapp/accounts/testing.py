@@ -235,7 +235,9 @@ def stored_credential_moved(candidate: SmtpAccount, editing: SmtpAccount | None 
 def typed_credential(stored: Credential, secret: str) -> Credential:
     """The chosen credential (as the form read it) with the secret typed for one test instead of its stored one;
     never saved."""
-    credential = Credential(name=stored.name, username=stored.username, allowed_hosts=stored.allowed_hosts)
+    # Its type too: a secret typed for an OAuth 2.0 credential is no password to log in with.
+    credential = Credential(name=stored.name, kind=stored.kind, username=stored.username,
+                            allowed_hosts=stored.allowed_hosts)
     credential.set_secret(secret)  # also masks it in every log line from now on
     return credential
 

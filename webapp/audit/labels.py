@@ -2,6 +2,7 @@
 from flask_babel import gettext as _, lazy_gettext as _l
 
 from webapp.accounts.columns import AUDIT_LABELS
+from webapp.credentials.forms import KIND_LABELS as CREDENTIAL_KIND_LABELS
 from webapp.models import AuditEntry
 from webapp.web import role_label
 
@@ -94,6 +95,19 @@ TYPE_FIELD_LABELS = {
         "is_default": _l("System default connector"),
         "default_connector": _l("System default"),  # the change "previous default → this one"
     },
+    "credential": {
+        "kind": _l("Credential type"),
+        "username": _l("Username"),
+        "token_url": _l("Token URL"),
+        "authorization_url": _l("Authorization URL"),
+        "client_id": _l("Client ID"),
+        "client_secret_encrypted": _l("Client secret"),
+        "scope": _l("Scope"),
+        "refresh_token_encrypted": _l("Refresh token"),
+        "service_account_key_encrypted": _l("Service account JSON key"),
+        "service_account_email": _l("Service account"),
+        "service_account_key_id": _l("Key ID"),
+    },
     "api_token": {"prefix": _l("Token"), "revoked_at": _l("Revoked")},
     "notification": {"status": _l("Status")},
     "scheduled_report": {
@@ -143,6 +157,8 @@ def value_text(name: str, value, short: bool = False) -> str:
         return _("Yes") if value else _("No")
     if name == "role":
         return role_label(value)
+    if name == "kind" and value in CREDENTIAL_KIND_LABELS:  # a connector's kinds are other words
+        return str(CREDENTIAL_KIND_LABELS[value])
     text = " ".join(str(value).split()) if short else str(value)
     if short and len(text) > SHORT_VALUE:
         text = text[:SHORT_VALUE - 1] + "…"

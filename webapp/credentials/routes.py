@@ -4,7 +4,7 @@ from flask_babel import gettext as _
 from peewee import IntegrityError, fn
 
 from webapp.credentials import bp
-from webapp.credentials.forms import CredentialForm
+from webapp.credentials.forms import KIND_LABELS, M365_SCOPE, M365_TOKEN_URL, TENANT_PATTERN, CredentialForm
 from webapp.db import database
 from webapp.models import AuditEntry, Credential, utcnow
 from webapp.web import audit, get_or_404, go_to, refuse, removed, render, render_form, role_required
@@ -20,14 +20,16 @@ def index():
     """The vault: every credential, whether its secret is set, and which accounts use it."""
     credentials = list(Credential.select().order_by(fn.LOWER(Credential.name)))
     return render("credentials/list.html", block="credential_rows", credentials=credentials,
-                  used_by=Credential.usage())
+                  used_by=Credential.usage(), kind_labels=KIND_LABELS)
 
 
 @bp.route("/new", methods=["GET", "POST"])
 @role_required("admin")
 def create():
-    """Add a credential; its secret is required and stored encrypted."""
+    """Add a credential of any type; its secrets are stored encrypted."""
     form = CredentialForm()
+    if form.redraw_only():
+        return _form_page(form, None)
     if form.validate_on_submit():
         credential = Credential()
         form.fill(credential)
@@ -45,9 +47,11 @@ def create():
 @bp.route("/<int:credential_id>/edit", methods=["GET", "POST"])
 @role_required("admin")
 def edit(credential_id: int):
-    """Change a credential; an empty secret field keeps the stored secret."""
+    """Change a credential or its type; an empty secret field keeps the stored secret."""
     credential = get_or_404(Credential, credential_id)
     form = CredentialForm(credential=credential)
+    if form.redraw_only():
+        return _form_page(form, credential)
     if form.validate_on_submit():
         before = credential.audit_snapshot()
         form.fill(credential)
@@ -68,7 +72,8 @@ def edit(credential_id: int):
 
 def _form_page(form: CredentialForm, credential: Credential | None):
     """The form page, or just the form for htmx; 422 when it was submitted with errors."""
-    return render_form("credentials/form.html", form, block="credential_form", credential=credential)
+    return render_form("credentials/form.html", form, block="credential_form", credential=credential,
+                       tenant_pattern=TENANT_PATTERN, m365_token_url=M365_TOKEN_URL, m365_scope=M365_SCOPE)
 
 
 @bp.post("/<int:credential_id>/delete")

@@ -2,6 +2,8 @@
 
 from peewee import BooleanField, CharField, DateTimeField, ForeignKeyField, IntegerField, TextField
 
+from webapp import logs
+from webapp.mail import oauth
 from webapp.mail.connectors import Hop
 from webapp.mail.errors import N_, MailError, Step
 from webapp.mail.transport import SmtpSettings
@@ -9,13 +11,53 @@ from webapp.models.base import BaseModel, DefaultFlagMixin, EncryptedSecretMixin
 
 
 class Credential(EncryptedSecretMixin, BaseModel):
+    # The encrypted column each type cannot work without (a refresh token may still have to be obtained).
+    NEEDED_SECRET = {oauth.PASSWORD: "secret_encrypted", oauth.CLIENT_CREDENTIALS: "client_secret_encrypted",
+                     oauth.REFRESH_TOKEN: "refresh_token_encrypted", oauth.JWT_BEARER: "service_account_key_encrypted"}
+
     name = CharField(max_length=100, unique=True)
-    username = CharField(max_length=254)
-    secret_encrypted = TextField(null=True)
+    kind = CharField(max_length=16, default=oauth.PASSWORD)  # webapp.mail.oauth.KINDS
+    username = CharField(max_length=254)  # the login; for OAuth 2.0, the mailbox to send as
+    secret_encrypted = TextField(null=True)  # the password
     description = TextField(default="")
     allowed_hosts = TextField(default="")  # one host or *.pattern per line; empty = any host
+    # OAuth 2.0: columns a type does not use stay empty.
+    token_url = CharField(max_length=2048, default="")
+    authorization_url = CharField(max_length=2048, default="")
+    client_id = CharField(max_length=255, default="")
+    scope = CharField(max_length=1000, default="")
+    client_secret_encrypted = TextField(null=True)
+    refresh_token_encrypted = TextField(null=True)
+    service_account_key_encrypted = TextField(null=True)  # the whole JSON key file
+    # Shown instead of the key, which is never shown again.
+    service_account_email = CharField(max_length=254, default="")
+    service_account_key_id = CharField(max_length=200, default="")
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
+
+    @property
+    def is_oauth(self) -> bool:
+        return self.kind in oauth.OAUTH_KINDS
+
+    @property
+    def secret_stored(self) -> bool:
+        """Whether the secret this credential's type needs is stored."""
+        return bool(getattr(self, self.NEEDED_SECRET.get(self.kind, self.SECRET_COLUMN)))
+
+    def token_grant(self) -> oauth.TokenGrant:
+        """How to obtain this OAuth 2.0 credential's access token, secrets revealed: for the token client only."""
+        if not self.is_oauth:
+            raise ValueError(f"credential {self.name!r} is not an OAuth 2.0 credential")
+        key = None
+        text = self.reveal_secret("service_account_key_encrypted")
+        if text:
+            key, _stored = oauth.parse_service_account_key(text)  # it was checked when stored
+            logs.remember_secret(key.private_key)
+        return oauth.TokenGrant(
+            kind=self.kind, token_url=self.token_url, scope=self.scope, mailbox=self.username,
+            client_id=self.client_id, authorization_url=self.authorization_url,
+            client_secret=self.reveal_secret("client_secret_encrypted"),
+            refresh_token=self.reveal_secret("refresh_token_encrypted"), service_account=key)
 
     @property
     def host_list(self) -> list[str]:
@@ -194,6 +236,11 @@ class SmtpAccount(DefaultFlagMixin, BaseModel):
                                   "do not include it."),
                                N_("Choose another credential, or add the host to the credential's allowed hosts."),
                                credential=credential.name, host=self.host)
+            if credential.is_oauth:
+                raise _refused(N_("The credential %(credential)s is an OAuth 2.0 credential, and smtpdesk cannot log "
+                                  "in with OAuth 2.0 yet."),
+                               N_("Choose a credential of the type “Username and password” for this account."),
+                               credential=credential.name)
             if not credential.has_secret:
                 raise _refused(N_("The credential %(credential)s has no secret stored."),
                                N_("Enter the secret in the credential vault."), credential=credential.name)

@@ -34,7 +34,8 @@ class BaseModel(Model):
     # Columns the audit log does not follow: bookkeeping, not settings.
     AUDIT_IGNORED = frozenset({"id", "created_at", "updated_at", "last_login_at"})
     # Columns holding Fernet tokens: the audit log says only "changed".
-    AUDIT_SECRETS = frozenset({"secret_encrypted", "password_encrypted", "password_hash"})
+    AUDIT_SECRETS = frozenset({"secret_encrypted", "password_encrypted", "password_hash", "client_secret_encrypted",
+                               "refresh_token_encrypted", "service_account_key_encrypted"})
 
     class Meta:
         database = database
@@ -79,7 +80,10 @@ class DefaultFlagMixin:
 
 
 class EncryptedSecretMixin:
-    """A write-only secret stored as a Fernet token; the clear text leaves only through reveal_secret()."""
+    """Write-only secrets stored as Fernet tokens; the clear text leaves only through reveal_secret().
+
+    SECRET_COLUMN holds the secret; a row with several (a credential's OAuth secrets) names the column.
+    """
 
     SECRET_COLUMN = "secret_encrypted"
 
@@ -87,14 +91,14 @@ class EncryptedSecretMixin:
     def has_secret(self) -> bool:
         return bool(getattr(self, self.SECRET_COLUMN))
 
-    def set_secret(self, plaintext: str | None) -> None:
+    def set_secret(self, plaintext: str | None, column: str | None = None) -> None:
         """Store a new secret (None or '' clears it)."""
         logs.remember_secret(plaintext)
-        setattr(self, self.SECRET_COLUMN, vault.encrypt(plaintext) if plaintext else None)
+        setattr(self, column or self.SECRET_COLUMN, vault.encrypt(plaintext) if plaintext else None)
 
-    def reveal_secret(self) -> str | None:
+    def reveal_secret(self, column: str | None = None) -> str | None:
         """The clear secret, for the transport only: never render or log it."""
-        token = getattr(self, self.SECRET_COLUMN)
+        token = getattr(self, column or self.SECRET_COLUMN)
         if not token:
             return None
         secret = vault.decrypt(token)

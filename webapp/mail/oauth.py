@@ -1,0 +1,140 @@
+"""OAuth 2.0 credentials as plain data: the credential types, the endpoint rule, the service-account key, and
+TokenGrant, everything a token client needs to obtain an access token for one credential."""
+import ipaddress
+import json
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+from webapp.mail.addresses import CONTROL_CHARS, AddressError, check_address
+from webapp.mail.connectors import numeric_address
+from webapp.mail.errors import N_
+
+# The credential types (Credential.kind): a login and password, or one of three OAuth 2.0 grants.
+PASSWORD = "password"
+CLIENT_CREDENTIALS = "oauth_client"  # RFC 6749 §4.4: Microsoft 365 app-only SMTP
+REFRESH_TOKEN = "oauth_refresh"      # RFC 6749 §6, after the authorization code flow: Gmail, delegated Microsoft
+JWT_BEARER = "oauth_jwt"             # RFC 7523 §2.1: a Google Workspace service account with domain-wide delegation
+KINDS = (PASSWORD, CLIENT_CREDENTIALS, REFRESH_TOKEN, JWT_BEARER)
+OAUTH_KINDS = KINDS[1:]
+
+MAX_URL_LENGTH = 2048
+# Google's keys are about 2.3 KB; a few times that still bounds what is parsed and stored.
+MAX_KEY_LENGTH = 16 * 1024
+SERVICE_ACCOUNT_FIELDS = ("type", "client_email", "private_key", "token_uri")
+
+
+class OAuthSettingError(ValueError):
+    """A setting refused: message is an English msgid (N_), params fill its placeholders; str() is the English."""
+
+    def __init__(self, message: str, **params):
+        super().__init__(message % params if params else message)
+        self.message, self.params = message, params
+
+
+def is_loopback(host: str) -> bool:
+    """Whether host is this machine: localhost, 127.0.0.0/8 or ::1, in any spelling a resolver reads."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        address = numeric_address(host)
+    except ValueError:
+        return False
+    return address is not None and ipaddress.ip_address(address).is_loopback
+
+
+def check_endpoint(url: str, allow_loopback: bool) -> str:
+    """The host of a token or authorization endpoint URL, or OAuthSettingError: https, no user:password@ and no
+    #fragment (RFC 6749 §3.1, §3.2); plain http only to this machine, and only when allow_loopback (the tests' OAuth
+    servers). Where the host may be reached is the outbound policy's business, at send time."""
+    if len(url) > MAX_URL_LENGTH:
+        raise OAuthSettingError(N_("Use at most %(max)d characters."), max=MAX_URL_LENGTH)
+    if CONTROL_CHARS.search(url) or " " in url:
+        raise OAuthSettingError(N_("A URL has no spaces, line breaks or control characters."))
+    try:
+        parts = urlsplit(url)
+        parts.port  # raises ValueError for a port out of range or not a number
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme.lower() not in ("https", "http") or not parts.hostname:
+        raise OAuthSettingError(N_("Enter the whole URL, starting with https://."))
+    if parts.username is not None or parts.password is not None:
+        raise OAuthSettingError(N_("A URL here may not hold a user name or password (user:password@)."))
+    if parts.fragment or url.endswith("#"):
+        raise OAuthSettingError(N_("An OAuth 2.0 endpoint URL has no #fragment."))
+    if parts.scheme.lower() == "http":
+        if not is_loopback(parts.hostname):
+            raise OAuthSettingError(N_("Use an https:// URL: the client secret and tokens travel over it."))
+        if not allow_loopback:
+            raise OAuthSettingError(N_("Use an https:// URL. Plain http to this machine is allowed only when the "
+                                       "SMTPDESK_OAUTH_ALLOW_LOOPBACK setting is on."))
+    return parts.hostname
+
+
+@dataclass(frozen=True)
+class ServiceAccountKey:
+    """The parts of a Google service-account JSON key that sign an RFC 7523 assertion."""
+
+    client_email: str  # the assertion's issuer
+    private_key_id: str  # the assertion's "kid" header
+    token_uri: str  # the assertion's audience and where it is sent
+    private_key: str = field(repr=False)  # PEM, RSA (RS256)
+
+
+def parse_service_account_key(text: str) -> tuple[ServiceAccountKey, str]:
+    """The key in a service account's JSON key file, and the JSON to store; OAuthSettingError when it is not one.
+    The token_uri's scheme is left to check_endpoint()."""
+    if len(text) > MAX_KEY_LENGTH:
+        raise OAuthSettingError(N_("This is too long for a service account key (at most %(max)d characters)."),
+                                max=MAX_KEY_LENGTH)
+    try:
+        data = json.loads(text)
+        # A lone surrogate ("\ud800") parses, but could be neither stored nor sent.
+        stored = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        stored.encode("utf-8")
+    except (ValueError, RecursionError):
+        raise OAuthSettingError(N_("This is not a JSON key file: it does not read as JSON.")) from None
+    if not isinstance(data, dict):
+        raise OAuthSettingError(N_("This is not a JSON key file: it does not read as JSON."))
+    missing = [name for name in SERVICE_ACCOUNT_FIELDS if not isinstance(data.get(name), str) or not data[name]]
+    if missing:
+        raise OAuthSettingError(N_("This is not a service account's JSON key: it lacks %(fields)s."),
+                                fields=", ".join(missing))
+    if data["type"] != "service_account":
+        raise OAuthSettingError(N_("This JSON key is of type “%(type)s”, not “service_account”: download a key of "
+                                   "the service account itself."), type=data["type"][:40])
+    try:
+        client_email = check_address(data["client_email"], allow_display_name=False)
+    except AddressError:
+        raise OAuthSettingError(N_("The key's client_email is not an e-mail address.")) from None
+    key_id = data.get("private_key_id", "")
+    if not isinstance(key_id, str) or len(key_id) > 200 or CONTROL_CHARS.search(key_id):
+        raise OAuthSettingError(N_("The key's private_key_id is not a key ID."))
+    try:
+        private_key = load_pem_private_key(data["private_key"].encode("utf-8"), password=None)
+    except Exception:  # ValueError, TypeError, UnsupportedAlgorithm...: whatever it is, it is no key we can use
+        private_key = None
+    if not isinstance(private_key, RSAPrivateKey):
+        raise OAuthSettingError(N_("The key's private_key is not an unencrypted RSA private key in PEM form."))
+    key = ServiceAccountKey(client_email=client_email, private_key_id=key_id, token_uri=data["token_uri"],
+                            private_key=data["private_key"])
+    return key, stored
+
+
+@dataclass(frozen=True)
+class TokenGrant:
+    """How to obtain an access token for one OAuth 2.0 credential, with its secrets revealed: Credential.token_grant()
+    builds it for a token client, which needs neither Flask nor the database. Frozen and hashable, so it can key a
+    token cache: a changed secret or setting is another grant. The secrets stay out of repr(), and so out of logs."""
+
+    kind: str  # CLIENT_CREDENTIALS, REFRESH_TOKEN or JWT_BEARER
+    token_url: str  # for JWT_BEARER, the key's token_uri
+    scope: str  # space-separated, as RFC 6749 §3.3 sends it
+    mailbox: str  # whom to log in as: XOAUTH2's user=, OAUTHBEARER's a=, and the JWT's sub
+    client_id: str = ""
+    authorization_url: str = ""  # where the browser flow starts (REFRESH_TOKEN)
+    client_secret: str | None = field(default=None, repr=False)
+    refresh_token: str | None = field(default=None, repr=False)
+    service_account: ServiceAccountKey | None = field(default=None, repr=False)
