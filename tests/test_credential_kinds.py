@@ -175,7 +175,7 @@ def test_each_type_requires_its_own_fields(admin, kind, name):
 def test_a_service_account_credential_requires_its_key(admin):
     response = admin.post("/credentials/new", data=oauth_form("oauth_jwt", service_account_key=""))
     assert response.status_code == 422
-    assert 'id="service_account_file-error">Upload the service account\'s JSON key file.' in page(response)
+    assert 'id="service_account_file-error">Upload the service account&#39;s JSON key file.' in page(response)
 
 
 def test_the_fields_of_other_types_are_neither_checked_nor_kept(admin):

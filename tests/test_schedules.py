@@ -92,6 +92,13 @@ def test_invalid_schedules_are_422_and_nothing_is_saved(admin, overrides, messag
     assert ScheduledReport.select().count() == 0
 
 
+def test_a_refused_recipient_is_quoted_back_as_text(admin):
+    response = admin.htmx("post", "/schedules/new", data=schedule_form(recipients="<script>alert(1)</script>"))
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;:" in html
+
+
 def test_removing_asks_first_and_audits(admin):
     schedule = make_schedule(created_by=make_user("admin"))
     listing = admin.get("/schedules/").get_data(as_text=True)

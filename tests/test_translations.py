@@ -147,6 +147,25 @@ def test_every_catalog_message_renders_in_a_template_as_text(app, language):
     assert not lost, lost
 
 
+
+def test_messages_translated_later_are_text_too(app):
+    """A label or message defined at import (lazy_gettext) is escaped on the page like the templates' own."""
+    from webapp.translation import lazy_gettext
+
+    with app.test_request_context():
+        rendered = app.jinja_env.from_string("{{ text }}").render(
+            text=lazy_gettext("%(address)s: %(problem)s", address="<img src=x onerror=alert(1)>", problem="<b>"))
+    assert rendered == "&lt;img src=x onerror=alert(1)&gt;: &lt;b&gt;"
+
+
+def test_no_module_takes_flask_babels_lazy_gettext_which_reaches_pages_as_markup():
+    from tests.test_layers import WEBAPP, imported
+
+    users = [path.relative_to(WEBAPP).as_posix() for path in sorted(WEBAPP.rglob("*.py"))
+             if any(name in ("flask_babel.lazy_gettext", "flask_babel.lazy_ngettext")
+                    for name in imported(path.read_text(encoding="utf-8"), "webapp"))]
+    assert users == []
+
 # --- What the screens show ---------------------------------------------------------------------------------
 
 

@@ -3,7 +3,7 @@ import re
 from datetime import date, datetime, time, timedelta
 
 from flask import request
-from flask_babel import gettext, lazy_gettext as _l, to_utc
+from flask_babel import gettext, to_utc
 from flask_wtf import FlaskForm
 from markupsafe import Markup
 from peewee import fn
@@ -15,6 +15,7 @@ from webapp.mail import addresses
 from webapp.mail.addresses import CONTROL_CHARS
 from webapp.mail.connectors import numeric_address
 from webapp.mail.idn import ascii_domain
+from webapp.translation import lazy_gettext as _l
 
 # A message body, a description or a footer may span lines; other control characters have no business there.
 CONTROL_CHARS_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")

@@ -11,7 +11,8 @@ than the rest of the page. These need only the autoescape setting (pass_eval_con
 looked up once per locale: a request that forces another one (flask_babel.force_locale) gets that locale's.
 """
 from flask import g
-from flask_babel import format_date, format_time, get_locale, get_translations
+from flask_babel import format_date, format_time, get_locale, get_translations, gettext as _gettext
+from flask_babel.speaklater import LazyString
 from jinja2 import pass_eval_context
 from markupsafe import escape
 
@@ -20,6 +21,20 @@ def init_app(app) -> None:
     """Install the templates' translation functions (after Flask-Babel's, which they replace)."""
     app.jinja_env.globals.update(_=gettext, gettext=gettext, ngettext=ngettext, pgettext=pgettext)
     app.jinja_env.filters["timestamp"] = timestamp
+
+
+class LazyText(LazyString):
+    """A translation looked up when it is shown, which is text like any other: Flask-Babel's LazyString passes itself
+    to Jinja and markupsafe as markup (its __html__ is the raw string), so a value put into it, such as an address
+    someone typed, would reach the page as HTML."""
+
+    def __html__(self) -> str:
+        return escape(str(self))
+
+
+def lazy_gettext(message: str, **variables) -> LazyText:
+    """gettext() when the text is shown, in the reader's language: for labels and messages defined at import."""
+    return LazyText(_gettext, message, **variables)
 
 
 def timestamp(value) -> str:

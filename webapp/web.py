@@ -4,7 +4,7 @@ from functools import wraps
 from urllib.parse import urlsplit
 
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
-from flask_babel import get_locale, gettext as _, lazy_gettext as _l
+from flask_babel import get_locale, gettext as _
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from htmx_flask import make_response as htmx_response
@@ -17,6 +17,7 @@ from webapp import translation
 from webapp.db import storage_full
 from webapp.extensions import login_manager
 from webapp.models import MAX_ROW_ID, AuditEntry, User
+from webapp.translation import lazy_gettext as _l
 
 # Endpoints reachable without signing in.
 PUBLIC_ENDPOINTS = {"static", "auth.login", "auth.setup", "auth.language"}

@@ -8,11 +8,12 @@ form, the translations and the tests).
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from flask_babel import gettext as _, lazy_gettext as _l
+from flask_babel import gettext as _
 from peewee import fn
 
 from webapp.accounts.testing import summary_text
 from webapp.models import SmtpAccount
+from webapp.translation import lazy_gettext as _l
 
 
 @dataclass(frozen=True)

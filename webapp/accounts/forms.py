@@ -2,7 +2,7 @@
 import re
 
 from cryptography import x509
-from flask_babel import gettext as _, lazy_gettext as _l
+from flask_babel import gettext as _
 from flask_wtf import FlaskForm
 from peewee import JOIN
 from wtforms import HiddenField, RadioField, SelectField, StringField, TextAreaField
@@ -28,6 +28,7 @@ from webapp.forms import (
     secret_characters,
 )
 from webapp.models import Connector, Credential, SmtpAccount
+from webapp.translation import lazy_gettext as _l
 
 
 def _optional_id(value):

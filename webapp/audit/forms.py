@@ -1,6 +1,5 @@
 """The audit log's filter form (a GET form: no CSRF token, bad values are reported and ignored)."""
 
-from flask_babel import lazy_gettext as _l
 from wtforms import DateField, SelectField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Optional
@@ -9,6 +8,7 @@ from webapp.audit.labels import ACTION_LABELS, OBJECT_TYPE_LABELS
 from webapp.db import contains
 from webapp.forms import FilterForm, StrippedStringField, max_length, within_days
 from webapp.models import AuditEntry
+from webapp.translation import lazy_gettext as _l
 
 
 def _choices(labels: dict) -> list[SelectChoice]:

@@ -1,9 +1,10 @@
 """How audit entries read: translated action, object type and field labels, and the changes as text."""
-from flask_babel import gettext as _, lazy_gettext as _l
+from flask_babel import gettext as _
 
 from webapp.accounts.columns import AUDIT_LABELS
 from webapp.credentials.forms import KIND_LABELS as CREDENTIAL_KIND_LABELS
 from webapp.models import AuditEntry
+from webapp.translation import lazy_gettext as _l
 from webapp.web import role_label
 
 ACTION_LABELS = {

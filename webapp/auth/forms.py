@@ -1,11 +1,11 @@
 from flask import current_app
-from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length, Regexp, ValidationError
 
 from webapp.auth.passwords import check_setup_code
 from webapp.forms import max_length
+from webapp.translation import lazy_gettext as _l
 
 USERNAME_RULES = [
     DataRequired(),

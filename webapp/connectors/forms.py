@@ -1,5 +1,4 @@
 """The connector form and the Test connector form."""
-from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import SelectField
 from wtforms.fields.choices import SelectChoice
@@ -17,6 +16,7 @@ from webapp.forms import (
     secret_characters,
 )
 from webapp.models import Connector
+from webapp.translation import lazy_gettext as _l
 
 KIND_CHOICES = [SelectChoice(kind, label) for kind, label in Connector.KIND_LABELS.items()]
 

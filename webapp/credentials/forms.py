@@ -3,7 +3,7 @@ import ipaddress
 import re
 
 from flask import current_app
-from flask_babel import gettext, lazy_gettext as _l
+from flask_babel import gettext
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from wtforms import SelectField, SubmitField, TextAreaField
@@ -24,6 +24,7 @@ from webapp.forms import (
 )
 from webapp.mail import oauth
 from webapp.models import Credential
+from webapp.translation import lazy_gettext as _l
 
 KIND_LABELS = {
     oauth.PASSWORD: _l("Username and password"),

@@ -1,5 +1,4 @@
 """The deliveries filter form (a GET form: no CSRF token; bad values are reported and ignored)."""
-from flask_babel import lazy_gettext as _l
 from wtforms import DateField, SelectField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Optional, ValidationError
@@ -8,6 +7,7 @@ from webapp.db import search_term
 from webapp.deliveries.listing import Criteria
 from webapp.forms import FilterForm, StrippedStringField, days_utc, max_length
 from webapp.models import SmtpAccount, row_id
+from webapp.translation import lazy_gettext as _l
 
 STATUS_LABELS = {
     "queued": _l("Queued"),

@@ -2,7 +2,7 @@
 import json
 
 from flask import abort, current_app, flash, redirect, request, url_for
-from flask_babel import gettext as _, lazy_gettext as _l
+from flask_babel import gettext as _
 from flask_login import current_user
 from htmx_flask import make_response as htmx_response
 from jinja2_fragments.flask import render_block
@@ -14,6 +14,7 @@ from webapp.deliveries.forms import ACTIVE_STATUSES, STATUS_LABELS, DeliveryFilt
 from webapp.mail import Step
 from webapp.models import DeliveryAttempt, Notification, row_id
 from webapp.outbox import LEASE_EXPIRED, retry_notification
+from webapp.translation import lazy_gettext as _l
 from webapp.web import audit, get_or_404, refuse, render, role_required, safe_next
 
 FILTER_FORM_ID = "delivery-filters"

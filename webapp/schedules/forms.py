@@ -2,7 +2,7 @@
 from datetime import datetime, timedelta
 from urllib.parse import parse_qsl, urlencode
 
-from flask_babel import lazy_gettext as _l, to_utc
+from flask_babel import to_utc
 from flask_wtf import FlaskForm
 from wtforms import DateTimeLocalField, HiddenField, RadioField, TextAreaField
 from wtforms.validators import DataRequired, InputRequired, ValidationError
@@ -11,6 +11,7 @@ from webapp.accounts.columns import FILTERS
 from webapp.forms import check_address
 from webapp.models import utcnow
 from webapp.schedules.runner import FREQUENCY_LABELS
+from webapp.translation import lazy_gettext as _l
 
 MAX_RECIPIENTS = 50
 # The next runs are counted from the first one, a month at most each time, and datetime ends with the year 9999.

@@ -10,12 +10,13 @@ from datetime import datetime, timedelta
 from urllib.parse import parse_qsl
 
 from flask import current_app
-from flask_babel import force_locale, gettext, lazy_gettext as _l, ngettext
+from flask_babel import force_locale, gettext, ngettext
 from werkzeug.datastructures import MultiDict
 
 from webapp.db import database
 from webapp.mail.errors import N_
 from webapp.models import ScheduledReport, utcnow
+from webapp.translation import lazy_gettext as _l
 
 log = logging.getLogger(__name__)
 

@@ -1,10 +1,10 @@
 """The settings form: the system footer text."""
-from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import TextAreaField
 from wtforms.validators import ValidationError
 
 from webapp.forms import CONTROL_CHARS_BUT_LINES
+from webapp.translation import lazy_gettext as _l
 
 FOOTER_MAX_BYTES = 10 * 1024
 

@@ -1,10 +1,10 @@
 """The new-token form: a name that says which system uses the token."""
-from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms.validators import DataRequired, ValidationError
 
 from webapp.forms import StrippedStringField, max_length, no_control_characters
 from webapp.models import ApiToken
+from webapp.translation import lazy_gettext as _l
 
 
 class TokenForm(FlaskForm):

@@ -1,5 +1,4 @@
 """The add-user and edit-user forms, with the guards that keep an active administrator."""
-from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, RadioField
@@ -9,6 +8,7 @@ from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, Opt
 from webapp.auth.forms import PASSWORD_RULES, USERNAME_RULES
 from webapp.forms import StrippedStringField, YesNoField
 from webapp.models import User
+from webapp.translation import lazy_gettext as _l
 from webapp.web import ROLE_LABELS
 
 # One line under each role radio, so the admin knows what they grant.
