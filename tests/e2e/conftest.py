@@ -13,6 +13,7 @@ import pytest
 
 from tests.support.net import free_port, wait_for_port
 
+ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "correct horse battery staple"
 SETUP_CODE = re.compile(r"setup code: ([0-9A-F-]+)")
@@ -32,6 +33,12 @@ class LiveServer:
         """Run `smtpdesk ARGS` against this server's instance folder."""
         return subprocess.run([_smtpdesk(), *args], env=_env(self.instance), capture_output=True,
                               text=True, timeout=60, check=True)
+
+    def seed(self, *args: str) -> None:
+        """Write tests/e2e/seed.py's realistic data into this server's database (with an SMTP port: one account
+        that sends to the test SMTP server there)."""
+        subprocess.run([sys.executable, "-m", "tests.e2e.seed", *args], cwd=ROOT, env=_env(self.instance),
+                       check=True, timeout=60)
 
 
 def _smtpdesk() -> str:
