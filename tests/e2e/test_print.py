@@ -1,5 +1,5 @@
-"""The accounts report printed, in a real browser: on landscape A4 every column fits the page, and the badges
-("Padrão" first) stay readable in ink.
+"""The accounts report and the deliveries printed, in a real browser: on landscape A4 every column fits the page,
+and the badges ("Padrão" first, Retrying's warning colour) stay readable in ink.
 
 The print media is emulated in a window as wide as A4 landscape's printable area, so the layout Chromium prints is
 the one measured; the PDF is made once to be sure the page prints at all.
@@ -7,7 +7,7 @@ the one measured; the PDF is made once to be sure the page prints at all.
 import pytest
 from playwright.sync_api import Page
 
-from tests.e2e.conftest import PASSWORD, sign_in
+from tests.e2e.conftest import INK, PASSWORD, sign_in
 
 pytestmark = pytest.mark.e2e
 
@@ -27,27 +27,6 @@ CUT_OFF = """() => {
   }
   return cut;
 }"""
-
-# The badge's text contrast against what is behind it, and how its edge shows (WCAG 2.1 relative luminance).
-BADGE_INK = """badge => {
-  const rgb = value => value.match(/[\\d.]+/g).map(Number);
-  const luminance = ([r, g, b]) => [r, g, b].map(c => c / 255)
-    .map(c => c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4)
-    .reduce((sum, c, i) => sum + c * [0.2126, 0.7152, 0.0722][i], 0);
-  const contrast = (a, b) => { const [x, y] = [luminance(a), luminance(b)].sort((m, n) => n - m);
-                               return (x + 0.05) / (y + 0.05); };
-  let behind = [255, 255, 255];  // paper
-  for (let node = badge; node; node = node.parentElement) {
-    const color = rgb(getComputedStyle(node).backgroundColor);
-    if (color.length < 4 || color[3] > 0) { behind = color.slice(0, 3); break; }
-  }
-  const style = getComputedStyle(badge), words = document.createRange();
-  words.selectNodeContents(badge);
-  return {text: contrast(rgb(style.color).slice(0, 3), behind),
-          border: parseFloat(style.borderTopWidth) ? contrast(rgb(style.borderTopColor).slice(0, 3), behind) : 0,
-          lines: new Set([...words.getClientRects()].map(box => Math.round(box.top))).size};
-}"""
-
 
 @pytest.fixture(scope="module")
 def printer(live_server) -> str:
@@ -73,12 +52,32 @@ def test_printed_report_fits_landscape_a4_with_readable_badges(live_server, prin
 
     default = page.locator("table.report .badge", has_text="Padrão")
     assert default.count() == 1
-    for badge in page.locator("table.report .badge").all():
-        ink = badge.evaluate(BADGE_INK)
+    badges_read_in_ink(page.locator("table.report .badge").all())
+
+    pdf = page.pdf(format="A4", landscape=True)
+    assert pdf.startswith(b"%PDF") and len(pdf) > 10_000
+
+
+def test_printed_deliveries_fit_landscape_a4_with_every_status_in_ink(live_server, printer, page: Page):
+    """A row in every status, their counts above the list: in print the warning colour of Retrying turns to ink."""
+    sign_in(page, live_server.url, printer)
+    page.set_viewport_size(PRINTABLE)
+    page.emulate_media(media="print")
+    page.goto(f"{live_server.url}/deliveries/")
+
+    assert page.evaluate(CUT_OFF) == []
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= PRINTABLE["width"]
+    assert page.locator("table.report .badge.status-retrying").count() == 1
+    badges_read_in_ink(page.locator("table.report .badge").all())
+    for count in page.locator(".delivery-counts strong").all():
+        assert count.evaluate(INK)["text"] >= 4.5, count.evaluate("strong => strong.parentElement.innerText")
+
+
+def badges_read_in_ink(badges) -> None:
+    """Each badge's text is at least 4.5:1, its outline shows, and a one-word badge keeps its word on one line."""
+    for badge in badges:
+        ink = badge.evaluate(INK)
         assert ink["text"] >= 4.5, f"{badge.inner_text()}: {ink}"
         assert ink["border"] >= 3, f"{badge.inner_text()} has no visible outline: {ink}"
         if " " not in badge.inner_text().strip():
             assert ink["lines"] == 1, f"{badge.inner_text()} breaks inside its word"
-
-    pdf = page.pdf(format="A4", landscape=True)
-    assert pdf.startswith(b"%PDF") and len(pdf) > 10_000
