@@ -20,7 +20,8 @@ AXE = (Path(__file__).parent / "vendor" / "axe.min.js").read_text()
 VIEWPORTS = {"laptop": {"width": 1366, "height": 768}, "phone": {"width": 390, "height": 844}}
 WCAG_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 
-# Wider than the viewport; or an Ações menu of a row outside the viewport or clipped by its scrolling table.
+# Wider than the viewport; or an Ações menu of a row outside the viewport, clipped by its scrolling table, or on a
+# see-through background that lets the cells scrolling under it show.
 LAYOUT_PROBLEMS = """() => {
   const problems = [];
   const width = document.documentElement.clientWidth;
@@ -33,6 +34,11 @@ LAYOUT_PROBLEMS = """() => {
     const area = wrap ? wrap.getBoundingClientRect() : {left: 0, right: width};
     if (box.width === 0 || box.left < Math.max(area.left, 0) - 1 || box.right > Math.min(area.right, width) + 1) {
       problems.push(`Ações of "${summary.closest('tr').innerText.split('\\t')[0].trim()}" is not visible`);
+    }
+  }
+  for (const cell of document.querySelectorAll('td.actions-col')) {
+    if (getComputedStyle(cell).backgroundColor.startsWith('rgba')) {
+      problems.push(`cells show through the Ações of "${cell.closest('tr').innerText.split('\\t')[0].trim()}"`);
     }
   }
   return problems;
