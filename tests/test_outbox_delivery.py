@@ -334,7 +334,7 @@ def test_transient_failures_give_up_after_the_maximum_attempts_with_a_reason(app
     drain(max_attempts=3)
     notification = reload(notification)
     assert notification.status == "failed" and notification.attempts == 3
-    assert "Gave up after 3 attempts" in reply_words(notification.last_reply)
+    assert "Gave up: the attempt limit (3) was reached." in reply_words(notification.last_reply)
     assert "451" in reply_words(notification.last_reply)
 
 

@@ -101,7 +101,7 @@ def test_every_sentence_of_ours_in_a_delivery_reply_goes_through_the_translation
     drain(max_attempts=1)
     stored = Notification.get_by_id(gave_up).last_reply
     assert reply_words(stored) == ("451 4.3.0 try again later — The server refused the message. "
-                                   "(Gave up after 1 attempts.)")
+                                   "(Gave up: the attempt limit (1) was reached.)")
     assert reply_words(stored, lambda message, params: "‹ours›") == "451 4.3.0 try again later — ‹ours› (‹ours›)"
     partly = '{"ok": true, "code": 250, "reply": "2.0.0 Ok", "refused": [["ghost@example.com", 550, "no such user"]]}'
     assert reply_words(partly) == "250 2.0.0 Ok (refused: ghost@example.com: 550 no such user)"

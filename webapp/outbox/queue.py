@@ -212,7 +212,9 @@ def _allowance(account_id: int, name: str, owner: str, now: datetime, settings: 
 def give_up_reason(notification: Notification, attempts: int, now: datetime, settings: OutboxSettings) -> dict | None:
     """Why a transient failure is now final, as facts for the delivery log (None while retries remain)."""
     if attempts >= settings.max_attempts:
-        return {"message": N_("Gave up after %(attempts)d attempts."), "params": {"attempts": attempts}}
+        # A limit, not a count of attempts: no plural to get wrong at OUTBOX_MAX_ATTEMPTS=1.
+        return {"message": N_("Gave up: the attempt limit (%(attempts)d) was reached."),
+                "params": {"attempts": attempts}}
     if (now - notification.created_at).total_seconds() >= settings.max_age_seconds:
         return {"message": N_("Gave up: not delivered within %(seconds)g seconds."),
                 "params": {"seconds": settings.max_age_seconds}}
