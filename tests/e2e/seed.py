@@ -2,8 +2,8 @@
 
 Run as `python -m tests.e2e.seed [SMTP_PORT]` with SMTPDESK_INSTANCE_PATH set: long Portuguese names and addresses,
 a disabled account, an account that ignores certificate errors, test results with long summaries, credentials in
-use, a connector, notifications in every status. With SMTP_PORT, only a plain account pointing at the test SMTP
-server on 127.0.0.1:SMTP_PORT.
+use, a connector, notifications in every status, an API token and a scheduled report. With SMTP_PORT, only a plain
+account pointing at the test SMTP server on 127.0.0.1:SMTP_PORT.
 """
 import json
 import sys
@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from tests.support.factories import make_account, make_connector, make_credential, make_notification
 from webapp import create_app
-from webapp.models import DeliveryAttempt
+from webapp.models import ApiToken, DeliveryAttempt, ScheduledReport, User
 
 
 def seed() -> None:
@@ -40,6 +40,12 @@ def seed() -> None:
                  reply_to="suporte@empresa-exemplo.com.br", return_path="devolucoes@legado.empresa-exemplo.com.br",
                  confirmation_email="leitura@legado.empresa-exemplo.com.br", host="10.0.12.34", port=2525)
     deliveries(now)
+    owner = User.select().first()
+    ApiToken.issue("Portal de cobrança — integração com o ERP", created_by=owner)
+    # Due in a year: the server's worker would otherwise mail it through the seeded (unreachable) default account.
+    ScheduledReport.create(recipients="diretoria@empresa-exemplo.com.br\nfinanceiro@empresa-exemplo.com.br",
+                           frequency="weekly", filters="enabled=yes", next_run_at=now + timedelta(days=365),
+                           created_by=owner)
 
 
 def deliveries(now: datetime) -> None:
