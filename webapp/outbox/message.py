@@ -72,6 +72,21 @@ def reply_facts(result: SendResult) -> dict:
     return facts
 
 
+def stored_facts(stored: str | None) -> dict | None:
+    """Facts kept as JSON (a delivery's reply, a test's summary), or None for text stored as a sentence before facts
+    were kept."""
+    try:
+        facts = json.loads(stored or "")
+    except ValueError:
+        return None
+    return facts if isinstance(facts, dict) else None
+
+
+def reply_line(facts: dict) -> str:
+    """The server's final reply as it said it ("250 2.0.0 Ok"), or "" when it said nothing."""
+    return " ".join(str(part) for part in (facts.get("code"), facts.get("reply")) if part not in (None, ""))
+
+
 def _as_stored(message: str, params: dict) -> str:
     try:
         return message % params
@@ -83,13 +98,10 @@ def reply_words(stored: str | None, explain=_as_stored) -> str:
     """A delivery's stored reply in words: the server's reply, our explanation of a failure, the recipients refused
     and why retries stopped. explain(message, params) says one of our messages in the reader's language (English by
     default: the log and the API); a reply stored as a sentence, before facts were kept, stays as it is."""
-    try:
-        facts = json.loads(stored or "")
-    except ValueError:
+    facts = stored_facts(stored)
+    if facts is None:
         return stored or ""
-    if not isinstance(facts, dict):
-        return stored
-    text = " ".join(str(part) for part in (facts.get("code"), facts.get("reply")) if part not in (None, ""))
+    text = reply_line(facts)
     if facts.get("refused"):
         refused = "; ".join(" ".join(str(part) for part in (f"{rcpt}:", code, reply) if part not in (None, ""))
                             for rcpt, code, reply in facts["refused"])
