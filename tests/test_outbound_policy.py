@@ -19,6 +19,7 @@ from webapp.mail.connectors import Hop, blocked_network, numeric_address, open_c
 from webapp.mail.errors import MailError, Step
 from webapp.models import DeliveryAttempt, Notification
 from webapp.outbox import OutboxSettings, send_notification
+from webapp.outbox.message import reply_words
 
 LOOPBACK_BLOCKED = ["169.254.0.0/16", "127.0.0.1/32"]
 DEFAULTS = parse_networks(Defaults.OUTBOUND_BLOCKED_NETWORKS)
@@ -200,7 +201,7 @@ def test_security_36_a_host_refused_at_connect_time_is_refused_once_for_the_whol
     assert looked_up.count("localhost") == 1  # the first message's refusal stands for the rest of the group
     for notification in map(Notification.get_by_id, batch):
         assert (notification.status, notification.last_step, notification.attempts) == ("failed", "policy", 1)
-        assert "in the blocked network 127.0.0.0/8" in notification.last_reply
+        assert "in the blocked network 127.0.0.0/8" in reply_words(notification.last_reply)
     assert server.connections == 0
 
 

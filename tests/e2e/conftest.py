@@ -13,9 +13,36 @@ import pytest
 
 from tests.support.net import free_port, wait_for_port
 
+ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "correct horse battery staple"
 SETUP_CODE = re.compile(r"setup code: ([0-9A-F-]+)")
+
+# An element's text and border contrast against what shows behind it (WCAG 2.1 relative luminance), and on how many
+# lines its words fall: for colours axe leaves to a person (a one-digit count is too short for it to judge) and for
+# print, where axe does not look.
+INK = """element => {
+  const rgb = value => value.match(/[\\d.]+/g).map(Number);
+  const luminance = ([r, g, b]) => [r, g, b].map(c => c / 255)
+    .map(c => c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4)
+    .reduce((sum, c, i) => sum + c * [0.2126, 0.7152, 0.0722][i], 0);
+  const contrast = (a, b) => { const [x, y] = [luminance(a), luminance(b)].sort((m, n) => n - m);
+                               return (x + 0.05) / (y + 0.05); };
+  const layers = [];  // the backgrounds behind the text, down to the first opaque one
+  for (let node = element; node; node = node.parentElement) {
+    const color = rgb(getComputedStyle(node).backgroundColor), alpha = color.length < 4 ? 1 : color[3];
+    if (alpha > 0) layers.unshift([color, alpha]);
+    if (alpha >= 1) break;
+  }
+  // Composited from the bottom up over paper white (a striped row is a few percent of grey over the page).
+  const behind = layers.reduce((under, [color, alpha]) => under.map((c, i) => color[i] * alpha + c * (1 - alpha)),
+                               [255, 255, 255]);
+  const style = getComputedStyle(element), words = document.createRange();
+  words.selectNodeContents(element);
+  return {text: contrast(rgb(style.color).slice(0, 3), behind),
+          border: parseFloat(style.borderTopWidth) ? contrast(rgb(style.borderTopColor).slice(0, 3), behind) : 0,
+          lines: new Set([...words.getClientRects()].map(box => Math.round(box.top))).size};
+}"""
 
 
 @dataclass
@@ -32,6 +59,12 @@ class LiveServer:
         """Run `smtpdesk ARGS` against this server's instance folder."""
         return subprocess.run([_smtpdesk(), *args], env=_env(self.instance), capture_output=True,
                               text=True, timeout=60, check=True)
+
+    def seed(self, *args: str) -> None:
+        """Write tests/e2e/seed.py's realistic data into this server's database (with an SMTP port: one account
+        that sends to the test SMTP server there)."""
+        subprocess.run([sys.executable, "-m", "tests.e2e.seed", *args], cwd=ROOT, env=_env(self.instance),
+                       check=True, timeout=60)
 
 
 def _smtpdesk() -> str:

@@ -2,13 +2,16 @@
 
 Run as `python -m tests.e2e.seed [SMTP_PORT]` with SMTPDESK_INSTANCE_PATH set: long Portuguese names and addresses,
 a disabled account, an account that ignores certificate errors, test results with long summaries, credentials in
-use, a connector. With SMTP_PORT, only a plain account pointing at the test SMTP server on 127.0.0.1:SMTP_PORT.
+use, a connector, notifications in every status, an API token and a scheduled report. With SMTP_PORT, only a plain
+account pointing at the test SMTP server on 127.0.0.1:SMTP_PORT.
 """
+import json
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from tests.support.factories import make_account, make_connector, make_credential
+from tests.support.factories import make_account, make_connector, make_credential, make_notification
 from webapp import create_app
+from webapp.models import ApiToken, DeliveryAttempt, ScheduledReport, User
 
 
 def seed() -> None:
@@ -36,6 +39,44 @@ def seed() -> None:
                  sender="Sistema legado <nao-responda@legado.empresa-exemplo.com.br>",
                  reply_to="suporte@empresa-exemplo.com.br", return_path="devolucoes@legado.empresa-exemplo.com.br",
                  confirmation_email="leitura@legado.empresa-exemplo.com.br", host="10.0.12.34", port=2525)
+    deliveries(now)
+    owner = User.select().first()
+    ApiToken.issue("Portal de cobrança — integração com o ERP", created_by=owner)
+    # Due in a year: the server's worker would otherwise mail it through the seeded (unreachable) default account.
+    ScheduledReport.create(recipients="diretoria@empresa-exemplo.com.br\nfinanceiro@empresa-exemplo.com.br",
+                           frequency="weekly", filters="enabled=yes", next_run_at=now + timedelta(days=365),
+                           created_by=owner)
+
+
+def deliveries(now: datetime) -> None:
+    """A notification in every status, with long recipients and replies; those on their way are due in a year (and
+    the one sending holds its lease as long), so the server's own worker leaves them where they are."""
+    later = now + timedelta(days=365)
+    refused = {"ok": False, "step": "recipient", "code": 550,
+               "reply": "5.1.1 <joao.silva@cliente-exemplo.com.br>: Recipient address rejected: User unknown",
+               "message": "The server refused the recipient %(recipient)s.",
+               "params": {"recipient": "joao.silva@cliente-exemplo.com.br"}}
+    later_please = {"ok": False, "step": "data", "code": 451, "reply": "4.3.0 Mail server temporarily rejected message",
+                    "message": "The server refused the message.", "params": {}}
+    people = ["Maria Conceição <maria.conceicao@cliente-exemplo.com.br>", "financeiro@cliente-exemplo.com.br",
+              "diretoria@cliente-exemplo.com.br", "contabilidade@escritorio-parceiro.com.br"]
+    make_notification("sent", to=people[:2], cc=people[2:], subject="Fatura de dezembro — vencimento em 10/12",
+                      attempts=1, last_code=250, last_reply=json.dumps(
+                          {"ok": True, "code": 250, "reply": "2.0.0 OK <20261206.XYZ@empresa-exemplo.com.br>"}),
+                      sent_at=now)
+    failed = make_notification("failed", to=["joao.silva@cliente-exemplo.com.br"], subject="Senha alterada no portal",
+                               attempts=1, last_code=550, last_step="recipient", last_reply=json.dumps(refused))
+    retrying = make_notification("retrying", to=people, subject="Relatório semanal de cobrança (anexo em PDF)",
+                                 attempts=2, last_code=451, last_step="data", last_reply=json.dumps(later_please),
+                                 next_attempt_at=later)
+    for notification, facts, transient in ((failed, refused, False), (retrying, later_please, True),
+                                           (retrying, later_please, True)):
+        DeliveryAttempt.create(notification=notification, started_at=now, duration_ms=840, ok=False,
+                               code=facts["code"], reply=json.dumps(facts), step=facts["step"], transient=transient,
+                               worker="worker-1")
+    make_notification("queued", to=people[:1], subject="Boas-vindas ao portal do cliente", next_attempt_at=later)
+    make_notification("sending", to=people[1:2], subject="Aviso de manutenção programada", lease_owner="worker-1",
+                      lease_until=later, next_attempt_at=now)
 
 
 def seed_local(smtp_port: int) -> None:

@@ -58,22 +58,45 @@ def expect_same_page(page: Page, value: str) -> None:
 
 
 def screenshot(page: Page, name: str, fit_table: bool = False) -> None:
-    """Save a full-page screenshot for the README; fit_table widens the window to show a wide report whole."""
+    """Save a full-page screenshot for the README; fit_table widens the window to show a wide report whole, and an
+    open dialog, which scrolls inside the window, gets a window as tall as its content."""
     if not SCREENSHOTS:
         return
     Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
     path = Path(SCREENSHOTS) / name
     page.evaluate("() => document.activeElement && document.activeElement.blur()")  # no focus ring in the picture
     viewport = page.viewport_size
+    size = dict(viewport)
     if fit_table:
         width = page.evaluate("() => document.querySelector('table.report').scrollWidth")
-        wide = min(max(viewport["width"], width + 80), 1920)
-        page.set_viewport_size({"width": wide, "height": viewport["height"]})
+        size["width"] = min(max(viewport["width"], width + 80), 1920)
+    dialog = page.evaluate("() => document.querySelector('dialog[open] > article')?.scrollHeight || 0")
+    if dialog:
+        size["height"] = min(max(viewport["height"], dialog + 80), 2400)
+    page.set_viewport_size(size)
+    # Not halfway through a transition (a details chevron turning, a dialog sliding in).
+    page.wait_for_function("() => document.getAnimations().every(a => a.playState !== 'running')")
     try:
         page.screenshot(path=path, full_page=True)
     finally:
         page.set_viewport_size(viewport)
     assert path.stat().st_size < 300_000, f"{name} is {path.stat().st_size} bytes"
+
+
+def phone_screenshot(page: Page, name: str) -> None:
+    """The page as a phone shows it (390×844), its navigation menu open, for the README; the window is restored."""
+    if not SCREENSHOTS:
+        return
+    viewport = page.viewport_size
+    page.set_viewport_size({"width": 390, "height": 844})
+    menu = page.locator("header nav summary", has_text="Menu")
+    try:
+        menu.click()
+        expect(page.locator("header nav .nav-links")).to_be_visible()
+        screenshot(page, name)
+        menu.click()
+    finally:
+        page.set_viewport_size(viewport)
 
 
 def test_configure_smtpdesk_from_first_run_to_filtered_csv(live_server, page: Page):
@@ -230,6 +253,7 @@ def test_configure_smtpdesk_from_first_run_to_filtered_csv(live_server, page: Pa
     expect(second.locator(".badge-default")).to_have_text("Default")
     expect(badges).to_have_count(1)
     screenshot(page, "accounts-report.png", fit_table=True)
+    phone_screenshot(page, "accounts-report-phone.png")
     seen.keep()
 
     # 7. Filtering by name updates the address bar; the filtered URL reloads to the same rows.

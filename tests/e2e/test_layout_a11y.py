@@ -4,37 +4,43 @@ open and after a real send, disabled rows, an account that ignores certificate e
 
 axe-core is vendored for the tests only (tests/e2e/vendor/, `make vendor`) and evaluated in the page.
 """
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from tests.e2e.conftest import INK, PASSWORD, sign_in
+
 pytestmark = pytest.mark.e2e
 
 expect.set_options(timeout=10_000)
 
-PASSWORD = "correct horse battery staple"
-ROOT = Path(__file__).resolve().parents[2]
+ADMIN = "layoutadmin"
 AXE = (Path(__file__).parent / "vendor" / "axe.min.js").read_text()
 VIEWPORTS = {"laptop": {"width": 1366, "height": 768}, "phone": {"width": 390, "height": 844}}
 WCAG_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 
-# Wider than the viewport; or an Ações menu of a row outside the viewport or clipped by its scrolling table.
+# Wider than the viewport; or an Ações menu of a row outside the viewport, clipped by its scrolling table, or on a
+# see-through background that lets the cells scrolling under it show.
 LAYOUT_PROBLEMS = """() => {
   const problems = [];
   const width = document.documentElement.clientWidth;
   if (document.documentElement.scrollWidth > width) {
     problems.push(`page is ${document.documentElement.scrollWidth}px wide in a ${width}px viewport`);
   }
-  for (const summary of document.querySelectorAll('.actions-col details > summary')) {
-    const box = summary.getBoundingClientRect();
-    const wrap = summary.closest('.table-wrap');
+  for (const cell of document.querySelectorAll('td.actions-col')) {
+    const row = cell.closest('tr').innerText.split('\\t')[0].trim();
+    // A row menu's summary, or the row's own button or link (Retry, Edit) where it has no menu.
+    const control = cell.querySelector('details > summary, button, a');
+    const box = control ? control.getBoundingClientRect() : null;
+    const wrap = cell.closest('.table-wrap');
     const area = wrap ? wrap.getBoundingClientRect() : {left: 0, right: width};
-    if (box.width === 0 || box.left < Math.max(area.left, 0) - 1 || box.right > Math.min(area.right, width) + 1) {
-      problems.push(`Ações of "${summary.closest('tr').innerText.split('\\t')[0].trim()}" is not visible`);
+    if (box && (box.width === 0 || box.left < Math.max(area.left, 0) - 1
+                || box.right > Math.min(area.right, width) + 1)) {
+      problems.push(`Ações of "${row}" is not visible`);
+    }
+    if (getComputedStyle(cell).backgroundColor.startsWith('rgba')) {
+      problems.push(`cells show through the Ações of "${row}"`);
     }
   }
   return problems;
@@ -65,7 +71,9 @@ class Check:
             self.problems.append(f"{state}: {problem}")
 
     def visit(self, path: str, state: str | None = None) -> None:
-        self.page.goto(self.base + path)
+        response = self.page.goto(self.base + path)
+        if not response.ok:  # an error page would pass for the screen it replaced
+            self.problems.append(f"{state or path}: HTTP {response.status}")
         self(state or path)
 
     @property
@@ -76,19 +84,6 @@ class Check:
 def submit(page: Page) -> None:
     """Send the page's main form (its submit button without a formaction of its own)."""
     page.locator("main form button[type=submit]:not([formaction])").first.click()
-
-
-def sign_in(page: Page, base: str) -> None:
-    page.goto(f"{base}/auth/login")
-    page.locator("#username").fill("layoutadmin")
-    page.locator("#password").fill(PASSWORD)
-    page.locator("main form button[type=submit]").click()
-    expect(page.locator("h1")).to_be_visible()
-
-
-def seed(live_server, *args: str) -> None:
-    subprocess.run([sys.executable, "-m", "tests.e2e.seed", *args], cwd=ROOT, check=True, timeout=60,
-                   env={**os.environ, "SMTPDESK_INSTANCE_PATH": str(live_server.instance)})
 
 
 def new_page(browser: Browser, browser_context_args, viewport: str) -> Page:
@@ -118,7 +113,7 @@ def test_signed_out_screens_fit_and_pass_axe(live_server, browser: Browser, brow
 
 @pytest.fixture(scope="module")
 def admin(live_server) -> None:
-    live_server.cli("users", "create", "layoutadmin", "--password", PASSWORD, "--role", "admin")
+    live_server.cli("users", "create", ADMIN, "--password", PASSWORD, "--role", "admin")
 
 
 EMPTY_PAGES = ["/accounts/", "/credentials/", "/connectors/", "/deliveries/", "/audit/", "/users/", "/tokens/",
@@ -129,7 +124,7 @@ EMPTY_PAGES = ["/accounts/", "/credentials/", "/connectors/", "/deliveries/", "/
 def test_empty_screens_fit_and_pass_axe(live_server, admin, browser: Browser, browser_context_args, viewport):
     """Before any account, credential or connector exists: every list's empty state."""
     page = new_page(browser, browser_context_args, viewport)
-    sign_in(page, live_server.url)
+    sign_in(page, live_server.url, ADMIN)
     check = Check(page)
     for path in EMPTY_PAGES:
         check.visit(path)
@@ -139,14 +134,14 @@ def test_empty_screens_fit_and_pass_axe(live_server, admin, browser: Browser, br
 
 @pytest.fixture(scope="module")
 def realistic(live_server, admin) -> None:
-    seed(live_server)
+    live_server.seed()
 
 
 FILLED_PAGES = ["/accounts/", "/accounts/?name=nada-assim", "/accounts/?enabled=no", "/accounts/print",
                 "/accounts/new", "/accounts/1/edit", "/accounts/2/edit", "/credentials/", "/credentials/new",
                 "/credentials/1/edit", "/connectors/", "/connectors/new", "/connectors/1/edit", "/connectors/1/test",
-                "/deliveries/", "/audit/", "/users/", "/users/new", "/tokens/", "/tokens/new", "/schedules/new",
-                "/settings/"]
+                "/deliveries/", "/audit/", "/users/", "/users/new", "/users/1/edit", "/tokens/", "/tokens/new",
+                "/schedules/", "/schedules/new", "/settings/", "/accounts/1/test"]
 FORMS_WITH_ERRORS = ["/accounts/new", "/credentials/new", "/connectors/new", "/users/new", "/tokens/new"]
 
 
@@ -155,7 +150,7 @@ def test_filled_screens_fit_and_pass_axe(live_server, realistic, browser: Browse
     """Realistic accounts (one disabled, one ignoring certificate errors, long test summaries) on every screen, and
     every form sent empty so that its validation errors show."""
     page = new_page(browser, browser_context_args, viewport)
-    sign_in(page, live_server.url)
+    sign_in(page, live_server.url, ADMIN)
     check = Check(page)
     for path in FILLED_PAGES:
         check.visit(path)
@@ -168,14 +163,42 @@ def test_filled_screens_fit_and_pass_axe(live_server, realistic, browser: Browse
     assert not check.problems, "\n".join(check.problems)
 
 
+STATUSES = ("queued", "sending", "retrying", "sent", "failed")
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_deliveries_in_every_status_fit_and_pass_axe(live_server, realistic, browser: Browser, browser_context_args,
+                                                      viewport):
+    """The deliveries list with a row in every status (their badges, counts and replies), each status alone, and a
+    failed notification's page. axe will not judge a one-digit count's colour, so the test measures it too."""
+    page = new_page(browser, browser_context_args, viewport)
+    sign_in(page, live_server.url, ADMIN)
+    check = Check(page)
+    check.visit("/deliveries/")
+    for status in STATUSES:
+        expect(page.locator(f"#delivery-rows tbody .badge.status-{status}")).to_have_count(1)
+        for shown in (page.locator(f".delivery-counts .status-{status} strong"),
+                      page.locator(f"#delivery-rows .badge.status-{status}")):
+            contrast = shown.evaluate(INK)["text"]
+            if contrast < 4.5:
+                check.problems.append(f"{status}: {shown.inner_text()} is {contrast:.2f}:1")
+    for status in STATUSES:
+        check.visit(f"/deliveries/?status={status}")
+    page.locator("#delivery-rows tbody tr", has=page.locator(".status-failed")).locator("a").first.click()
+    expect(page.locator("h1 .status-failed")).to_be_visible()
+    check("a failed notification")
+    page.context.close()
+    assert not check.problems, "\n".join(check.problems)
+
+
 @pytest.mark.parametrize("viewport", VIEWPORTS)
 def test_test_dialog_fits_and_passes_axe(live_server, realistic, browser: Browser, browser_context_args, viewport,
                                          smtp_server):
     """The test dialog open, with a validation error, and after a real send to a local SMTP server."""
     server = smtp_server("plain")
-    seed(live_server, str(server.port))
+    live_server.seed(str(server.port))
     page = new_page(browser, browser_context_args, viewport)
-    sign_in(page, live_server.url)
+    sign_in(page, live_server.url, ADMIN)
     check = Check(page)
     row = page.locator("#account-rows tbody tr", has_text=f"Servidor de teste local {server.port}")
     row.get_by_text("Ações", exact=True).click()
@@ -203,7 +226,7 @@ def test_phones_get_a_navigation_menu_that_opens_by_keyboard(live_server, admin,
                                                              browser_context_args):
     """At 390 px the links hide behind "Menu", which Enter opens; at 1366 px they show without it."""
     page = new_page(browser, browser_context_args, "phone")
-    sign_in(page, live_server.url)
+    sign_in(page, live_server.url, ADMIN)
     credentials = page.locator("header nav").get_by_role("link", name="Credenciais")
     expect(credentials).to_be_hidden()
     page.locator("header nav summary", has_text="Menu").focus()

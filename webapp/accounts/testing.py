@@ -12,7 +12,7 @@ from webapp.mail import N_, MailError, SendResult, Step, compose_test_message, s
 from webapp.mail.compose import envelope_address, resolve_addressing
 from webapp.mail.connectors import parse_networks
 from webapp.models import SAVED_CREDENTIAL, Credential, SmtpAccount, utcnow
-from webapp.outbox.message import footer_for
+from webapp.outbox.message import footer_for, reply_line, stored_facts
 
 # Step names in the admin's words: English msgids, translated on screen.
 STEP_NAMES = {
@@ -131,13 +131,10 @@ def summary(result: SendResult) -> str:
 def summary_text(stored: str | None) -> str:
     """A stored summary in the reader's language: "250 OK ..." or "authentication: 535 ..."; a summary stored as a
     sentence (before facts were kept) as it is."""
-    try:
-        facts = json.loads(stored or "")
-    except ValueError:
+    facts = stored_facts(stored)
+    if facts is None:
         return stored or ""
-    if not isinstance(facts, dict):
-        return stored
-    reply = " ".join(str(part) for part in (facts.get("code"), facts.get("reply")) if part not in (None, ""))
+    reply = reply_line(facts)
     if facts.get("ok"):
         return _shorten(reply or gettext("OK"))
     try:

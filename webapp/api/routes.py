@@ -9,6 +9,7 @@ from webapp.api.errors import api_error, error_response
 from webapp.models import ApiToken, DeliveryAttempt, Notification, SmtpAccount
 from webapp.outbox import IdempotencyConflict, NoDefaultAccount, NotificationError, send_notification
 from webapp.outbox.enqueue import lone_surrogates
+from webapp.outbox.message import reply_words
 
 ADDRESS_FIELDS = ("to", "cc", "bcc")
 FIELDS = (*ADDRESS_FIELDS, "subject", "text", "html", "account", "reply_to", "return_path", "confirmation_email",
@@ -144,7 +145,7 @@ def representation(notification: Notification) -> dict:
         "idempotency_key": notification.idempotency_key,
         "overrides_ignored": notification.overrides_ignored,
         "attempts": notification.attempts,
-        "last_reply": ({"code": notification.last_code, "text": notification.last_reply,
+        "last_reply": ({"code": notification.last_code, "text": reply_words(notification.last_reply),
                         "step": notification.last_step}
                        if notification.last_reply or notification.last_code else None),
         "created_at": _time(notification.created_at),
@@ -153,7 +154,7 @@ def representation(notification: Notification) -> dict:
         "sent_at": _time(notification.sent_at),
         "history": [
             {"started_at": _time(a.started_at), "duration_ms": a.duration_ms, "ok": a.ok, "code": a.code,
-             "reply": a.reply, "step": a.step, "transient": a.transient}
+             "reply": None if a.reply is None else reply_words(a.reply), "step": a.step, "transient": a.transient}
             for a in attempts
         ],
     }

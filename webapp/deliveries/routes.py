@@ -7,13 +7,14 @@ from flask_login import current_user
 from htmx_flask import make_response as htmx_response
 from jinja2_fragments.flask import render_block
 
-from webapp.accounts.testing import STEP_NAMES
+from webapp.accounts.testing import STEP_NAMES, explain
 from webapp.db import database
 from webapp.deliveries import bp, listing
 from webapp.deliveries.forms import ACTIVE_STATUSES, STATUS_LABELS, DeliveryFilterForm
 from webapp.mail import Step
 from webapp.models import DeliveryAttempt, Notification, row_id
 from webapp.outbox import LEASE_EXPIRED, retry_notification
+from webapp.outbox.message import reply_words
 from webapp.translation import lazy_gettext as _l
 from webapp.web import audit, get_or_404, refuse, render, role_required, safe_next
 
@@ -25,6 +26,15 @@ SOURCE_LABELS = {
     "cli": _l("command line"),
     "schedule": _l("scheduled report"),
 }
+
+
+def reply_text(stored: str | None) -> str:
+    """A delivery's stored reply (facts, or a sentence from before) in the reader's language."""
+    return reply_words(stored, explain)
+
+
+# The deliveries and the accounts report (an account's last delivery) show stored replies.
+bp.add_app_template_filter(reply_text, "delivery_reply")
 
 
 def _counts_context() -> dict:

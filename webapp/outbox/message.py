@@ -1,4 +1,5 @@
-"""A notification as the message its account sends, and an attempt's result in words for the delivery log."""
+"""A notification as the message its account sends, and an attempt's result as facts for the delivery log, put in
+words in the reader's language when shown."""
 import base64
 import json
 
@@ -10,10 +11,12 @@ from webapp.mail.compose import (
     notification_bytes,
     resolve_addressing,
 )
-from webapp.mail.errors import reply_text
+from webapp.mail.errors import N_, reply_text
 from webapp.mail.transport import SendResult
 from webapp.models import Notification, Setting, SmtpAccount
 from webapp.outbox.settings import FOOTER_SETTING
+
+REFUSED = N_("refused: %(recipients)s")
 
 
 def footer_for(account: SmtpAccount) -> str | None:
@@ -60,17 +63,53 @@ def _message_fields(notification: Notification, account: SmtpAccount, footer: st
     return fields, envelope_from, recipients
 
 
-def describe(result: SendResult) -> str:
-    """The attempt's reply for the log: the server's reply, or our explanation when the server said nothing."""
-    if result.ok:
-        text = f"{result.code} {result.reply or ''}".strip()
-        if result.refused:
-            refused = "; ".join(f"{rcpt}: {code} {reply_text(reply) or ''}"
-                                for rcpt, (code, reply) in result.refused.items())
-            text += f" (refused: {refused})"
-        return text
-    error = result.error
-    explanation = error.message % error.params if error is not None else "unknown failure"
-    if result.code is not None:
-        return f"{result.code} {result.reply or ''}".strip() + f" — {explanation}"
-    return explanation
+def reply_facts(result: SendResult) -> dict:
+    """What the delivery log keeps of an attempt: the outcome's facts (SendResult.facts) and the recipients refused
+    among accepted ones, so that reply_words() says them in each reader's language."""
+    facts = result.facts()
+    if result.refused:
+        facts["refused"] = [[rcpt, code, reply_text(reply) or ""] for rcpt, (code, reply) in result.refused.items()]
+    return facts
+
+
+def stored_facts(stored: str | None) -> dict | None:
+    """Facts kept as JSON (a delivery's reply, a test's summary), or None for text stored as a sentence before facts
+    were kept."""
+    try:
+        facts = json.loads(stored or "")
+    except ValueError:
+        return None
+    return facts if isinstance(facts, dict) else None
+
+
+def reply_line(facts: dict) -> str:
+    """The server's final reply as it said it ("250 2.0.0 Ok"), or "" when it said nothing."""
+    return " ".join(str(part) for part in (facts.get("code"), facts.get("reply")) if part not in (None, ""))
+
+
+def _as_stored(message: str, params: dict) -> str:
+    try:
+        return message % params
+    except (KeyError, ValueError, TypeError):
+        return message
+
+
+def reply_words(stored: str | None, explain=_as_stored) -> str:
+    """A delivery's stored reply in words: the server's reply, our explanation of a failure, the recipients refused
+    and why retries stopped. explain(message, params) says one of our messages in the reader's language (English by
+    default: the log and the API); a reply stored as a sentence, before facts were kept, stays as it is."""
+    facts = stored_facts(stored)
+    if facts is None:
+        return stored or ""
+    text = reply_line(facts)
+    if facts.get("refused"):
+        refused = "; ".join(" ".join(str(part) for part in (f"{rcpt}:", code, reply) if part not in (None, ""))
+                            for rcpt, code, reply in facts["refused"])
+        text += " (" + explain(REFUSED, {"recipients": refused}) + ")"
+    if facts.get("message"):
+        explanation = explain(facts["message"], facts.get("params") or {})
+        text = f"{text} — {explanation}" if text else explanation
+    gave_up = facts.get("gave_up")
+    if gave_up:
+        text += " (" + explain(gave_up["message"], gave_up.get("params") or {}) + ")"
+    return text.strip()

@@ -27,7 +27,7 @@ from webapp.db import database
 from webapp.mail.errors import N_, Step
 from webapp.mail.transport import SendResult
 from webapp.models import DeliveryAttempt, Notification, SmtpAccount, utcnow
-from webapp.outbox.message import describe
+from webapp.outbox.message import reply_facts, reply_words
 from webapp.outbox.settings import LEASE_EXPIRED, LOCK_RETRY_SECONDS, WAITING, OutboxSettings
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,9 @@ def _reclaim_expired(now: datetime, settings: OutboxSettings) -> None:
     """Notifications left in "sending" by a worker that died: record the lost attempt and make them due again."""
     expired = Notification.select().where(Notification.status == "sending", Notification.lease_until < now)
     for notification in expired:
-        reply = N_("The worker sending it stopped before recording the result; the message may have been sent.")
+        facts = {"ok": False, "step": LEASE_EXPIRED, "code": None, "reply": None, "params": {}, "message": N_(
+            "The worker sending it stopped before recording the result; the message may have been sent.")}
+        reply = json.dumps(facts)
         DeliveryAttempt.create(notification=notification, started_at=notification.updated_at or now,
                                duration_ms=0, ok=False, code=None, reply=reply, step=LEASE_EXPIRED, transient=True,
                                worker=notification.lease_owner or "")
@@ -120,7 +122,7 @@ def _reclaim_expired(now: datetime, settings: OutboxSettings) -> None:
                       last_reply=reply, last_step=LEASE_EXPIRED)
         give_up = give_up_reason(notification, attempts, now, settings)
         if give_up:
-            values.update(status="failed", last_reply=f"{reply} {give_up}")
+            values.update(status="failed", last_reply=json.dumps({**facts, "gave_up": give_up}))
         else:
             values.update(status="retrying", next_attempt_at=now)
         Notification.update(**values).where(Notification.id == notification.id).execute()
@@ -207,13 +209,16 @@ def _allowance(account_id: int, name: str, owner: str, now: datetime, settings: 
     return per_minute - started - in_flight
 
 
-def give_up_reason(notification: Notification, attempts: int, now: datetime, settings: OutboxSettings) -> str:
-    """Why a transient failure is now final ("" while retries remain)."""
+def give_up_reason(notification: Notification, attempts: int, now: datetime, settings: OutboxSettings) -> dict | None:
+    """Why a transient failure is now final, as facts for the delivery log (None while retries remain)."""
     if attempts >= settings.max_attempts:
-        return f"(Gave up after {attempts} attempts.)"
+        # A limit, not a count of attempts: no plural to get wrong at OUTBOX_MAX_ATTEMPTS=1.
+        return {"message": N_("Gave up: the attempt limit (%(attempts)d) was reached."),
+                "params": {"attempts": attempts}}
     if (now - notification.created_at).total_seconds() >= settings.max_age_seconds:
-        return f"(Gave up: not delivered within {settings.max_age_seconds:g} seconds.)"
-    return ""
+        return {"message": N_("Gave up: not delivered within %(seconds)g seconds."),
+                "params": {"seconds": settings.max_age_seconds}}
+    return None
 
 
 # --- Leases ----------------------------------------------------------------------------------------------------
@@ -337,7 +342,7 @@ def record(owner: str, outcomes: list[Outcome], settings: OutboxSettings) -> Non
         if outcome.result.ok:
             log.info("notification %s sent via %s (%s)", number, name, outcome.result.code)
         else:
-            log.warning("notification %s via %s: %s (%s)", number, name, values["last_reply"],
+            log.warning("notification %s via %s: %s (%s)", number, name, reply_words(values["last_reply"]),
                         values.get("status", "sending"))
 
 
@@ -345,20 +350,21 @@ def _new_values(outcome: Outcome, now: datetime, earlier: int, settings: OutboxS
     """The notification's columns after this attempt (status only when final); earlier: its attempts recorded
     before this one in the same transaction."""
     result, notification = outcome.result, outcome.notification
-    reply = describe(result)
+    facts = reply_facts(result)
+    reply = json.dumps(facts)
     attempts = notification.attempts + earlier + 1
     values = dict(attempts=attempts, last_code=result.code, last_reply=reply, last_reply_attempt=reply,
                   last_step=None if result.ok else (result.error.step.value if result.error else None))
     if outcome.headers is not None:
         values["headers_sent"] = outcome.headers
     if outcome.final:
-        give_up = "" if result.ok or not outcome.transient else give_up_reason(notification, attempts, now, settings)
+        give_up = None if result.ok or not outcome.transient else give_up_reason(notification, attempts, now, settings)
         if result.ok:
             values.update(status="sent", sent_at=now)
         elif outcome.transient and not give_up:
             values.update(status="retrying", next_attempt_at=now + timedelta(seconds=settings.backoff(attempts)))
         else:
-            values.update(status="failed", last_reply=f"{reply} {give_up}".strip())
+            values.update(status="failed", last_reply=json.dumps({**facts, "gave_up": give_up}) if give_up else reply)
     return values
 
 
