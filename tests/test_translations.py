@@ -118,8 +118,8 @@ def test_the_compiled_catalog_matches_the_translations():
 
 
 def placeholder_values(text: str) -> dict:
-    """A value for each placeholder of text: a number for %(x)d, else text that must be escaped too."""
-    return {name: 3 if kind == "d" else f"<{name}>" for name, kind in re.findall(r"%\((\w+)\)([sd])", text)}
+    """A value for each placeholder of text: a number for %(x)d or %(x)g, else text that must be escaped too."""
+    return {name: 3 if kind in "dg" else f"<{name}>" for name, kind in re.findall(r"%\((\w+)\)([sdg])", text)}
 
 
 @pytest.mark.parametrize("language", ["pt_BR", "en"])

@@ -82,8 +82,8 @@ class Check:
 
 
 def submit(page: Page) -> None:
-    """Send the page's main form (its submit button without a formaction of its own)."""
-    page.locator("main form button[type=submit]:not([formaction])").first.click()
+    """Send the page's main form: its visible submit button that is not a helper (no formaction, no name of its own)."""
+    page.locator("main form button[type=submit]:not([formaction]):not([name]):visible").first.click()
 
 
 def new_page(browser: Browser, browser_context_args, viewport: str) -> Page:
