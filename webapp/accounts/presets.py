@@ -86,7 +86,7 @@ PRESETS = (
            credential_kinds=("oauth_client", "oauth_refresh"),
            help=_l("Basic authentication (a password) for SMTP AUTH is being turned off: use an OAuth 2.0 credential. "
                    "The mailbox needs Authenticated SMTP enabled in the Microsoft 365 admin center.")),
-    Preset("gmail", _l("Gmail / Google Workspace"), "smtp.gmail.com", 587,
+    Preset("gmail", "Gmail / Google Workspace", "smtp.gmail.com", 587,
            credential_kinds=("oauth_refresh", "oauth_jwt", "password"),
            help=_l("Use OAuth 2.0: a refresh token from “Connect with the provider”, or a service account with "
                    "domain-wide delegation for the scope https://mail.google.com/. Without OAuth, the password must "
