@@ -3,15 +3,14 @@ and by keyboard; what the admin types afterwards is what is saved; axe finds not
 import re
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
+from tests.e2e.conftest import PASSWORD, sign_in
 from tests.e2e.test_layout_a11y import axe_problems
 
 pytestmark = pytest.mark.e2e
 
 expect.set_options(timeout=10_000)
-
-PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture(scope="module")
@@ -27,19 +26,23 @@ def admin_page(live_server, preset_admin, page: Page) -> Page:
     page.on("console", lambda message: page.problems.append(message.text)
             if re.search(r"Content Security Policy|Refused to|Failed to load resource", message.text) else None)
     page.on("pageerror", lambda error: page.problems.append(str(error)))
-    page.goto(f"{live_server.url}/auth/login")
-    page.locator("#username").fill(preset_admin)
-    page.locator("#password").fill(PASSWORD)
-    page.locator("main form button[type=submit]").click()
+    return sign_in_english(page, live_server.url, preset_admin)
+
+
+def sign_in_english(page: Page, base: str, username: str) -> Page:
+    """Sign in through the login form, then switch to English."""
+    sign_in(page, base, username)
     page.get_by_role("button", name="EN", exact=True).click()
     return page
 
 
 def radio(page: Page, question: str, answer: str):
+    """One answer of a radio group, found by the group's legend."""
     return page.get_by_role("group", name=question).get_by_label(answer, exact=True)
 
 
 def expect_server_fields(page: Page, host: str, port: str) -> None:
+    """The server fields as a STARTTLS preset with authentication fills them."""
     expect(page.get_by_label("SMTP host")).to_have_value(host)
     expect(page.get_by_label("Port")).to_have_value(port)
     expect(radio(page, "Use secure connection?", "Yes")).to_be_checked()
@@ -133,3 +136,19 @@ def test_a_provider_is_chosen_from_the_keyboard(live_server, admin_page: Page):
     page.keyboard.type("-eu")
     expect(page.get_by_label("SMTP host")).to_have_value("smtp-relay.brevo.com-eu")
     assert not page.problems, "\n".join(page.problems)
+
+
+def test_without_javascript_apply_fills_the_fields_and_keeps_what_was_typed(live_server, preset_admin,
+                                                                            browser: Browser, browser_context_args):
+    context = browser.new_context(**browser_context_args, java_script_enabled=False)
+    page = sign_in_english(context.new_page(), live_server.url, preset_admin)
+    page.goto(f"{live_server.url}/accounts/new")
+    page.get_by_label("Account name").fill("Ireland relay")
+    page.get_by_label("Provider").select_option(label="Amazon SES · Europe (Ireland) · eu-west-1")
+    page.get_by_role("button", name="Apply").click()
+    expect(page).to_have_url(re.compile(r"/accounts/new"))
+    expect_server_fields(page, "email-smtp.eu-west-1.amazonaws.com", "587")
+    expect(page.locator("#provider-help")).to_contain_text("not IAM access keys")
+    expect(page.get_by_label("Account name")).to_have_value("Ireland relay")
+    expect(page.locator(".field-error")).to_have_count(0)
+    context.close()
