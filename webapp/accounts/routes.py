@@ -203,10 +203,7 @@ def _save(form: AccountForm, account_id: int | None = None) -> tuple[SmtpAccount
 
 
 def _submit(form: AccountForm, account: SmtpAccount | None):
-    """Validate and save; on success go back to the report, else answer 422 with the form and its errors.
-
-    "Apply" (the provider's settings without JavaScript) only shows the form filled in: nothing is saved.
-    """
+    """Save a valid form and go back to the report, else answer 422 with its errors; Apply only fills it in."""
     back = safe_next(request.args.get("next"), url_for("accounts.index"))
     if form.apply_preset.data:
         form.fill_from_preset()
