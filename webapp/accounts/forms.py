@@ -1,15 +1,17 @@
 """The SMTP account form, the report's filter form and the Test Email dialog's form."""
+import json
 import re
 
 from cryptography import x509
 from flask_babel import gettext as _
 from flask_wtf import FlaskForm
 from peewee import JOIN
-from wtforms import HiddenField, RadioField, SelectField, StringField, TextAreaField
+from wtforms import HiddenField, RadioField, SelectField, StringField, SubmitField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, ValidationError
 
 from webapp.accounts.columns import COLUMNS, REPORT_FIELDS, SORTS
+from webapp.accounts.presets import PRESETS, Preset, preset_for_host, preset_named
 from webapp.db import contains
 from webapp.forms import (
     CONTROL_CHARS,
@@ -70,7 +72,9 @@ class AccountForm(FlaskForm):
     footer_enabled = YesNoField(_l("Enable footer"),
                                 description=_l("Append the system footer text to every notification."))
 
-    # SMTP server section
+    # SMTP server section. The provider only fills the fields below it: it is not saved.
+    provider = SelectField(_l("Provider"), validate_choice=False)
+    apply_preset = SubmitField(_l("Apply"))  # the provider's settings for pages without JavaScript
     host = StrippedStringField(_l("SMTP host"), validators=[DataRequired(), max_length(255), host_name])
     port = PortField(_l("Port"), description=_l("Leave empty for the usual port: 25, 587 (TLS) or 465 (SSL)."))
     secure = YesNoField(_l("Use secure connection?"))
@@ -116,16 +120,50 @@ class AccountForm(FlaskForm):
         self.account = account
         if account is not None and not self.is_submitted():
             self.version.data = version_of(account)
-        self.credential.choices = [SelectChoice("", "")] + [
-            SelectChoice(c.id, c.name)
-            for c in Credential.select(Credential.id, Credential.name).order_by(Credential.name)
-        ]
+        self.provider.choices = [preset_choice(preset) for preset in PRESETS]
+        if not self.is_submitted():
+            self.provider.data = preset_for_host(account.host if account else None).key
+        # Credential.kind comes with the vault's OAuth 2.0 types; until then every credential is a password.
+        kind = getattr(Credential, "kind", None)
+        columns = [Credential.id, Credential.name] + ([kind] if kind is not None else [])
+        self.credentials = [(c.id, c.name, getattr(c, "kind", "password"))
+                            for c in Credential.select(*columns).order_by(Credential.name)]
+        self.list_credentials()
         self.default_connector = Connector.default()
         empty = (_("System default connector (%(name)s)", name=self.default_connector.name)
                  if self.default_connector else _("System default connector (none set)"))
         self.connector.choices = [SelectChoice("", empty)] + [
             SelectChoice(c.id, c.name) for c in Connector.select(Connector.id, Connector.name).order_by(Connector.name)
         ]
+
+    @property
+    def preset(self) -> Preset:
+        """The provider chosen in the form (Custom when none)."""
+        return preset_named(self.provider.data)
+
+    def list_credentials(self) -> None:
+        """The credential select's options; those of a type the chosen provider expects say so."""
+        expected = self.preset.credential_kinds if self.preset.fills else ()
+        self.credential.choices = [SelectChoice("", "")] + [
+            SelectChoice(id_, _("%(name)s (expected type)", name=name) if kind in expected else name)
+            for id_, name, kind in self.credentials
+        ]
+
+    @property
+    def credentials_json(self) -> str:
+        """Each credential's name and type, for the script that marks them as the provider changes."""
+        return json.dumps({id_: {"name": name, "kind": kind} for id_, name, kind in self.credentials})
+
+    def fill_from_preset(self) -> None:
+        """"Apply": the chosen provider's settings in the server fields, nothing checked or saved."""
+        preset = self.preset
+        if preset.fills:
+            self.host.data = preset.host
+            self.port.data, self.port.raw = preset.port, str(preset.port)
+            self.secure.data = "yes" if preset.security else "no"
+            self.secure_type.data = preset.security or self.secure_type.data
+            self.use_auth.data = "yes" if preset.use_auth else "no"
+        self.list_credentials()
 
     @property
     def port_placeholder(self) -> str:
@@ -225,6 +263,16 @@ class AccountForm(FlaskForm):
         account.ca_cert = self.ca_cert.data or None
         account.helo_name = self.helo_name.data or None
         return account
+
+
+def preset_choice(preset: Preset) -> SelectChoice:
+    """A provider option carrying what choosing it fills, for static/js/presets.js."""
+    data = {}
+    if preset.fills:
+        data = {"data-host": preset.host, "data-port": preset.port, "data-secure": "yes" if preset.security else "no",
+                "data-secure-type": preset.security or "", "data-use-auth": "yes" if preset.use_auth else "no",
+                "data-kinds": " ".join(preset.credential_kinds), "data-help": preset.help_line()}
+    return SelectChoice(preset.key, preset.label, render_kw=data, optgroup=preset.group)
 
 
 def version_of(account: SmtpAccount) -> str:

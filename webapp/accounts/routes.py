@@ -203,8 +203,11 @@ def _save(form: AccountForm, account_id: int | None = None) -> tuple[SmtpAccount
 
 
 def _submit(form: AccountForm, account: SmtpAccount | None):
-    """Validate and save; on success go back to the report, else answer 422 with the form and its errors."""
-    if form.validate_on_submit():
+    """Save a valid form and go back to the report, else answer 422 with its errors; Apply only fills it in."""
+    back = safe_next(request.args.get("next"), url_for("accounts.index"))
+    if form.apply_preset.data:
+        form.fill_from_preset()
+    elif form.validate_on_submit():
         try:
             saved, first_default = _save(form, account.id if account else None)
         except IntegrityError:
@@ -222,9 +225,8 @@ def _submit(form: AccountForm, account: SmtpAccount | None):
                 flash(_("Account “%(name)s” created.", name=saved.name), "success")
             if first_default:
                 flash(_("“%(name)s” is the default account, as there was none.", name=saved.name), "info")
-            return go_to(safe_next(request.args.get("next"), url_for("accounts.index")))
-    return render_form("accounts/form.html", form, block="account_form", account=account,
-                       back=safe_next(request.args.get("next"), url_for("accounts.index")))
+            return go_to(back)
+    return render_form("accounts/form.html", form, block="account_form", account=account, back=back)
 
 
 @bp.route("/new", methods=["GET", "POST"])
