@@ -57,7 +57,7 @@ def test_a_preset_fills_the_fields_and_what_is_typed_afterwards_is_saved(live_se
     page.goto(f"{base}/credentials/new")
     page.get_by_label("Name", exact=True).fill("SendGrid key")
     page.get_by_label("Username", exact=True).fill("apikey")
-    page.get_by_label("Secret").fill("SG.not-a-real-key")
+    page.get_by_label("Secret", exact=True).fill("SG.not-a-real-key")
     page.get_by_role("button", name="Submit").click()
     expect(page).to_have_url(re.compile(r"/credentials/$"))
 

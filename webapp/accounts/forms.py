@@ -123,11 +123,8 @@ class AccountForm(FlaskForm):
         self.provider.choices = [preset_choice(preset) for preset in PRESETS]
         if not self.is_submitted():
             self.provider.data = preset_for_host(account.host if account else None).key
-        # Credential.kind comes with the vault's OAuth 2.0 types; until then every credential is a password.
-        kind = getattr(Credential, "kind", None)
-        columns = [Credential.id, Credential.name] + ([kind] if kind is not None else [])
-        self.credentials = [(c.id, c.name, getattr(c, "kind", "password"))
-                            for c in Credential.select(*columns).order_by(Credential.name)]
+        credentials = Credential.select(Credential.id, Credential.name, Credential.kind).order_by(Credential.name)
+        self.credentials = [(c.id, c.name, c.kind) for c in credentials]
         self.list_credentials()
         self.default_connector = Connector.default()
         empty = (_("System default connector (%(name)s)", name=self.default_connector.name)

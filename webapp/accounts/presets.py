@@ -2,15 +2,10 @@
 from dataclasses import dataclass
 
 from babel.lists import format_list
-from flask_babel import LazyString, get_locale, gettext as _, lazy_gettext as _l
+from flask_babel import get_locale, gettext as _
 
-# The vault's credential types (Credential.kind), in the words of the vault's type select.
-CREDENTIAL_KIND_LABELS = {
-    "password": _l("Username and password"),
-    "oauth_client": _l("OAuth 2.0 — client credentials"),
-    "oauth_refresh": _l("OAuth 2.0 — refresh token"),
-    "oauth_jwt": _l("OAuth 2.0 — service account (JWT)"),
-}
+from webapp.credentials.forms import KIND_LABELS
+from webapp.translation import LazyText, lazy_gettext as _l
 
 
 @dataclass(frozen=True)
@@ -36,7 +31,7 @@ class Preset:
         """The provider's help and the credential type it expects, in the reader's language."""
         if not self.fills:
             return ""
-        kinds = [str(CREDENTIAL_KIND_LABELS[kind]) for kind in self.credential_kinds]
+        kinds = [str(KIND_LABELS[kind]) for kind in self.credential_kinds]
         expected = _("Expected credential: %(kinds)s", kinds=format_list(kinds, style="or", locale=get_locale()))
         return f"{self.help} {expected}"
 
@@ -91,7 +86,7 @@ PRESETS = (
            help=_l("Use OAuth 2.0: a refresh token from “Connect with the provider”, or a service account with "
                    "domain-wide delegation for the scope https://mail.google.com/. Without OAuth, the password must "
                    "be an app password.")),
-    *(Preset(f"ses-{code}", LazyString("Amazon SES · {} · {}".format, name, code),
+    *(Preset(f"ses-{code}", LazyText("Amazon SES · {} · {}".format, name, code),
              f"email-smtp.{code}.amazonaws.com", 587, help=_SES_HELP, group=_l("Amazon SES (region)"))
       for code, name in SES_REGIONS),
     Preset("sendgrid", "SendGrid", "smtp.sendgrid.net", 587,
