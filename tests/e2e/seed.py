@@ -33,8 +33,10 @@ def seed() -> None:
                  confirmation_email="leitura@empresa-exemplo.com.br", host="mail.empresa-exemplo.com.br",
                  secure=True, secure_type="ssl", ignore_cert_errors=True, force_settings=True, use_connector=True,
                  connector=proxy, last_test_at=now, last_test_ok=False,
-                 last_test_summary="Authentication: the server refused the username or password (535 5.7.8 "
-                                   "Authentication credentials invalid). Check the credential.")
+                 last_test_summary=json.dumps({
+                     "ok": False, "step": "auth", "code": 535, "reply": "5.7.8 Authentication credentials invalid",
+                     "message": "%(host)s rejected the username or secret.",
+                     "params": {"host": "mail.empresa-exemplo.com.br"}}))
     make_account(name="Legado — servidor interno antigo", enabled=False,
                  sender="Sistema legado <nao-responda@legado.empresa-exemplo.com.br>",
                  reply_to="suporte@empresa-exemplo.com.br", return_path="devolucoes@legado.empresa-exemplo.com.br",

@@ -47,6 +47,24 @@ LAYOUT_PROBLEMS = """() => {
 }"""
 
 
+# The words of the interface, not of data: headings, labels, buttons, column heads, menus, badges, help and errors.
+# On a page in Portuguese none of them may say a common English word of the interface. Option lists, cells and
+# servers' replies hold names and replies as they are, so they are not read.
+ENGLISH_WORDS = r"\b(the|and|with|without|this|which|Edit|Delete|Save|Cancel|Search|Clear|Send|Enabled|Disabled|" \
+                r"Default|Yes|Never|Accounts?|Credentials?|Deliveries|Users?|Settings|Actions|Name|Created|Updated|" \
+                r"Last|Next|Previous|Page|Sign out|Filter|Export|Schedule|Remove|Add|New|Apply|Provider|Custom)\b"
+ENGLISH_PROBLEMS = """words => {
+  if (document.documentElement.lang !== 'pt-BR') return [];
+  const english = new RegExp(words);
+  const chrome = 'h1, h2, h3, h4, label, legend, button, th, nav a, summary, .badge, small, caption, dt, .flash';
+  return [...document.querySelectorAll(chrome)]
+    .filter(element => element.offsetParent !== null && !element.closest('option, td .reply, pre, code'))
+    .map(element => element.innerText.trim())
+    .filter(text => english.test(text))
+    .map(text => `English in Portuguese: "${text.slice(0, 80)}"`);
+}"""
+
+
 def axe_problems(page: Page) -> list[str]:
     """axe-core's serious and critical WCAG 2.1 AA violations on the page as it is now."""
     if not page.evaluate("() => typeof window.axe !== 'undefined'"):
@@ -67,7 +85,8 @@ class Check:
         self.page.wait_for_load_state("networkidle")
         # Judge the page at rest, not halfway through a fade.
         self.page.wait_for_function("() => document.getAnimations().every(a => a.playState !== 'running')")
-        for problem in self.page.evaluate(LAYOUT_PROBLEMS) + axe_problems(self.page):
+        problems = self.page.evaluate(LAYOUT_PROBLEMS) + self.page.evaluate(ENGLISH_PROBLEMS, ENGLISH_WORDS)
+        for problem in problems + axe_problems(self.page):
             self.problems.append(f"{state}: {problem}")
 
     def visit(self, path: str, state: str | None = None) -> None:
