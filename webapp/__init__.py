@@ -32,9 +32,9 @@ def create_app(test_config=None):
     logs.configure_logging(app)
     config.apply_reverse_proxy(app)
 
-    register_extensions(app)
-    check_keys(app.config["DATABASE"], app.config["VAULT_KEYS_SOURCE"])  # a wrong key: refuse to start, clearly
     config.check_settings(app.config)
+    register_extensions(app)
+    check_keys(db.location(app.config), app.config["VAULT_KEYS_SOURCE"])  # a wrong key: refuse to start, clearly
     register_blueprints(app)
     register_hooks(app)
     register_cli(app)

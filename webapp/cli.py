@@ -7,7 +7,7 @@ import click
 from flask import current_app
 from flask.cli import FlaskGroup, pass_script_info, with_appcontext
 
-from webapp import db, maintenance
+from webapp import db, maintenance, postgresql
 
 
 def main():
@@ -30,7 +30,7 @@ def init_app(app):
     app.cli.add_command(maintenance.backup)
 
 
-@click.group("db", help="The SQLite database.")
+@click.group("db", help="The database: the SQLite file, or PostgreSQL (SMTPDESK_DATABASE_URL).")
 def db_group():
     pass
 
@@ -40,7 +40,7 @@ def db_group():
 def db_upgrade():
     """Create the database or apply the migrations it lacks."""
     applied = db.upgrade()
-    path = current_app.config["DATABASE"]
+    path = postgresql.shown(db.location(current_app.config))
     if applied:
         click.echo(f"Database {path}: applied {', '.join(applied)}.")
     else:

@@ -14,6 +14,8 @@ class Defaults:
     VAULT_KEYS = None  # comma-separated Fernet keys, newest first; else instance/vault.key
     VAULT_KEY_FILE = None  # set at start-up: the key file the keys came from (None: from VAULT_KEYS)
     DATABASE = None  # instance/smtpdesk.db unless given
+    # postgresql://user:password@host:port/name (SMTPDESK_DATABASE_URL): that PostgreSQL database instead of the file.
+    DATABASE_URL = None
     BABEL_DEFAULT_LOCALE = "pt_BR"
     BABEL_DEFAULT_TIMEZONE = "UTC"
     LANGUAGES = {"pt_BR": "Português (Brasil)", "en": "English"}
@@ -83,8 +85,13 @@ class ConfigError(Exception):
 
 def check_settings(config) -> None:
     """Refuse at start-up what would otherwise fail only at the first send."""
+    from webapp import postgresql
     from webapp.mail.connectors import parse_networks
 
+    url = config.get("DATABASE_URL")
+    if url and not postgresql.is_url(url):
+        raise ConfigError("DATABASE_URL must be a PostgreSQL URL, postgresql://user:password@host:port/name; leave "
+                          "it unset for the SQLite file (DATABASE).")
     try:
         parse_networks(config["OUTBOUND_BLOCKED_NETWORKS"])
     except ValueError as error:
@@ -132,12 +139,15 @@ def load_keys(config, instance_path: str) -> None:
 
 def load_vault_key_file(config, path: Path) -> None:
     """VAULT_KEYS from the instance's vault.key, created on first use only while no secret is stored."""
+    from webapp.db import location
+    from webapp.postgresql import shown
     from webapp.vault import VaultKeyError, first_stored_token, key_problem, parse_keys
 
-    if not path.exists() and first_stored_token(config["DATABASE"]) is not None:
+    database = location(config)
+    if not path.exists() and first_stored_token(database) is not None:
         # A new key would silently make every stored secret unreadable: refuse instead.
         raise VaultKeyError(
-            f"The vault key file {path} is missing, but {config['DATABASE']} holds encrypted secrets. "
+            f"The vault key file {path} is missing, but {shown(database)} holds encrypted secrets. "
             f"Restore {path} from your key backup (or set SMTPDESK_VAULT_KEYS) and start again; "
             "no new key was written.")
     try:
@@ -149,11 +159,11 @@ def load_vault_key_file(config, path: Path) -> None:
     else:
         problem = key_problem(parse_keys(keys))
     if problem:
-        if first_stored_token(config["DATABASE"]) is None:
+        if first_stored_token(database) is None:
             fix = ("No secret is stored yet: put back the key from your key backup, or delete the file and smtpdesk "
                    "writes a new key at its next start.")
         else:
-            fix = (f"Put back the key {config['DATABASE']} was written with, from your key backup, then start "
+            fix = (f"Put back the key {shown(database)} was written with, from your key backup, then start "
                    "again; a new key would leave its stored secrets unreadable.")
         raise VaultKeyError(f"The vault key file {path} {problem}. {fix}")
     config["VAULT_KEYS"] = keys

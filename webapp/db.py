@@ -1,4 +1,5 @@
-"""The one SQLite database, a connection kept per serving thread, and its numbered schema migrations."""
+"""The database: one SQLite file (the default) or a PostgreSQL server (DATABASE_URL), a connection kept per serving
+thread, and the numbered schema migrations both share."""
 import importlib
 import json
 import os
@@ -6,20 +7,27 @@ import pkgutil
 import sqlite3
 import threading
 
-from peewee import SQL, SqliteDatabase, fn
+from peewee import SQL, DatabaseProxy, SqliteDatabase, fn
 
-database = SqliteDatabase(None)
+from webapp import postgresql
+
+sqlite = SqliteDatabase(None)
+server = postgresql.PostgresqlDatabase(None)
+# What the models and every query use: the SQLite file until init_database() is given a PostgreSQL URL.
+database = DatabaseProxy()
+database.initialize(sqlite)
 
 
-@database.func("casefold", num_params=1, deterministic=True)
+@sqlite.func("casefold", num_params=1, deterministic=True)
 def _casefold(value):
-    # SQLite's LIKE and lower() fold ASCII only; "AÇÃO" must find "ação" too.
+    # SQLite's LIKE and lower() fold ASCII only; "AÇÃO" must find "ação" too. PostgreSQL: webapp.postgresql.
     return value.casefold() if isinstance(value, str) else value
 
 
 def contains(column, text: str):
     """column contains text, ignoring case (Unicode-aware); "%" and "_" are literal, unlike LIKE."""
-    return fn.instr(fn.casefold(column), text.casefold()) > SQL("0")
+    position = fn.strpos if database.obj is server else fn.instr
+    return position(fn.casefold(column), text.casefold()) > SQL("0")
 
 
 # --- The deliveries' recipient search (m0005): triggers fill notification_search with these keys ----------------------
@@ -33,12 +41,13 @@ def _search_texts(recipient: str) -> tuple[str, ...]:
     return (recipient,)
 
 
-@database.func("search_keys", num_params=3, deterministic=True)
+@sqlite.func("search_keys", num_params=3, deterministic=True)
 def search_keys(*address_lists) -> str:
     """The recipient search's keys of a notification (its to, cc and bcc JSON lists): each display name and address
     from the start of every word, casefolded ("ana.silva@example.com" gives "ana.silva@example.com",
     "silva@example.com", "example.com" and "com"); a JSON list without repeats. Runs inside the insert triggers, so
-    it never raises. Changing these rules needs a migration that rebuilds notification_search."""
+    it never raises. Changing these rules needs a migration that rebuilds notification_search (and PostgreSQL's
+    copy of them, webapp.postgresql, the same change)."""
     keys = set()
     for value in address_lists:
         try:
@@ -62,7 +71,8 @@ def search_term(text: str) -> str:
 
 
 def storage_full(error: BaseException | None) -> bool:
-    """Whether a database error comes from SQLite's "database or disk is full" (the disk, or max_page_count)."""
+    """Whether a database error comes from a full disk: SQLite's "database or disk is full" (the disk, or
+    max_page_count), or PostgreSQL's disk_full."""
     # peewee raises its own error with sqlite3's as first argument. SQLite may roll the whole transaction back
     # itself when full, so peewee's ROLLBACK then fails ("no transaction is active") while handling it: the cause is
     # further down the chain.
@@ -70,6 +80,8 @@ def storage_full(error: BaseException | None) -> bool:
         for candidate in (error, *error.args[:1]):
             code = getattr(candidate, "sqlite_errorcode", None)
             if code is not None and code & 0xFF == sqlite3.SQLITE_FULL:  # the primary code, whatever the extension
+                return True
+            if getattr(candidate, "sqlstate", None) == "53100":
                 return True
         error = error.__cause__ or error.__context__
     return False
@@ -83,29 +95,43 @@ PRAGMAS = {
 }
 
 
-# Which init_database() a thread's kept connection belongs to (each test app points at another file).
+
+# Which init_database() a thread's kept connection belongs to (each test app points at another database).
 _generation = 0
 _kept = threading.local()
 
 
-def init_database(path: str) -> None:
-    """Point the deferred database at a file, with the pragmas every connection needs."""
+def init_database(location: str) -> None:
+    """Point the database at a PostgreSQL URL or a SQLite file (with the pragmas every connection needs)."""
     global _generation
-    database.init(path, pragmas=PRAGMAS)
+    if postgresql.is_url(location):
+        server.init(location)
+        database.initialize(server)
+    else:
+        sqlite.init(location, pragmas=PRAGMAS)
+        database.initialize(sqlite)
     _generation += 1
+
+
+def location(config) -> str:
+    """Where an app's data lives: its DATABASE_URL when set, else its SQLite file."""
+    return config.get("DATABASE_URL") or config["DATABASE"]
 
 
 def init_app(app) -> None:
     """Bind the database to the app: each serving thread keeps one connection open from request to request."""
-    init_database(app.config["DATABASE"])
+    init_database(location(app.config))
 
     # Opening a connection per request cost more than serving a static file: the file open, four PRAGMAs, the
-    # schema parsed again, a cold page cache, and closing the last connection checkpoints the WAL. A waitress
-    # thread serves one request at a time, so it keeps its connection; no transaction outlives a request.
+    # schema parsed again, a cold page cache, and closing the last connection checkpoints the WAL (PostgreSQL: a
+    # server process started, and sign-in). A waitress thread serves one request at a time, so it keeps its
+    # connection; no transaction outlives a request.
     @app.before_request
     def _db_connect():
-        if getattr(_kept, "generation", None) != _generation and not database.is_closed():
-            database.close()  # opened on another database file (an earlier app in this process)
+        if getattr(_kept, "generation", None) != _generation:
+            for engine in (sqlite, server):
+                if not engine.is_closed():
+                    engine.close()  # opened on another database (an earlier app in this process)
         if database.connect(reuse_if_open=True):
             _kept.generation = _generation
 
@@ -114,11 +140,17 @@ def init_app(app) -> None:
         if database.is_closed():
             return
         connection = database.connection()
-        if exc is not None or database.in_transaction() or connection.in_transaction:
+        if exc is not None or database.in_transaction() or _in_transaction(connection):
             # Never carry a transaction (a bug), or SQLite's lock, into the next request; nor, after an error, a
             # query abandoned half-read, whose open statement would hold this connection to an old snapshot.
             database.dispose()
             connection.close()  # without COMMIT: rolled back
+
+
+def _in_transaction(connection) -> bool:
+    if isinstance(connection, sqlite3.Connection):
+        return connection.in_transaction
+    return server.in_server_transaction()
 
 
 def migrations() -> list:
@@ -131,6 +163,8 @@ def migrations() -> list:
 
 def schema_version() -> int:
     """The number of the last migration applied to this database (SQLite's user_version)."""
+    if database.obj is server:
+        return postgresql.schema_version(database)
     return database.execute_sql("PRAGMA user_version").fetchone()[0]
 
 
@@ -143,11 +177,17 @@ def schema_version_now() -> int:
 def upgrade() -> list[str]:
     """Apply every migration newer than the database, each in its own transaction; return their names."""
     applied = []
+    engine = database.obj
     path = database.database
-    if path and path != ":memory:" and not os.path.exists(path):
+    if engine is sqlite and path and path != ":memory:" and not os.path.exists(path):
         # Created owner-only: it holds encrypted secrets and the audit trail. WAL files inherit the mode.
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     with database.connection_context():
+        if engine is server:
+            postgresql.check_server(database)
+            with database.atomic("IMMEDIATE"):
+                # SQLite has them from Python on every connection; the server keeps a copy (webapp.postgresql).
+                postgresql.install_functions(database)
         for module in migrations():
             number = int(module.__name__.rsplit(".", 1)[1][1:5])
             if number <= schema_version():
@@ -156,7 +196,10 @@ def upgrade() -> list[str]:
                 # Re-read inside the lock: another process may have applied it meanwhile.
                 if number <= schema_version():
                     continue
-                module.upgrade(database)
-                database.execute_sql(f"PRAGMA user_version = {number:d}")
+                module.upgrade(engine)
+                if engine is server:
+                    postgresql.set_schema_version(database, number)
+                else:
+                    database.execute_sql(f"PRAGMA user_version = {number:d}")
             applied.append(module.__name__.rsplit(".", 1)[1])
     return applied

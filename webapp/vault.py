@@ -6,6 +6,8 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from webapp import postgresql
+
 # Every column that holds a vault token: (table, column). `smtpdesk vault` re-encrypts exactly these.
 SECRET_COLUMNS = (("credential", "secret_encrypted"), ("connector", "password_encrypted"),
                   ("credential", "client_secret_encrypted"), ("credential", "refresh_token_encrypted"),
@@ -135,7 +137,12 @@ class Vault:
 
 
 def first_stored_token(database_path: str) -> str | None:
-    """One stored vault token of this database (None: no database, no tables or no secret yet), read-only."""
+    """One stored vault token of this database (None: no database, no tables or no secret yet), read-only. The
+    database is a SQLite file's path or a PostgreSQL URL."""
+    queries = [f'SELECT "{column}" FROM "{table}" WHERE "{column}" IS NOT NULL LIMIT 1'
+               for table, column in SECRET_COLUMNS]
+    if postgresql.is_url(database_path):
+        return postgresql.first_value(database_path, queries)
     if not database_path or database_path == ":memory:" or not os.path.exists(database_path):
         return None
     try:
@@ -143,10 +150,9 @@ def first_stored_token(database_path: str) -> str | None:
     except sqlite3.Error:
         return None
     try:
-        for table, column in SECRET_COLUMNS:
+        for query in queries:
             try:
-                row = connection.execute(
-                    f'SELECT "{column}" FROM "{table}" WHERE "{column}" IS NOT NULL LIMIT 1').fetchone()
+                row = connection.execute(query).fetchone()
             except sqlite3.OperationalError:
                 continue  # not migrated yet
             if row:
@@ -165,7 +171,7 @@ def check_keys(database_path: str, source: str) -> None:
         vault.decrypt(token)
     except VaultError:
         raise VaultKeyError(
-            f"The vault key in {source} cannot decrypt the secrets stored in {database_path}. "
+            f"The vault key in {source} cannot decrypt the secrets stored in {postgresql.shown(database_path)}. "
             "Put back the key this database was written with (from your key backup), newest first if you keep "
             "several (\"new,old\"), then start again. Do not replace it with a new key: the stored credential "
             "secrets and connector passwords would become unreadable.") from None
