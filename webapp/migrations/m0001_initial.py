@@ -1,4 +1,5 @@
 """The first schema: users, credentials, connectors, SMTP accounts and the audit log."""
+from webapp import postgresql
 
 STATEMENTS = [
     'CREATE TABLE "user" ("id" INTEGER NOT NULL PRIMARY KEY, "username" VARCHAR(64) NOT NULL, '
@@ -44,8 +45,10 @@ STATEMENTS = [
     'CREATE INDEX "audit_entry_action" ON "audit_entry" ("action")',
     'CREATE INDEX "audit_entry_object_type" ON "audit_entry" ("object_type")',
 ]
+BOOLEANS = ("active", "remote_dns", "is_default", "enabled", "read_confirmation", "force_settings", "footer_enabled",
+            "secure", "use_auth", "ignore_cert_errors", "use_connector", "last_test_ok", "last_tls_verified")
 
 
 def upgrade(database):
-    for statement in STATEMENTS:
+    for statement in postgresql.schema(database, STATEMENTS, BOOLEANS):
         database.execute_sql(statement)

@@ -1,4 +1,5 @@
 """Notifications: the outbox, each delivery attempt, API tokens, scheduled reports and system settings."""
+from webapp import postgresql
 
 STATEMENTS = [
     # Admin settings as key/value text (the system footer is "footer_text").
@@ -38,8 +39,9 @@ STATEMENTS = [
     'CREATE INDEX "scheduled_report_next_run_at" ON "scheduled_report" ("next_run_at")',
     'CREATE INDEX "scheduled_report_created_by_id" ON "scheduled_report" ("created_by_id")',
 ]
+BOOLEANS = ("overrides_ignored", "ok", "transient")
 
 
 def upgrade(database):
-    for statement in STATEMENTS:
+    for statement in postgresql.schema(database, STATEMENTS, BOOLEANS):
         database.execute_sql(statement)

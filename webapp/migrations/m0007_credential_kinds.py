@@ -1,5 +1,6 @@
 """Credential types: a login and password (every credential until now) or an OAuth 2.0 grant, with its settings in
 plain columns and its secrets in encrypted ones (webapp.vault.SECRET_COLUMNS)."""
+from webapp import postgresql
 
 COLUMNS = [
     # Every credential stored before was a login and password.
@@ -19,5 +20,5 @@ COLUMNS = [
 def upgrade(database):
     # Added in place, as in m0006: playhouse.migrate would rebuild the credential table, which the accounts' foreign
     # keys (ON DELETE RESTRICT) refer to.
-    for column in COLUMNS:
-        database.execute_sql(f'ALTER TABLE "credential" ADD COLUMN {column}')
+    for statement in postgresql.schema(database, [f'ALTER TABLE "credential" ADD COLUMN {c}' for c in COLUMNS]):
+        database.execute_sql(statement)
