@@ -57,15 +57,16 @@ extract-messages: install
 	$(BIN)/pybabel update -i webapp/translations/messages.pot -d webapp/translations --no-fuzzy-matching
 
 # Debian packages the tests use: chromium for the browser tests, microsocks as the SOCKS5 proxy, tinyproxy as an HTTP
-# proxy that answers a wrong password with 401, npm (which brings Node) for the OAuth 2.0 server. The tests start
-# tinyproxy themselves on a free loopback port, so the system service its package enables (where an init system
-# starts it) is stopped and disabled again.
+# proxy that answers a wrong password with 401, npm (which brings Node) for the OAuth 2.0 server, postgresql for the
+# tests on PostgreSQL. The tests start tinyproxy and a PostgreSQL cluster themselves on free loopback ports, so the
+# system services their packages enable (where an init system starts them) are stopped and disabled again.
 system-test-deps:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v microsocks >/dev/null 2>&1 || missing="$$missing microsocks"; \
 	command -v tinyproxy >/dev/null 2>&1 || missing="$$missing tinyproxy"; \
 	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 		echo "Installing from Debian:$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null \
@@ -73,6 +74,10 @@ system-test-deps:
 		case "$$missing" in *tinyproxy*) \
 			$(SUDO) systemctl disable --now tinyproxy >/dev/null 2>&1 \
 				|| $(SUDO) service tinyproxy stop >/dev/null 2>&1 || true;; \
+		esac; \
+		case "$$missing" in *postgresql*) \
+			$(SUDO) systemctl disable --now postgresql >/dev/null 2>&1 \
+				|| $(SUDO) service postgresql stop >/dev/null 2>&1 || true;; \
 		esac; \
 	fi
 

@@ -1,4 +1,5 @@
-"""An app of its own for a test: a fresh SQLite database in tmp_path, migrated, its context pushed."""
+"""An app of its own for a test: a fresh database (SQLite in tmp_path unless config names a DATABASE_URL), migrated,
+its context pushed."""
 from contextlib import contextmanager
 
 from cryptography.fernet import Fernet

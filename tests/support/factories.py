@@ -137,19 +137,18 @@ class QueryCounter:
         from webapp.db import database
 
         self.count = 0
-        original = database.execute_sql
+        self.engine = database.obj  # the proxy takes no attributes: the SQLite or PostgreSQL database behind it
+        original = self.engine.execute_sql
 
         def counting(*args, **kwargs):
             self.count += 1
             return original(*args, **kwargs)
 
-        database.execute_sql = counting
+        self.engine.execute_sql = counting
         return self
 
     def __exit__(self, *exc):
-        from webapp.db import database
-
-        del database.execute_sql  # the instance attribute goes; the class's method is back
+        del self.engine.execute_sql  # the instance attribute goes; the class's method is back
         return False
 
 

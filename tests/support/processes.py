@@ -18,6 +18,8 @@ def instance_env(app, **config) -> dict:
     env = dict(os.environ, SMTPDESK_INSTANCE_PATH=app.instance_path, SMTPDESK_DATABASE=app.config["DATABASE"],
                SMTPDESK_VAULT_KEYS=app.config["VAULT_KEYS"], SMTPDESK_SECRET_KEY="test-secret-key",
                PYTHONUNBUFFERED="1", PYTHONPATH=CHECKOUT)
+    if app.config.get("DATABASE_URL"):
+        env["SMTPDESK_DATABASE_URL"] = app.config["DATABASE_URL"]
     env.update({f"SMTPDESK_{key}": str(value) for key, value in config.items()})
     return env
 
