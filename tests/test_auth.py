@@ -7,6 +7,8 @@ from tests.support.factories import PASSWORD, make_user
 from webapp.auth.passwords import issue_setup_code
 from webapp.models import AuditEntry, User
 
+pytestmark = pytest.mark.engines("sqlite", "postgresql")
+
 
 def test_first_visit_without_users_goes_to_setup(client):
     response = client.get("/", follow_redirects=True)
@@ -99,11 +101,11 @@ def test_language_switch_rejects_unknown_languages(client):
     assert client.post("/auth/language", data={"lang": "xx"}).status_code == 400
 
 
-def test_cli_creates_the_first_user_on_a_fresh_instance(tmp_path):
+def test_cli_creates_the_first_user_on_a_fresh_instance(tmp_path, empty_database_config):
     from webapp import create_app
 
     fresh = create_app({"TESTING": True, "SECRET_KEY": "x", "DATABASE": str(tmp_path / "new.db"),
-                        "VAULT_KEYS": Fernet.generate_key().decode()})
+                        "VAULT_KEYS": Fernet.generate_key().decode(), **empty_database_config})
     fresh.instance_path = str(tmp_path)
     result = fresh.test_cli_runner().invoke(args=["users", "create", "first", "--password", PASSWORD])
     assert result.exit_code == 0, result.output

@@ -1,13 +1,13 @@
 """The network connectors screen: list, add, edit, delete, the system default, roles, and the proxy password."""
-import base64
 import re
-from pathlib import Path
 
 import pytest
 
 from tests.support.factories import QueryCounter, connector_form, make_account, make_connector
-from webapp.db import database
+from tests.test_credentials import database_bytes, encodings
 from webapp.models import AuditEntry, Connector
+
+pytestmark = pytest.mark.engines("sqlite", "postgresql")
 
 PASSWORD_INPUT = re.compile(r'<input[^>]*name="password"[^>]*>')
 
@@ -548,15 +548,9 @@ def test_a_post_without_csrf_token_changes_nothing(admin):
 def test_the_proxy_password_is_not_in_the_database_file(app, admin):
     password = "Proxy-Pass-4mZ8-JX2v"
     assert admin.post("/connectors/new", data=connector_form(username="hop", password=password)).status_code == 303
-    database.connect(reuse_if_open=True)
-    database.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-    database.close()
-    path = Path(app.config["DATABASE"])
-    wal = Path(str(path) + "-wal")
-    data = path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+    data = database_bytes(app)
     assert b"connector" in data
-    for needle in (password.encode("utf-8"), password.encode("utf-16-le"), password.encode("utf-16-be"),
-                   base64.b64encode(password.encode())):
+    for needle in encodings(password):
         assert needle not in data
     assert Connector.get().reveal_secret() == password
 

@@ -9,6 +9,8 @@ from tests.support.factories import QueryCounter, credential_form, make_account,
 from webapp.db import database
 from webapp.models import AuditEntry, Connector, Credential
 
+pytestmark = pytest.mark.engines("sqlite", "postgresql")
+
 SECRET_INPUT = re.compile(r'<input[^>]*name="secret"[^>]*>')
 
 
@@ -478,8 +480,12 @@ def test_security_1_secrets_appear_nowhere_after_saving(app, admin):
 
 
 def database_bytes(app) -> bytes:
-    """The SQLite file as bytes, with the WAL folded in first (and read too, in case it is not empty)."""
+    """The SQLite file as bytes, with the WAL folded in first (and read too, in case it is not empty); on PostgreSQL,
+    every row of every table as text, as pg_dump would write it."""
     database.connect(reuse_if_open=True)
+    if app.config.get("DATABASE_URL"):
+        return "\n".join(row for table in database.get_tables()
+                         for row, in database.execute_sql(f'SELECT "t"::text FROM "{table}" AS "t"')).encode()
     database.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     database.close()
     path = app.config["DATABASE"]

@@ -10,6 +10,8 @@ from webapp import create_app, db
 from webapp.db import database
 from webapp.models import MODELS, ApiToken, AuditEntry, User
 
+pytestmark = pytest.mark.engines("sqlite", "postgresql")
+
 
 def test_migrations_build_exactly_the_models_schema(app):
     for model in MODELS:
@@ -23,11 +25,13 @@ def test_upgrade_twice_changes_nothing(app):
     assert db.upgrade() == []
 
 
+@pytest.mark.engines("sqlite")
 def test_database_is_in_wal_mode_with_foreign_keys(app):
     assert database.execute_sql("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert database.execute_sql("PRAGMA foreign_keys").fetchone()[0] == 1
 
 
+@pytest.mark.engines("sqlite")
 def test_database_and_key_files_are_owner_only(app, tmp_path):
     assert stat.S_IMODE(os.stat(app.config["DATABASE"]).st_mode) == 0o600
 
@@ -43,18 +47,19 @@ def test_the_database_refuses_a_disabled_default_account(app):
         make_account(is_default=True, enabled=False)
 
 
-def test_smtpdesk_db_upgrade_adds_the_session_generation_keeping_every_reference_to_users(tmp_path, monkeypatch):
+def test_smtpdesk_db_upgrade_adds_the_session_generation_keeping_every_reference_to_users(
+        tmp_path, monkeypatch, empty_database_config):
     """m0006 adds a NOT NULL column to the user table in place: a rebuilt table would have set the audit log's
     actors and the tokens' owners to NULL on the way."""
     every = db.migrations()
     monkeypatch.setenv("SMTPDESK_INSTANCE_PATH", str(tmp_path))
     app = create_app({"TESTING": True, "SECRET_KEY": "test-secret-key", "VAULT_KEYS": Fernet.generate_key().decode(),
-                      "DATABASE": str(tmp_path / "release5.db")})
+                      "DATABASE": str(tmp_path / "release5.db"), **empty_database_config})
     monkeypatch.setattr(db, "migrations", lambda: every[:5])
     assert db.upgrade()[-1] == "m0005_delivery_search"
     with database.connection_context():
         for sql in ('INSERT INTO "user" ("id", "username", "password_hash", "role", "active", "created_at") '
-                    "VALUES (1, 'alice', 'x', 'admin', 1, '2025-01-01')",
+                    "VALUES (1, 'alice', 'x', 'admin', TRUE, '2025-01-01')",
                     'INSERT INTO "audit_entry" ("at", "actor_id", "actor_name", "action", "object_type", '
                     '"object_name", "changes_json", "remote_addr") '
                     "VALUES ('2025-01-01', 1, 'alice', 'login', 'user', 'alice', '{}', '')",
@@ -67,3 +72,13 @@ def test_smtpdesk_db_upgrade_adds_the_session_generation_keeping_every_reference
     with database.connection_context():
         assert AuditEntry.get().actor_id == 1 and ApiToken.get().created_by_id == 1
         assert User.get_by_id(1).session_generation == 0
+
+
+def test_smtpdesk_db_upgrade_builds_an_empty_database_then_finds_it_up_to_date(tmp_path, empty_database_config):
+    app = create_app({"TESTING": True, "SECRET_KEY": "test-secret-key", "VAULT_KEYS": Fernet.generate_key().decode(),
+                      "DATABASE": str(tmp_path / "new.db"), **empty_database_config})
+    first = app.test_cli_runner().invoke(args=["db", "upgrade"])
+    assert first.exit_code == 0
+    assert "applied m0001_initial, " in first.output and "m0007_credential_kinds." in first.output
+    again = app.test_cli_runner().invoke(args=["db", "upgrade"])
+    assert again.exit_code == 0 and f"is up to date (schema {len(db.migrations())})" in again.output
