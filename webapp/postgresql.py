@@ -144,20 +144,40 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+# translate() looks each character up in its whole list: one list a block of scripts, used only when the text has a
+# character of that block, keeps a name in Latin letters from searching Greek, Cherokee and Deseret too.
+_BLOCKS = ((0x80, 0x24F), (0x250, 0x52F), (0x530, 0x1FFF), (0x2000, 0xFFFF), (0x10000, 0x10FFFF))
+
+
 def _casefold_sql() -> str:
-    # str.casefold() maps each character on its own: translate() for those that become one character, replace() for
-    # those that become several (ß → ss). ASCII, the common case, is lower() under "C", which folds ASCII only.
+    # str.casefold() maps each character on its own, and what it gives is folded already: translate() for those that
+    # become one character, replace() for those that become several (ß → ss), in any order. ASCII letters are
+    # lower()'s under "C", which folds ASCII only; most text has nothing else.
     single, several = {}, {}
     for char in _characters():
         folded = char.casefold()
         if folded != char:
             (single if len(folded) == 1 else several)[char] = folded
-    expression = f"translate(value, {_literal(''.join(single))}, {_literal(''.join(single.values()))})"
+    steps = []
+    for first, last in _BLOCKS:
+        block = {char: folded for char, folded in single.items() if first <= ord(char) <= last}
+        steps.append(f"IF value ~ '[\\U{first:08X}-\\U{last:08X}]' THEN value := translate(value, "
+                     f"{_literal(''.join(block))}, {_literal(''.join(block.values()))}); END IF;")
+    expanded = "value"
     for char, folded in several.items():
-        expression = f"replace({expression}, {_literal(char)}, {_literal(folded)})"
-    return ("CREATE OR REPLACE FUNCTION casefold(value text) RETURNS text LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE "
-            "AS $$ SELECT CASE WHEN octet_length(value) = length(value) THEN lower(value COLLATE \"C\") "
-            f"ELSE {expression} END $$")
+        expanded = f"replace({expanded}, {_literal(char)}, {_literal(folded)})"
+    steps.append(f"IF value ~ '[{_class(several.__contains__)}]' THEN value := {expanded}; END IF;")
+    newline = "\n    "
+    return f"""CREATE OR REPLACE FUNCTION casefold(value text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+BEGIN
+    value := lower(value COLLATE "C");
+    IF octet_length(value) = length(value) THEN
+        RETURN value;
+    END IF;
+    {newline.join(steps)}
+    RETURN value;
+END $$"""
 
 
 def _class(test) -> str:
