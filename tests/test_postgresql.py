@@ -9,11 +9,11 @@ from cryptography.fernet import Fernet
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tests.support.factories import make_account, make_credential, make_notification
-from webapp import create_app, db, postgresql
+from webapp import create_app, db, maintenance, postgresql
 from webapp.config import ConfigError
 from webapp.db import database
 from webapp.models import Credential, Notification
-from webapp.vault import VaultKeyError
+from webapp.vault import VaultKeyError, vault
 
 pytestmark = pytest.mark.engines("postgresql")
 
@@ -128,3 +128,12 @@ def test_messages_never_show_the_database_password():
     assert postgresql.shown("postgresql://db.example/smtpdesk?sslmode=require&password=s3cret") == \
         "postgresql://db.example/smtpdesk?sslmode=require&password=***"
     assert postgresql.shown("/var/lib/smtpdesk/smtpdesk.db") == "/var/lib/smtpdesk/smtpdesk.db"
+
+
+def test_the_vault_key_rotates_on_postgresql_and_backup_points_to_pg_dump(app, runner):
+    make_credential(name="rotated", secret="s3cret-value")
+    vault.init(f"{Fernet.generate_key().decode()},{app.config['VAULT_KEYS']}", None)
+    assert maintenance.reencrypt_all() == (1, [])
+    assert maintenance.not_under_newest_key() == [] and Credential.get().reveal_secret() == "s3cret-value"
+    result = runner.invoke(args=["backup", "copy.db"])
+    assert result.exit_code != 0 and "back it up with pg_dump" in result.output

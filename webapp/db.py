@@ -70,6 +70,14 @@ def search_term(text: str) -> str:
     return text[start:]
 
 
+def execute(sql: str, params=()):
+    """Run SQL written by hand, with ? placeholders, on either engine (psycopg takes %s, and a % of its own as %%).
+    A ? inside a quoted literal would be taken for a placeholder: build such a query with peewee instead."""
+    if database.obj is server:
+        sql = sql.replace("%", "%%").replace("?", "%s")
+    return database.execute_sql(sql, params)
+
+
 def storage_full(error: BaseException | None) -> bool:
     """Whether a database error comes from a full disk: SQLite's "database or disk is full" (the disk, or
     max_page_count), or PostgreSQL's disk_full."""

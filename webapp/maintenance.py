@@ -25,7 +25,7 @@ def reencrypt_all(batch_size: int = BATCH_SIZE) -> tuple[int, list[str]]:
             last_id = 0
             while True:
                 with db.database.atomic("IMMEDIATE"):
-                    rows = db.database.execute_sql(
+                    rows = db.execute(
                         f'SELECT id, "{column}" FROM "{table}" WHERE id > ? AND "{column}" IS NOT NULL '
                         f"ORDER BY id LIMIT ?", (last_id, batch_size)).fetchall()
                     for row_id, token in rows:
@@ -35,7 +35,7 @@ def reencrypt_all(batch_size: int = BATCH_SIZE) -> tuple[int, list[str]]:
                             unreadable.append(f"{table} #{row_id}")
                             continue
                         # Compare-and-set: a secret changed meanwhile by the app stays as the app wrote it.
-                        cursor = db.database.execute_sql(
+                        cursor = db.execute(
                             f'UPDATE "{table}" SET "{column}" = ? WHERE id = ? AND "{column}" = ?',
                             (fresh, row_id, token))
                         rewritten += cursor.rowcount
@@ -177,6 +177,10 @@ def backup_database(source: str, target: Path) -> None:
 @with_appcontext
 def backup(path, force):
     """Copy the database to PATH while smtpdesk runs (the vault key is not in it: back it up separately)."""
+    if current_app.config.get("DATABASE_URL"):
+        raise click.ClickException("smtpdesk backup copies the SQLite file; this installation's database is "
+                                   "PostgreSQL (SMTPDESK_DATABASE_URL): back it up with pg_dump. The vault key is not "
+                                   "in the database either way: keep a copy of it apart.")
     source = current_app.config["DATABASE"]
     if not os.path.exists(source):
         raise click.ClickException(f"There is no database at {source} yet.")
