@@ -7,12 +7,13 @@ import time
 import pytest
 from cryptography.fernet import Fernet
 from hypothesis import HealthCheck, given, settings, strategies as st
+from peewee import BooleanField, CharField, DateTimeField, ForeignKeyField, TextField
 
 from tests.support.factories import make_account, make_credential, make_notification
 from webapp import create_app, db, maintenance, postgresql
 from webapp.config import ConfigError
 from webapp.db import database
-from webapp.models import Credential, Notification
+from webapp.models import MODELS, Credential, Notification
 from webapp.vault import VaultKeyError, vault
 
 pytestmark = pytest.mark.engines("postgresql")
@@ -29,6 +30,23 @@ def sql_value(sql: str, *params):
 def sql_keys(to, cc="[]", bcc="[]") -> list[str]:
     return [key for (key,) in database.execute_sql(
         "SELECT k FROM search_keys(%s, %s, %s) AS k ORDER BY k COLLATE \"C\"", (to, cc, bcc))]
+
+
+def test_the_translated_schema_has_the_types_the_models_read(app):
+    """A migration that forgets to name a boolean column would store 0/1 where peewee compares with TRUE."""
+    expected = {BooleanField: "boolean", DateTimeField: "timestamp without time zone", CharField: "character varying",
+                TextField: "text", ForeignKeyField: "bigint"}
+    for model in MODELS:
+        columns = {name: (kind, collation) for name, kind, collation in database.execute_sql(
+            "SELECT column_name, data_type, collation_name FROM information_schema.columns WHERE table_name = %s",
+            (model._meta.table_name,))}
+        assert columns["id"][0] == "bigint"
+        for field in model._meta.sorted_fields:
+            kind = next((kind for cls, kind in expected.items() if isinstance(field, cls)), None)
+            if kind is not None:
+                assert columns[field.column_name][0] == kind, (model.__name__, field.name)
+            if kind in ("character varying", "text"):
+                assert columns[field.column_name][1] == "C", (model.__name__, field.name)
 
 
 def test_casefold_is_pythons_for_every_cased_character(app):
