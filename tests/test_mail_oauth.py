@@ -194,6 +194,15 @@ def test_smtp_auth_turned_off_is_not_retried_with_a_new_token(oauth, smtp_server
 
 # --- the servers' refusals -------------------------------------------------------------------------------------
 
+def test_a_temporary_refusal_is_transient_and_not_retried(oauth, smtp_server):
+    server = smtp_server(oauth=oauth, oauth_failure="454 4.7.0 Temporary authentication failure")
+    grant = user_grant(oauth)
+    token_for(grant)
+    result = send_with(server, grant)
+    assert result.error.step is Step.AUTH and result.error.transient and result.code == 454
+    assert len(server.handler.logins) == 1
+
+
 def test_gmails_json_challenge_gets_the_empty_response_then_its_535_is_explained(oauth, smtp_server):
     server = smtp_server(oauth=oauth)
     result = send_with(server, user_grant(oauth, mailbox="bia@example.com"))  # ana's token, bia's mailbox
@@ -255,7 +264,8 @@ def test_no_token_or_secret_shows_in_results_reprs_or_logs(oauth, smtp_server, s
     sent = send_with(oauth_server_for(smtp_server, oauth, kind), grant)
     refused = send_with(smtp_server(oauth=oauth, oauth_scope="https://example.com/other"), grant)
     assert sent.ok and refused.error.step is Step.AUTH and len(tokens) == 2  # the cached one refused, a new one too
-    later = repr(token_for(grant))  # a third: the refused one was not kept
+    # A third token: the refused one was not kept.
+    later = repr(token_for(grant)) + repr(oauth_server_for(smtp_server, oauth, kind).settings(oauth=grant))
 
     secrets = [*tokens, *grant.secrets()]
     secrets += [base64.b64encode(bearer_response("XOAUTH2", grant.mailbox, token, "", 0)).decode() for token in tokens]

@@ -82,8 +82,8 @@ def test_a_scope_not_delegated_to_the_service_account_is_unauthorized_client(oau
 def test_a_client_not_allowed_the_grant_is_unauthorized_client(oauth):
     web = oauth.web_client  # registered for the authorization code grant only
     message, hint = said(refusal_of(app_grant(oauth, client_id=web.client_id, client_secret=web.client_secret)))
-    assert message.startswith("The token endpoint 127.0.0.1 does not let this client obtain tokens with the client "
-                              "credentials grant (HTTP 400, unauthorized_client")
+    assert message.startswith("The token endpoint 127.0.0.1 does not let this client use the client_credentials "
+                              "grant (HTTP 400, unauthorized_client")
     assert "app registration" in hint
 
 

@@ -5,15 +5,15 @@ literals, params never hold a secret, a token or a key."""
 import re
 import ssl
 
-from webapp.mail.errors import CERTIFICATE_REASONS, N_, TRY_LATER, MailError, Step
+from webapp.mail.errors import CERTIFICATE_REASONS, N_, TRY_LATER, MailError, Step, auth_refused
 
 # RFC 6749 §5.2 and RFC 8628 §3.5 codes after which asking again later may work.
 TRANSIENT_ERRORS = {"temporarily_unavailable", "server_error", "slow_down"}
 MAX_DESCRIPTION = 300  # of the endpoint's error_description kept in a message (Entra's carry trace IDs)
-GRANT_NAMES = {"client_credentials": "client credentials", "refresh_token": "refresh token",
-               "jwt_bearer": "JWT bearer (RFC 7523)"}
 # Microsoft 365's refusal when SMTP AUTH is off for the mailbox or the tenant (5.7.139, or its older wordings).
 _SMTP_AUTH_DISABLED = re.compile(r"5\.7\.139|SmtpClientAuthentication is disabled|SMTP AUTH is disabled", re.I)
+_M365_REFUSED = re.compile(r"\b5\.7\.3\b")    # Microsoft 365: "5.7.3 Authentication unsuccessful"
+_GMAIL_REFUSED = re.compile(r"\b5\.7\.8\b")   # Gmail: "5.7.8 Username and Password not accepted"
 NOT_HTTPS_HINT = N_("A token URL starts with https://, as every provider's does. Only a loopback address may use "
                     "http://, and only when the setting OAUTH_ALLOW_LOOPBACK is on (for tests).")
 
@@ -46,8 +46,8 @@ def service_account_key_unusable(client_email: str) -> MailError:
 def token_error(error: str, description: str, grant, *, host: str, status: int) -> MailError:
     """The token endpoint's RFC 6749 §5.2 error answer, explained by its code and the grant that was asked."""
     reason = f"HTTP {status}, {error}" + (f": {description[:MAX_DESCRIPTION]}" if description else "")
-    params = {"host": host, "reason": reason, "scope": grant.scope, "mailbox": grant.mailbox,
-              "grant": GRANT_NAMES[grant.kind]}
+    # The grant by its RFC 6749 grant_type, a name the same in every language, as the error codes are.
+    params = {"host": host, "reason": reason, "scope": grant.scope, "mailbox": grant.mailbox, "grant": grant.kind}
     service_account = grant.kind == "jwt_bearer"
     if error == "invalid_client":
         return MailError(Step.TOKEN, False,
@@ -78,8 +78,8 @@ def token_error(error: str, description: str, grant, *, host: str, status: int) 
                             "client ID with the scope %(scope)s."), params)
     if error == "unauthorized_client":
         return MailError(Step.TOKEN, False,
-                         N_("The token endpoint %(host)s does not let this client obtain tokens with the %(grant)s "
-                            "grant (%(reason)s)."),
+                         N_("The token endpoint %(host)s does not let this client use the %(grant)s grant "
+                            "(%(reason)s)."),
                          N_("Allow this grant for the client at the provider (in Microsoft Entra: the app "
                             "registration), or choose the credential type the client is registered for."), params)
     if error == "invalid_scope":
@@ -190,15 +190,17 @@ def bearer_refused(host: str, code: int, reply: str | None, mailbox: str, status
                             "$false (for the whole organization: Set-TransportConfig "
                             "-SmtpClientAuthenticationDisabled $false). A change can take an hour to apply."),
                          params, code, reply)
+    if code != 535:  # 454 try later, 530/534/538 policy: as for any login
+        return auth_refused(host, code, reply)
     message = (N_("%(host)s refused the access token for %(mailbox)s (status %(status)s).") if status else
                N_("%(host)s refused the access token for %(mailbox)s."))
-    if "5.7.3" in text:
+    if _M365_REFUSED.search(text):
         hint = N_("In Microsoft 365 the app needs the Office 365 Exchange Online permission SMTP.SendAsApp (client "
                   "credentials) or SMTP.Send (a user's consent), granted by an admin; for client credentials its "
                   "service principal must also be registered in Exchange Online (New-ServicePrincipal) and given "
                   "access to %(mailbox)s (Add-MailboxPermission -AccessRights FullAccess). Authenticated SMTP must be "
                   "on for the mailbox.")
-    elif "5.7.8" in text or status:
+    elif _GMAIL_REFUSED.search(text) or status:
         hint = N_("For Gmail and Google Workspace the token's scope must be https://mail.google.com/ and %(mailbox)s "
                   "must be the account the token is for: the user who connected, or the user a service account "
                   "acts as.")
