@@ -1,4 +1,5 @@
-"""Test data for OAuth 2.0 credentials: a real Google-style service-account JSON key, and the credential forms."""
+"""Test data for OAuth 2.0 credentials: a real Google-style service-account JSON key and the credential forms; and
+grants pointing at the test OAuth server (tests/fixtures/oauth.py), and sending with them."""
 import functools
 import itertools
 import json
@@ -6,7 +7,16 @@ import json
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from tests.fixtures.oauth import APP_MAILBOX, GMAIL_SCOPE, JWT_BEARER, M365_SCOPE, USER_MAILBOX
+from tests.support.mail import send
+from webapp.mail import OAuthGrant, oauth
+from webapp.mail.access_tokens import obtain_token
+
 _counter = itertools.count(1)
+KINDS = list(oauth.OAUTH_KINDS)
+# What the test OAuth server records as each credential type's grant_type.
+GRANT_TYPES = {oauth.CLIENT_CREDENTIALS: "client_credentials", oauth.REFRESH_TOKEN: "refresh_token",
+               oauth.JWT_BEARER: JWT_BEARER}
 
 
 @functools.cache
@@ -58,3 +68,48 @@ def oauth_form(kind: str, **overrides) -> dict:
         data.update(scope="https://mail.google.com/", service_account_key=service_account_json())
     data.update(overrides)
     return data
+
+
+# --- grants at the test OAuth server ---------------------------------------------------------------------------
+
+def app_grant(server, **overrides) -> OAuthGrant:
+    """Client credentials, as Microsoft 365's app-only sending: APP_CLIENT for APP_MAILBOX."""
+    fields = dict(kind=oauth.CLIENT_CREDENTIALS, token_url=server.token_url, mailbox=APP_MAILBOX, scope=M365_SCOPE,
+                  client_id=server.app_client.client_id, client_secret=server.app_client.client_secret,
+                  cache_key="credential:app")
+    return OAuthGrant(**{**fields, **overrides})
+
+
+def user_grant(server, refresh_token: str | None = None, **overrides) -> OAuthGrant:
+    """A user's consent kept as a refresh token (USER_MAILBOX, Gmail's scope), WEB_CLIENT's."""
+    fields = dict(kind=oauth.REFRESH_TOKEN, token_url=server.token_url, mailbox=USER_MAILBOX, scope=GMAIL_SCOPE,
+                  client_id=server.web_client.client_id, client_secret=server.web_client.client_secret,
+                  refresh_token=refresh_token or server.refresh_token(), cache_key="credential:user")
+    return OAuthGrant(**{**fields, **overrides})
+
+
+def key_of(info: dict) -> oauth.ServiceAccountKey:
+    """A service account's JSON key (the fixture's `info`) as smtpdesk reads it."""
+    return oauth.parse_service_account_key(json.dumps(info))[0]
+
+
+def service_grant(service_account, mailbox: str = USER_MAILBOX, scope: str = GMAIL_SCOPE) -> OAuthGrant:
+    """A Google service account acting as `mailbox` (domain-wide delegation), from its JSON key."""
+    return OAuthGrant.for_service_account(key_of(service_account.info), mailbox=mailbox, scope=scope,
+                                          cache_key="credential:service")
+
+
+def grant_of(kind: str, server, service_account) -> OAuthGrant:
+    """The grant of each credential type as the tests above make it."""
+    return {oauth.CLIENT_CREDENTIALS: lambda: app_grant(server), oauth.REFRESH_TOKEN: lambda: user_grant(server),
+            oauth.JWT_BEARER: lambda: service_grant(service_account)}[kind]()
+
+
+def send_with(server, grant: OAuthGrant, **settings):
+    """One message through the test server, logging in with the grant's token (loopback http token URLs allowed)."""
+    return send(server, **{"oauth": grant, "oauth_allow_loopback": True, **settings})
+
+
+def token_for(grant: OAuthGrant, **options):
+    """The grant's access token as the transport gets it (from the process's cache when there)."""
+    return obtain_token(grant, **{"timeout": 2.0, "deadline": 4.0, "allow_loopback": True, **options})

@@ -23,6 +23,7 @@ STEP_NAMES = {
     Step.TLS: N_("TLS handshake"),
     Step.CERTIFICATE: N_("certificate"),
     Step.STARTTLS: N_("STARTTLS"),
+    Step.TOKEN: N_("access token"),
     Step.AUTH: N_("authentication"),
     Step.SENDER: N_("sender refused"),
     Step.RECIPIENT: N_("recipient refused"),
@@ -77,6 +78,19 @@ class Outcome:
     @property
     def hint(self) -> str:
         return explain(self.error.hint, self.error.params) if self.error else ""
+
+    @property
+    def token(self) -> str:
+        """The OAuth access token the test used, in the reader's words; empty when it used none."""
+        token = self.result.token
+        if token is None:
+            return ""
+        if token["expires_in"] is None:
+            return gettext("obtained (its lifetime was not stated)")
+        minutes = max(int(token["expires_in"] // 60), 0)
+        if token["cached"]:
+            return gettext("reused (expires in %(minutes)s min)", minutes=minutes)
+        return gettext("obtained (expires in %(minutes)s min)", minutes=minutes)
 
     @property
     def applied_lines(self) -> list[str]:

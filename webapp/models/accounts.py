@@ -44,8 +44,9 @@ class Credential(EncryptedSecretMixin, BaseModel):
         """Whether the secret this credential's type needs is stored."""
         return bool(getattr(self, self.NEEDED_SECRET.get(self.kind, self.SECRET_COLUMN)))
 
-    def token_grant(self) -> oauth.TokenGrant:
-        """How to obtain this OAuth 2.0 credential's access token, secrets revealed: for the token client only."""
+    def oauth_grant(self) -> oauth.OAuthGrant:
+        """How to obtain this OAuth 2.0 credential's access token, secrets revealed: for the transport only. Its
+        cache_key names this credential, so that its tokens are cached apart from every other's."""
         if not self.is_oauth:
             raise ValueError(f"credential {self.name!r} is not an OAuth 2.0 credential")
         key = None
@@ -53,11 +54,12 @@ class Credential(EncryptedSecretMixin, BaseModel):
         if text:
             key, _stored = oauth.parse_service_account_key(text)  # it was checked when stored
             logs.remember_secret(key.private_key)
-        return oauth.TokenGrant(
-            kind=self.kind, token_url=self.token_url, scope=self.scope, mailbox=self.username,
-            client_id=self.client_id, authorization_url=self.authorization_url,
+        return oauth.OAuthGrant(
+            kind=self.kind, token_url=key.token_uri if key else self.token_url, mailbox=self.username,
+            scope=self.scope, client_id=self.client_id or None,
             client_secret=self.reveal_secret("client_secret_encrypted"),
-            refresh_token=self.reveal_secret("refresh_token_encrypted"), service_account=key)
+            refresh_token=self.reveal_secret("refresh_token_encrypted"), service_account=key,
+            cache_key=f"credential:{self.id}" if self.id else "")
 
     @property
     def host_list(self) -> list[str]:

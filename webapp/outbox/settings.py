@@ -24,7 +24,7 @@ RECORD_EVERY = 50
 RECORD_SECONDS = 0.5
 # Steps where the session itself failed (not this message): the outcome applies to the rest of the account's group.
 SESSION_STEPS = frozenset({Step.DNS, Step.CONNECT, Step.PROXY, Step.TLS, Step.CERTIFICATE, Step.GREETING,
-                           Step.STARTTLS, Step.AUTH})
+                           Step.STARTTLS, Step.TOKEN, Step.AUTH})
 LOCK_RETRY_SECONDS = 60     # how long a write waits, in total, for SQLite's lock before giving up
 
 
