@@ -157,7 +157,7 @@ def test_a_grant_describes_each_type_without_flask(admin):
         Credential(name="Password", kind="password", username="u").oauth_grant()
 
 
-def test_an_oauth_credential_is_refused_at_send_time_after_its_host_binding(admin):
+def test_an_oauth_credential_logs_in_with_its_grant_after_its_host_binding(admin):
     credential = add_each_type(admin)["oauth_client"]
     Credential.update(allowed_hosts="smtp.office365.com").where(Credential.id == credential.id).execute()
     credential = Credential.get_by_id(credential.id)
@@ -166,11 +166,14 @@ def test_an_oauth_credential_is_refused_at_send_time_after_its_host_binding(admi
         elsewhere.smtp_settings(timeout=5, deadline=10)
     assert refusal.value.step == Step.POLICY
     office = make_account(host="smtp.office365.com", use_auth=True, credential=credential)
-    with pytest.raises(MailError, match="OAuth 2.0 credential"):
-        office.smtp_settings(timeout=5, deadline=10)
-    # A secret typed under "Test these settings" is no password for it either.
-    with pytest.raises(MailError, match="OAuth 2.0 credential"):
-        office.smtp_settings(timeout=5, deadline=10, credential=typed_credential(credential, "Typed-Secret-1"))
+    settings = office.smtp_settings(timeout=5, deadline=10, oauth_allow_loopback=True)
+    assert (settings.oauth, settings.oauth_allow_loopback) == (credential.oauth_grant(), True)
+    assert (settings.username, settings.password) == ("notify@example.com", None)
+    # A secret typed under "Test these settings" is the client's secret, for that test only.
+    typed = office.smtp_settings(timeout=5, deadline=10, credential=typed_credential(credential, "Typed-Secret-1"))
+    assert (typed.oauth.client_secret, typed.oauth.cache_key, typed.oauth.client_id) == (
+        "Typed-Secret-1", "", credential.client_id)
+    assert not typed.oauth_allow_loopback
 
 
 # --- webapp.mail.oauth, plain Python ---------------------------------------------------------------------------

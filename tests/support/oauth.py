@@ -11,6 +11,7 @@ from tests.fixtures.oauth import APP_MAILBOX, GMAIL_SCOPE, JWT_BEARER, M365_SCOP
 from tests.support.mail import send
 from webapp.mail import OAuthGrant, oauth
 from webapp.mail.access_tokens import obtain_token
+from webapp.models import Credential
 
 _counter = itertools.count(1)
 KINDS = list(oauth.OAUTH_KINDS)
@@ -113,3 +114,36 @@ def send_with(server, grant: OAuthGrant, **settings):
 def token_for(grant: OAuthGrant, **options):
     """The grant's access token as the transport gets it (from the process's cache when there)."""
     return obtain_token(grant, **{"timeout": 2.0, "deadline": 4.0, "allow_loopback": True, **options})
+
+
+# --- credentials at the test OAuth server ----------------------------------------------------------------------
+
+def vault_form(kind: str, server, service_account=None, **overrides) -> dict:
+    """The credential form of an OAuth 2.0 type with the test server's client and mailbox, as grant_of() makes
+    them (saving it needs OAUTH_ALLOW_LOOPBACK: the server's URLs are http://127.0.0.1)."""
+    grant = grant_of(kind, server, service_account)
+    data = oauth_form(kind, mailbox=grant.mailbox, scope=grant.scope)
+    if kind != oauth.JWT_BEARER:
+        data.update(token_url=grant.token_url, client_id=grant.client_id, client_secret=grant.client_secret)
+    if kind == oauth.REFRESH_TOKEN:
+        data.update(authorization_url=server.authorize_url, refresh_token=grant.refresh_token)
+    if kind == oauth.JWT_BEARER:
+        data.update(service_account_key=service_account.json)
+    data.update(overrides)
+    return data
+
+
+def make_oauth_credential(kind: str, server, service_account=None, **secrets) -> Credential:
+    """A saved credential of an OAuth 2.0 type with the test server's client and mailbox, its secrets encrypted by
+    the vault as the credential form stores them; secrets: client_secret or refresh_token to store instead."""
+    grant = grant_of(kind, server, service_account)
+    credential = Credential(name=f"oauth-{kind}-{next(_counter)}", kind=kind, username=grant.mailbox,
+                            token_url=grant.token_url, client_id=grant.client_id or "", scope=grant.scope)
+    credential.set_secret(secrets.get("client_secret", grant.client_secret), "client_secret_encrypted")
+    credential.set_secret(secrets.get("refresh_token", grant.refresh_token), "refresh_token_encrypted")
+    if kind == oauth.JWT_BEARER:
+        key, stored = oauth.parse_service_account_key(service_account.json)
+        credential.set_secret(stored, "service_account_key_encrypted")
+        credential.service_account_email, credential.service_account_key_id = key.client_email, key.private_key_id
+    credential.save()
+    return credential

@@ -218,35 +218,35 @@ class SmtpAccount(DefaultFlagMixin, BaseModel):
             return None
         return self.connector if self.connector_id else Connector.default()
 
-    def smtp_settings(self, timeout: float, deadline: float, credential=SAVED_CREDENTIAL, blocked_networks=()):
+    def smtp_settings(self, timeout: float, deadline: float, credential=SAVED_CREDENTIAL, blocked_networks=(),
+                      oauth_allow_loopback: bool = False):
         """The settings webapp.mail's transport needs; raise MailError(POLICY) when our own rules refuse them.
 
         credential: whom to log in as; by default the account's own. "Test these settings" passes the one the admin
         chose. blocked_networks: the app's OUTBOUND_BLOCKED_NETWORKS, checked by the transport after name
-        resolution. Nothing here opens a socket, so a refusal means nothing was sent.
+        resolution; oauth_allow_loopback: its OAUTH_ALLOW_LOOPBACK, for an OAuth credential's token URL. Nothing here
+        opens a socket, so a refusal means nothing was sent.
         """
         if credential is SAVED_CREDENTIAL:
             credential = self.credential if self.use_auth and self.credential_id else None
-        username = password = None
+        username = password = grant = None
         if self.use_auth:
             if credential is None:
                 raise _refused(N_("Authentication is on, but no credential is chosen."),
                                N_("Choose the credential to log in with."))
             if not credential.allows_host(self.host):
-                # A stored secret goes only to the hosts its credential allows.
+                # A stored secret, or an access token it obtains, goes only to the hosts its credential allows.
                 raise _refused(N_("The credential %(credential)s may not be sent to %(host)s: its allowed hosts "
                                   "do not include it."),
                                N_("Choose another credential, or add the host to the credential's allowed hosts."),
                                credential=credential.name, host=self.host)
-            if credential.is_oauth:
-                raise _refused(N_("The credential %(credential)s is an OAuth 2.0 credential, and smtpdesk cannot log "
-                                  "in with OAuth 2.0 yet."),
-                               N_("Choose a credential of the type “Username and password” for this account."),
-                               credential=credential.name)
-            if not credential.has_secret:
+            if not credential.secret_stored:
                 raise _refused(N_("The credential %(credential)s has no secret stored."),
                                N_("Enter the secret in the credential vault."), credential=credential.name)
-            username, password = credential.username, credential.reveal_secret()
+            if credential.is_oauth:
+                grant = credential.oauth_grant()
+            else:
+                username, password = credential.username, credential.reveal_secret()
         hop = None
         if self.use_connector:
             connector = self.effective_connector()
@@ -259,7 +259,8 @@ class SmtpAccount(DefaultFlagMixin, BaseModel):
         return SmtpSettings(
             host=self.host, port=self.effective_port, mode=self.mode, username=username, password=password,
             verify_tls=not self.ignore_cert_errors, ca_pem=self.ca_cert or None, helo_name=self.helo_name or None,
-            hop=hop, timeout=timeout, deadline=deadline, blocked_networks=tuple(blocked_networks),
+            hop=hop, timeout=timeout, deadline=deadline, blocked_networks=tuple(blocked_networks), oauth=grant,
+            oauth_allow_loopback=oauth_allow_loopback,
         )
 
 

@@ -276,7 +276,8 @@ class Worker:
 
     def _session(self, account: SmtpAccount) -> SmtpSession:
         settings = account.smtp_settings(self.settings.smtp_timeout, self.settings.smtp_deadline,
-                                         blocked_networks=self.settings.blocked_networks)
+                                         blocked_networks=self.settings.blocked_networks,
+                                         oauth_allow_loopback=self.settings.oauth_allow_loopback)
         with self._sessions_lock:
             entry = self._sessions.pop(account.id, None)
         if entry is not None and entry.session.settings == settings:
