@@ -10,6 +10,8 @@ from webapp.mail.oauth import JWT_BEARER, REFRESH_TOKEN
 
 # RFC 6749 §5.2 and RFC 8628 §3.5 codes after which asking again later may work.
 TRANSIENT_ERRORS = {"temporarily_unavailable", "server_error", "slow_down"}
+# RFC 6749 §5.2 codes that refuse the credential itself: no later attempt works until an admin changes it.
+CREDENTIAL_ERRORS = frozenset({"invalid_client", "invalid_grant", "unauthorized_client", "invalid_scope"})
 MAX_DESCRIPTION = 300  # of the endpoint's error_description kept in a message (Entra's carry trace IDs)
 # Microsoft 365's refusal when SMTP AUTH is off for the mailbox or the tenant (5.7.139, or its older wordings).
 _SMTP_AUTH_DISABLED = re.compile(r"5\.7\.139|SmtpClientAuthentication is disabled|SMTP AUTH is disabled", re.I)
@@ -42,7 +44,7 @@ def token_error(error: str, description: str, grant, *, host: str, status: int) 
     reason = f"HTTP {status}, {error}" + (f": {description[:MAX_DESCRIPTION]}" if description else "")
     # The grant by its RFC 6749 grant_type, a name the same in every language, as the error codes are.
     params = {"host": host, "reason": reason, "scope": grant.scope, "mailbox": grant.mailbox,
-              "grant": grant.grant_type}
+              "grant": grant.grant_type, "error": error}
     service_account = grant.kind == JWT_BEARER
     if error == "invalid_client":
         return MailError(Step.TOKEN, False,
@@ -90,6 +92,12 @@ def token_error(error: str, description: str, grant, *, host: str, status: int) 
                      N_("The token endpoint %(host)s refused to issue an access token (%(reason)s)."),
                      N_("Check the credential's token URL, client and scope against the provider's settings."),
                      params)
+
+
+def credential_refused(error: MailError) -> bool:
+    """Whether the token endpoint refused the credential itself (CREDENTIAL_ERRORS), as a mail server's 535 refuses
+    a password: the outbox marks the account as it does for a 535."""
+    return error.step is Step.TOKEN and error.params.get("error") in CREDENTIAL_ERRORS
 
 
 def token_unavailable(host: str, reason: str) -> MailError:
