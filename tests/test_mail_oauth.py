@@ -143,11 +143,11 @@ def test_the_worker_lanes_share_one_token_request(oauth):
 def test_a_rotated_refresh_token_is_handed_back_and_used_from_then_on(oauth, clock, monkeypatch):
     oauth.configure(rotate_refresh_tokens=True)  # as Microsoft does
     stored = []
-    monkeypatch.setattr(TOKENS, "on_refresh_token", lambda key, token: stored.append((key, token)))
+    monkeypatch.setattr(TOKENS, "on_refresh_token", lambda grant, token: stored.append((grant, token)))
     original = oauth.refresh_token()
     grant = user_grant(oauth, original)
     token_for(grant)
-    assert len(stored) == 1 and stored[0][0] == "credential:user" and stored[0][1] != original
+    assert len(stored) == 1 and stored[0][0] is grant and stored[0][1] != original
     oauth.revoke(original)  # a provider may end the old one once it has issued the new one
     clock[0] += 3600
     assert not token_for(grant).cached

@@ -59,12 +59,14 @@ class TokenCache:
     """Access tokens per grant, in this process's memory only, until shortly before they expire; thread-safe, and
     one request to the token endpoint at a time per grant (the worker's lanes share a credential's token).
 
-    on_refresh_token(cache_key, refresh_token): called when an endpoint sends a new refresh token (Microsoft
-    rotates them), so that the caller can store it; this cache uses the newest for its later requests anyway."""
+    on_refresh_token(grant, refresh_token): called when an endpoint sends a new refresh token (Microsoft rotates
+    them) with the grant as its credential gave it (grant.cache_key names the credential, grant.refresh_token is the
+    one it holds), so that the credential can store the new one; this cache uses the newest for its later requests
+    anyway. Called on the thread that obtained the token; it must not raise."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic):
         self.clock = clock
-        self.on_refresh_token: Callable[[str, str], None] | None = None
+        self.on_refresh_token: Callable[[OAuthGrant, str], None] | None = None
         self._lock = threading.Lock()
         self._entries: dict[tuple[str, str], _Entry] = {}
         self._fetching: dict[tuple[str, str], threading.Lock] = {}
@@ -116,8 +118,10 @@ class TokenCache:
                 now = self.clock()
                 self._entries[key] = _Entry(dataclasses.replace(token, refresh_token=None) if keep else None,
                                             now + lifetime if keep else None, lifetime if keep else None, newest)
-        if token.refresh_token and self.on_refresh_token is not None:
-            self.on_refresh_token(grant.cache_key, token.refresh_token)
+        # Some endpoints send the refresh token they were given back with every answer: only a new one is news.
+        if token.refresh_token and token.refresh_token != (rotated or grant.refresh_token) \
+                and self.on_refresh_token is not None:
+            self.on_refresh_token(grant, token.refresh_token)
 
     def _prune(self) -> None:
         """Drop expired tokens, and what is left of an entry with neither token nor newer refresh token."""

@@ -1,16 +1,21 @@
 """The credential vault, network connectors and SMTP accounts."""
+import logging
 
-from peewee import BooleanField, CharField, DateTimeField, ForeignKeyField, IntegerField, TextField
+from peewee import BooleanField, CharField, DatabaseError, DateTimeField, ForeignKeyField, IntegerField, TextField
 
 from webapp import logs
 from webapp.mail import oauth
+from webapp.mail.access_tokens import TOKENS
 from webapp.mail.connectors import Hop
 from webapp.mail.errors import N_, MailError, Step
 from webapp.mail.transport import SmtpSettings
-from webapp.models.base import BaseModel, DefaultFlagMixin, EncryptedSecretMixin, utcnow
+from webapp.models.base import BaseModel, DefaultFlagMixin, EncryptedSecretMixin, row_id, utcnow
+
+log = logging.getLogger(__name__)
 
 
 class Credential(EncryptedSecretMixin, BaseModel):
+    GRANT_KEY = "credential:"  # its OAuth grant's cache_key: this, then its id
     # The encrypted column each type cannot work without (a refresh token may still have to be obtained).
     NEEDED_SECRET = {oauth.PASSWORD: "secret_encrypted", oauth.CLIENT_CREDENTIALS: "client_secret_encrypted",
                      oauth.REFRESH_TOKEN: "refresh_token_encrypted", oauth.JWT_BEARER: "service_account_key_encrypted"}
@@ -59,7 +64,34 @@ class Credential(EncryptedSecretMixin, BaseModel):
             scope=self.scope, client_id=self.client_id or None,
             client_secret=self.reveal_secret("client_secret_encrypted"),
             refresh_token=self.reveal_secret("refresh_token_encrypted"), service_account=key,
-            cache_key=f"credential:{self.id}" if self.id else "")
+            cache_key=f"{self.GRANT_KEY}{self.id}" if self.id else "")
+
+    @classmethod
+    def watch_refresh_token_rotation(cls) -> None:
+        """From now on, a refresh token a provider rotates while this process obtains access tokens is stored on its
+        credential (the process's token cache calls store_rotated_refresh_token)."""
+        TOKENS.on_refresh_token = cls.store_rotated_refresh_token
+
+    @classmethod
+    def store_rotated_refresh_token(cls, grant: oauth.OAuthGrant, refresh_token: str) -> None:
+        """TOKENS.on_refresh_token: store a refresh token the provider rotated, encrypted, on the credential that
+        gave the grant (its cache_key), while that credential still holds the refresh token the grant had: one
+        quiet update of that column, without an audit entry, since nobody changed a setting. A token an admin
+        pasted meanwhile wins; a failed write is logged (never the token), and this process uses the new one anyway.
+        """
+        key = grant.cache_key
+        number = row_id(key.removeprefix(cls.GRANT_KEY)) if key.startswith(cls.GRANT_KEY) else None
+        try:
+            credential = cls.get_or_none(cls.id == number) if number else None
+            if credential is None or credential.kind != oauth.REFRESH_TOKEN \
+                    or credential.reveal_secret("refresh_token_encrypted") != grant.refresh_token:
+                return
+            held = credential.refresh_token_encrypted
+            credential.set_secret(refresh_token, "refresh_token_encrypted")
+            cls.update(refresh_token_encrypted=credential.refresh_token_encrypted).where(
+                cls.id == credential.id, cls.refresh_token_encrypted == held).execute()
+        except DatabaseError as error:
+            log.warning("credential %s: the refresh token its provider rotated was not stored (%s)", number, error)
 
     @property
     def host_list(self) -> list[str]:
