@@ -1,10 +1,9 @@
 """The Test Email dialog of an account whose credential is of an OAuth 2.0 type: the token step among the facts, and
 the TOKEN step named when it fails. Credentials are real ones, stored in the vault, at the test OAuth server."""
-import re
 
 import pytest
 
-from tests.support.dialog import dialog_of, text_of
+from tests.support.dialog import dialog_of, facts_of, text_of
 from tests.support.factories import make_account
 from tests.support.oauth import make_oauth_credential
 from webapp.mail.oauth import CLIENT_CREDENTIALS, REFRESH_TOKEN
@@ -23,10 +22,6 @@ def run_test(client, server, credential) -> str:
     response = client.htmx("post", f"/accounts/{account.id}/test", data={
         "to": "rita@example.org", "subject": "Check", "body": "Hello", "next": "/accounts/"})
     return dialog_of(text_of(response))
-
-
-def facts_of(dialog: str) -> dict:
-    return dict(re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", dialog))
 
 
 def test_a_sent_test_shows_the_token_obtained_and_its_lifetime(admin, oauth, smtp_server):

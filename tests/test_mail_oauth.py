@@ -11,7 +11,16 @@ import pytest
 from tests.fixtures.oauth import APP_MAILBOX, M365_SCOPE, USER_MAILBOX
 from tests.fixtures.smtp_oauth import M365_SMTP_AUTH_DISABLED
 from tests.support.mail import everything_shown
-from tests.support.oauth import GRANT_TYPES, KINDS, app_grant, grant_of, send_with, token_for, user_grant
+from tests.support.oauth import (
+    GRANT_TYPES,
+    KINDS,
+    app_grant,
+    grant_of,
+    send_with,
+    smtp_server_for,
+    token_for,
+    user_grant,
+)
 from webapp.mail import Step, access_tokens
 from webapp.mail.access_tokens import TOKENS, bearer_response
 from webapp.mail.oauth import CLIENT_CREDENTIALS
@@ -25,14 +34,6 @@ def clock(monkeypatch):
     return now
 
 
-def oauth_server_for(smtp_server, oauth, kind, **options):
-    """An SMTP server taking the tokens of that grant kind: Microsoft 365's scope and refusals for client
-    credentials, Gmail's for the others."""
-    if kind == CLIENT_CREDENTIALS:
-        return smtp_server(oauth=oauth, oauth_scope=M365_SCOPE, oauth_failure="m365", **options)
-    return smtp_server(oauth=oauth, **options)
-
-
 def grant_types(oauth) -> list[str]:
     return [request["grant_type"] for request in oauth.token_requests()]
 
@@ -43,7 +44,7 @@ def grant_types(oauth) -> list[str]:
 @pytest.mark.parametrize("kind", KINDS)
 def test_each_grant_sends_with_each_mechanism(oauth, smtp_server, service_account, kind, mechanism):
     other = {"OAUTHBEARER": "XOAUTH2", "XOAUTH2": "OAUTHBEARER"}[mechanism]
-    server = oauth_server_for(smtp_server, oauth, kind, auth_exclude=(other,))
+    server = smtp_server_for(smtp_server, oauth, kind, auth_exclude=(other,))
     grant = grant_of(kind, oauth, service_account)
 
     result = send_with(server, grant)
@@ -74,7 +75,7 @@ def test_a_token_goes_after_an_empty_challenge_when_the_auth_line_would_be_too_l
 
 
 def test_after_starttls_with_the_accounts_ca(oauth, smtp_server, certificates):
-    server = oauth_server_for(smtp_server, oauth, CLIENT_CREDENTIALS, mode="starttls")
+    server = smtp_server_for(smtp_server, oauth, CLIENT_CREDENTIALS, mode="starttls")
     result = send_with(server, app_grant(oauth), ca_pem=certificates.ca_pem)
     assert result.ok and result.tls == "verified" and server.handler.logins == [("OAUTHBEARER", APP_MAILBOX)]
 
@@ -221,7 +222,7 @@ def test_gmails_json_challenge_gets_the_empty_response_then_its_535_is_explained
 
 
 def test_microsoft_365s_5_7_3_names_the_permissions_to_grant(oauth, smtp_server):
-    server = oauth_server_for(smtp_server, oauth, CLIENT_CREDENTIALS)
+    server = smtp_server_for(smtp_server, oauth, CLIENT_CREDENTIALS)
     result = send_with(server, app_grant(oauth, mailbox="other@example.com"))
     error = result.error
     assert error.step is Step.AUTH and result.code == 535 and "5.7.3 Authentication unsuccessful" in result.reply
@@ -260,11 +261,11 @@ def test_no_token_or_secret_shows_in_results_reprs_or_logs(oauth, smtp_server, s
                         lambda answer, host: tokens.append(answer["access_token"]) or real(answer, host))
     caplog.set_level(logging.DEBUG)
     grant = grant_of(kind, oauth, service_account)
-    sent = send_with(oauth_server_for(smtp_server, oauth, kind), grant)
+    sent = send_with(smtp_server_for(smtp_server, oauth, kind), grant)
     refused = send_with(smtp_server(oauth=oauth, oauth_scope="https://example.com/other"), grant)
     assert sent.ok and refused.error.step is Step.AUTH and len(tokens) == 2  # the cached one refused, a new one too
     # A third token: the refused one was not kept.
-    later = repr(token_for(grant)) + repr(oauth_server_for(smtp_server, oauth, kind).settings(oauth=grant))
+    later = repr(token_for(grant)) + repr(smtp_server_for(smtp_server, oauth, kind).settings(oauth=grant))
 
     secrets = [*tokens, *grant.secrets()]
     secrets += [base64.b64encode(bearer_response("XOAUTH2", grant.mailbox, token, "", 0)).decode() for token in tokens]

@@ -106,6 +106,14 @@ def grant_of(kind: str, server, service_account) -> OAuthGrant:
             oauth.JWT_BEARER: lambda: service_grant(service_account)}[kind]()
 
 
+def smtp_server_for(smtp_server, server, kind: str, **options):
+    """An SMTP server taking the tokens of that credential type: Microsoft 365's scope and refusals for client
+    credentials, Gmail's for the others."""
+    if kind == oauth.CLIENT_CREDENTIALS:
+        return smtp_server(oauth=server, oauth_scope=M365_SCOPE, oauth_failure="m365", **options)
+    return smtp_server(oauth=server, **options)
+
+
 def send_with(server, grant: OAuthGrant, **settings):
     """One message through the test server, logging in with the grant's token (loopback http token URLs allowed)."""
     return send(server, **{"oauth": grant, "oauth_allow_loopback": True, **settings})
