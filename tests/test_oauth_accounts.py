@@ -284,3 +284,19 @@ def test_a_typed_secret_is_refused_for_a_refresh_token_or_a_service_account(admi
     assert response.status_code == 422
     assert "cannot be typed here" in field_error(text_of(response), "test_secret")
     assert oauth.token_requests() == [] and server.connections == 0
+
+
+def test_stored_oauth_secrets_stay_with_saved_settings_without_advising_to_type_them(admin, oauth, smtp_server,
+                                                                                     loopback):
+    credential = make_oauth_credential(REFRESH_TOKEN, oauth)  # no saved account uses it yet
+    server = smtp_server_for(smtp_server, oauth, REFRESH_TOKEN)
+    data = server_form(server, use_auth="yes", credential=str(credential.id))
+
+    response = try_settings(admin, data)
+
+    html = text_of(response)
+    assert response.status_code == 422
+    assert field_error(html, "test_secret").startswith("The stored secrets of this credential go only with")
+    assert "Type the secret" not in field_error(html, "test_secret")
+    assert "refresh token or service account key cannot be typed for a test" in dialog_of(html)
+    assert oauth.token_requests() == [] and server.connections == 0
