@@ -4,7 +4,8 @@ from tests.support.apps import running_app
 from tests.support.factories import make_client
 
 # oauth before smtp, which imports it: a plugin module imported before its turn escapes assertion rewriting.
-pytest_plugins = ["tests.fixtures.certs", "tests.fixtures.oauth", "tests.fixtures.smtp", "tests.fixtures.proxies"]
+pytest_plugins = ["tests.fixtures.certs", "tests.fixtures.oauth", "tests.fixtures.smtp", "tests.fixtures.proxies",
+                  "tests.fixtures.http"]
 
 
 @pytest.fixture
