@@ -7,7 +7,7 @@ from tests.support.factories import make_client
 
 # oauth before smtp, which imports it: a plugin module imported before its turn escapes assertion rewriting.
 pytest_plugins = ["tests.fixtures.certs", "tests.fixtures.oauth", "tests.fixtures.smtp", "tests.fixtures.proxies",
-                  "tests.fixtures.postgres"]
+                  "tests.fixtures.http", "tests.fixtures.postgres"]
 ENGINES = ("sqlite", "postgresql")
 
 

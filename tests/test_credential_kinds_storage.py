@@ -1,5 +1,5 @@
 """OAuth 2.0 credentials at rest and on their way out: secrets encrypted and shown nowhere, the migration from release
-6, key rotation, and the plain description a token client gets (webapp.mail.oauth.TokenGrant)."""
+6, key rotation, and the plain description the transport gets (webapp.mail.oauth.OAuthGrant)."""
 import base64
 import json
 import re
@@ -130,33 +130,34 @@ def test_key_rotation_reencrypts_the_oauth_secrets_too(admin, runner):
     assert credentials["oauth_refresh"].reveal_secret("refresh_token_encrypted") == REFRESH_TOKEN
 
 
-def test_a_token_grant_describes_each_type_without_flask(admin):
+def test_a_grant_describes_each_type_without_flask(admin):
     credentials = add_each_type(admin)
-    client = credentials["oauth_client"].token_grant()
-    assert client == oauth.TokenGrant(
+    client = credentials["oauth_client"].oauth_grant()
+    assert client == oauth.OAuthGrant(
         kind="oauth_client", token_url="https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token",
         scope="https://outlook.office365.com/.default", mailbox="notify@example.com",
-        client_id="8f0c6a0e-1111-2222-3333-444455556666", client_secret=CLIENT_SECRET)
-    refresh = credentials["oauth_refresh"].token_grant()
-    assert (refresh.kind, refresh.refresh_token, refresh.client_secret, refresh.authorization_url) == (
-        "oauth_refresh", REFRESH_TOKEN, CLIENT_SECRET, "https://accounts.google.com/o/oauth2/v2/auth")
-    jwt = credentials["oauth_jwt"].token_grant()
-    assert (jwt.kind, jwt.mailbox, jwt.token_url, jwt.client_secret) == (
-        "oauth_jwt", "notify@example.com", "https://oauth2.googleapis.com/token", None)
+        client_id="8f0c6a0e-1111-2222-3333-444455556666", client_secret=CLIENT_SECRET,
+        cache_key=f"credential:{credentials['oauth_client'].id}")
+    refresh = credentials["oauth_refresh"].oauth_grant()
+    assert (refresh.kind, refresh.grant_type, refresh.refresh_token, refresh.client_secret) == (
+        "oauth_refresh", "refresh_token", REFRESH_TOKEN, CLIENT_SECRET)
+    jwt = credentials["oauth_jwt"].oauth_grant()
+    assert (jwt.kind, jwt.mailbox, jwt.token_url, jwt.client_secret, jwt.client_id) == (
+        "oauth_jwt", "notify@example.com", "https://oauth2.googleapis.com/token", None, None)
     assert jwt.service_account == oauth.ServiceAccountKey(
         client_email="mailer@smtpdesk-test.iam.gserviceaccount.com",
         private_key_id="3f1b2c4d5e6f708192a3b4c5d6e7f8091a2b3c4d", token_uri="https://oauth2.googleapis.com/token",
         private_key=rsa_private_key_pem())
     # Frozen, so it can key a token cache; and no secret in its repr, so none in a log line that prints it.
-    assert len({client, refresh, jwt, credentials["oauth_client"].token_grant()}) == 3
+    assert len({client, refresh, jwt, credentials["oauth_client"].oauth_grant()}) == 3
     for grant in (client, refresh, jwt):
         for needle in (CLIENT_SECRET, REFRESH_TOKEN, "PRIVATE KEY"):
             assert needle not in repr(grant)
     with pytest.raises(ValueError):
-        Credential(name="Password", kind="password", username="u").token_grant()
+        Credential(name="Password", kind="password", username="u").oauth_grant()
 
 
-def test_an_oauth_credential_is_refused_at_send_time_after_its_host_binding(admin):
+def test_an_oauth_credential_logs_in_with_its_grant_after_its_host_binding(admin):
     credential = add_each_type(admin)["oauth_client"]
     Credential.update(allowed_hosts="smtp.office365.com").where(Credential.id == credential.id).execute()
     credential = Credential.get_by_id(credential.id)
@@ -165,11 +166,14 @@ def test_an_oauth_credential_is_refused_at_send_time_after_its_host_binding(admi
         elsewhere.smtp_settings(timeout=5, deadline=10)
     assert refusal.value.step == Step.POLICY
     office = make_account(host="smtp.office365.com", use_auth=True, credential=credential)
-    with pytest.raises(MailError, match="OAuth 2.0 credential"):
-        office.smtp_settings(timeout=5, deadline=10)
-    # A secret typed under "Test these settings" is no password for it either.
-    with pytest.raises(MailError, match="OAuth 2.0 credential"):
-        office.smtp_settings(timeout=5, deadline=10, credential=typed_credential(credential, "Typed-Secret-1"))
+    settings = office.smtp_settings(timeout=5, deadline=10, oauth_allow_loopback=True)
+    assert (settings.oauth, settings.oauth_allow_loopback) == (credential.oauth_grant(), True)
+    assert (settings.username, settings.password) == ("notify@example.com", None)
+    # A secret typed under "Test these settings" is the client's secret, for that test only.
+    typed = office.smtp_settings(timeout=5, deadline=10, credential=typed_credential(credential, "Typed-Secret-1"))
+    assert (typed.oauth.client_secret, typed.oauth.cache_key, typed.oauth.client_id) == (
+        "Typed-Secret-1", "", credential.client_id)
+    assert not typed.oauth_allow_loopback
 
 
 # --- webapp.mail.oauth, plain Python ---------------------------------------------------------------------------
@@ -184,9 +188,11 @@ def test_loopback_is_this_machine_in_any_spelling(host, loopback):
     assert oauth.is_loopback(host) is loopback
 
 
-def test_check_endpoint_gives_the_host_and_explains_a_refusal_in_a_msgid():
-    assert oauth.check_endpoint("https://Login.Example.com:8443/t?x=1", allow_loopback=False) == "login.example.com"
-    assert oauth.check_endpoint("http://[::1]:8080/token", allow_loopback=True) == "::1"
+def test_check_endpoint_gives_host_and_port_and_explains_a_refusal_in_a_msgid():
+    assert oauth.check_endpoint("https://Login.Example.com:8443/t?x=1", allow_loopback=False) == (
+        "login.example.com", 8443)
+    assert oauth.check_endpoint("https://login.example.com/token", allow_loopback=False) == ("login.example.com", 443)
+    assert oauth.check_endpoint("http://[::1]/token", allow_loopback=True) == ("::1", 80)
     with pytest.raises(oauth.OAuthSettingError) as refusal:
         oauth.check_endpoint("http://127.0.0.1/token", allow_loopback=False)
     assert "SMTPDESK_OAUTH_ALLOW_LOOPBACK" in refusal.value.message and not refusal.value.params

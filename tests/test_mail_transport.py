@@ -9,7 +9,7 @@ from email.utils import parsedate_to_datetime
 
 import pytest
 
-from tests.support.mail import BOUNCE, RECIPIENT, make_message, send
+from tests.support.mail import BOUNCE, RECIPIENT, everything_shown, make_message, send
 from tests.support.outbox import hold_quit
 from webapp.mail import MailError, SmtpSession, Step, send_message
 from webapp.mail.client import auth_mechanism
@@ -22,16 +22,6 @@ def secret_forms(user=USER, password=PASSWORD):
     """The password as it would look on the wire: plain, base64, AUTH PLAIN's base64."""
     return [password, *(base64.b64encode(raw.encode()).decode() for raw in
                         (password, f"\0{user}\0{password}", f"{user}\0{user}\0{password}"))]
-
-
-def everything_shown(result):
-    """All text a screen could show for a result."""
-    parts = [*result.transcript, result.reply or ""]
-    if result.error is not None:
-        error = result.error
-        parts += [str(error), error.message % error.params, error.hint % error.params, error.reply or "",
-                  repr(error), *map(str, error.params.values())]
-    return "\n".join(parts)
 
 
 @pytest.fixture(params=[False, True], ids=["lockstep", "pipelined"])

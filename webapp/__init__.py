@@ -89,8 +89,10 @@ def register_blueprints(app):
 
 def register_hooks(app):
     from webapp import web
+    from webapp.models import Credential
 
     web.init_app(app)
+    Credential.watch_refresh_token_rotation()
 
 
 def register_cli(app):

@@ -11,3 +11,8 @@ def text_of(response) -> str:
 def dialog_of(html: str) -> str:
     """The open test dialog in a page or fragment."""
     return DIALOG.search(html).group(0)
+
+
+def facts_of(dialog: str) -> dict:
+    """The facts the dialog lists ("Server reply", "Access token", ...) by their names."""
+    return dict(re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", dialog))

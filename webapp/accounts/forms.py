@@ -12,6 +12,7 @@ from wtforms.validators import DataRequired, ValidationError
 
 from webapp.accounts.columns import COLUMNS, REPORT_FIELDS, SORTS
 from webapp.accounts.presets import PRESETS, Preset, preset_for_host, preset_named
+from webapp.accounts.testing import TYPED_SECRET_COLUMNS
 from webapp.db import contains
 from webapp.forms import (
     CONTROL_CHARS,
@@ -306,6 +307,15 @@ class AccountTestForm(AccountForm):
     """The account form as "Test these settings" reads it: the same fields, and a recipient is required."""
 
     test_to = StrippedStringField(_l("Send to"), validators=[DataRequired(), one_recipient])
+
+    def validate_test_secret(self, field):
+        if field.data is None or not self.use_auth.checked:
+            return
+        credential = Credential.by_id(self.credential.data)
+        if credential is not None and credential.kind not in TYPED_SECRET_COLUMNS:
+            raise ValidationError(_("This credential logs in with its stored refresh token or service account key, "
+                                    "which cannot be typed here. Save the account and test it from its row, or "
+                                    "choose the settings of a saved account that uses this credential."))
 
 
 class EmailTestForm(FlaskForm):

@@ -10,6 +10,7 @@ from webapp.accounts import bp
 from webapp.accounts.columns import REPORT_COLUMNS, csv_table
 from webapp.accounts.forms import AccountFilterForm, AccountForm, AccountTestForm, EmailTestForm
 from webapp.accounts.testing import (
+    TYPED_SECRET_COLUMNS,
     Outcome,
     record,
     refused,
@@ -327,10 +328,16 @@ def test_settings():
     moved = None if typed else stored_credential_moved(candidate, editing=saved)
     if moved is not None:
         outcome = Outcome(result=refused(moved), route=route_label(candidate), to=to)
-        form.test_secret.errors.append(_(
-            "The stored secret of this credential goes only with the host, port, connector and security settings "
-            "of a saved account that uses it. Type the secret here to test these settings, save the account "
-            "first, or choose the settings of an account that uses it."))
+        if candidate.credential.kind in TYPED_SECRET_COLUMNS:
+            form.test_secret.errors.append(_(
+                "The stored secret of this credential goes only with the host, port, connector and security "
+                "settings of a saved account that uses it. Type the secret here to test these settings, save the "
+                "account first, or choose the settings of an account that uses it."))
+        else:
+            form.test_secret.errors.append(_(
+                "The stored secrets of this credential go only with the host, port, connector and security "
+                "settings of a saved account that uses it. Save the account first, or choose the settings of an "
+                "account that uses it."))
     else:
         credential = typed_credential(candidate.credential, form.test_secret.data) if typed else SAVED_CREDENTIAL
         outcome = send_test(candidate, to=to, subject=_("TEST MESSAGE!"), body=_("ATTENTION: THIS IS A TEST MESSAGE!"),

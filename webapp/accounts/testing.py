@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from flask import current_app
 from flask_babel import gettext
 
-from webapp.mail import N_, MailError, SendResult, Step, compose_test_message, send_message
+from webapp.mail import N_, MailError, SendResult, Step, compose_test_message, oauth, send_message
 from webapp.mail.compose import envelope_address, resolve_addressing
 from webapp.mail.connectors import parse_networks
 from webapp.models import SAVED_CREDENTIAL, Credential, SmtpAccount, utcnow
@@ -23,6 +23,7 @@ STEP_NAMES = {
     Step.TLS: N_("TLS handshake"),
     Step.CERTIFICATE: N_("certificate"),
     Step.STARTTLS: N_("STARTTLS"),
+    Step.TOKEN: N_("access token"),
     Step.AUTH: N_("authentication"),
     Step.SENDER: N_("sender refused"),
     Step.RECIPIENT: N_("recipient refused"),
@@ -77,6 +78,19 @@ class Outcome:
     @property
     def hint(self) -> str:
         return explain(self.error.hint, self.error.params) if self.error else ""
+
+    @property
+    def token(self) -> str:
+        """The OAuth access token the test used, in the reader's words; empty when it used none."""
+        token = self.result.token
+        if token is None:
+            return ""
+        if token["expires_in"] is None:
+            return gettext("obtained (its lifetime was not stated)")
+        minutes = max(int(token["expires_in"] // 60), 0)
+        if token["cached"]:
+            return gettext("reused (expires in %(minutes)s min)", minutes=minutes)
+        return gettext("obtained (expires in %(minutes)s min)", minutes=minutes)
 
     @property
     def applied_lines(self) -> list[str]:
@@ -172,7 +186,8 @@ def send_test(account: SmtpAccount, *, to: str, subject: str, body: str,
     try:
         settings = account.smtp_settings(float(config["SMTP_TIMEOUT"]), float(config["SMTP_DEADLINE"]),
                                          credential=credential,
-                                         blocked_networks=parse_networks(config["OUTBOUND_BLOCKED_NETWORKS"]))
+                                         blocked_networks=parse_networks(config["OUTBOUND_BLOCKED_NETWORKS"]),
+                                         oauth_allow_loopback=bool(config["OAUTH_ALLOW_LOOPBACK"]))
         footer = footer_for(account)
         applied = account_settings(account, footer)
         message = compose_test_message(sender=account.sender, to=to, subject=subject, body=body,
@@ -203,6 +218,12 @@ def account_settings(account: SmtpAccount, footer: str | None) -> dict:
     return {name: value for name, value in applied.items() if value}
 
 
+# The secret typed under "Test these settings" for each credential type that can be tested with it, and the column
+# it stands in for. A refresh token or a service account key is no secret to type into a password field: those types
+# are tested with their stored secrets only, from a saved account's settings.
+TYPED_SECRET_COLUMNS = {oauth.PASSWORD: "secret_encrypted", oauth.CLIENT_CREDENTIALS: "client_secret_encrypted"}
+
+
 def stored_credential_moved(candidate: SmtpAccount, editing: SmtpAccount | None = None) -> MailError | None:
     """A stored credential's secret goes only where a saved account using it already sends it, with the same host,
     port, connector and security settings: otherwise anyone who may test settings could point a stored secret at a
@@ -223,19 +244,23 @@ def stored_credential_moved(candidate: SmtpAccount, editing: SmtpAccount | None 
         message = N_("The stored secret of %(credential)s is sent only with the host, port, connector and security "
                      "settings of a saved account that uses it, and no saved account uses these, so nothing was "
                      "sent.")
-    return MailError(Step.POLICY, False, message,
-                     N_("Type the credential's secret under “Test these settings” to try these settings, or save "
-                        "the account first and test it from the report."),
-                     {"credential": candidate.credential.name})
+    if candidate.credential.kind in TYPED_SECRET_COLUMNS:
+        hint = N_("Type the credential's secret under “Test these settings” to try these settings, or save the "
+                  "account first and test it from the report.")
+    else:
+        hint = N_("Save the account first and test it from the report: this credential's refresh token or service "
+                  "account key cannot be typed for a test.")
+    return MailError(Step.POLICY, False, message, hint, {"credential": candidate.credential.name})
 
 
 def typed_credential(stored: Credential, secret: str) -> Credential:
-    """The chosen credential (as the form read it) with the secret typed for one test instead of its stored one;
-    never saved."""
-    # Its type too: a secret typed for an OAuth 2.0 credential is no password to log in with.
+    """The chosen credential (as the form read it) with the secret typed for one test instead of its stored one (the
+    password, or an OAuth 2.0 client's secret); never saved. Unsaved, its access tokens are cached apart from the
+    stored credential's, and a refresh token its endpoint sends back is not kept."""
     credential = Credential(name=stored.name, kind=stored.kind, username=stored.username,
-                            allowed_hosts=stored.allowed_hosts)
-    credential.set_secret(secret)  # also masks it in every log line from now on
+                            allowed_hosts=stored.allowed_hosts, token_url=stored.token_url,
+                            client_id=stored.client_id, scope=stored.scope)
+    credential.set_secret(secret, TYPED_SECRET_COLUMNS[stored.kind])  # also masks it in every log line from now on
     return credential
 
 

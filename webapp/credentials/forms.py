@@ -65,7 +65,7 @@ def for_chosen_type(form, field):
 def check_endpoint_url(url: str) -> None:
     """ValidationError unless url may be an OAuth 2.0 endpoint (webapp.mail.oauth.check_endpoint) of a valid host."""
     try:
-        host = oauth.check_endpoint(url, bool(current_app.config.get("OAUTH_ALLOW_LOOPBACK")))
+        host, _port = oauth.check_endpoint(url, bool(current_app.config.get("OAUTH_ALLOW_LOOPBACK")))
     except oauth.OAuthSettingError as error:
         raise ValidationError(gettext(error.message, **error.params)) from None
     check_host(host)

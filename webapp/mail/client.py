@@ -1,11 +1,15 @@
 """smtplib's client on our own socket: the transcript without secrets, every read and write bounded by the read
 timeout and the session's deadline, and RFC 2920 pipelining."""
+import base64
+import binascii
 import functools
+import json
 import re
 import smtplib
 import socket
 import ssl
 
+from webapp.mail.access_tokens import DUMMY_RESPONSES
 from webapp.mail.connectors import open_connection
 from webapp.mail.errors import OversizedReply, Step
 from webapp.mail.idn import ascii_domain
@@ -17,6 +21,11 @@ MASK = "********"
 # hash, and refuse a right password offered that way). In clear, CRAM-MD5 is the one that does not send the password.
 AUTH_OVER_TLS = ("PLAIN", "LOGIN", "CRAM-MD5")
 AUTH_IN_CLEAR = ("CRAM-MD5", "PLAIN", "LOGIN")
+# RFC 4954 §4: AUTH with its initial response must fit SMTP's command line (512 octets, RFC 5321 §4.5.3.1.4), else
+# the response follows the server's empty 334 challenge, on a line of up to 12,288 octets. A bearer token (a JWT of
+# a few KB) never fits, so it goes as curl sends it and Microsoft documents it: AUTH XOAUTH2, 334, the response.
+COMMAND_LINE_LIMIT = 512
+MAX_CHALLENGE_SHOWN = 512  # characters of a server's decoded error challenge noted in the transcript
 # A reply is a few lines (RFC 5321 4.5.3.1.5: 512 octets each); smtplib bounds each line but not how many come, so a
 # server could send one multi-line reply without end. Past these limits the connection is closed.
 MAX_REPLY = 64 * 1024        # bytes of one reply, all its lines together
@@ -24,6 +33,14 @@ MAX_REPLY_LINE = 8192        # bytes of one line, as smtplib allows
 SHOWN_OF_OVERSIZED = 10      # lines of an oversized reply kept in the transcript
 MAX_TRANSCRIPT = 64 * 1024   # characters of the server's lines kept in one result's transcript
 TRANSCRIPT_CUT = f"*: … cut off here: a transcript keeps at most {MAX_TRANSCRIPT // 1024} KiB of the server's lines"
+
+
+class BearerRefused(smtplib.SMTPAuthenticationError):
+    """AUTH with a bearer token refused; status: the "status" of the server's JSON error challenge, if it sent one."""
+
+    def __init__(self, code: int, reply: bytes, status: str | None = None):
+        super().__init__(code, reply)
+        self.status = status
 
 
 class Transcript:
@@ -168,6 +185,41 @@ class Client(smtplib.SMTP):
             return super().auth(mechanism, authobject, initial_response_ok=initial_response_ok)
         finally:
             self._in_auth = False
+
+    def bearer_auth(self, mechanism: str, response: bytes) -> None:
+        """AUTH with a bearer token's SASL response (access_tokens.bearer_response). To the server's error challenge
+        (334 with base64 JSON, Gmail's and RFC 7628's) the dummy response goes, so that the server gives its final
+        reply. Raises BearerRefused for anything but 235."""
+        encoded = base64.b64encode(response).decode("ascii")
+        status = None
+        self._in_auth = True
+        try:
+            if len(f"AUTH {mechanism} {encoded}\r\n") <= COMMAND_LINE_LIMIT:
+                code, reply = self.docmd("AUTH", f"{mechanism} {encoded}")
+            else:
+                code, reply = self.docmd("AUTH", mechanism)
+                if code == 334:
+                    code, reply = self.docmd(encoded)
+            if code == 334:
+                status = self._error_challenge(reply)
+                code, reply = self.docmd(base64.b64encode(DUMMY_RESPONSES[mechanism]).decode("ascii"))
+                if code == 334:  # a second challenge has no place here: cancel (RFC 4954 §4)
+                    code, reply = self.docmd("*")
+        finally:
+            self._in_auth = False
+        if code != 235:
+            raise BearerRefused(code, reply, status)
+
+    def _error_challenge(self, challenge: bytes) -> str | None:
+        """The server's error challenge decoded into the transcript (it holds no secret: status, schemes, scope);
+        its status, or None when it is not the JSON object RFC 7628 §3.2.2 describes."""
+        try:
+            text = base64.b64decode(challenge, validate=True).decode("utf-8")
+            error = json.loads(text)
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            return None
+        self._note(f"*: the server's error challenge: {text[:MAX_CHALLENGE_SHOWN]}")
+        return str(error["status"]) if isinstance(error, dict) and "status" in error else None
 
     def data(self, msg):
         self._in_data = True

@@ -1,5 +1,6 @@
 """Every delivery failure as one MailError: which step failed, transient or not, and what the admin can do. (The
-network connector's failures and the outbound policy's refusals are explained in proxy_errors.py.)
+network connector's failures and the outbound policy's refusals are explained in proxy_errors.py, OAuth 2.0's in
+oauth_errors.py.)
 
 Messages and hints are English literals marked with N_() (extracted with `pybabel -k N_`); the view translates
 them and fills the %(name)s placeholders from `params`, which never hold a secret.
@@ -30,6 +31,7 @@ class Step(str, Enum):
     TLS = "tls"
     CERTIFICATE = "certificate"
     STARTTLS = "starttls"
+    TOKEN = "token"  # the OAuth 2.0 access token, asked of the token endpoint before AUTH
     AUTH = "auth"
     SENDER = "sender"
     RECIPIENT = "recipient"

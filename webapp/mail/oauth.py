@@ -1,5 +1,6 @@
 """OAuth 2.0 credentials as plain data: the credential types, the endpoint rule, the service-account key, and
-TokenGrant, everything a token client needs to obtain an access token for one credential."""
+OAuthGrant, the one description of how to obtain an access token that a credential produces and the transport uses.
+Asking for the token, caching it and presenting it over SMTP is access_tokens.py's work."""
 import ipaddress
 import json
 from dataclasses import dataclass, field
@@ -19,6 +20,10 @@ REFRESH_TOKEN = "oauth_refresh"      # RFC 6749 §6, after the authorization cod
 JWT_BEARER = "oauth_jwt"             # RFC 7523 §2.1: a Google Workspace service account with domain-wide delegation
 KINDS = (PASSWORD, CLIENT_CREDENTIALS, REFRESH_TOKEN, JWT_BEARER)
 OAUTH_KINDS = KINDS[1:]
+# Each OAuth type's grant_type, as the token request and the providers' documentation name it (the same in every
+# language, so messages name a grant by it).
+GRANT_TYPES = {CLIENT_CREDENTIALS: "client_credentials", REFRESH_TOKEN: "refresh_token",
+               JWT_BEARER: "urn:ietf:params:oauth:grant-type:jwt-bearer"}
 
 MAX_URL_LENGTH = 2048
 # Google's keys are about 2.3 KB; a few times that still bounds what is parsed and stored.
@@ -45,17 +50,18 @@ def is_loopback(host: str) -> bool:
     return address is not None and ipaddress.ip_address(address).is_loopback
 
 
-def check_endpoint(url: str, allow_loopback: bool) -> str:
-    """The host of a token or authorization endpoint URL, or OAuthSettingError: https, no user:password@ and no
-    #fragment (RFC 6749 §3.1, §3.2); plain http only to this machine, and only when allow_loopback (the tests' OAuth
-    servers). Where the host may be reached is the outbound policy's business, at send time."""
+def check_endpoint(url: str, allow_loopback: bool) -> tuple[str, int]:
+    """The (host, port) of a token or authorization endpoint URL, or OAuthSettingError: https, no user:password@ and
+    no #fragment (RFC 6749 §3.1, §3.2); plain http only to this machine, and only when allow_loopback (the setting
+    OAUTH_ALLOW_LOOPBACK, for the tests' OAuth servers). The credential form checks it on saving and the token
+    request again before it connects; where the host may be reached is the outbound policy's business."""
     if len(url) > MAX_URL_LENGTH:
         raise OAuthSettingError(N_("Use at most %(max)d characters."), max=MAX_URL_LENGTH)
     if CONTROL_CHARS.search(url) or " " in url:
         raise OAuthSettingError(N_("A URL has no spaces, line breaks or control characters."))
     try:
         parts = urlsplit(url)
-        parts.port  # raises ValueError for a port out of range or not a number
+        port = parts.port  # raises ValueError for a port out of range or not a number
     except ValueError:
         parts = None
     if parts is None or parts.scheme.lower() not in ("https", "http") or not parts.hostname:
@@ -70,7 +76,8 @@ def check_endpoint(url: str, allow_loopback: bool) -> str:
         if not allow_loopback:
             raise OAuthSettingError(N_("Use an https:// URL. Plain http to this machine is allowed only when the "
                                        "SMTPDESK_OAUTH_ALLOW_LOOPBACK setting is on."))
-    return parts.hostname
+        return parts.hostname, port or 80
+    return parts.hostname, port or 443
 
 
 @dataclass(frozen=True)
@@ -123,18 +130,51 @@ def parse_service_account_key(text: str) -> tuple[ServiceAccountKey, str]:
     return key, stored
 
 
-@dataclass(frozen=True)
-class TokenGrant:
-    """How to obtain an access token for one OAuth 2.0 credential, with its secrets revealed: Credential.token_grant()
-    builds it for a token client, which needs neither Flask nor the database. Frozen and hashable, so it can key a
-    token cache: a changed secret or setting is another grant. The secrets stay out of repr(), and so out of logs."""
+# What each type cannot ask for a token without.
+_NEEDED = {CLIENT_CREDENTIALS: ("client_id", "client_secret"), REFRESH_TOKEN: ("client_id", "refresh_token"),
+           JWT_BEARER: ("service_account",)}
 
-    kind: str  # CLIENT_CREDENTIALS, REFRESH_TOKEN or JWT_BEARER
+
+@dataclass(frozen=True)
+class OAuthGrant:
+    """How to obtain an access token to send as `mailbox`, with its secrets revealed: Credential.oauth_grant() builds
+    it for the transport, which needs neither Flask nor the database. kind is the credential's type (OAUTH_KINDS).
+
+    Frozen and hashable; the secrets stay out of repr(), and so out of logs. cache_key names the credential
+    ("credential:42"): tokens are cached per key and per fingerprint of every field, so a changed secret never gets
+    an old token, and a rotated refresh token is stored back on the credential it names."""
+
+    kind: str
     token_url: str  # for JWT_BEARER, the key's token_uri
-    scope: str  # space-separated, as RFC 6749 §3.3 sends it
     mailbox: str  # whom to log in as: XOAUTH2's user=, OAUTHBEARER's a=, and the JWT's sub
-    client_id: str = ""
-    authorization_url: str = ""  # where the browser flow starts (REFRESH_TOKEN)
-    client_secret: str | None = field(default=None, repr=False)
+    scope: str = ""  # space-separated, as RFC 6749 §3.3 sends it
+    client_id: str | None = None
+    client_secret: str | None = field(default=None, repr=False)  # None: a public client (REFRESH_TOKEN)
     refresh_token: str | None = field(default=None, repr=False)
     service_account: ServiceAccountKey | None = field(default=None, repr=False)
+    cache_key: str = ""
+
+    def __post_init__(self):
+        if self.kind not in OAUTH_KINDS:
+            raise ValueError(f"unknown OAuth 2.0 credential type {self.kind!r}")
+        missing = [name for name in _NEEDED[self.kind] if not getattr(self, name)]
+        if missing:
+            raise ValueError(f"a {self.kind} grant needs {', '.join(missing)}")
+        # The mailbox and scope go into SASL responses split by ^A and into the token request.
+        if not self.mailbox or CONTROL_CHARS.search(self.mailbox) or CONTROL_CHARS.search(self.scope):
+            raise ValueError("the mailbox and scope must be non-empty text without control characters")
+
+    @classmethod
+    def for_service_account(cls, key: ServiceAccountKey, *, mailbox: str, scope: str,
+                            cache_key: str = "") -> "OAuthGrant":
+        """A JWT_BEARER grant from a Google service account's key, asked at the key's own token_uri."""
+        return cls(JWT_BEARER, key.token_uri, mailbox, scope, service_account=key, cache_key=cache_key)
+
+    @property
+    def grant_type(self) -> str:
+        return GRANT_TYPES[self.kind]
+
+    def secrets(self) -> list[str]:
+        """The values never to show: client secret, refresh token, private key."""
+        key = self.service_account.private_key if self.service_account else None
+        return [value for value in (self.client_secret, self.refresh_token, key) if value]

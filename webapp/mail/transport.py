@@ -8,13 +8,17 @@ import ssl
 import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from urllib.parse import urlsplit
 
-from webapp.mail import errors
-from webapp.mail.client import MASK, Client, StartTlsContext, Transcript
+from webapp.mail import access_tokens, errors, oauth_errors
+from webapp.mail.access_tokens import AccessToken
+from webapp.mail.client import MASK, BearerRefused, Client, StartTlsContext, Transcript
 from webapp.mail.compose import ascii_addr_spec, has_control_characters, message_bytes, smtputf8_address
 from webapp.mail.connectors import Hop
 from webapp.mail.deadline import Watchdog
 from webapp.mail.errors import MailError, Step
+from webapp.mail.idn import ascii_domain
+from webapp.mail.oauth import OAuthGrant
 
 MODES = ("plain", "tls", "ssl")
 # Errors after which the server is still in step with us (smtplib already sent RSET): the session stays usable.
@@ -39,10 +43,16 @@ class SmtpSettings:
     timeout: float = 10.0          # connect and each read
     deadline: float = 30.0         # the whole dialogue
     blocked_networks: tuple = ()   # OUTBOUND_BLOCKED_NETWORKS: never connected to (see connectors.open_connection)
+    oauth: OAuthGrant | None = None  # AUTH with an access token instead of a password; username is its mailbox
+    oauth_allow_loopback: bool = False  # OAUTH_ALLOW_LOOPBACK: an http:// token URL on a loopback address (tests)
 
     def __post_init__(self):
         if self.mode not in MODES:
             raise ValueError(f"unknown mode {self.mode!r}")
+        if self.oauth is not None:
+            if self.password is not None or self.username not in (None, self.oauth.mailbox):
+                raise ValueError("an OAuth grant logs in as its mailbox, without a password")
+            object.__setattr__(self, "username", self.oauth.mailbox)
 
 
 @dataclass
@@ -58,6 +68,8 @@ class SendResult:
     error: MailError | None
     refused: dict = field(default_factory=dict)  # recipients refused while others were accepted: {rcpt: (code, text)}
     opening: bool = False          # failed while opening the connection: any message over it would fail the same way
+    token: dict | None = None      # the OAuth access token this opening used: {"expires_in": seconds or None,
+    #                                "cached": bool}, never the token itself
 
     @classmethod
     def refusal(cls, error: MailError) -> "SendResult":
@@ -104,6 +116,7 @@ class SmtpSession:
         self.watchdog = Watchdog()
         self._client: Client | None = None
         self._secrets = _secret_forms(settings)
+        self._token: dict | None = None
 
     def __enter__(self):
         return self
@@ -166,9 +179,11 @@ class SmtpSession:
             code, reply = error.code, error.reply
             if not (error.step in REPLY_STEPS and self._client is not None and self._client.sock is not None):
                 self._abort()
+        token, self._token = self._token, None
         return SendResult(ok=error is None, elapsed=time.monotonic() - started, code=code,
                           reply=self._scrub(errors.reply_text(reply)), tls=self.tls, transcript=[],
-                          error=self._scrub_error(error), refused=refused, opening=opening)
+                          error=self._scrub_error(error), refused=refused, opening=opening,
+                          token=token)
 
     def _quit(self) -> None:
         """A polite QUIT when the connection is still up; failures do not matter any more. Not when the next
@@ -210,6 +225,9 @@ class SmtpSession:
         host = self.settings.host
         if not client.has_extn("auth"):
             raise errors.auth_not_offered(host, self.settings.port, self.settings.mode)
+        if self.settings.oauth is not None:
+            self._authenticate_bearer(client)
+            return
         try:
             client.login(self.settings.username, self.settings.password or "")
         except UnicodeEncodeError:
@@ -223,6 +241,61 @@ class SmtpSession:
             raise errors.auth_no_mechanism(host, client.esmtp_features.get("auth", "").strip()) from None
         finally:
             client.user = client.password = None  # smtplib.login() keeps them on the client
+
+    def _authenticate_bearer(self, client: Client) -> None:
+        """AUTH with an OAuth access token, asked for first (step TOKEN). A cached token the server refuses is
+        dropped and AUTH tried once more with a new one: a token can be revoked before it expires."""
+        settings, grant = self.settings, self.settings.oauth
+        offered = client.esmtp_features.get("auth", "").strip()
+        mechanism = access_tokens.bearer_mechanism(offered)
+        if mechanism is None:
+            raise oauth_errors.bearer_not_offered(settings.host, offered)
+        token = self._access_token(client)
+        try:
+            self._present(client, mechanism, token)
+            return
+        except BearerRefused as exc:
+            refusal = exc
+        access_tokens.TOKENS.discard(grant, token)  # refused: the next opening asks for a new one in any case
+        reply = errors.reply_text(refusal.smtp_error)
+        if token.cached and refusal.smtp_code == 535 and client.sock is not None \
+                and not oauth_errors.smtp_auth_disabled(reply):
+            self.transcript.note("*: the server refused the cached access token: asking for a new one")
+            token = self._access_token(client)
+            try:
+                self._present(client, mechanism, token)
+                return
+            except BearerRefused as exc:
+                refusal, reply = exc, errors.reply_text(exc.smtp_error)
+            access_tokens.TOKENS.discard(grant, token)
+        raise oauth_errors.bearer_refused(settings.host, refusal.smtp_code, reply, grant.mailbox, refusal.status)
+
+    def _access_token(self, client: Client) -> AccessToken:
+        """The grant's access token (access_tokens.obtain_token), within what is left of the deadline; from now on it is
+        scrubbed from whatever the session shows."""
+        settings = self.settings
+        client.step = Step.TOKEN
+        token = access_tokens.obtain_token(settings.oauth, timeout=settings.timeout,
+                                   deadline=max(min(self.watchdog.remaining(), settings.deadline), 0.001),
+                                   hop=settings.hop, blocked_networks=settings.blocked_networks,
+                                   ca_pem=settings.ca_pem, allow_loopback=settings.oauth_allow_loopback)
+        forms = {token.value, *(base64.b64encode(self._bearer_response(mechanism, token)).decode("ascii")
+                                for mechanism in access_tokens.BEARER_MECHANISMS)}
+        self._secrets = sorted(set(self._secrets) | forms, key=len, reverse=True)
+        self._token = {"expires_in": token.expires_in, "cached": token.cached}
+        left = "" if token.expires_in is None else f" (expires in {max(int(token.expires_in // 60), 0)} min)"
+        source = "from the cache" if token.cached else f"obtained from {urlsplit(settings.oauth.token_url).hostname}"
+        self.transcript.note(f"*: access token {source}{left}")
+        client.step = Step.AUTH
+        return token
+
+    def _present(self, client: Client, mechanism: str, token: AccessToken) -> None:
+        client.bearer_auth(mechanism, self._bearer_response(mechanism, token))
+
+    def _bearer_response(self, mechanism: str, token: AccessToken) -> bytes:
+        settings = self.settings
+        return access_tokens.bearer_response(mechanism, settings.oauth.mailbox, token.value,
+                                             ascii_domain(settings.host), settings.port)
 
     def _transaction(self, message: EmailMessage | bytes, envelope_from: str, recipients: list[str],
                      then: tuple[bytes, str, list[str]] | None = None) -> dict:
@@ -274,6 +347,8 @@ class SmtpSession:
     def _explain(self, exc: BaseException) -> MailError:
         settings = self.settings
         client = self._client
+        if isinstance(exc, MailError) and exc.step is Step.TOKEN:
+            return exc  # the token endpoint's own timeout says more than the dialogue's deadline it shares
         # First: once the watchdog has cut the connection, whatever broke (even a half-read reply) broke because of it.
         if self.watchdog.expired or (errors.timed_out(exc) and self.watchdog.remaining() <= 0.05):
             return errors.deadline_error(settings.host, settings.deadline)
@@ -334,7 +409,7 @@ def _refuse_line_breaks(helo_name: str | None, envelope_from: str, recipients: l
 def _secret_forms(settings: SmtpSettings) -> list[str]:
     """The passwords as they could appear: plain, base64 alone, inside AUTH PLAIN's base64 and inside the HTTP
     connector's Basic token; longest first."""
-    forms = set()
+    forms = set(settings.oauth.secrets() if settings.oauth is not None else ())
     user = settings.username or ""
     for password in (settings.password, settings.hop.password if settings.hop else None):
         if password:

@@ -1,16 +1,21 @@
 """The credential vault, network connectors and SMTP accounts."""
+import logging
 
-from peewee import BooleanField, CharField, DateTimeField, ForeignKeyField, IntegerField, TextField
+from peewee import BooleanField, CharField, DatabaseError, DateTimeField, ForeignKeyField, IntegerField, TextField
 
 from webapp import logs
 from webapp.mail import oauth
+from webapp.mail.access_tokens import TOKENS
 from webapp.mail.connectors import Hop
 from webapp.mail.errors import N_, MailError, Step
 from webapp.mail.transport import SmtpSettings
-from webapp.models.base import BaseModel, DefaultFlagMixin, EncryptedSecretMixin, utcnow
+from webapp.models.base import BaseModel, DefaultFlagMixin, EncryptedSecretMixin, row_id, utcnow
+
+log = logging.getLogger(__name__)
 
 
 class Credential(EncryptedSecretMixin, BaseModel):
+    GRANT_KEY = "credential:"  # its OAuth grant's cache_key: this, then its id
     # The encrypted column each type cannot work without (a refresh token may still have to be obtained).
     NEEDED_SECRET = {oauth.PASSWORD: "secret_encrypted", oauth.CLIENT_CREDENTIALS: "client_secret_encrypted",
                      oauth.REFRESH_TOKEN: "refresh_token_encrypted", oauth.JWT_BEARER: "service_account_key_encrypted"}
@@ -44,8 +49,9 @@ class Credential(EncryptedSecretMixin, BaseModel):
         """Whether the secret this credential's type needs is stored."""
         return bool(getattr(self, self.NEEDED_SECRET.get(self.kind, self.SECRET_COLUMN)))
 
-    def token_grant(self) -> oauth.TokenGrant:
-        """How to obtain this OAuth 2.0 credential's access token, secrets revealed: for the token client only."""
+    def oauth_grant(self) -> oauth.OAuthGrant:
+        """How to obtain this OAuth 2.0 credential's access token, secrets revealed: for the transport only. Its
+        cache_key names this credential, so that its tokens are cached apart from every other's."""
         if not self.is_oauth:
             raise ValueError(f"credential {self.name!r} is not an OAuth 2.0 credential")
         key = None
@@ -53,11 +59,39 @@ class Credential(EncryptedSecretMixin, BaseModel):
         if text:
             key, _stored = oauth.parse_service_account_key(text)  # it was checked when stored
             logs.remember_secret(key.private_key)
-        return oauth.TokenGrant(
-            kind=self.kind, token_url=self.token_url, scope=self.scope, mailbox=self.username,
-            client_id=self.client_id, authorization_url=self.authorization_url,
+        return oauth.OAuthGrant(
+            kind=self.kind, token_url=key.token_uri if key else self.token_url, mailbox=self.username,
+            scope=self.scope, client_id=self.client_id or None,
             client_secret=self.reveal_secret("client_secret_encrypted"),
-            refresh_token=self.reveal_secret("refresh_token_encrypted"), service_account=key)
+            refresh_token=self.reveal_secret("refresh_token_encrypted"), service_account=key,
+            cache_key=f"{self.GRANT_KEY}{self.id}" if self.id else "")
+
+    @classmethod
+    def watch_refresh_token_rotation(cls) -> None:
+        """From now on, a refresh token a provider rotates while this process obtains access tokens is stored on its
+        credential (the process's token cache calls store_rotated_refresh_token)."""
+        TOKENS.on_refresh_token = cls.store_rotated_refresh_token
+
+    @classmethod
+    def store_rotated_refresh_token(cls, grant: oauth.OAuthGrant, refresh_token: str) -> None:
+        """TOKENS.on_refresh_token: store a refresh token the provider rotated, encrypted, on the credential that
+        gave the grant (its cache_key), while that credential still holds the refresh token the grant had: one
+        quiet update of that column, without an audit entry, since nobody changed a setting. A token an admin
+        pasted meanwhile wins; a failed write is logged (never the token), and this process uses the new one anyway.
+        """
+        key = grant.cache_key
+        number = row_id(key.removeprefix(cls.GRANT_KEY)) if key.startswith(cls.GRANT_KEY) else None
+        try:
+            credential = cls.get_or_none(cls.id == number) if number else None
+            if credential is None or credential.kind != oauth.REFRESH_TOKEN \
+                    or credential.reveal_secret("refresh_token_encrypted") != grant.refresh_token:
+                return
+            held = credential.refresh_token_encrypted
+            credential.set_secret(refresh_token, "refresh_token_encrypted")
+            cls.update(refresh_token_encrypted=credential.refresh_token_encrypted).where(
+                cls.id == credential.id, cls.refresh_token_encrypted == held).execute()
+        except DatabaseError as error:
+            log.warning("credential %s: the refresh token its provider rotated was not stored (%s)", number, error)
 
     @property
     def host_list(self) -> list[str]:
@@ -216,35 +250,35 @@ class SmtpAccount(DefaultFlagMixin, BaseModel):
             return None
         return self.connector if self.connector_id else Connector.default()
 
-    def smtp_settings(self, timeout: float, deadline: float, credential=SAVED_CREDENTIAL, blocked_networks=()):
+    def smtp_settings(self, timeout: float, deadline: float, credential=SAVED_CREDENTIAL, blocked_networks=(),
+                      oauth_allow_loopback: bool = False):
         """The settings webapp.mail's transport needs; raise MailError(POLICY) when our own rules refuse them.
 
         credential: whom to log in as; by default the account's own. "Test these settings" passes the one the admin
         chose. blocked_networks: the app's OUTBOUND_BLOCKED_NETWORKS, checked by the transport after name
-        resolution. Nothing here opens a socket, so a refusal means nothing was sent.
+        resolution; oauth_allow_loopback: its OAUTH_ALLOW_LOOPBACK, for an OAuth credential's token URL. Nothing here
+        opens a socket, so a refusal means nothing was sent.
         """
         if credential is SAVED_CREDENTIAL:
             credential = self.credential if self.use_auth and self.credential_id else None
-        username = password = None
+        username = password = grant = None
         if self.use_auth:
             if credential is None:
                 raise _refused(N_("Authentication is on, but no credential is chosen."),
                                N_("Choose the credential to log in with."))
             if not credential.allows_host(self.host):
-                # A stored secret goes only to the hosts its credential allows.
+                # A stored secret, or an access token it obtains, goes only to the hosts its credential allows.
                 raise _refused(N_("The credential %(credential)s may not be sent to %(host)s: its allowed hosts "
                                   "do not include it."),
                                N_("Choose another credential, or add the host to the credential's allowed hosts."),
                                credential=credential.name, host=self.host)
-            if credential.is_oauth:
-                raise _refused(N_("The credential %(credential)s is an OAuth 2.0 credential, and smtpdesk cannot log "
-                                  "in with OAuth 2.0 yet."),
-                               N_("Choose a credential of the type “Username and password” for this account."),
-                               credential=credential.name)
-            if not credential.has_secret:
+            if not credential.secret_stored:
                 raise _refused(N_("The credential %(credential)s has no secret stored."),
                                N_("Enter the secret in the credential vault."), credential=credential.name)
-            username, password = credential.username, credential.reveal_secret()
+            if credential.is_oauth:
+                grant = credential.oauth_grant()
+            else:
+                username, password = credential.username, credential.reveal_secret()
         hop = None
         if self.use_connector:
             connector = self.effective_connector()
@@ -257,7 +291,8 @@ class SmtpAccount(DefaultFlagMixin, BaseModel):
         return SmtpSettings(
             host=self.host, port=self.effective_port, mode=self.mode, username=username, password=password,
             verify_tls=not self.ignore_cert_errors, ca_pem=self.ca_cert or None, helo_name=self.helo_name or None,
-            hop=hop, timeout=timeout, deadline=deadline, blocked_networks=tuple(blocked_networks),
+            hop=hop, timeout=timeout, deadline=deadline, blocked_networks=tuple(blocked_networks), oauth=grant,
+            oauth_allow_loopback=oauth_allow_loopback,
         )
 
 

@@ -8,7 +8,9 @@
   attempts are started in any 60 seconds. Both are checked at claim time, inside the claim's transaction, so they
   hold across threads and processes.
 - 4yz replies, timeouts and lost connections are transient: retried with exponential backoff and jitter, until
-  OUTBOX_MAX_ATTEMPTS attempts or OUTBOX_MAX_AGE_SECONDS of age; 5yz replies fail at once. A 535 also marks the
+  OUTBOX_MAX_ATTEMPTS attempts or OUTBOX_MAX_AGE_SECONDS of age; 5yz replies fail at once. So do an OAuth 2.0 token
+  endpoint's refusals (its timeouts, 5xx and temporarily_unavailable are transient). A 535, or a token endpoint
+  refusing the credential itself (invalid_client, invalid_grant, unauthorized_client, invalid_scope), also marks the
   account: last_test_ok = False with a summary saying that delivery found an authentication problem (the accounts
   report shows it as a failed check).
 """
@@ -25,6 +27,7 @@ from peewee import OperationalError, fn
 
 from webapp.db import database
 from webapp.mail.errors import N_, Step
+from webapp.mail.oauth_errors import credential_refused
 from webapp.mail.transport import SendResult
 from webapp.models import DeliveryAttempt, Notification, SmtpAccount, utcnow
 from webapp.outbox.message import reply_facts, reply_words
@@ -332,7 +335,8 @@ def record(owner: str, outcomes: list[Outcome], settings: OutboxSettings) -> Non
                         Notification.update(**update, updated_at=now, lease_owner=None, lease_until=None).where(
                             Notification.id == o.notification.id, Notification.status != "sent").execute()
                 error = o.result.error
-                if not o.result.ok and error is not None and error.step is Step.AUTH and o.result.code == 535:
+                if not o.result.ok and error is not None and (
+                        (error.step is Step.AUTH and o.result.code == 535) or credential_refused(error)):
                     _flag_authentication(o.account, o.result, now)
 
     retry_locked(work)
@@ -369,8 +373,8 @@ def _new_values(outcome: Outcome, now: datetime, earlier: int, settings: OutboxS
 
 
 def _flag_authentication(account: SmtpAccount, result: SendResult, now: datetime) -> None:
-    """A 535 during delivery shows on the account as a failed check (the accounts report's status); its summary
-    is facts, put in words in the reader's language by the report."""
+    """A 535, or a token endpoint refusing the credential, during delivery shows on the account as a failed check
+    (the accounts report's status); its summary is facts, put in words in the reader's language by the report."""
     facts = {**result.facts(), "delivery": True, "reply": (result.reply or "")[:500]}
     SmtpAccount.update(last_test_at=now, last_test_ok=False, last_test_summary=json.dumps(facts)).where(
         SmtpAccount.id == account.id).execute()

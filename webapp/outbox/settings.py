@@ -24,7 +24,7 @@ RECORD_EVERY = 50
 RECORD_SECONDS = 0.5
 # Steps where the session itself failed (not this message): the outcome applies to the rest of the account's group.
 SESSION_STEPS = frozenset({Step.DNS, Step.CONNECT, Step.PROXY, Step.TLS, Step.CERTIFICATE, Step.GREETING,
-                           Step.STARTTLS, Step.AUTH})
+                           Step.STARTTLS, Step.TOKEN, Step.AUTH})
 LOCK_RETRY_SECONDS = 60     # how long a write waits, in total, for SQLite's lock before giving up
 
 
@@ -48,6 +48,7 @@ class OutboxSettings:
     session_idle_seconds: float = 15     # close a kept connection unused this long
     # Never connected to (OUTBOUND_BLOCKED_NETWORKS); the same defaults as the app's when built without a config.
     blocked_networks: tuple = Defaults.OUTBOUND_BLOCKED_NETWORKS  # parsed into ip_network objects below
+    oauth_allow_loopback: bool = Defaults.OAUTH_ALLOW_LOOPBACK  # plain http to a loopback token URL (tests)
 
     KEYS = {
         "batch_size": "OUTBOX_BATCH_SIZE", "lease_seconds": "OUTBOX_LEASE_SECONDS",
@@ -57,7 +58,7 @@ class OutboxSettings:
         "max_connections": "OUTBOX_MAX_CONNECTIONS", "rate_per_minute": "OUTBOX_RATE_PER_MINUTE",
         "account_limits": "OUTBOX_ACCOUNT_LIMITS", "smtp_timeout": "OUTBOX_SMTP_TIMEOUT",
         "smtp_deadline": "OUTBOX_SMTP_DEADLINE", "session_idle_seconds": "OUTBOX_SESSION_IDLE_SECONDS",
-        "blocked_networks": "OUTBOUND_BLOCKED_NETWORKS",
+        "blocked_networks": "OUTBOUND_BLOCKED_NETWORKS", "oauth_allow_loopback": "OAUTH_ALLOW_LOOPBACK",
     }
 
     def __post_init__(self):

@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from webapp.mail.compose import header_block
 from webapp.mail.errors import N_, MailError, Step
 from webapp.mail.transport import QUIT_SECONDS, SendResult, SmtpSession
-from webapp.models import Notification, SmtpAccount, utcnow
+from webapp.models import Credential, Notification, SmtpAccount, utcnow
 from webapp.outbox import queue
 from webapp.outbox.message import build_wire, footer_for
 from webapp.outbox.queue import Outcome, claim, connection, outbox_counts
@@ -74,6 +74,7 @@ class Worker:
         self._lanes_lock = threading.Lock()
         self._lane_ended = threading.Event()
         self._next_hooks = 0.0
+        Credential.watch_refresh_token_rotation()  # as create_app() does: a worker may be built without it
 
     # -- running --
 
@@ -276,7 +277,8 @@ class Worker:
 
     def _session(self, account: SmtpAccount) -> SmtpSession:
         settings = account.smtp_settings(self.settings.smtp_timeout, self.settings.smtp_deadline,
-                                         blocked_networks=self.settings.blocked_networks)
+                                         blocked_networks=self.settings.blocked_networks,
+                                         oauth_allow_loopback=self.settings.oauth_allow_loopback)
         with self._sessions_lock:
             entry = self._sessions.pop(account.id, None)
         if entry is not None and entry.session.settings == settings:
