@@ -19,6 +19,7 @@ from webapp.mail.deadline import Watchdog
 from webapp.mail.errors import MailError, Step
 from webapp.mail.idn import ascii_domain
 from webapp.mail.oauth import OAuthGrant
+from webapp.mail.token_endpoint import check_token_url
 
 MODES = ("plain", "tls", "ssl")
 # Errors after which the server is still in step with us (smtplib already sent RSET): the session stays usable.
@@ -203,6 +204,9 @@ class SmtpSession:
     def _open(self) -> None:
         settings = self.settings
         self.tls = "none"
+        if settings.oauth is not None:
+            # Refused by the token URL rule before any socket, not after the mail server's greeting and EHLO.
+            check_token_url(settings.oauth.token_url, settings.oauth_allow_loopback)
         context = _tls_context(settings) if settings.mode != "plain" else None
         self._client = client = Client(self, context)
         code, reply = client.connect(settings.host, settings.port)
