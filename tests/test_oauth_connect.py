@@ -130,6 +130,20 @@ def test_behind_a_tls_proxy_the_redirect_uri_is_the_public_https_one(tmp_path, o
             "https://desk.example.com/credentials/oauth/callback"
 
 
+def form_action(response) -> str:
+    policy = dict(d.strip().split(" ", 1) for d in response.headers["Content-Security-Policy"].split(";"))
+    return policy["form-action"]
+
+
+def test_pages_with_the_button_let_its_form_go_on_to_the_sign_in_page(app, admin, oauth, unconnected):
+    # A form's redirect counts for CSP form-action: without JavaScript, the 303 goes on to the provider's origin.
+    assert form_action(admin.get(f"/credentials/{unconnected.id}/edit")) == f"'self' {oauth.issuer}"
+    assert form_action(admin.get("/credentials/")) == f"'self' {oauth.issuer}"
+    assert form_action(admin.get("/accounts/")) == "'self'"
+    app.config["OAUTH_ALLOW_LOOPBACK"] = False  # the URL is refused now: nobody is sent there
+    assert form_action(admin.get(f"/credentials/{unconnected.id}/edit")) == "'self'"
+
+
 def test_htmx_gets_hx_redirect_to_the_provider(admin, unconnected, oauth):
     response = admin.htmx("post", f"/credentials/{unconnected.id}/connect")
     assert response.status_code == 200 and response.headers["HX-Redirect"].startswith(oauth.authorize_url)

@@ -5,6 +5,7 @@ attempt between the two requests and says where the token endpoint is reached fr
 An attempt lives in the signed session cookie, under its state, for ATTEMPT_SECONDS: the credential, the user who
 started it, the code_verifier and the redirect URI. The callback takes it out before anything else, so a state is
 good for one callback, in the browser and session that started it, by the same user."""
+import re
 import time
 from urllib.parse import urlsplit
 
@@ -14,10 +15,12 @@ from flask_login import current_user
 from webapp.mail import oauth_errors
 from webapp.mail.authorization import authorization_request
 from webapp.mail.connectors import parse_networks
-from webapp.mail.oauth import CodeExchange
+from webapp.mail.oauth import REFRESH_TOKEN, CodeExchange, OAuthSettingError, check_endpoint
 from webapp.mail.token_endpoint import exchange_code
 from webapp.models import Credential
 
+# An origin as a CSP source expression may name it: no spaces, quotes, commas or semicolons.
+ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 SESSION_KEY = "oauth_connect"
 ATTEMPT_SECONDS = 600
 MAX_ATTEMPTS = 3  # per session: a few tabs at once, and the cookie stays small
@@ -28,6 +31,24 @@ def redirect_uri() -> str:
     """The one callback address of every credential, as the provider must have it registered. Behind a reverse proxy
     with SMTPDESK_BEHIND_HTTPS, its scheme and host are those the proxy forwards (X-Forwarded-Proto, -Host)."""
     return url_for("credentials.oauth_callback", _external=True)
+
+
+def sign_in_origins(credentials) -> list[str]:
+    """The origins of the sign-in pages that “Connect with the provider” may send the browser to from a page
+    showing these credentials (web.allow_form_action)."""
+    origins = set()
+    for credential in credentials:
+        if credential.kind != REFRESH_TOKEN:
+            continue
+        try:
+            check_endpoint(credential.authorization_url, bool(current_app.config["OAUTH_ALLOW_LOOPBACK"]))
+        except OAuthSettingError:
+            continue  # the button says why when pressed, and sends nobody there
+        parts = urlsplit(credential.authorization_url)
+        origin = f"{parts.scheme}://{parts.netloc}".lower()
+        if ORIGIN.fullmatch(origin):
+            origins.add(origin)
+    return sorted(origins)
 
 
 def start(credential: Credential) -> str:

@@ -1,5 +1,5 @@
 """The credential vault screen: list, add, edit and delete logins; secrets are write-only."""
-from flask import flash, redirect, request, url_for
+from flask import flash, make_response, redirect, request, url_for
 from flask_babel import gettext as _
 from peewee import IntegrityError, fn
 
@@ -9,7 +9,17 @@ from webapp.credentials.forms import KIND_LABELS, M365_SCOPE, M365_TOKEN_URL, TE
 from webapp.db import database
 from webapp.mail import MailError, oauth
 from webapp.models import AuditEntry, Credential, utcnow
-from webapp.web import audit, get_or_404, go_to, refuse, removed, render, render_form, role_required
+from webapp.web import (
+    allow_form_action,
+    audit,
+    get_or_404,
+    go_to,
+    refuse,
+    removed,
+    render,
+    render_form,
+    role_required,
+)
 
 
 def _done(message: str, category: str = "success"):
@@ -21,8 +31,9 @@ def _done(message: str, category: str = "success"):
 def index():
     """The vault: every credential, whether its secret is set, and which accounts use it."""
     credentials = list(Credential.select().order_by(fn.LOWER(Credential.name)))
-    return render("credentials/list.html", block="credential_rows", credentials=credentials,
+    page = render("credentials/list.html", block="credential_rows", credentials=credentials,
                   used_by=Credential.usage(), kind_labels=KIND_LABELS)
+    return allow_form_action(make_response(page), provider.sign_in_origins(credentials))
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -74,9 +85,10 @@ def edit(credential_id: int):
 
 def _form_page(form: CredentialForm, credential: Credential | None):
     """The form page, or just the form for htmx; 422 when it was submitted with errors."""
-    return render_form("credentials/form.html", form, block="credential_form", credential=credential,
+    page = render_form("credentials/form.html", form, block="credential_form", credential=credential,
                        tenant_pattern=TENANT_PATTERN, m365_token_url=M365_TOKEN_URL, m365_scope=M365_SCOPE,
                        redirect_uri=provider.redirect_uri())
+    return allow_form_action(make_response(page), provider.sign_in_origins([credential] if credential else []))
 
 
 @bp.post("/<int:credential_id>/connect")
