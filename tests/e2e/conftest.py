@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,11 +79,19 @@ def _env(instance: Path) -> dict:
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory):
     """A fresh smtpdesk on a free loopback port, as `make run` starts it; stopped after the module."""
+    with serving(tmp_path_factory) as server:
+        yield server
+
+
+@contextmanager
+def serving(tmp_path_factory, **settings: str):
+    """`smtpdesk serve` on a fresh instance and a free loopback port until the block ends; settings are extra
+    SMTPDESK_* variables for it (a module that needs them overrides live_server with them)."""
     instance = tmp_path_factory.mktemp("instance")
     port = free_port()
     log = instance / "server.log"
     with open(log, "w") as out:
-        process = subprocess.Popen([_smtpdesk(), "serve", "--port", str(port)], env=_env(instance),
+        process = subprocess.Popen([_smtpdesk(), "serve", "--port", str(port)], env={**_env(instance), **settings},
                                    stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_for_port(port)
