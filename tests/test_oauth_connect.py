@@ -274,5 +274,8 @@ def test_an_unconnected_credential_says_to_connect_first(app, admin, oauth, smtp
     drain(oauth_allow_loopback=True)
     notification = reload(notification)
     assert (notification.status, notification.last_step) == ("failed", "policy")
-    assert "not connected with its provider" in text_of(admin.get(f"/deliveries/{notification.id}"))
+    # The delivery's page says what to do, as the dialog does.
+    page = text_of(admin.get(f"/deliveries/{notification.id}"))
+    assert "not connected with its provider" in page
+    assert "<dt>What to do</dt><dd>Connect the credential with the provider first" in page
     assert server.connections == 0 and oauth.token_requests() == []

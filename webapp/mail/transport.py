@@ -79,14 +79,15 @@ class SendResult:
 
     def facts(self) -> dict:
         """The outcome as data (JSON-ready) that a screen puts in words in its reader's language: the final reply,
-        or the failed step with the English msgid of its message and its params. Never a secret: the reply is
-        scrubbed and params hold none."""
+        or the failed step with the English msgids of its message and hint and their params. Never a secret: the
+        reply is scrubbed and params hold none."""
         if self.ok or self.error is None:
             return {"ok": self.ok, "code": self.code, "reply": self.reply}
         error = self.error
         return {"ok": False, "step": error.step.value, "code": error.code, "reply": error.reply,
-                "message": error.message, "params": {name: value if isinstance(value, (int, float)) else str(value)
-                                                      for name, value in error.params.items()}}
+                "message": error.message, "hint": error.hint,
+                "params": {name: value if isinstance(value, (int, float)) else str(value)
+                           for name, value in error.params.items()}}
 
 
 def send_message(settings: SmtpSettings, message: EmailMessage, *, envelope_from: str,
