@@ -223,6 +223,14 @@ def test_a_wrong_client_secret_is_explained(admin, oauth, loopback):
     assert "not-the-secret-0000" not in message and refresh_token_of(credential) is None
 
 
+def test_the_exchange_keeps_to_the_outbound_policy(app, admin, oauth, unconnected):
+    callback = oauth.consent(start(admin, unconnected))
+    app.config["OUTBOUND_BLOCKED_NETWORKS"] = "127.0.0.0/8"  # the token endpoint's network, blocked meanwhile
+    [(category, message)] = flashes(come_back(admin, callback))
+    assert category == "error" and "127.0.0.1" in message and "blocked" in message
+    assert refresh_token_of(unconnected) is None and oauth.token_requests() == []
+
+
 def test_an_answer_without_a_refresh_token_says_what_to_do(admin, oauth, unconnected):
     oauth.configure(code_refresh_token=False)
     [(category, message)] = flashes(come_back(admin, oauth.consent(start(admin, unconnected))))
