@@ -153,6 +153,15 @@ def sign_in(page, base: str, username: str) -> None:
     expect(page).to_have_url(re.compile(r"/accounts/$"))
 
 
+def keep_problems(page):
+    """The page, keeping the browser's complaints (CSP refusals, script errors) in page.problems from now on."""
+    page.problems = []
+    page.on("console", lambda message: page.problems.append(message.text)
+            if re.search(r"Content Security Policy|Refused to|Failed to load resource", message.text) else None)
+    page.on("pageerror", lambda error: page.problems.append(str(error)))
+    return page
+
+
 def add_account(page, base: str, name: str, host: str, port: int) -> None:
     """A plain-SMTP account made through the form, in Portuguese, with every address filled."""
     from playwright.sync_api import expect

@@ -9,7 +9,8 @@ import time
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import PASSWORD, serving, sign_in
+from tests.e2e.conftest import PASSWORD, keep_problems, serving, sign_in
+from tests.e2e.test_account_presets import sign_in_english
 from tests.e2e.test_test_dialog import open_dialog
 from tests.fixtures.oauth import APP_MAILBOX, GMAIL_SCOPE, M365_SCOPE, USER_MAILBOX
 
@@ -34,14 +35,7 @@ def oauth_admin(live_server) -> str:
 @pytest.fixture
 def admin_page(live_server, oauth_admin, page: Page) -> Page:
     """Signed in as an admin, browsing in English; the browser's complaints (CSP, script errors) are kept."""
-    page.problems = []
-    page.on("console", lambda message: page.problems.append(message.text)
-            if re.search(r"Content Security Policy|Refused to", message.text) else None)
-    page.on("pageerror", lambda error: page.problems.append(str(error)))
-    sign_in(page, live_server.url, oauth_admin)
-    page.get_by_role("button", name="EN", exact=True).click()
-    expect(page.locator("html")).to_have_attribute("lang", "en")
-    return page
+    return sign_in_english(keep_problems(page), live_server.url, oauth_admin)
 
 
 def new_credential(page: Page, base: str, name: str, kind: str, mailbox: str, scope: str) -> None:
