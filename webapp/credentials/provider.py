@@ -112,10 +112,11 @@ def refresh_token(credential: Credential, attempt: dict, code: str) -> str:
 def _route_of(credential: Credential):
     """The network connector and extra CA the token endpoint is reached with: those of the first account, by name,
     that uses the credential, as its sending would; direct with the system's trust store when none does."""
-    for account in credential.accounts_using():
-        connector = account.effective_connector()
-        return (connector.hop() if connector else None), account.ca_cert or None
-    return None, None
+    accounts = credential.accounts_using()
+    if not accounts:
+        return None, None
+    connector = accounts[0].effective_connector()
+    return (connector.hop() if connector else None), accounts[0].ca_cert or None
 
 
 def authorization_refused(credential: Credential, error: str, description: str):
