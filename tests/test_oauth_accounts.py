@@ -251,7 +251,8 @@ def test_a_loopback_token_url_is_refused_when_sending(app, admin, oauth, smtp_se
     drain()  # the worker's setting is off too
     notification = reload(notification)
     assert (notification.status, notification.attempts, notification.last_step) == ("failed", 1, "policy")
-    assert oauth.token_requests() == [] and "AUTH" not in server.commands
+    # Refused before any socket: the mail server never saw a connection, let alone EHLO or AUTH.
+    assert oauth.token_requests() == [] and server.connections == 0
 
 
 # --- "Test these settings" with a typed secret -----------------------------------------------------------------

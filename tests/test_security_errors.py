@@ -262,9 +262,9 @@ def test_security_37_an_unexpected_exception_is_logged_once_with_its_traceback(a
 # --- A full disk --------------------------------------------------------------------------------------------------
 
 FULL = "The storage is full: nothing was saved."
-# Routes a full disk may legitimately never stop: they change a value in place or end a session (never a 500 though,
-# and a 503 there must have saved nothing too).
-MAY_SUCCEED_WHEN_FULL = {"auth.language", "auth.logout"}
+# Routes a full disk may legitimately never stop: they change a value in place, end a session, or keep what they
+# start in the session cookie (never a 500 though, and a 503 there must have saved nothing too).
+MAY_SUCCEED_WHEN_FULL = {"auth.language", "auth.logout", "credentials.connect"}
 # Only reachable before the first user exists.
 NOT_WALKED = {"auth.setup"}
 
@@ -288,6 +288,9 @@ def write_requests(app, admin, token) -> dict:
     toggled = make_account(name="toggled", host="127.0.0.1", port=free_port())
     proxies = [make_connector(name=f"proxy {n}", port=free_port()) for n in range(2)]
     credential = make_credential(name="spare login")
+    unconnected = make_credential(secret=None, name="unconnected", kind="oauth_refresh", client_id="web-client",
+                                  authorization_url="https://accounts.google.com/o/oauth2/v2/auth",
+                                  token_url="https://oauth2.googleapis.com/token", scope="https://mail.google.com/")
     colleague = make_user("operator", username="colleague")
     leaving = app.test_client().use_language("en")
     polyglot = make_client(app)  # switches languages: not the admin, whose pages the test reads in English
@@ -332,6 +335,7 @@ def write_requests(app, admin, token) -> dict:
         "credentials.edit": (None, post(f"/credentials/{credential.id}/edit",
                                         lambda n: credential_form(name=f"spare login {n}", secret=""))),
         "credentials.delete": (lambda n: make_credential(), post(lambda n, made: f"/credentials/{made.id}/delete")),
+        "credentials.connect": (None, post(f"/credentials/{unconnected.id}/connect")),
         "deliveries.retry": (lambda n: make_notification("failed"),
                              post(lambda n, notification: f"/deliveries/{notification.id}/retry")),
         "schedules.create": (None, post("/schedules/new", lambda n: {

@@ -85,6 +85,16 @@ def _require_login():
     return None
 
 
+def allow_form_action(response, origins):
+    """Let this page's forms go on to these origins too. A form's redirect counts for form-action: without this, the
+    303 that takes a form without htmx to a provider's sign-in page is stopped by the browser."""
+    if origins:
+        policy = SECURITY_HEADERS["Content-Security-Policy"]
+        response.headers["Content-Security-Policy"] = policy.replace(
+            "form-action 'self'", " ".join(("form-action 'self'", *origins)))
+    return response
+
+
 def _vary_on_htmx(response):
     # The same URL answers a page or a fragment, so caches must key on HX-Request.
     response.vary.add("HX-Request")

@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,11 +79,19 @@ def _env(instance: Path) -> dict:
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory):
     """A fresh smtpdesk on a free loopback port, as `make run` starts it; stopped after the module."""
+    with serving(tmp_path_factory) as server:
+        yield server
+
+
+@contextmanager
+def serving(tmp_path_factory, **settings: str):
+    """`smtpdesk serve` on a fresh instance and a free loopback port until the block ends; settings are extra
+    SMTPDESK_* variables for it (a module that needs them overrides live_server with them)."""
     instance = tmp_path_factory.mktemp("instance")
     port = free_port()
     log = instance / "server.log"
     with open(log, "w") as out:
-        process = subprocess.Popen([_smtpdesk(), "serve", "--port", str(port)], env=_env(instance),
+        process = subprocess.Popen([_smtpdesk(), "serve", "--port", str(port)], env={**_env(instance), **settings},
                                    stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_for_port(port)
@@ -142,6 +151,15 @@ def sign_in(page, base: str, username: str) -> None:
     page.locator("#password").fill(PASSWORD)
     page.locator("main form button[type=submit]").click()
     expect(page).to_have_url(re.compile(r"/accounts/$"))
+
+
+def keep_problems(page):
+    """The page, keeping the browser's complaints (CSP refusals, script errors) in page.problems from now on."""
+    page.problems = []
+    page.on("console", lambda message: page.problems.append(message.text)
+            if re.search(r"Content Security Policy|Refused to|Failed to load resource", message.text) else None)
+    page.on("pageerror", lambda error: page.problems.append(str(error)))
+    return page
 
 
 def add_account(page, base: str, name: str, host: str, port: int) -> None:

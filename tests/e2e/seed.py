@@ -21,6 +21,16 @@ def seed() -> None:
                             description="Conta de serviço usada pelas notificações de cobrança e do portal",
                             allowed_hosts="smtp.office365.com\n*.empresa-exemplo.com.br")
     make_credential(name="SendGrid — API", username="apikey")
+    # "Connect with the provider" on an edit page, connected (3) and not yet (4).
+    google = dict(kind="oauth_refresh", authorization_url="https://accounts.google.com/o/oauth2/v2/auth",
+                  token_url="https://oauth2.googleapis.com/token", scope="https://mail.google.com/",
+                  client_id="1234567890-abcdefghij.apps.googleusercontent.com")
+    connected = make_credential(secret=None, name="Gmail — alertas do portal",
+                                username="alertas@empresa-exemplo.com.br", **google)
+    connected.set_secret("1//seeded-refresh-token", "refresh_token_encrypted")
+    connected.save()
+    make_credential(secret=None, name="Gmail — caixa da diretoria (a conectar)",
+                    username="diretoria@empresa-exemplo.com.br", **google)
     proxy = make_connector(name="Proxy do escritório de São Paulo", host="proxy.sp.empresa-exemplo.com.br")
     make_account(name="Notificações do sistema", sender="Notificações <notificacoes@empresa-exemplo.com.br>",
                  reply_to="atendimento@empresa-exemplo.com.br", return_path="devolucoes@empresa-exemplo.com.br",

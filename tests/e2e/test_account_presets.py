@@ -5,7 +5,7 @@ import re
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.e2e.conftest import PASSWORD, sign_in
+from tests.e2e.conftest import PASSWORD, keep_problems, sign_in
 from tests.e2e.test_layout_a11y import axe_problems
 
 pytestmark = pytest.mark.e2e
@@ -22,11 +22,7 @@ def preset_admin(live_server) -> str:
 @pytest.fixture
 def admin_page(live_server, preset_admin, page: Page) -> Page:
     """Signed in as an admin, browsing in English; the browser's own complaints (CSP, script errors) are kept."""
-    page.problems = []
-    page.on("console", lambda message: page.problems.append(message.text)
-            if re.search(r"Content Security Policy|Refused to|Failed to load resource", message.text) else None)
-    page.on("pageerror", lambda error: page.problems.append(str(error)))
-    return sign_in_english(page, live_server.url, preset_admin)
+    return sign_in_english(keep_problems(page), live_server.url, preset_admin)
 
 
 def sign_in_english(page: Page, base: str, username: str) -> Page:

@@ -158,9 +158,10 @@ def realistic(live_server, admin) -> None:
 
 FILLED_PAGES = ["/accounts/", "/accounts/?name=nada-assim", "/accounts/?enabled=no", "/accounts/print",
                 "/accounts/new", "/accounts/1/edit", "/accounts/2/edit", "/credentials/", "/credentials/new",
-                "/credentials/1/edit", "/connectors/", "/connectors/new", "/connectors/1/edit", "/connectors/1/test",
-                "/deliveries/", "/audit/", "/users/", "/users/new", "/users/1/edit", "/tokens/", "/tokens/new",
-                "/schedules/", "/schedules/new", "/settings/", "/accounts/1/test"]
+                "/credentials/1/edit", "/credentials/3/edit", "/credentials/4/edit", "/connectors/", "/connectors/new",
+                "/connectors/1/edit", "/connectors/1/test", "/deliveries/", "/audit/", "/users/", "/users/new",
+                "/users/1/edit", "/tokens/", "/tokens/new", "/schedules/", "/schedules/new", "/settings/",
+                "/accounts/1/test"]
 FORMS_WITH_ERRORS = ["/accounts/new", "/credentials/new", "/connectors/new", "/users/new", "/tokens/new"]
 
 

@@ -198,6 +198,8 @@ service.on("beforeResponse", (response, req) => {
   if (!scopesOf(scope).includes("openid")) delete body.id_token; // an ID token only for OpenID Connect
   if (grant_type === "refresh_token" && !config.rotate_refresh_tokens) {
     delete body.refresh_token; // Google keeps the refresh token; Microsoft sends a new one (rotate_refresh_tokens)
+  } else if (grant_type === "authorization_code" && config.code_refresh_token === false) {
+    delete body.refresh_token; // Google, consent given before and no prompt=consent; Microsoft without offline_access
   } else if (body.refresh_token !== undefined) {
     refreshTokens.set(body.refresh_token, { client_id, email, scope, revoked: false });
   }

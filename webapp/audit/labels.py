@@ -22,6 +22,7 @@ ACTION_LABELS = {
     "test": _l("tested"),
     "revoke": _l("revoked"),
     "retry": _l("retried"),
+    "connect": _l("connected with the provider"),
 }
 
 OBJECT_TYPE_LABELS = {

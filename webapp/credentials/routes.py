@@ -1,13 +1,25 @@
 """The credential vault screen: list, add, edit and delete logins; secrets are write-only."""
-from flask import url_for
+from flask import flash, make_response, redirect, request, url_for
 from flask_babel import gettext as _
 from peewee import IntegrityError, fn
 
-from webapp.credentials import bp
+from webapp.accounts.testing import explain
+from webapp.credentials import bp, provider
 from webapp.credentials.forms import KIND_LABELS, M365_SCOPE, M365_TOKEN_URL, TENANT_PATTERN, CredentialForm
 from webapp.db import database
+from webapp.mail import MailError, oauth
 from webapp.models import AuditEntry, Credential, utcnow
-from webapp.web import audit, get_or_404, go_to, refuse, removed, render, render_form, role_required
+from webapp.web import (
+    allow_form_action,
+    audit,
+    get_or_404,
+    go_to,
+    refuse,
+    removed,
+    render,
+    render_form,
+    role_required,
+)
 
 
 def _done(message: str, category: str = "success"):
@@ -19,8 +31,9 @@ def _done(message: str, category: str = "success"):
 def index():
     """The vault: every credential, whether its secret is set, and which accounts use it."""
     credentials = list(Credential.select().order_by(fn.LOWER(Credential.name)))
-    return render("credentials/list.html", block="credential_rows", credentials=credentials,
+    page = render("credentials/list.html", block="credential_rows", credentials=credentials,
                   used_by=Credential.usage(), kind_labels=KIND_LABELS)
+    return allow_form_action(make_response(page), provider.sign_in_origins(credentials))
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -72,8 +85,57 @@ def edit(credential_id: int):
 
 def _form_page(form: CredentialForm, credential: Credential | None):
     """The form page, or just the form for htmx; 422 when it was submitted with errors."""
-    return render_form("credentials/form.html", form, block="credential_form", credential=credential,
-                       tenant_pattern=TENANT_PATTERN, m365_token_url=M365_TOKEN_URL, m365_scope=M365_SCOPE)
+    page = render_form("credentials/form.html", form, block="credential_form", credential=credential,
+                       tenant_pattern=TENANT_PATTERN, m365_token_url=M365_TOKEN_URL, m365_scope=M365_SCOPE,
+                       redirect_uri=provider.redirect_uri())
+    return allow_form_action(make_response(page), provider.sign_in_origins([credential] if credential else []))
+
+
+@bp.post("/<int:credential_id>/connect")
+@role_required("admin")
+def connect(credential_id: int):
+    """Send the browser to the provider to sign in and allow access; it comes back to oauth_callback."""
+    credential = get_or_404(Credential, credential_id)
+    back = url_for("credentials.edit", credential_id=credential.id)
+    if credential.kind != oauth.REFRESH_TOKEN:
+        return refuse(_("Only a credential of the type “%(kind)s” connects with its provider.",
+                        kind=KIND_LABELS[oauth.REFRESH_TOKEN]), back)
+    try:
+        url = provider.start(credential)
+    except oauth.OAuthSettingError as error:
+        return refuse(_("The authorization URL is refused: %(reason)s", reason=_(error.message, **error.params)), back)
+    return go_to(url)
+
+
+@bp.get("/oauth/callback")
+@role_required("admin")
+def oauth_callback():
+    """Where the provider sends the browser back: check the attempt, exchange the code, store the refresh token."""
+    attempt = provider.take(request.args.get("state"))
+    credential = Credential.by_id(attempt["credential"]) if attempt else None
+    if credential is None or credential.kind != oauth.REFRESH_TOKEN:
+        flash(_("This return from the provider matches no connection you started here in the last %(minutes)s "
+                "minutes, or it was used already. Nothing was stored: press “Connect with the provider” again.",
+                minutes=provider.ATTEMPT_SECONDS // 60), "error")
+        return redirect(url_for("credentials.index"), 303)
+    back = url_for("credentials.edit", credential_id=credential.id)
+    code, error = request.args.get("code"), request.args.get("error")
+    try:
+        if error or not code:
+            raise provider.authorization_refused(credential, error or "invalid_request",
+                                                 request.args.get("error_description") or "")
+        token = provider.refresh_token(credential, attempt, code)
+    except MailError as refusal:
+        flash(f"{explain(refusal.message, refusal.params)} {explain(refusal.hint, refusal.params)}", "error")
+        return redirect(back, 303)
+    before = credential.audit_snapshot()
+    credential.set_secret(token, "refresh_token_encrypted")
+    credential.updated_at = utcnow()
+    with database.atomic():
+        credential.save()
+        audit("connect", credential, AuditEntry.diff(before, credential.audit_snapshot()))
+    flash(_("Connected: refresh token stored."), "success")
+    return redirect(back, 303)
 
 
 @bp.post("/<int:credential_id>/delete")

@@ -14,7 +14,7 @@ from webapp.deliveries.forms import ACTIVE_STATUSES, STATUS_LABELS, DeliveryFilt
 from webapp.mail import Step
 from webapp.models import DeliveryAttempt, Notification, row_id
 from webapp.outbox import LEASE_EXPIRED, retry_notification
-from webapp.outbox.message import reply_words
+from webapp.outbox.message import reply_words, stored_facts
 from webapp.translation import lazy_gettext as _l
 from webapp.web import audit, get_or_404, refuse, render, role_required, safe_next
 
@@ -33,8 +33,16 @@ def reply_text(stored: str | None) -> str:
     return reply_words(stored, explain)
 
 
+def hint_text(stored: str | None) -> str:
+    """What to do about a delivery's stored failure, in the reader's language; "" when nothing was kept (a success,
+    or facts stored before hints were)."""
+    facts = stored_facts(stored) or {}
+    return explain(facts["hint"], facts.get("params") or {}) if facts.get("hint") else ""
+
+
 # The deliveries and the accounts report (an account's last delivery) show stored replies.
 bp.add_app_template_filter(reply_text, "delivery_reply")
+bp.add_app_template_filter(hint_text, "delivery_hint")
 
 
 def _counts_context() -> dict:

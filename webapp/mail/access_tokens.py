@@ -15,7 +15,7 @@ from webapp.mail import oauth_errors
 from webapp.mail.connectors import Hop
 from webapp.mail.errors import MailError
 from webapp.mail.oauth import OAuthGrant
-from webapp.mail.token_endpoint import Route, check_token_url, request_token
+from webapp.mail.token_endpoint import Route, check_token_url, request_token, scrubbed
 
 # OAUTHBEARER is the standard (RFC 7628), with its error exchange defined; XOAUTH2 is Google's older form, the one
 # Microsoft 365 offers. Gmail offers both, so each provider gets the one it documents best.
@@ -173,18 +173,6 @@ def token_from_answer(answer: dict, host: str) -> tuple[AccessToken, float | Non
     rotated = answer.get("refresh_token")
     return AccessToken(value, lifetime, refresh_token=rotated if isinstance(rotated, str) and rotated else None), \
         lifetime
-
-
-def scrubbed(error: MailError, values: list[str]) -> MailError:
-    """The error with each of the values masked wherever a provider's words could have echoed it."""
-    def scrub(text):
-        if isinstance(text, str):
-            for value in values:
-                text = text.replace(value, "********")
-        return text
-
-    return dataclasses.replace(error, params={name: scrub(v) for name, v in error.params.items()},
-                               reply=scrub(error.reply))
 
 
 def bearer_mechanism(offered: str) -> str | None:

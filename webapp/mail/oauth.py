@@ -24,6 +24,8 @@ OAUTH_KINDS = KINDS[1:]
 # language, so messages name a grant by it).
 GRANT_TYPES = {CLIENT_CREDENTIALS: "client_credentials", REFRESH_TOKEN: "refresh_token",
                JWT_BEARER: "urn:ietf:params:oauth:grant-type:jwt-bearer"}
+# RFC 6749 §4.1.3: how a REFRESH_TOKEN credential gets its refresh token ("Connect with the provider").
+AUTHORIZATION_CODE = "authorization_code"
 
 MAX_URL_LENGTH = 2048
 # Google's keys are about 2.3 KB; a few times that still bounds what is parsed and stored.
@@ -178,3 +180,24 @@ class OAuthGrant:
         """The values never to show: client secret, refresh token, private key."""
         key = self.service_account.private_key if self.service_account else None
         return [value for value in (self.client_secret, self.refresh_token, key) if value]
+
+
+@dataclass(frozen=True)
+class CodeExchange:
+    """An authorization code to exchange at the token endpoint for a REFRESH_TOKEN credential's refresh token (RFC 6749
+    §4.1.3, with RFC 7636's code_verifier), secrets revealed: asked like an OAuthGrant, and explained like one."""
+
+    token_url: str
+    mailbox: str
+    scope: str
+    client_id: str
+    redirect_uri: str  # the one the authorization request named: RFC 6749 §4.1.3 wants it again, identical
+    client_secret: str | None = field(default=None, repr=False)
+    code: str = field(default="", repr=False)
+    code_verifier: str = field(default="", repr=False)
+    kind = REFRESH_TOKEN  # the credential type it connects
+    grant_type = AUTHORIZATION_CODE
+
+    def secrets(self) -> list[str]:
+        """The values never to show: client secret, code and verifier."""
+        return [value for value in (self.client_secret, self.code, self.code_verifier) if value]

@@ -6,7 +6,7 @@ import re
 import ssl
 
 from webapp.mail.errors import CERTIFICATE_REASONS, N_, TRY_LATER, MailError, Step, auth_refused
-from webapp.mail.oauth import JWT_BEARER, REFRESH_TOKEN
+from webapp.mail.oauth import AUTHORIZATION_CODE, JWT_BEARER, REFRESH_TOKEN
 
 # RFC 6749 §5.2 and RFC 8628 §3.5 codes after which asking again later may work.
 TRANSIENT_ERRORS = {"temporarily_unavailable", "server_error", "slow_down"}
@@ -46,6 +46,11 @@ def token_error(error: str, description: str, grant, *, host: str, status: int) 
     params = {"host": host, "reason": reason, "scope": grant.scope, "mailbox": grant.mailbox,
               "grant": grant.grant_type, "error": error}
     service_account = grant.kind == JWT_BEARER
+    if error == "invalid_grant" and grant.grant_type == AUTHORIZATION_CODE:
+        return MailError(Step.TOKEN, False,
+                         N_("The token endpoint %(host)s refused the authorization code (%(reason)s)."),
+                         N_("Connect with the provider again: a code can be used once, within minutes, and only with "
+                            "the redirect URI and client it was issued for."), params)
     if error == "invalid_client":
         return MailError(Step.TOKEN, False,
                          N_("The token endpoint %(host)s did not accept the client ID or secret (%(reason)s)."),
@@ -211,3 +216,37 @@ def bearer_refused(host: str, code: int, reply: str | None, mailbox: str, status
         hint = N_("Check the credential's scope and mailbox: the token must allow sending mail over SMTP as "
                   "%(mailbox)s.")
     return MailError(Step.AUTH, False, message, hint, params, code, reply)
+
+
+def authorization_refused(error: str, description: str, *, host: str, scope: str, mailbox: str) -> MailError:
+    """The provider sent the browser back with an RFC 6749 §4.1.2.1 error instead of a code: nothing was asked of
+    the token endpoint."""
+    reason = error + (f": {description[:MAX_DESCRIPTION]}" if description else "")
+    params = {"host": host, "reason": reason, "scope": scope, "mailbox": mailbox}
+    if error == "access_denied":
+        return MailError(Step.TOKEN, False,
+                         N_("%(host)s says access was not allowed (%(reason)s): the person who signed in cancelled "
+                            "or refused, or the organization does not let them consent."),
+                         N_("Connect with the provider again, sign in as %(mailbox)s and allow access. In Microsoft "
+                            "365 an administrator may have to grant consent for the organization first (Microsoft "
+                            "Entra admin center → Enterprise applications → the app → Permissions)."), params)
+    if error == "invalid_scope":
+        return MailError(Step.TOKEN, False, N_("%(host)s refused the scope %(scope)s (%(reason)s)."),
+                         N_("Use the provider's scope for sending mail: https://mail.google.com/ for Gmail and Google "
+                            "Workspace, https://outlook.office.com/SMTP.Send offline_access for a Microsoft 365 user; "
+                            "and add it to the app at the provider."), params)
+    if error in TRANSIENT_ERRORS:
+        return MailError(Step.TOKEN, True, N_("%(host)s cannot sign you in right now (%(reason)s)."), TRY_LATER,
+                         params)
+    return MailError(Step.TOKEN, False, N_("%(host)s did not authorize the connection (%(reason)s)."),
+                     N_("Check the credential's authorization URL, client ID and scope, and that the app is a web "
+                        "application at the provider whose redirect URIs include the one this page shows."), params)
+
+
+def no_refresh_token(host: str) -> MailError:
+    """The code bought an access token but no refresh token: there is nothing to store."""
+    return MailError(Step.TOKEN, False,
+                     N_("The token endpoint %(host)s issued no refresh token, so nothing was stored."),
+                     N_("Google issues one only for offline access with a new consent: remove the app under Google "
+                        "Account → Security → Third-party apps with account access, then connect again. Microsoft "
+                        "issues one only when the scope includes offline_access."), {"host": host})

@@ -1,6 +1,9 @@
 """One request to an OAuth 2.0 token endpoint (RFC 6749 §3.2): authlib builds and signs it, requests carries it over
 a connection that connectors.open_connection opens (the outbound policy and the account's network connector apply as
-to the mail server), TLS always verified, every socket bounded by the timeout and the whole by a deadline."""
+to the mail server), TLS always verified, every socket bounded by the timeout and the whole by a deadline. Asked for
+an access token when sending (access_tokens.obtain_token) and for a credential's first refresh token when it is
+connected with its provider (exchange_code)."""
+import dataclasses
 import json
 import ssl
 
@@ -17,7 +20,14 @@ from webapp.mail import oauth_errors
 from webapp.mail.connectors import Hop, open_connection
 from webapp.mail.deadline import Watchdog
 from webapp.mail.errors import MailError, OversizedReply, Step, bad_ca_certificate
-from webapp.mail.oauth import JWT_BEARER, REFRESH_TOKEN, OAuthSettingError, ServiceAccountKey, check_endpoint
+from webapp.mail.oauth import (
+    JWT_BEARER,
+    REFRESH_TOKEN,
+    CodeExchange,
+    OAuthSettingError,
+    ServiceAccountKey,
+    check_endpoint,
+)
 
 # A token answer is a few KB (a JWT access token, perhaps an ID token); reading stops past this.
 MAX_ANSWER = 64 * 1024
@@ -121,6 +131,9 @@ def request_token(grant, route: Route, deadline: float, host: str, port: int) ->
     session.mount("http://", adapter)
     route.watchdog.arm(deadline)
     try:
+        if isinstance(grant, CodeExchange):
+            return dict(session.fetch_token(grant.token_url, grant_type=grant.grant_type, code=grant.code,
+                                            redirect_uri=grant.redirect_uri, code_verifier=grant.code_verifier))
         if grant.kind == JWT_BEARER:
             return dict(session.refresh_token())
         if grant.kind == REFRESH_TOKEN:
@@ -142,6 +155,31 @@ def request_token(grant, route: Route, deadline: float, host: str, port: int) ->
         route.watchdog.disarm()
         route.watchdog.forget()
         session.close()
+
+
+def exchange_code(exchange: CodeExchange, *, timeout: float, deadline: float, hop: Hop | None = None,
+                  blocked_networks=(), ca_pem: str | None = None, allow_loopback: bool = False) -> dict:
+    """The token endpoint's answer to an authorization code (access_token, refresh_token, ...), asked as an access
+    token is when sending: the token URL rule, the outbound policy and hop, TLS verified, the timeout and deadline.
+    Raises MailError (TOKEN, POLICY or PROXY) holding none of the exchange's secrets."""
+    host, port = check_token_url(exchange.token_url, allow_loopback)
+    route = Route(timeout=timeout, hop=hop, blocked_networks=blocked_networks, ca_pem=ca_pem)
+    try:
+        return request_token(exchange, route, deadline, host, port)
+    except MailError as error:
+        raise scrubbed(error, exchange.secrets()) from None
+
+
+def scrubbed(error: MailError, values: list[str]) -> MailError:
+    """The error with each of the values masked wherever a provider's words could have echoed it."""
+    def scrub(text):
+        if isinstance(text, str):
+            for value in values:
+                text = text.replace(value, "********")
+        return text
+
+    return dataclasses.replace(error, params={name: scrub(v) for name, v in error.params.items()},
+                               reply=scrub(error.reply))
 
 
 def _session(grant, timeout: float) -> requests.Session:

@@ -19,6 +19,7 @@ from webapp.mail.deadline import Watchdog
 from webapp.mail.errors import MailError, Step
 from webapp.mail.idn import ascii_domain
 from webapp.mail.oauth import OAuthGrant
+from webapp.mail.token_endpoint import check_token_url
 
 MODES = ("plain", "tls", "ssl")
 # Errors after which the server is still in step with us (smtplib already sent RSET): the session stays usable.
@@ -78,14 +79,15 @@ class SendResult:
 
     def facts(self) -> dict:
         """The outcome as data (JSON-ready) that a screen puts in words in its reader's language: the final reply,
-        or the failed step with the English msgid of its message and its params. Never a secret: the reply is
-        scrubbed and params hold none."""
+        or the failed step with the English msgids of its message and hint and their params. Never a secret: the
+        reply is scrubbed and params hold none."""
         if self.ok or self.error is None:
             return {"ok": self.ok, "code": self.code, "reply": self.reply}
         error = self.error
         return {"ok": False, "step": error.step.value, "code": error.code, "reply": error.reply,
-                "message": error.message, "params": {name: value if isinstance(value, (int, float)) else str(value)
-                                                      for name, value in error.params.items()}}
+                "message": error.message, "hint": error.hint,
+                "params": {name: value if isinstance(value, (int, float)) else str(value)
+                           for name, value in error.params.items()}}
 
 
 def send_message(settings: SmtpSettings, message: EmailMessage, *, envelope_from: str,
@@ -203,6 +205,9 @@ class SmtpSession:
     def _open(self) -> None:
         settings = self.settings
         self.tls = "none"
+        if settings.oauth is not None:
+            # Refused by the token URL rule before any socket, not after the mail server's greeting and EHLO.
+            check_token_url(settings.oauth.token_url, settings.oauth_allow_loopback)
         context = _tls_context(settings) if settings.mode != "plain" else None
         self._client = client = Client(self, context)
         code, reply = client.connect(settings.host, settings.port)

@@ -272,6 +272,11 @@ class SmtpAccount(DefaultFlagMixin, BaseModel):
                                   "do not include it."),
                                N_("Choose another credential, or add the host to the credential's allowed hosts."),
                                credential=credential.name, host=self.host)
+            if not credential.secret_stored and credential.kind == oauth.REFRESH_TOKEN:
+                raise _refused(N_("The credential %(credential)s has no refresh token yet: it is not connected with "
+                                  "its provider."),
+                               N_("Connect the credential with the provider first: Credentials → Edit → Connect with "
+                                  "the provider."), credential=credential.name)
             if not credential.secret_stored:
                 raise _refused(N_("The credential %(credential)s has no secret stored."),
                                N_("Enter the secret in the credential vault."), credential=credential.name)
