@@ -18,6 +18,7 @@ import pytest
 from tests.support.factories import make_user
 from tests.support.net import free_port, wait_for_port
 from tests.support.outbox import account_for, message_ids, statuses
+from tests.support.processes import stop
 from webapp.models import ApiToken, Notification
 
 SMTPDESK = Path(sys.executable).with_name("smtpdesk")
@@ -42,12 +43,7 @@ def served(app, tmp_path):
 
     yield serve
     for process in processes:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, timeout=30)
 
 
 def post_notification(port: int, token: str, n: int) -> tuple[int, dict]:

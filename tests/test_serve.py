@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.factories import make_account, make_user
 from tests.support.net import free_port, wait_for_port
-from tests.support.processes import instance_env, start, wait_for
+from tests.support.processes import instance_env, start, stop, wait_for
 from webapp.models import ApiToken, Notification
 
 
@@ -37,16 +37,6 @@ def post_notification(port: int, token: str, n: int) -> int:
         connection.close()
 
 
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @pytest.fixture
 def serve(app, tmp_path):
     """Start `smtpdesk serve` on the test's instance: serve(*extra) -> (process, port)."""
@@ -62,7 +52,7 @@ def serve(app, tmp_path):
 
     yield run
     for process in started:
-        stop(process)
+        stop(process, timeout=30)
 
 
 def test_serve_answers_and_stops_the_worker_gracefully_on_sigterm(app, serve, tmp_path):

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.net import free_port, wait_for_port
+from tests.support.processes import stop
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -97,12 +98,7 @@ def serving(tmp_path_factory, **settings: str):
         wait_for_port(port)
         yield LiveServer(url=f"http://127.0.0.1:{port}", instance=instance, log=log)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, timeout=10)
 
 
 @pytest.fixture(scope="session")

@@ -56,11 +56,13 @@ def serve(args: list[str], port: int, log: Path, host: str = "127.0.0.1") -> sub
     return process
 
 
-def stop(process: subprocess.Popen) -> None:
-    """Terminate a process and wait for it; kill it if it takes more than 5 s."""
+def stop(process: subprocess.Popen, timeout: float = 5) -> None:
+    """Terminate a process and wait for it; kill it if it takes more than timeout seconds."""
+    if process.poll() is not None:
+        return
     process.terminate()
     try:
-        process.wait(timeout=5)
+        process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
