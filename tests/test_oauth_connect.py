@@ -287,3 +287,37 @@ def test_an_unconnected_credential_says_to_connect_first(app, admin, oauth, smtp
     assert "not connected with its provider" in page
     assert "<dt>What to do</dt><dd>Connect the credential with the provider first" in page
     assert server.connections == 0 and oauth.token_requests() == []
+
+
+def test_settings_changed_after_the_start_store_nothing(admin, oauth, unconnected):
+    callback = oauth.consent(start(admin, unconnected))
+    Credential.update(client_id="another-client").where(Credential.id == unconnected.id).execute()
+    [(category, message)] = flashes(come_back(admin, callback))
+    assert category == "error" and "settings changed after the connection started" in message
+    assert refresh_token_of(unconnected) is None and oauth.token_requests() == []
+
+
+def test_an_edit_made_while_the_provider_answers_is_kept(admin, oauth, unconnected, monkeypatch):
+    exchange = provider.refresh_token
+
+    def exchange_while_someone_edits(credential, attempt, code):
+        token = exchange(credential, attempt, code)
+        Credential.update(description="narrowed meanwhile", allowed_hosts="smtp.example.com").where(
+            Credential.id == credential.id).execute()
+        return token
+
+    monkeypatch.setattr(provider, "refresh_token", exchange_while_someone_edits)
+    assert flashes(come_back(admin, oauth.consent(start(admin, unconnected))))[0][0] == "success"
+    stored = Credential.get_by_id(unconnected.id)
+    assert (stored.description, stored.allowed_hosts) == ("narrowed meanwhile", "smtp.example.com")
+    assert stored.reveal_secret("refresh_token_encrypted")
+
+
+@pytest.mark.parametrize("preset", ["state=mine", "redirect_uri=https%3A%2F%2Fevil.example%2F",
+                                    "code_challenge_method=plain"])
+def test_an_authorization_url_may_not_set_the_requests_own_parameters(admin, oauth, loopback, preset):
+    form = vault_form(REFRESH_TOKEN, oauth, refresh_token="", authorization_url=f"{oauth.authorize_url}?{preset}")
+    response = admin.post("/credentials/new", data=form)
+    assert response.status_code == 422
+    assert "smtpdesk adds these itself" in text_of(response)
+    assert Credential.select().count() == 0

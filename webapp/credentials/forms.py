@@ -23,6 +23,7 @@ from webapp.forms import (
     secret_characters,
 )
 from webapp.mail import oauth
+from webapp.mail.authorization import check_authorization_url
 from webapp.models import Credential
 from webapp.translation import lazy_gettext as _l
 
@@ -62,10 +63,11 @@ def for_chosen_type(form, field):
         raise StopValidation()
 
 
-def check_endpoint_url(url: str) -> None:
-    """ValidationError unless url may be an OAuth 2.0 endpoint (webapp.mail.oauth.check_endpoint) of a valid host."""
+def check_endpoint_url(url: str, check=oauth.check_endpoint) -> None:
+    """ValidationError unless url may be an OAuth 2.0 endpoint (webapp.mail.oauth.check_endpoint, or the given
+    check) of a valid host."""
     try:
-        host, _port = oauth.check_endpoint(url, bool(current_app.config.get("OAUTH_ALLOW_LOOPBACK")))
+        host, _port = check(url, bool(current_app.config.get("OAUTH_ALLOW_LOOPBACK")))
     except oauth.OAuthSettingError as error:
         raise ValidationError(gettext(error.message, **error.params)) from None
     check_host(host)
@@ -75,6 +77,12 @@ def endpoint_url(form, field):
     """Validator: an https URL, or plain http to this machine when the OAUTH_ALLOW_LOOPBACK setting is on."""
     if field.data:
         check_endpoint_url(field.data)
+
+
+def authorization_endpoint_url(form, field):
+    """Validator: endpoint_url, and none of the parameters smtpdesk adds to the request already in the query."""
+    if field.data:
+        check_endpoint_url(field.data, check_authorization_url)
 
 
 def mailbox_address(form, field):
@@ -154,7 +162,7 @@ class CredentialForm(FlaskForm):
         description=_l("The directory (tenant) ID, or a domain of the tenant such as contoso.onmicrosoft.com."))
     fill_microsoft_365 = SubmitField(_l("Fill in for Microsoft 365"))
     authorization_url = StrippedStringField(_l("Authorization URL"), validators=[
-        for_chosen_type, DataRequired(), endpoint_url],
+        for_chosen_type, DataRequired(), authorization_endpoint_url],
         description=_l("Where the provider's sign-in page starts (its authorization endpoint), an https:// URL."))
     token_url = StrippedStringField(_l("Token URL"), validators=[for_chosen_type, DataRequired(), endpoint_url],
                                     description=_l("The provider's token endpoint, an https:// URL."))

@@ -2,9 +2,12 @@
 its refresh token. webapp.mail builds the authorization request and asks the token endpoint; this module keeps the
 attempt between the two requests and says where the token endpoint is reached from.
 
-An attempt lives in the signed session cookie, under its state, for ATTEMPT_SECONDS: the credential, the user who
-started it, the code_verifier and the redirect URI. The callback takes it out before anything else, so a state is
-good for one callback, in the browser and session that started it, by the same user."""
+An attempt lives in the signed session cookie, under its state, for ATTEMPT_SECONDS: the credential and a digest
+of the settings the person at the provider approves, the user who started it, the code_verifier and the redirect
+URI. The callback takes it out before anything else, so a state is good for one callback, in the browser and session
+that started it, by the same user, while the credential's settings stay as they were."""
+import hashlib
+import json
 import re
 import time
 from urllib.parse import urlsplit
@@ -61,10 +64,19 @@ def start(credential: Credential) -> str:
     attempts = _current(session.get(SESSION_KEY))
     while len(attempts) >= MAX_ATTEMPTS:  # the oldest goes
         del attempts[min(attempts, key=lambda state: attempts[state]["expires"])]
-    attempts[request.state] = {"credential": credential.id, "user": current_user.id, "redirect_uri": callback,
-                               "verifier": request.code_verifier, "expires": int(time.time()) + ATTEMPT_SECONDS}
+    attempts[request.state] = {"credential": credential.id, "settings": settings_of(credential),
+                               "user": current_user.id, "redirect_uri": callback, "verifier": request.code_verifier,
+                               "expires": int(time.time()) + ATTEMPT_SECONDS}
     session[SESSION_KEY] = attempts
     return request.url
+
+
+def settings_of(credential: Credential) -> str:
+    """A digest of what the person at the provider approves (which client, where, for which scope and mailbox): an
+    attempt started under other settings must not store a token for these."""
+    settings = [credential.kind, credential.authorization_url, credential.token_url, credential.client_id,
+                credential.scope, credential.username]
+    return hashlib.sha256(json.dumps(settings).encode("utf-8")).hexdigest()
 
 
 def take(state) -> dict | None:

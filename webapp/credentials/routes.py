@@ -119,6 +119,9 @@ def oauth_callback():
                 minutes=provider.ATTEMPT_SECONDS // 60), "error")
         return redirect(url_for("credentials.index"), 303)
     back = url_for("credentials.edit", credential_id=credential.id)
+    if provider.settings_of(credential) != attempt.get("settings"):
+        flash(settings_changed(), "error")
+        return redirect(back, 303)
     code, error = request.args.get("code"), request.args.get("error")
     try:
         if error or not code:
@@ -128,14 +131,26 @@ def oauth_callback():
     except MailError as refusal:
         flash(f"{explain(refusal.message, refusal.params)} {explain(refusal.hint, refusal.params)}", "error")
         return redirect(back, 303)
-    before = credential.audit_snapshot()
-    credential.set_secret(token, "refresh_token_encrypted")
-    credential.updated_at = utcnow()
-    with database.atomic():
-        credential.save()
-        audit("connect", credential, AuditEntry.diff(before, credential.audit_snapshot()))
+    with database.atomic("IMMEDIATE"):
+        # Read again: another admin may have changed the credential while its token endpoint answered. Only the
+        # refresh token is written, so nothing of theirs is put back.
+        current = Credential.by_id(credential.id)
+        if current is None or provider.settings_of(current) != attempt["settings"]:
+            flash(settings_changed(), "error")
+            return redirect(url_for("credentials.index") if current is None else back, 303)
+        before = current.audit_snapshot()
+        current.set_secret(token, "refresh_token_encrypted")
+        current.updated_at = utcnow()
+        current.save(only=[Credential.refresh_token_encrypted, Credential.updated_at])
+        audit("connect", current, AuditEntry.diff(before, current.audit_snapshot()))
     flash(_("Connected: refresh token stored."), "success")
     return redirect(back, 303)
+
+
+def settings_changed() -> str:
+    """Why a return from the provider stored nothing: the attempt was started under other settings."""
+    return _("The credential's settings changed after the connection started. Nothing was stored: press “Connect "
+             "with the provider” again.")
 
 
 @bp.post("/<int:credential_id>/delete")
