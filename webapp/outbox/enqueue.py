@@ -28,6 +28,7 @@ from webapp.outbox.settings import (
     MAX_RECIPIENTS,
     MAX_SUBJECT,
 )
+from webapp.postgresql import is_postgresql
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +137,13 @@ def send_notification(*, to, subject: str, text: str, html: str | None = None, c
             idempotency_key=key or None, request_fingerprint=fingerprint, next_attempt_at=now, source=source,
             created_by=created_by, created_at=now, updated_at=now, **overrides)
         # One statement, so no transaction of its own. Inside the caller's transaction this connection may already
-        # hold SQLite's write lock: no turn-taking then.
-        with nullcontext() if database.in_transaction() else _WRITER_TURN:
+        # hold SQLite's write lock: no turn-taking then, but a savepoint, since PostgreSQL refuses every later
+        # statement of a transaction whose insert failed (earlier_id() below). Its server has no busy handler.
+        if database.in_transaction():
+            turn = database.atomic()
+        else:
+            turn = nullcontext() if is_postgresql(database) else _WRITER_TURN
+        with turn:
             return insert.execute()
 
     with connection():
