@@ -283,7 +283,7 @@ def _resolve_account(account) -> SmtpAccount:
         found = SmtpAccount.get_or_none(SmtpAccount.id == account.id)
     elif isinstance(account, int) and not isinstance(account, bool):
         found = SmtpAccount.by_id(account)
-    elif isinstance(account, str):
+    elif isinstance(account, str) and "\0" not in account:  # no name holds one, and PostgreSQL's text cannot
         found = SmtpAccount.get_or_none(SmtpAccount.name == account.strip())
     else:
         found = None
