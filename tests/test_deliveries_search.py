@@ -14,13 +14,15 @@ from webapp.deliveries import listing
 from webapp.models import Notification, utcnow
 from webapp.outbox import outbox_counts
 
+pytestmark = pytest.mark.engines("sqlite", "postgresql")
+
 
 def rows(html: str) -> list[str]:
     return re.findall(r'<tr id="notification-(\d+)"', html)
 
 
 def keys_of(notification_id: int) -> list[str]:
-    return [key for (key,) in database.execute_sql(
+    return [key for (key,) in db.execute(
         'SELECT "key" FROM "notification_search" WHERE "notification_id" = ? ORDER BY "key"', (notification_id,))]
 
 
@@ -120,11 +122,11 @@ def test_a_notification_stored_by_plain_sql_is_searchable_and_counted(app, audit
     """As bench/seed.py does it (executemany), without the model or the outbox."""
     account = make_account(is_default=True)
     now = str(utcnow())
-    database.connection().executemany(
+    db.execute_many(
         'INSERT INTO "notification" ("account_id", "status", "to_addrs", "cc_addrs", "bcc_addrs", "subject", '
         '"body_text", "overrides_ignored", "message_id", "attempts", "next_attempt_at", "source", "created_by", '
-        '"created_at", "updated_at") VALUES (?, ?, ?, ?, \'[]\', \'Report\', \'\', 0, ?, 0, ?, \'python\', \'\', ?, ?)',
-        [(account.id, status, json.dumps([to]), json.dumps([cc]), f"<{uuid.uuid4().hex}@test>", now, now, now)
+        '"created_at", "updated_at") VALUES (?, ?, ?, ?, \'[]\', \'Report\', \'\', ?, ?, 0, ?, \'python\', \'\', ?, ?)',
+        [(account.id, status, json.dumps([to]), json.dumps([cc]), False, f"<{uuid.uuid4().hex}@test>", now, now, now)
          for status, to, cc in (("sent", "user1@example.com", "boss@example.org"),
                                 ("failed", "user2@example.com", "Boss <BOSS@example.org>"))])
     html = auditor.get("/deliveries/?recipient=boss").get_data(as_text=True)

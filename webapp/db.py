@@ -70,12 +70,34 @@ def search_term(text: str) -> str:
     return text[start:]
 
 
+def _for_engine(sql: str) -> str:
+    # psycopg takes %s, and a % of its own as %%.
+    return sql.replace("%", "%%").replace("?", "%s") if database.obj is server else sql
+
+
 def execute(sql: str, params=()):
-    """Run SQL written by hand, with ? placeholders, on either engine (psycopg takes %s, and a % of its own as %%).
-    A ? inside a quoted literal would be taken for a placeholder: build such a query with peewee instead."""
-    if database.obj is server:
-        sql = sql.replace("%", "%%").replace("?", "%s")
-    return database.execute_sql(sql, params)
+    """Run SQL written by hand, with ? placeholders, on either engine. A ? inside a quoted literal would be taken for
+    a placeholder: build such a query with peewee instead."""
+    return database.execute_sql(_for_engine(sql), params)
+
+
+def execute_many(sql: str, rows) -> None:
+    """Run one hand-written statement (? placeholders, as execute()) once for each row of parameters."""
+    database.cursor().executemany(_for_engine(sql), rows)
+
+
+def _causes(error: BaseException | None):
+    """An error, what peewee wrapped in it, and what it was raised while handling, down the chain."""
+    while error is not None:
+        yield from (error, *error.args[:1])
+        error = error.__cause__ or error.__context__
+
+
+def contention(error: BaseException) -> bool:
+    """Whether a transaction failed only because others held what it needed, so that running it again may succeed:
+    SQLite still locked after its busy timeout, or a PostgreSQL deadlock or serialization failure."""
+    return any((isinstance(candidate, sqlite3.OperationalError) and "locked" in str(candidate))
+               or getattr(candidate, "sqlstate", None) in ("40P01", "40001") for candidate in _causes(error))
 
 
 def storage_full(error: BaseException | None) -> bool:
@@ -84,14 +106,12 @@ def storage_full(error: BaseException | None) -> bool:
     # peewee raises its own error with sqlite3's as first argument. SQLite may roll the whole transaction back
     # itself when full, so peewee's ROLLBACK then fails ("no transaction is active") while handling it: the cause is
     # further down the chain.
-    while error is not None:
-        for candidate in (error, *error.args[:1]):
-            code = getattr(candidate, "sqlite_errorcode", None)
-            if code is not None and code & 0xFF == sqlite3.SQLITE_FULL:  # the primary code, whatever the extension
-                return True
-            if getattr(candidate, "sqlstate", None) == "53100":
-                return True
-        error = error.__cause__ or error.__context__
+    for candidate in _causes(error):
+        code = getattr(candidate, "sqlite_errorcode", None)
+        if code is not None and code & 0xFF == sqlite3.SQLITE_FULL:  # the primary code, whatever the extension
+            return True
+        if getattr(candidate, "sqlstate", None) == "53100":
+            return True
     return False
 
 

@@ -173,9 +173,9 @@ def send():
     if errors:
         return _invalid(errors)
     key = values.get("idempotency_key")
-    # Only text can be a stored key (send_notification refuses anything else): a list or a lone surrogate would
-    # reach SQL.
-    seen_before = isinstance(key, str) and bool(key) and not lone_surrogates(key) and \
+    # Only text can be a stored key (send_notification refuses anything else): a list, a lone surrogate or a NUL
+    # (which PostgreSQL's text cannot hold) would reach SQL.
+    seen_before = isinstance(key, str) and bool(key) and not lone_surrogates(key) and "\0" not in key and \
         Notification.select().where(Notification.idempotency_key == key).exists()
     try:
         notification_id = send_notification(

@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 
+from webapp import db
 from webapp.db import database
 from webapp.models import Notification
+from webapp.postgresql import is_postgresql
 
 # Above every character a key can hold next: keys from `term` up to term + this are the keys starting with term.
 _AFTER_PREFIX = "\U0010ffff"
@@ -59,10 +61,15 @@ class Row:
         self.last_code, self.last_reply, self.account_name = last_code, last_reply, account_name
         self.to_list = json.loads(to_addrs)
         self.copies = sum(len(json.loads(other)) for other in (cc_addrs, bcc_addrs) if other != "[]")
-        # The times as datetimes (shown in the user's zone) and in ISO 8601 (<time datetime>), stored as str(datetime).
-        self.created_at, self.created_iso = datetime.fromisoformat(created_at), created_at.replace(" ", "T")
-        self.sent_at = datetime.fromisoformat(sent_at) if sent_at else None
-        self.sent_iso = sent_at.replace(" ", "T") if sent_at else None
+        # The times as datetimes (shown in the user's zone) and in ISO 8601 (<time datetime>).
+        self.created_at, self.sent_at = _datetime(created_at), _datetime(sent_at)
+        self.created_iso = self.created_at.isoformat()
+        self.sent_iso = self.sent_at.isoformat() if self.sent_at else None
+
+
+def _datetime(value: datetime | str | None) -> datetime | None:
+    # PostgreSQL gives a timestamp as a datetime; SQLite gives the text it stored, str(datetime).
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
 
 
 @dataclass
@@ -89,7 +96,7 @@ def tally() -> tuple[dict, str]:
     """({status: count} with zeros, a fingerprint that changes whenever any notification is added or changes),
     both from the few rows the m0005 triggers keep up to date."""
     counts = dict.fromkeys(Notification.STATUSES, 0)
-    rows = sorted(database.execute_sql('SELECT "status", "total", "changes" FROM "notification_tally"').fetchall())
+    rows = sorted(db.execute('SELECT "status", "total", "changes" FROM "notification_tally"').fetchall())
     for status, total, _changes in rows:
         counts[status] = total
     return counts, hashlib.sha256(repr(rows).encode()).hexdigest()[:16]
@@ -125,8 +132,8 @@ def _source(criteria: Criteria) -> tuple[str, list, list]:
     source = _FROM_ALL
     if criteria.term:
         keys = [criteria.term, criteria.term + _AFTER_PREFIX]
-        matches = database.execute_sql(
-            f'SELECT COUNT(*) FROM (SELECT 1 FROM "notification_search" WHERE {_KEYS} LIMIT ?)',
+        matches = db.execute(
+            f'SELECT COUNT(*) FROM (SELECT 1 FROM "notification_search" WHERE {_KEYS} LIMIT ?) AS "k"',
             (*keys, FEW_MATCHES)).fetchone()[0]
         if matches < FEW_MATCHES:
             source, params = _FROM_MATCHES, list(keys)
@@ -138,13 +145,14 @@ def _source(criteria: Criteria) -> tuple[str, list, list]:
                              ('"n"."created_at" >= ?', criteria.since), ('"n"."created_at" < ?', criteria.until)):
         if value is not None:
             conditions.append(condition)
-            params.append(str(value) if isinstance(value, datetime) else value)  # stored as str(datetime)
+            # SQLite stores a time as str(datetime) and compares it as text.
+            params.append(str(value) if isinstance(value, datetime) and not is_postgresql(database) else value)
     return source, conditions, params
 
 
 def _rows(source: tuple, cursor: str | None, cursor_params: tuple, direction: str, limit: int) -> list[tuple]:
     clause, conditions, params = source
     conditions = conditions + [cursor] if cursor else conditions
-    sql = (f'SELECT {_COLUMNS} FROM {clause} WHERE {" AND ".join(conditions) or "1"} '
+    sql = (f'SELECT {_COLUMNS} FROM {clause} WHERE {" AND ".join(conditions) or "TRUE"} '
            f'ORDER BY "n"."created_at" {direction}, "n"."id" {direction} LIMIT ?')
-    return database.execute_sql(sql, (*params, *cursor_params, limit)).fetchall()
+    return db.execute(sql, (*params, *cursor_params, limit)).fetchall()

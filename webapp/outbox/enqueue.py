@@ -28,6 +28,7 @@ from webapp.outbox.settings import (
     MAX_RECIPIENTS,
     MAX_SUBJECT,
 )
+from webapp.postgresql import is_postgresql
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +137,13 @@ def send_notification(*, to, subject: str, text: str, html: str | None = None, c
             idempotency_key=key or None, request_fingerprint=fingerprint, next_attempt_at=now, source=source,
             created_by=created_by, created_at=now, updated_at=now, **overrides)
         # One statement, so no transaction of its own. Inside the caller's transaction this connection may already
-        # hold SQLite's write lock: no turn-taking then.
-        with nullcontext() if database.in_transaction() else _WRITER_TURN:
+        # hold SQLite's write lock: no turn-taking then, but a savepoint, since PostgreSQL refuses every later
+        # statement of a transaction whose insert failed (earlier_id() below). Its server has no busy handler.
+        if database.in_transaction():
+            turn = database.atomic()
+        else:
+            turn = nullcontext() if is_postgresql(database) else _WRITER_TURN
+        with turn:
             return insert.execute()
 
     with connection():
@@ -277,7 +283,7 @@ def _resolve_account(account) -> SmtpAccount:
         found = SmtpAccount.get_or_none(SmtpAccount.id == account.id)
     elif isinstance(account, int) and not isinstance(account, bool):
         found = SmtpAccount.by_id(account)
-    elif isinstance(account, str):
+    elif isinstance(account, str) and "\0" not in account:  # no name holds one, and PostgreSQL's text cannot
         found = SmtpAccount.get_or_none(SmtpAccount.name == account.strip())
     else:
         found = None

@@ -23,8 +23,9 @@ from collections import Counter
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
-from peewee import OperationalError, fn
+from peewee import Case, OperationalError, fn
 
+from webapp import db
 from webapp.db import database
 from webapp.mail.errors import N_, Step
 from webapp.mail.oauth_errors import credential_refused
@@ -50,13 +51,14 @@ def connection():
 
 
 def retry_locked(work):
-    """Run work() (one transaction); when SQLite stays locked past its busy timeout, wait a little and try again."""
+    """Run work() (one transaction); when it fails on contention (SQLite locked past its busy timeout, a PostgreSQL
+    deadlock), wait a little and try again."""
     deadline = time.monotonic() + LOCK_RETRY_SECONDS
     while True:
         try:
             return work()
         except OperationalError as error:
-            if "locked" not in str(error) or time.monotonic() > deadline or database.in_transaction():
+            if not db.contention(error) or time.monotonic() > deadline or database.in_transaction():
                 raise
             time.sleep(random.uniform(0.01, 0.1))
 
@@ -74,7 +76,7 @@ def outbox_counts() -> dict:
     counts = dict.fromkeys(Notification.STATUSES, 0)
     with connection():
         # Kept by triggers (migration m0005): counting a large outbox by status would read every row.
-        for status, total in database.execute_sql('SELECT "status", "total" FROM "notification_tally"'):
+        for status, total in db.execute('SELECT "status", "total" FROM "notification_tally"'):
             counts[status] = total
     return counts
 
@@ -139,8 +141,8 @@ _OLDEST_DUE = (
     'SELECT "n"."id", "n"."account_id", "a"."name" FROM ('
     + " UNION ALL ".join(
         'SELECT * FROM (SELECT "id", "account_id", "next_attempt_at" FROM "notification" '
-        f'WHERE "status" = \'{status}\' AND "next_attempt_at" <= ? ORDER BY "next_attempt_at", "id" LIMIT ?)'
-        for status in WAITING)
+        f'WHERE "status" = \'{status}\' AND "next_attempt_at" <= ? ORDER BY "next_attempt_at", "id" LIMIT ?) '
+        f'AS "{status}"' for status in WAITING)
     + ') AS "n" JOIN "smtp_account" AS "a" ON "a"."id" = "n"."account_id" '
     'ORDER BY "n"."next_attempt_at", "n"."id" LIMIT ?')
 
@@ -149,7 +151,7 @@ def _due_ids(owner: str, now: datetime, settings: OutboxSettings, busy, accounts
     """Up to batch_size due notifications, oldest first, of at most `accounts` accounts, none busy, whose limits
     allow them."""
     looked_at = settings.batch_size * 2
-    rows = database.execute_sql(_OLDEST_DUE, (now, looked_at) * len(WAITING) + (looked_at,)).fetchall()
+    rows = db.execute(_OLDEST_DUE, (now, looked_at) * len(WAITING) + (looked_at,)).fetchall()
     ids: list[int] = []
     allowance: dict[int, int] = {}
     for notification_id, account_id, name in rows:
@@ -175,7 +177,7 @@ def _due_ids_by_account(owner: str, now: datetime, settings: OutboxSettings, bus
     due = (Notification.status.in_(WAITING)) & (Notification.next_attempt_at <= now)
     oldest_first = (Notification.select(Notification.account, SmtpAccount.name,
                                         fn.MIN(Notification.next_attempt_at).alias("first"))
-                    .join(SmtpAccount).where(due).group_by(Notification.account)
+                    .join(SmtpAccount).where(due).group_by(Notification.account, SmtpAccount.name)
                     .order_by(fn.MIN(Notification.next_attempt_at)))
     ids: list[int] = []
     for row in oldest_first.objects():
@@ -232,7 +234,7 @@ def release(owner: str, notifications: list[Notification], due: datetime | None 
     ids = [n.id for n in notifications]
     if not ids:
         return
-    values = dict(status=fn.IIF(Notification.attempts > 0, "retrying", "queued"), lease_owner=None,
+    values = dict(status=Case(None, [(Notification.attempts > 0, "retrying")], "queued"), lease_owner=None,
                   lease_until=None, updated_at=utcnow())
     if due is not None:
         values["next_attempt_at"] = due
@@ -313,14 +315,14 @@ def record(owner: str, outcomes: list[Outcome], settings: OutboxSettings) -> Non
         # IMMEDIATE: the write lock first (waiting for it), since a read that later wants to write can only fail.
         with database.atomic("IMMEDIATE"):
             ids = [outcome.notification.id for outcome, _ in rows]
-            held = {row[0] for row in database.execute_sql(
+            held = {row[0] for row in db.execute(
                 f'SELECT "id" FROM "notification" WHERE "id" IN ({", ".join("?" * len(ids))}) '
                 f'AND "lease_owner" = ?', (*ids, owner))}
-            database.cursor().executemany(_INSERT_ATTEMPT, [
+            db.execute_many(_INSERT_ATTEMPT, [
                 (o.notification.id, o.started, int(o.result.elapsed * 1000), o.result.ok, o.result.code,
                  values["last_reply_attempt"], values["last_step"], o.transient, owner)
                 for o, values in rows])
-            database.cursor().executemany(_UPDATE_LEASED, [
+            db.execute_many(_UPDATE_LEASED, [
                 (values["attempts"], values["last_code"], values["last_reply"], values["last_step"], now,
                  values.get("headers_sent"), values.get("status"), values.get("sent_at"),
                  values.get("next_attempt_at"), o.final, o.final, o.notification.id, owner)
@@ -340,7 +342,7 @@ def record(owner: str, outcomes: list[Outcome], settings: OutboxSettings) -> Non
                     _flag_authentication(o.account, o.result, now)
 
     retry_locked(work)
-    for outcome, values in rows:  # after the commit: work() may run again when SQLite stays locked
+    for outcome, values in rows:  # after the commit: work() may run again after contention
         outcome.notification.attempts += 1
         name, number = outcome.account.name, outcome.notification.id
         if outcome.result.ok:
