@@ -263,10 +263,10 @@ def test_the_failure_hint_names_the_port_and_mode_that_were_used(smtp_server, ce
 
     assert starttls.error.step is Step.STARTTLS
     assert f"port {server.port} is the server's submission port" in hint(starttls)
-    assert "465" not in hint(starttls)
+    assert "465" not in hint(starttls).replace(str(server.port), "")  # the free port itself may hold "465"
     assert implicit.error.step is Step.TLS
     assert f"SSL (implicit TLS) was used on port {server.port}" in hint(implicit)
-    assert "465" not in hint(implicit)
+    assert "465" not in hint(implicit).replace(str(server.port), "")
 
 
 def test_security_10_454_to_starttls_is_transient_and_nothing_follows_in_clear(smtp_server, certificates):
