@@ -57,6 +57,11 @@ class LiveServer:
     def setup_code(self) -> str:
         return SETUP_CODE.search(self.log.read_text()).group(1)
 
+    def add_admin(self, username: str) -> str:
+        """Create an administrator who signs in with PASSWORD, through the command line; its username."""
+        self.cli("users", "create", username, "--password", PASSWORD, "--role", "admin")
+        return username
+
     def cli(self, *args: str) -> subprocess.CompletedProcess:
         """Run `smtpdesk ARGS` against this server's instance folder."""
         return subprocess.run([_smtpdesk(), *args], env=_env(self.instance), capture_output=True,

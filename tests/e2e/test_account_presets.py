@@ -5,7 +5,7 @@ import re
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.e2e.conftest import PASSWORD, keep_problems, sign_in
+from tests.e2e.conftest import keep_problems, sign_in
 from tests.e2e.test_layout_a11y import axe_problems
 
 pytestmark = pytest.mark.e2e
@@ -15,8 +15,7 @@ expect.set_options(timeout=10_000)
 
 @pytest.fixture(scope="module")
 def preset_admin(live_server) -> str:
-    live_server.cli("users", "create", "presetadmin", "--password", PASSWORD, "--role", "admin")
-    return "presetadmin"
+    return live_server.add_admin("presetadmin")
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ PASSWORD = "correct horse battery staple"
 @pytest.fixture(scope="module")
 def accounts(live_server, browser: Browser, browser_context_args) -> str:
     """An admin, and two accounts made through the form: "Row main" (the default, being the first) and "Row spare"."""
-    live_server.cli("users", "create", "rowadmin", "--password", PASSWORD)
+    live_server.add_admin("rowadmin")
     context = browser.new_context(**browser_context_args)
     page = context.new_page()
     sign_in(page, live_server.url)

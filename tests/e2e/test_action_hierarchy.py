@@ -4,7 +4,7 @@ as its words; a destructive action sits apart below the form, outlined, never wi
 import pytest
 from playwright.sync_api import Page
 
-from tests.e2e.conftest import PASSWORD, add_account, sign_in
+from tests.e2e.conftest import add_account, sign_in
 
 pytestmark = pytest.mark.e2e
 
@@ -18,8 +18,7 @@ STYLE = """button => {
 
 @pytest.fixture(scope="module")
 def hierarchy_admin(live_server) -> str:
-    live_server.cli("users", "create", "hierarchy", "--password", PASSWORD)
-    return "hierarchy"
+    return live_server.add_admin("hierarchy")
 
 
 def test_every_form_page_puts_its_primary_action_first_and_its_destructive_one_apart(live_server, hierarchy_admin,

@@ -5,15 +5,14 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import PASSWORD, add_account, sign_in
+from tests.e2e.conftest import add_account, sign_in
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def keyboard_admin(live_server) -> str:
-    live_server.cli("users", "create", "kbadmin", "--password", PASSWORD)
-    return "kbadmin"
+    return live_server.add_admin("kbadmin")
 
 
 def test_a_row_menu_and_the_test_dialog_work_from_the_keyboard(live_server, keyboard_admin, page: Page,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.e2e.conftest import INK, PASSWORD, sign_in
+from tests.e2e.conftest import INK, sign_in
 
 pytestmark = pytest.mark.e2e
 
@@ -132,7 +132,7 @@ def test_signed_out_screens_fit_and_pass_axe(live_server, browser: Browser, brow
 
 @pytest.fixture(scope="module")
 def admin(live_server) -> None:
-    live_server.cli("users", "create", ADMIN, "--password", PASSWORD, "--role", "admin")
+    live_server.add_admin(ADMIN)
 
 
 EMPTY_PAGES = ["/accounts/", "/credentials/", "/connectors/", "/deliveries/", "/audit/", "/users/", "/tokens/",

@@ -9,7 +9,7 @@ import time
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import PASSWORD, keep_problems, serving, sign_in
+from tests.e2e.conftest import keep_problems, serving, sign_in
 from tests.e2e.test_account_presets import sign_in_english
 from tests.e2e.test_test_dialog import open_dialog
 from tests.fixtures.oauth import APP_MAILBOX, GMAIL_SCOPE, M365_SCOPE, USER_MAILBOX
@@ -28,8 +28,7 @@ def live_server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def oauth_admin(live_server) -> str:
-    live_server.cli("users", "create", "oauthadmin", "--password", PASSWORD, "--role", "admin")
-    return "oauthadmin"
+    return live_server.add_admin("oauthadmin")
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ the one measured; the PDF is made once to be sure the page prints at all.
 import pytest
 from playwright.sync_api import Page
 
-from tests.e2e.conftest import INK, PASSWORD, sign_in
+from tests.e2e.conftest import INK, sign_in
 
 pytestmark = pytest.mark.e2e
 
@@ -31,7 +31,7 @@ CUT_OFF = """() => {
 @pytest.fixture(scope="module")
 def printer(live_server) -> str:
     """An admin, and realistic accounts: long Portuguese names, the default one, every yes/no column filled."""
-    live_server.cli("users", "create", "printer", "--password", PASSWORD, "--role", "admin")
+    live_server.add_admin("printer")
     live_server.seed()
     return "printer"
 

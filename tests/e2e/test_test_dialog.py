@@ -11,7 +11,7 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import PASSWORD, sign_in
+from tests.e2e.conftest import sign_in
 from tests.e2e.test_configuration_flow import expect_same_page, mark_page, screenshot, yes_no
 
 pytestmark = pytest.mark.e2e
@@ -23,8 +23,7 @@ WRONG_SECRET = "Wrong-Secret-8kP4"
 
 @pytest.fixture(scope="module")
 def dialog_admin(live_server) -> str:
-    live_server.cli("users", "create", "dialogadmin", "--password", PASSWORD)
-    return "dialogadmin"
+    return live_server.add_admin("dialogadmin")
 
 
 def set_up_through_the_ui(page: Page, base: str, proxy, server, ca_pem: str) -> None:

@@ -11,8 +11,7 @@ PASSWORD = "correct horse battery staple"
 
 @pytest.fixture(scope="module")
 def vault_admin(live_server) -> str:
-    live_server.cli("users", "create", "vaultadmin", "--password", PASSWORD)
-    return "vaultadmin"
+    return live_server.add_admin("vaultadmin")
 
 
 @pytest.fixture
