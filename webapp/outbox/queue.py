@@ -36,6 +36,8 @@ from webapp.outbox.settings import LEASE_EXPIRED, LOCK_RETRY_SECONDS, WAITING, O
 
 log = logging.getLogger(__name__)
 
+ACCOUNT_CLAIMS = 0x6F757462  # "outb": PostgreSQL's advisory lock space of the claims, one lock per account id
+
 
 @contextmanager
 def connection():
@@ -94,9 +96,14 @@ def claim(owner: str, settings: OutboxSettings, now: datetime | None = None, *, 
 
     def work() -> list[int]:
         current = now or utcnow()
-        with database.atomic("IMMEDIATE"):
+        with db.row_locking():
             _reclaim_expired(current, settings)
             ids = _due_ids(owner, current, settings, busy, accounts or settings.batch_size)
+            if ids:
+                # Still waiting, and no one else's: the candidates were read before the accounts were locked.
+                ids = [row[0] for row in db.execute(db.for_update(
+                    f'SELECT "id" FROM "notification" WHERE "id" IN ({", ".join("?" * len(ids))}) '
+                    f'AND "status" IN ({", ".join("?" * len(WAITING))})', skip_locked=True), (*ids, *WAITING))]
             if ids:
                 Notification.update(status="sending", lease_owner=owner,
                                     lease_until=current + timedelta(seconds=settings.lease_seconds),
@@ -114,7 +121,9 @@ def claim(owner: str, settings: OutboxSettings, now: datetime | None = None, *, 
 
 def _reclaim_expired(now: datetime, settings: OutboxSettings) -> None:
     """Notifications left in "sending" by a worker that died: record the lost attempt and make them due again."""
-    expired = Notification.select().where(Notification.status == "sending", Notification.lease_until < now)
+    # Locked as read, passing over those another worker is taking back right now: one lost attempt each.
+    expired = db.locked(Notification.select().where(Notification.status == "sending", Notification.lease_until < now),
+                        skip_locked=True)
     for notification in expired:
         facts = {"ok": False, "step": LEASE_EXPIRED, "code": None, "reply": None, "params": {}, "message": N_(
             "The worker sending it stopped before recording the result; the message may have been sent.")}
@@ -148,27 +157,31 @@ _OLDEST_DUE = (
 
 
 def _due_ids(owner: str, now: datetime, settings: OutboxSettings, busy, accounts: int) -> list[int]:
-    """Up to batch_size due notifications, oldest first, of at most `accounts` accounts, none busy, whose limits
-    allow them."""
+    """Up to batch_size due notifications, oldest first, of at most `accounts` accounts, none busy nor being
+    claimed by another worker, whose limits allow them."""
     looked_at = settings.batch_size * 2
     rows = db.execute(_OLDEST_DUE, (now, looked_at) * len(WAITING) + (looked_at,)).fetchall()
     ids: list[int] = []
     allowance: dict[int, int] = {}
+    passed = set(busy)
     for notification_id, account_id, name in rows:
-        if account_id in busy or (account_id not in allowance and len(allowance) == accounts):
+        if account_id in passed or (account_id not in allowance and len(allowance) == accounts):
             continue
         if account_id not in allowance:
+            if not _lock_account(account_id):
+                passed.add(account_id)  # another worker is claiming its notifications: its turn, not ours
+                continue
             allowance[account_id] = _allowance(account_id, name, owner, now, settings)
         if allowance[account_id] <= 0:
             # The oldest belong to an account at its limits: look past it, account by account (the slow way).
-            return _due_ids_by_account(owner, now, settings, busy, accounts)
+            return _due_ids_by_account(owner, now, settings, passed, accounts)
         allowance[account_id] -= 1
         ids.append(notification_id)
         if len(ids) == settings.batch_size:
             return ids
     if len(rows) == looked_at:
         # Every row looked at was passed over or taken, and the batch is not full: later ones may be another's.
-        return _due_ids_by_account(owner, now, settings, busy, accounts)
+        return _due_ids_by_account(owner, now, settings, passed, accounts)
     return ids
 
 
@@ -184,7 +197,8 @@ def _due_ids_by_account(owner: str, now: datetime, settings: OutboxSettings, bus
         room = settings.batch_size - len(ids)
         if room <= 0 or accounts == 0:
             break
-        allowed = 0 if row.account_id in busy else _allowance(row.account_id, row.name, owner, now, settings)
+        allowed = (0 if row.account_id in busy or not _lock_account(row.account_id)
+                   else _allowance(row.account_id, row.name, owner, now, settings))
         if allowed <= 0:
             continue
         query = (Notification.select(Notification.id)
@@ -195,23 +209,33 @@ def _due_ids_by_account(owner: str, now: datetime, settings: OutboxSettings, bus
     return ids
 
 
+def _lock_account(account_id: int) -> bool:
+    """Take the account's claim lock for this transaction, unless another worker's claim holds it (PostgreSQL: an
+    advisory lock per account; SQLite's write lock admits one claim at a time anyway)."""
+    return db.try_lock(ACCOUNT_CLAIMS, account_id % 2**31)
+
+
+# Under the account's claim lock, in one statement (one snapshot: a record moving a message from in flight to
+# started between two counts would hide it from both): other workers holding the account, its messages in flight,
+# and the attempts started in the last 60 seconds (the lost ones of dead workers are not attempts started).
+_USAGE = ('SELECT (SELECT COUNT(DISTINCT "lease_owner") FROM "notification" WHERE "account_id" = ? '
+          'AND "status" = \'sending\' AND "lease_until" >= ? AND "lease_owner" <> ?), '
+          '(SELECT COUNT(*) FROM "notification" WHERE "account_id" = ? AND "status" = \'sending\')')
+_STARTED = (', (SELECT COUNT(*) FROM "delivery_attempt" AS "d" JOIN "notification" AS "n" '
+            'ON "n"."id" = "d"."notification_id" WHERE "n"."account_id" = ? AND "d"."started_at" >= ? '
+            f'AND ("d"."step" IS NULL OR "d"."step" <> \'{LEASE_EXPIRED}\'))')
+
+
 def _allowance(account_id: int, name: str, owner: str, now: datetime, settings: OutboxSettings) -> int:
-    """How many notifications of this account the owner may claim now (connection and rate limits)."""
+    """How many notifications of this account the owner may claim now (connection and rate limits); call under the
+    account's claim lock, so that the limits hold across workers."""
     max_connections, per_minute = settings.limits(name)
-    holding = (Notification.select(Notification.lease_owner).distinct()
-               .where(Notification.account == account_id, Notification.status == "sending",
-                      Notification.lease_until >= now, Notification.lease_owner != owner))
-    if holding.count() >= max_connections:
-        return 0
     if per_minute <= 0:
-        return settings.batch_size
-    started = (DeliveryAttempt.select().join(Notification)
-               .where(Notification.account == account_id,
-                      DeliveryAttempt.started_at >= now - timedelta(seconds=60),
-                      DeliveryAttempt.step.is_null() | (DeliveryAttempt.step != LEASE_EXPIRED)).count())
-    in_flight = Notification.select().where(Notification.account == account_id,
-                                            Notification.status == "sending").count()
-    return per_minute - started - in_flight
+        holding, _ = db.execute(_USAGE, (account_id, now, owner, account_id)).fetchone()
+        return 0 if holding >= max_connections else settings.batch_size
+    holding, in_flight, started = db.execute(_USAGE + _STARTED, (
+        account_id, now, owner, account_id, account_id, now - timedelta(seconds=60))).fetchone()
+    return 0 if holding >= max_connections else per_minute - started - in_flight
 
 
 def give_up_reason(notification: Notification, attempts: int, now: datetime, settings: OutboxSettings) -> dict | None:
@@ -240,7 +264,7 @@ def release(owner: str, notifications: list[Notification], due: datetime | None 
         values["next_attempt_at"] = due
 
     def work():
-        with database.atomic("IMMEDIATE"):
+        with db.row_locking():  # only the owner's rows: their row locks suffice
             Notification.update(**values).where(Notification.id.in_(ids), Notification.lease_owner == owner,
                     Notification.status == "sending").execute()
 
@@ -254,8 +278,9 @@ def renew(owner: str, notifications: list[Notification], lease_seconds: float) -
     ids = [n.id for n in notifications]
 
     def work():
-        with database.atomic("IMMEDIATE"):
-            # Still ours unless a claim took it back after it expired (that clears or changes the owner).
+        with db.row_locking():
+            # Still ours unless a claim took it back after it expired (that clears or changes the owner); the update
+            # locks what it renews, so the rows read next are the ones renewed.
             mine = (Notification.id.in_(ids) & (Notification.lease_owner == owner)
                     & (Notification.status == "sending"))
             Notification.update(lease_until=renewed_until).where(mine).execute()
@@ -312,12 +337,13 @@ def record(owner: str, outcomes: list[Outcome], settings: OutboxSettings) -> Non
         earlier[outcome.notification.id] += 1
 
     def work():
-        # IMMEDIATE: the write lock first (waiting for it), since a read that later wants to write can only fail.
-        with database.atomic("IMMEDIATE"):
+        # SQLite: the write lock first (waiting for it), since a read that later wants to write can only fail.
+        # PostgreSQL: the rows still leased to this worker, locked as read, so that no claim takes them back meanwhile.
+        with db.row_locking():
             ids = [outcome.notification.id for outcome, _ in rows]
-            held = {row[0] for row in db.execute(
+            held = {row[0] for row in db.execute(db.for_update(
                 f'SELECT "id" FROM "notification" WHERE "id" IN ({", ".join("?" * len(ids))}) '
-                f'AND "lease_owner" = ?', (*ids, owner))}
+                f'AND "lease_owner" = ?'), (*ids, owner))}
             db.execute_many(_INSERT_ATTEMPT, [
                 (o.notification.id, o.started, int(o.result.elapsed * 1000), o.result.ok, o.result.code,
                  values["last_reply_attempt"], values["last_step"], o.transient, owner)
