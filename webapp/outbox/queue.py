@@ -216,10 +216,13 @@ def _lock_account(account_id: int) -> bool:
 
 
 # Under the account's claim lock, in one statement (one snapshot: a record moving a message from in flight to
-# started between two counts would hide it from both): other workers holding the account, its messages in flight,
-# and the attempts started in the last 60 seconds (the lost ones of dead workers are not attempts started).
-_USAGE = ('SELECT (SELECT COUNT(DISTINCT "lease_owner") FROM "notification" WHERE "account_id" = ? '
-          'AND "status" = \'sending\' AND "lease_until" >= ? AND "lease_owner" <> ?), '
+# started between two counts would hide it from both): the other workers connected to the account (holding its
+# leases, or keeping a connection open: webapp.outbox.sessions), its messages in flight, and the attempts started in
+# the last 60 seconds (the lost ones of dead workers are not attempts started).
+_USAGE = ('SELECT (SELECT COUNT(*) FROM (SELECT "lease_owner" FROM "notification" WHERE "account_id" = ? '
+          'AND "status" = \'sending\' AND "lease_until" >= ? AND "lease_owner" <> ? UNION '
+          'SELECT "worker" FROM "outbox_connection" WHERE "account_id" = ? AND "until" >= ? AND "worker" <> ?) '
+          'AS "holders"), '
           '(SELECT COUNT(*) FROM "notification" WHERE "account_id" = ? AND "status" = \'sending\')')
 _STARTED = (', (SELECT COUNT(*) FROM "delivery_attempt" AS "d" JOIN "notification" AS "n" '
             'ON "n"."id" = "d"."notification_id" WHERE "n"."account_id" = ? AND "d"."started_at" >= ? '
@@ -230,11 +233,12 @@ def _allowance(account_id: int, name: str, owner: str, now: datetime, settings: 
     """How many notifications of this account the owner may claim now (connection and rate limits); call under the
     account's claim lock, so that the limits hold across workers."""
     max_connections, per_minute = settings.limits(name)
+    usage = (account_id, now, owner) * 2 + (account_id,)
     if per_minute <= 0:
-        holding, _ = db.execute(_USAGE, (account_id, now, owner, account_id)).fetchone()
+        holding, _ = db.execute(_USAGE, usage).fetchone()
         return 0 if holding >= max_connections else settings.batch_size
     holding, in_flight, started = db.execute(_USAGE + _STARTED, (
-        account_id, now, owner, account_id, account_id, now - timedelta(seconds=60))).fetchone()
+        *usage, account_id, now - timedelta(seconds=60))).fetchone()
     return 0 if holding >= max_connections else per_minute - started - in_flight
 
 
@@ -325,12 +329,31 @@ _UPDATE_LEASED = (
     'WHERE "id" = ? AND "lease_owner" = ?')
 
 
+_KEEP_CONNECTION = ('INSERT INTO "outbox_connection" ("account_id", "worker", "until") VALUES (?, ?, ?) '
+                    'ON CONFLICT ("account_id", "worker") DO UPDATE SET "until" = excluded."until"')
+
+
+def let_go(owner: str, account_ids: list[int]) -> None:
+    """The owner closed its connections to these accounts: they no longer count against their limits. (Rows of
+    workers that died lapse at their "until"; they go too.)"""
+    now = utcnow()
+
+    def work():
+        with db.row_locking():
+            db.execute(f'DELETE FROM "outbox_connection" WHERE ("worker" = ? AND "account_id" IN '
+                       f'({", ".join("?" * len(account_ids))})) OR "until" < ?', (owner, *account_ids, now))
+
+    with connection():
+        retry_locked(work)
+
+
 def record(owner: str, outcomes: list[Outcome], settings: OutboxSettings) -> None:
     """Record attempts and the notifications' new states, all in one transaction: a row in delivery_attempt each,
     and the notification updated under the owner's lease (plain SQL with executemany: a statement built by the ORM
     for each message cost about as much as sending it)."""
     now = utcnow()
     rows, earlier = [], Counter()
+    accounts = sorted({outcome.account.id for outcome in outcomes})
     for outcome in outcomes:
         # A reconnected message has two outcomes here (the lost try, then the real one): both count.
         rows.append((outcome, _new_values(outcome, now, earlier[outcome.notification.id], settings)))
@@ -353,6 +376,10 @@ def record(owner: str, outcomes: list[Outcome], settings: OutboxSettings) -> Non
                  values.get("headers_sent"), values.get("status"), values.get("sent_at"),
                  values.get("next_attempt_at"), o.final, o.final, o.notification.id, owner)
                 for o, values in rows if o.notification.id in held])
+            # The connection that sent these stays open after their leases end (kept for the next batch): it
+            # counts against the account's limit from now on, in the same transaction (webapp.outbox.sessions).
+            db.execute_many(_KEEP_CONNECTION, [(account_id, owner, now + timedelta(
+                seconds=settings.session_idle_seconds + settings.lease_seconds)) for account_id in accounts])
             for o, values in rows:
                 if o.notification.id not in held:
                     # Outside the lease rules (this worker stalled past its lease and another took the row): the

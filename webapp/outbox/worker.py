@@ -29,11 +29,12 @@ from datetime import datetime, timedelta
 
 from webapp.mail.compose import header_block
 from webapp.mail.errors import N_, MailError, Step
-from webapp.mail.transport import QUIT_SECONDS, SendResult, SmtpSession
+from webapp.mail.transport import SendResult, SmtpSession
 from webapp.models import Credential, Notification, SmtpAccount, utcnow
 from webapp.outbox import queue
 from webapp.outbox.message import build_wire, footer_for
 from webapp.outbox.queue import Outcome, claim, connection, outbox_counts
+from webapp.outbox.sessions import KeptSessions
 from webapp.outbox.settings import ACTIVE, RECORD_EVERY, RECORD_SECONDS, SESSION_STEPS, OutboxSettings
 
 log = logging.getLogger(__name__)
@@ -42,12 +43,6 @@ log = logging.getLogger(__name__)
 def worker_name() -> str:
     """host:pid:random — unique per Worker, readable in the delivery log."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-
-
-@dataclasses.dataclass
-class _KeptSession:
-    session: SmtpSession
-    last_used: float
 
 
 class Worker:
@@ -67,8 +62,7 @@ class Worker:
         self.hooks = list(hooks)
         self.hook_seconds = hook_seconds
         self.stop_event = threading.Event()
-        self._sessions: dict[int, _KeptSession] = {}
-        self._sessions_lock = threading.Lock()
+        self._sessions = KeptSessions(self.name)
         self._pool: ThreadPoolExecutor | None = None
         self._lanes: dict[int, Future] = {}  # account id -> the lane delivering its claimed notifications
         self._lanes_lock = threading.Lock()
@@ -135,21 +129,11 @@ class Worker:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
-        with self._sessions_lock:
-            kept, self._sessions = list(self._sessions.values()), {}
-        end = time.monotonic() + QUIT_SECONDS
-        for entry in kept:
-            entry.session.close(max(0.0, end - time.monotonic()))
+        self._sessions.close_all()
 
     def close_idle_sessions(self) -> None:
-        """Close connections unused for session_idle_seconds (servers drop idle clients anyway). Without QUIT: this
-        runs on the claiming thread, which must never wait on a relay."""
-        limit = time.monotonic() - self.settings.session_idle_seconds
-        with self._sessions_lock:
-            idle = [key for key, entry in self._sessions.items() if entry.last_used < limit]
-            closing = [self._sessions.pop(key) for key in idle]
-        for entry in closing:
-            entry.session.close(quit_seconds=0)
+        """Close connections unused for session_idle_seconds (see KeptSessions.close_idle)."""
+        self._sessions.close_idle(self.settings.session_idle_seconds)
 
     # -- lanes: one thread per account with claimed notifications --
 
@@ -227,7 +211,7 @@ class Worker:
             try:
                 self._deliver_over(session, account, list(notifications), shared, footer_for(account) or "")
             finally:
-                self._keep(account.id, session)
+                self._sessions.keep(account.id, session)
 
     def _deliver_over(self, session: SmtpSession | None, account: SmtpAccount, pending: list[Notification],
                       shared: SendResult | None, footer: str) -> None:
@@ -279,19 +263,7 @@ class Worker:
         settings = account.smtp_settings(self.settings.smtp_timeout, self.settings.smtp_deadline,
                                          blocked_networks=self.settings.blocked_networks,
                                          oauth_allow_loopback=self.settings.oauth_allow_loopback)
-        with self._sessions_lock:
-            entry = self._sessions.pop(account.id, None)
-        if entry is not None and entry.session.settings == settings:
-            return entry.session
-        if entry is not None:  # the account's settings changed: a new connection
-            entry.session.close()
-        return SmtpSession(settings)
-
-    def _keep(self, account_id: int, session: SmtpSession | None) -> None:
-        if session is None:
-            return
-        with self._sessions_lock:
-            self._sessions[account_id] = _KeptSession(session, time.monotonic())
+        return self._sessions.take(account.id, settings)
 
     def _send(self, session: SmtpSession, account: SmtpAccount, notification: Notification,
               group: "_Leased", composer: "_Composer") -> SendResult:
