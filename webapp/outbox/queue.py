@@ -1,12 +1,21 @@
 """The queue in the database: claims under a lease, per-account limits, releases and renewals, recorded outcomes.
 
-- A worker claims due notifications in a `BEGIN IMMEDIATE` transaction: it sets status "sending", its name as
-  `lease_owner` and `lease_until`. Only the lease owner records a notification's attempts. A worker that dies leaves its
-  claims in "sending"; once their lease has expired the next claim takes them back (recording the lost attempt).
+- A worker claims due notifications: it sets status "sending", its name as `lease_owner` and `lease_until`. Only the
+  lease owner records a notification's attempts, renews or releases its lease. A worker that dies leaves its claims in
+  "sending"; once their lease has expired the next claim takes them back (recording the lost attempt, once).
+- Several workers, on one host or many, claim at once (db.row_locking()). SQLite has one writer: every such
+  transaction takes its write lock at once (BEGIN IMMEDIATE). PostgreSQL locks rows, not the database: a claim tries
+  each candidate account's advisory lock (ACCOUNT_CLAIMS, one per account id) and passes over an account another
+  worker is claiming right now (its turn comes at the next claim); it takes the rows with FOR UPDATE SKIP LOCKED,
+  checking that they are still waiting, and takes back expired leases the same way, so that two workers never both
+  record the lost attempt. Records, renewals and releases touch only rows leased to their worker (lease_owner in
+  WHERE; record() reads them FOR UPDATE), so no claim takes them back meanwhile. Contention (SQLite's lock after
+  its busy timeout, a PostgreSQL deadlock on the notification_tally rows the m0005 triggers keep) is retried.
 - Per account (OUTBOX_MAX_CONNECTIONS, OUTBOX_RATE_PER_MINUTE, OUTBOX_ACCOUNT_LIMITS by account name): at most that many
-  workers hold notifications of the account at once (each uses one connection for it), and at most that many
-  attempts are started in any 60 seconds. Both are checked at claim time, inside the claim's transaction, so they
-  hold across threads and processes.
+  workers are connected to the account at once (holding its leases, or keeping their connection open for the next
+  batch: webapp.outbox.sessions), and at most that many attempts are started in any 60 seconds. Both are counted at
+  claim time under the account's lock (SQLite: the write lock), in one statement, so they hold across threads,
+  processes and hosts.
 - 4yz replies, timeouts and lost connections are transient: retried with exponential backoff and jitter, until
   OUTBOX_MAX_ATTEMPTS attempts or OUTBOX_MAX_AGE_SECONDS of age; 5yz replies fail at once. So do an OAuth 2.0 token
   endpoint's refusals (its timeouts, 5xx and temporarily_unavailable are transient). A 535, or a token endpoint
@@ -88,8 +97,9 @@ def outbox_counts() -> dict:
 
 def claim(owner: str, settings: OutboxSettings, now: datetime | None = None, *, busy=frozenset(),
           accounts: int | None = None) -> list[Notification]:
-    """Lease up to batch_size due notifications to `owner`, atomically (BEGIN IMMEDIATE), respecting each account's
-    connection and rate limits; expired leases of dead workers come back first. Returns them in sending order.
+    """Lease up to batch_size due notifications to `owner`, atomically, respecting each account's connection and
+    rate limits (see the module's notes on locks); expired leases of dead workers come back first. Returns them in
+    sending order.
 
     busy: ids of accounts the owner is delivering already (none of theirs is taken); accounts: take the
     notifications of at most this many accounts (the owner's free delivery threads)."""
