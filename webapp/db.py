@@ -245,9 +245,6 @@ def upgrade() -> list[str]:
     with database.connection_context():
         if engine is server:
             postgresql.check_server(database)
-            # Built before taking the write lock: seconds of work (Python's case folding of every character), which
-            # another worker or web process starting at the same time would otherwise wait for.
-            postgresql.functions()
             with database.atomic("IMMEDIATE"):
                 # SQLite has them from Python on every connection; the server keeps a copy (webapp.postgresql).
                 postgresql.install_functions(database)
