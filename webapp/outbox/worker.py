@@ -31,9 +31,10 @@ from webapp.mail.compose import header_block
 from webapp.mail.errors import N_, MailError, Step
 from webapp.mail.transport import SendResult, SmtpSession
 from webapp.models import Credential, Notification, SmtpAccount, utcnow
-from webapp.outbox import queue
+from webapp.outbox import outcomes, queue
 from webapp.outbox.message import build_wire, footer_for
-from webapp.outbox.queue import Outcome, claim, connection, outbox_counts
+from webapp.outbox.outcomes import Outcome
+from webapp.outbox.queue import claim, connection, outbox_counts
 from webapp.outbox.sessions import KeptSessions
 from webapp.outbox.settings import ACTIVE, RECORD_EVERY, RECORD_SECONDS, SESSION_STEPS, OutboxSettings
 
@@ -297,9 +298,9 @@ class Worker:
         """Note one attempt's outcome; the group records its outcomes together (see _Leased.note)."""
         group.note(Outcome(notification, account, result, started, headers, final))
 
-    def _record(self, outcomes: list[Outcome]) -> None:
-        """Record outcomes in one transaction (queue.record)."""
-        queue.record(self.name, outcomes, self.settings)
+    def _record(self, recorded: list[Outcome]) -> None:
+        """Record outcomes in one transaction (outcomes.record)."""
+        outcomes.record(self.name, recorded, self.settings)
 
 
 class _Composer:
