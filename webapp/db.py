@@ -109,6 +109,18 @@ def locked(query, skip_locked: bool = False):
     return query.for_update(skip_locked=skip_locked or None) if database.obj is server else query
 
 
+def lock_tally(statuses) -> None:
+    """Before changing notifications from or to these statuses, lock their notification_tally rows, in one order for
+    every transaction (PostgreSQL; the notifications' own rows are locked before, with for_update()). The m0005
+    triggers update those rows notification by notification, in whatever order the notifications come: a claim
+    taking "retrying" then "sending" and a record taking "sending" then "retrying" would deadlock, which PostgreSQL
+    takes a second to notice. SQLite's write lock covers them."""
+    if database.obj is server:
+        statuses = sorted(set(statuses))
+        execute(f'SELECT 1 FROM "notification_tally" WHERE "status" IN ({", ".join("?" * len(statuses))}) '
+                'ORDER BY "status" FOR UPDATE', statuses)
+
+
 def try_lock(namespace: int, key: int) -> bool:
     """Take the lock named (namespace, key) until the transaction ends, without waiting: False when another
     transaction holds it (PostgreSQL's advisory locks; namespace and key are 32-bit). SQLite's write lock admits one

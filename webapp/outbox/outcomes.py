@@ -65,16 +65,19 @@ def record(owner: str, outcomes: list[Outcome], settings: OutboxSettings) -> Non
 
     def work():
         # SQLite: the write lock first (waiting for it), since a read that later wants to write can only fail.
-        # PostgreSQL: the rows still leased to this worker, locked as read, so that no claim takes them back meanwhile.
+        # PostgreSQL: the rows, locked as read, so that no claim takes them back meanwhile; then the tally's rows
+        # (always in that order: see db.lock_tally).
         with db.row_locking():
             ids = [outcome.notification.id for outcome, _ in rows]
             held = {row[0] for row in db.execute(db.for_update(
-                f'SELECT "id" FROM "notification" WHERE "id" IN ({", ".join("?" * len(ids))}) '
-                f'AND "lease_owner" = ?'), (*ids, owner))}
+                f'SELECT "id", "lease_owner" FROM "notification" WHERE "id" IN ({", ".join("?" * len(ids))})'),
+                ids) if row[1] == owner}
             db.execute_many(_INSERT_ATTEMPT, [
                 (o.notification.id, o.started, int(o.result.elapsed * 1000), o.result.ok, o.result.code,
                  values["last_reply_attempt"], values["last_step"], o.transient, owner)
                 for o, values in rows])
+            changing = {"sending", *(values["status"] for _, values in rows if "status" in values)}
+            db.lock_tally(changing if held == set(ids) else Notification.STATUSES)
             db.execute_many(_UPDATE_LEASED, [
                 (values["attempts"], values["last_code"], values["last_reply"], values["last_step"], now,
                  values.get("headers_sent"), values.get("status"), values.get("sent_at"),

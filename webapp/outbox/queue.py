@@ -9,8 +9,10 @@
   worker is claiming right now (its turn comes at the next claim); it takes the rows with FOR UPDATE SKIP LOCKED,
   checking that they are still waiting, and takes back expired leases the same way, so that two workers never both
   record the lost attempt. Records, renewals and releases touch only rows leased to their worker (lease_owner in
-  WHERE; record() reads them FOR UPDATE), so no claim takes them back meanwhile. Contention (SQLite's lock after
-  its busy timeout, a PostgreSQL deadlock on the notification_tally rows the m0005 triggers keep) is retried.
+  WHERE, read FOR UPDATE), so no claim takes them back meanwhile. Every one of these transactions locks the
+  notifications' rows first, then the notification_tally rows the m0005 triggers change, in one order
+  (db.lock_tally): two workers wait for each other there, briefly, but never deadlock. Contention (SQLite's lock
+  after its busy timeout, a PostgreSQL deadlock with another writer) is retried.
 - Per account (OUTBOX_MAX_CONNECTIONS, OUTBOX_RATE_PER_MINUTE, OUTBOX_ACCOUNT_LIMITS by account name): at most that many
   workers are connected to the account at once (holding its leases, or keeping their connection open for the next
   batch: webapp.outbox.sessions), and at most that many attempts are started in any 60 seconds. Both are counted at
@@ -110,6 +112,7 @@ def claim(owner: str, settings: OutboxSettings, now: datetime | None = None, *, 
                     f'SELECT "id" FROM "notification" WHERE "id" IN ({", ".join("?" * len(ids))}) '
                     f'AND "status" IN ({", ".join("?" * len(WAITING))})', skip_locked=True), (*ids, *WAITING))]
             if ids:
+                db.lock_tally((*WAITING, "sending"))
                 Notification.update(status="sending", lease_owner=owner,
                                     lease_until=current + timedelta(seconds=settings.lease_seconds),
                                     updated_at=current).where(Notification.id.in_(ids)).execute()
@@ -127,8 +130,10 @@ def claim(owner: str, settings: OutboxSettings, now: datetime | None = None, *, 
 def _reclaim_expired(now: datetime, settings: OutboxSettings) -> None:
     """Notifications left in "sending" by a worker that died: record the lost attempt and make them due again."""
     # Locked as read, passing over those another worker is taking back right now: one lost attempt each.
-    expired = db.locked(Notification.select().where(Notification.status == "sending", Notification.lease_until < now),
-                        skip_locked=True)
+    expired = list(db.locked(Notification.select().where(Notification.status == "sending",
+                                                         Notification.lease_until < now), skip_locked=True))
+    if expired:
+        db.lock_tally((*WAITING, "sending", "failed"))  # all that the claim changes next, in their one order
     for notification in expired:
         facts = {"ok": False, "step": LEASE_EXPIRED, "code": None, "reply": None, "params": {}, "message": N_(
             "The worker sending it stopped before recording the result; the message may have been sent.")}
@@ -273,9 +278,13 @@ def release(owner: str, notifications: list[Notification], due: datetime | None 
         values["next_attempt_at"] = due
 
     def work():
-        with db.row_locking():  # only the owner's rows: their row locks suffice
-            Notification.update(**values).where(Notification.id.in_(ids), Notification.lease_owner == owner,
-                    Notification.status == "sending").execute()
+        with db.row_locking():  # only the owner's rows: their row locks suffice, then the tally's (db.lock_tally)
+            mine = db.locked(Notification.select(Notification.id).where(
+                Notification.id.in_(ids), Notification.lease_owner == owner, Notification.status == "sending"))
+            held = [n.id for n in mine]
+            if held:
+                db.lock_tally(("sending", *WAITING))
+                Notification.update(**values).where(Notification.id.in_(held)).execute()
 
     retry_locked(work)
     log.info("outbox worker %s put %d notifications back in the queue", owner, len(ids))
@@ -288,12 +297,13 @@ def renew(owner: str, notifications: list[Notification], lease_seconds: float) -
 
     def work():
         with db.row_locking():
-            # Still ours unless a claim took it back after it expired (that clears or changes the owner); the update
-            # locks what it renews, so the rows read next are the ones renewed.
-            mine = (Notification.id.in_(ids) & (Notification.lease_owner == owner)
-                    & (Notification.status == "sending"))
-            Notification.update(lease_until=renewed_until).where(mine).execute()
-            return {n.id for n in Notification.select(Notification.id).where(mine)}
+            # Still ours unless a claim took it back after it expired (that clears or changes the owner); locked as
+            # read, before the update takes the tally's row (db.lock_tally).
+            held = {n.id for n in db.locked(Notification.select(Notification.id).where(
+                Notification.id.in_(ids), Notification.lease_owner == owner, Notification.status == "sending"))}
+            if held:
+                Notification.update(lease_until=renewed_until).where(Notification.id.in_(held)).execute()
+            return held
 
     held = retry_locked(work)
     lost = [i for i in ids if i not in held]
