@@ -96,7 +96,7 @@ def test_a_rate_per_minute_holds_across_worker_processes(app, smtp_server, tmp_p
     other = account_for(other_server, is_default=False, name="unlimited")
     limits = json.dumps({limited.name: {"rate_per_minute": 5}})
     with workers(app, tmp_path, 2, OUTBOX_ACCOUNT_LIMITS=limits, OUTBOX_BATCH_SIZE=3):
-        with database.atomic():  # all at once: both workers find them due together
+        with database.atomic("IMMEDIATE"):  # all at once: both workers find them due together
             for n in range(12):
                 notify(n, limited)
             later = [notify(100 + n, other) for n in range(30)]
