@@ -93,19 +93,22 @@ def outbox_counts() -> dict:
 
 
 def claim(owner: str, settings: OutboxSettings, now: datetime | None = None, *, busy=frozenset(),
-          accounts: int | None = None) -> list[Notification]:
+          accounts: int | None = None, contended: set | None = None) -> list[Notification]:
     """Lease up to batch_size due notifications to `owner`, atomically, respecting each account's connection and
     rate limits (see the module's notes on locks); expired leases of dead workers come back first. Returns them in
     sending order.
 
     busy: ids of accounts the owner is delivering already (none of theirs is taken); accounts: take the
-    notifications of at most this many accounts (the owner's free delivery threads)."""
+    notifications of at most this many accounts (the owner's free delivery threads); contended: a set that gets the
+    ids of the accounts passed over because another worker was claiming them (PostgreSQL; what it leaves may be due
+    at once)."""
+    contended = set() if contended is None else contended
 
     def work() -> list[int]:
         current = now or utcnow()
         with db.row_locking():
             _reclaim_expired(current, settings)
-            ids = _due_ids(owner, current, settings, busy, accounts or settings.batch_size)
+            ids = _due_ids(owner, current, settings, busy, accounts or settings.batch_size, contended)
             if ids:
                 # Still waiting, and no one else's: the candidates were read before the accounts were locked.
                 ids = [row[0] for row in db.execute(db.for_update(
@@ -166,7 +169,7 @@ _OLDEST_DUE = (
     'ORDER BY "n"."next_attempt_at", "n"."id" LIMIT ?')
 
 
-def _due_ids(owner: str, now: datetime, settings: OutboxSettings, busy, accounts: int) -> list[int]:
+def _due_ids(owner: str, now: datetime, settings: OutboxSettings, busy, accounts: int, contended: set) -> list[int]:
     """Up to batch_size due notifications, oldest first, of at most `accounts` accounts, none busy nor being
     claimed by another worker, whose limits allow them."""
     looked_at = settings.batch_size * 2
@@ -180,22 +183,24 @@ def _due_ids(owner: str, now: datetime, settings: OutboxSettings, busy, accounts
         if account_id not in allowance:
             if not _lock_account(account_id):
                 passed.add(account_id)  # another worker is claiming its notifications: its turn, not ours
+                contended.add(account_id)
                 continue
             allowance[account_id] = _allowance(account_id, name, owner, now, settings)
         if allowance[account_id] <= 0:
             # The oldest belong to an account at its limits: look past it, account by account (the slow way).
-            return _due_ids_by_account(owner, now, settings, passed, accounts)
+            return _due_ids_by_account(owner, now, settings, passed, accounts, contended)
         allowance[account_id] -= 1
         ids.append(notification_id)
         if len(ids) == settings.batch_size:
             return ids
     if len(rows) == looked_at:
         # Every row looked at was passed over or taken, and the batch is not full: later ones may be another's.
-        return _due_ids_by_account(owner, now, settings, passed, accounts)
+        return _due_ids_by_account(owner, now, settings, passed, accounts, contended)
     return ids
 
 
-def _due_ids_by_account(owner: str, now: datetime, settings: OutboxSettings, busy, accounts: int) -> list[int]:
+def _due_ids_by_account(owner: str, now: datetime, settings: OutboxSettings, busy, accounts: int,
+                        contended: set) -> list[int]:
     """Accounts by their oldest due notification, each taking what its limits allow (a scan of the queue)."""
     due = (Notification.status.in_(WAITING)) & (Notification.next_attempt_at <= now)
     oldest_first = (Notification.select(Notification.account, SmtpAccount.name,
@@ -207,8 +212,12 @@ def _due_ids_by_account(owner: str, now: datetime, settings: OutboxSettings, bus
         room = settings.batch_size - len(ids)
         if room <= 0 or accounts == 0:
             break
-        allowed = (0 if row.account_id in busy or not _lock_account(row.account_id)
-                   else _allowance(row.account_id, row.name, owner, now, settings))
+        if row.account_id in busy:
+            continue
+        if not _lock_account(row.account_id):
+            contended.add(row.account_id)
+            continue
+        allowed = _allowance(row.account_id, row.name, owner, now, settings)
         if allowed <= 0:
             continue
         query = (Notification.select(Notification.id)

@@ -25,6 +25,8 @@ RECORD_SECONDS = 0.5
 # Steps where the session itself failed (not this message): the outcome applies to the rest of the account's group.
 SESSION_STEPS = frozenset({Step.DNS, Step.CONNECT, Step.PROXY, Step.TLS, Step.CERTIFICATE, Step.GREETING,
                            Step.STARTTLS, Step.TOKEN, Step.AUTH})
+# A worker that passed over an account because another was claiming it (PostgreSQL) claims again this soon.
+CONTENDED_SECONDS = 0.02
 LOCK_RETRY_SECONDS = 60     # how long a write waits, in total, for SQLite's lock before giving up
 
 

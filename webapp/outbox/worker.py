@@ -36,7 +36,14 @@ from webapp.outbox.message import build_wire, footer_for
 from webapp.outbox.outcomes import Outcome
 from webapp.outbox.queue import claim, connection, outbox_counts
 from webapp.outbox.sessions import KeptSessions
-from webapp.outbox.settings import ACTIVE, RECORD_EVERY, RECORD_SECONDS, SESSION_STEPS, OutboxSettings
+from webapp.outbox.settings import (
+    ACTIVE,
+    CONTENDED_SECONDS,
+    RECORD_EVERY,
+    RECORD_SECONDS,
+    SESSION_STEPS,
+    OutboxSettings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +76,7 @@ class Worker:
         self._lanes_lock = threading.Lock()
         self._lane_ended = threading.Event()
         self._next_hooks = 0.0
+        self._contended = False  # the last claim passed over an account another worker was claiming
         Credential.watch_refresh_token_rotation()  # as create_app() does: a worker may be built without it
 
     # -- running --
@@ -146,8 +154,10 @@ class Worker:
         free = self.settings.concurrency - len(busy)
         if free <= 0:
             return 0
+        contended: set[int] = set()
         with connection():
-            batch = claim(self.name, self.settings, busy=busy, accounts=free)
+            batch = claim(self.name, self.settings, busy=busy, accounts=free, contended=contended)
+        self._contended = bool(contended)
         groups: dict[int, list[Notification]] = {}
         for notification in batch:
             groups.setdefault(notification.account_id, []).append(notification)
@@ -175,11 +185,13 @@ class Worker:
 
     def _wait(self, idle_seconds: float) -> None:
         """Until a lane ends (its account and thread are free again), or a while; when no lane ran since the last
-        claim, until a stop or idle_seconds. A lane that already ended means work was found: claim again at once."""
+        claim, until a stop or idle_seconds. A lane that already ended means work was found: claim again at once.
+        An account that another worker was claiming meanwhile may have notifications left: claim again soon."""
+        soon = CONTENDED_SECONDS if self._contended else float("inf")
         if self._running() or self._lane_ended.is_set():
-            self._lane_ended.wait(self.settings.poll_seconds)
+            self._lane_ended.wait(min(self.settings.poll_seconds, soon))
         else:
-            self.stop_event.wait(idle_seconds)
+            self.stop_event.wait(min(idle_seconds, soon))
 
     def _run_hooks(self) -> None:
         if not self.hooks or time.monotonic() < self._next_hooks:
