@@ -63,6 +63,13 @@ class Defaults:
     OUTBOX_SMTP_TIMEOUT = 30           # connect and each read
     OUTBOX_SMTP_DEADLINE = 60          # one message's whole dialogue
     OUTBOX_SESSION_IDLE_SECONDS = 15   # a kept connection unused this long is closed
+    # Failover to an account's backup (webapp/outbox/failover.py): after this many relay failures in a row (connection
+    # refused or timed out, TLS, 421, 4xx at the greeting, a login that worked before refused), the first and the
+    # last at most FAILOVER_WINDOW_SECONDS apart, the account's notifications go through its backup for
+    # FAILOVER_COOLDOWN_SECONDS; then its own relay is tried again.
+    FAILOVER_AFTER_FAILURES = 2
+    FAILOVER_WINDOW_SECONDS = 60
+    FAILOVER_COOLDOWN_SECONDS = 300
     # OAuth 2.0 token and authorization URLs must be https; True also allows plain http to this machine (localhost,
     # 127.0.0.0/8, ::1), for test OAuth servers. SMTPDESK_OAUTH_ALLOW_LOOPBACK=true.
     OAUTH_ALLOW_LOOPBACK = False
