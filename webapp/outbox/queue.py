@@ -221,7 +221,8 @@ def _due_ids_by_account(owner: str, now: datetime, settings: OutboxSettings, bus
     due = (Notification.status.in_(WAITING)) & (Notification.next_attempt_at <= now)
     oldest_first = (Notification.select(Notification.account, SmtpAccount.name,
                                         fn.MIN(Notification.next_attempt_at).alias("first"))
-                    .join(SmtpAccount).where(due).group_by(Notification.account, SmtpAccount.name)
+                    .join(SmtpAccount, on=(Notification.account == SmtpAccount.id)).where(due)
+                    .group_by(Notification.account, SmtpAccount.name)
                     .order_by(fn.MIN(Notification.next_attempt_at)))
     ids: list[int] = []
     for row in oldest_first.objects():
