@@ -77,7 +77,8 @@ def assert_carried_by_backup(ids: list[int], primary, backup, backup_server, rea
     for notification in notifications:
         assert notification.account_id == primary.id and notification.sent_via_id == backup.id
         words = reply_words(notification.last_reply)
-        assert f"sent through backup backup after primary failed: {reason}" in words, words
+        assert words.startswith("250 ") and "(sent through backup backup after primary failed: " in words, words
+        assert reason in words.split("failed: ", 1)[1], words
     carried = DeliveryAttempt.select().where(DeliveryAttempt.notification.in_(ids), DeliveryAttempt.ok == True)  # noqa: E712
     assert {attempt.via_account_id for attempt in carried} == {backup.id}
 
