@@ -18,7 +18,8 @@ def edit_form(account: SmtpAccount, **overrides) -> dict:
     """The account's edit form as saved, with overrides."""
     return account_form(name=account.name, sender=account.sender, reply_to=account.reply_to,
                         return_path=account.return_path, confirmation_email=account.confirmation_email,
-                        host=account.host, is_default="yes" if account.is_default else "no", **overrides)
+                        host=account.host, is_default="yes" if account.is_default else "no", secure="no",
+                        **overrides)
 
 
 def options(text: str) -> list[tuple[str, str]]:
