@@ -178,6 +178,22 @@ def test_a_login_refused_fails_over_only_when_that_credential_worked_before(app,
     assert "535" in reply_words(Notification.get_by_id(carried[0]).last_reply)
 
 
+def test_a_login_that_worked_in_a_test_is_one_that_worked_before(app, smtp_server, admin):
+    users = {"mailer": "right"}
+    primary_server, backup_server = smtp_server(users=users), smtp_server()
+    primary = account_for(primary_server, name="primary", users=users)
+    backup = with_backup(primary, backup_server)
+    response = admin.post(f"/accounts/{primary.id}/test", data={"to": "ops@example.org", "subject": "Test",
+                                                                 "body": "Test"})
+    assert response.status_code == 200 and len(primary_server.received) == 1
+    assert reloaded(primary).auth_worked_with == reloaded(primary).credential_key()
+    users["mailer"] = "rotated-at-the-relay"
+    carried = notify(3)
+    deliver()
+    assert {Notification.get_by_id(i).sent_via_id for i in carried} == {backup.id}
+    assert len(backup_server.received) == 3
+
+
 def test_the_backup_limits_and_lane_carry_the_primary_notifications(app, smtp_server):
     """While failing over, the primary's notifications are claimed for the backup: one lane with the backup's own,
     over its one connection, counted against its connection limit."""
