@@ -120,7 +120,7 @@ def test_the_report_shows_an_account_failing_over_until_its_cool_down_ends(admin
 
 
 def test_a_delivery_carried_by_the_backup_says_so_in_its_detail_and_the_list(admin):
-    main = make_account(name="Main", is_default=True)
+    make_account(name="Main", is_default=True)
     spare = make_account(name="Spare")
     number = send_notification(to=["ops@example.org"], subject="Disk full", text="97%")
     reason = {"ok": False, "step": "greeting", "code": 421, "reply": "4.3.2 down", "params": {"host": "smtp.main"},
