@@ -10,6 +10,7 @@ from wtforms import HiddenField, RadioField, SelectField, StringField, SubmitFie
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, ValidationError
 
+from webapp.accounts.backup import BackupAccountFields
 from webapp.accounts.columns import COLUMNS, REPORT_FIELDS, SORTS
 from webapp.accounts.presets import PRESETS, Preset, preset_for_host, preset_named
 from webapp.accounts.testing import TYPED_SECRET_COLUMNS
@@ -44,7 +45,7 @@ def _optional_id(value):
 REQUIRED_ADDRESS = [DataRequired(), email_address]
 
 
-class AccountForm(FlaskForm):
+class AccountForm(BackupAccountFields, FlaskForm):
     """Add or edit an SMTP account: the Account section, then the SMTP server settings."""
 
     # Account section
@@ -106,13 +107,6 @@ class AccountForm(FlaskForm):
         _l("HELO/EHLO name"), validators=[max_length(255), host_name],
         description=_l("Optional. The name this machine gives when it greets the server; empty uses this "
                        "machine's own name."))
-    # Failover (webapp/outbox/failover.py): the account whose relay carries this one's notifications while its own
-    # fails. Choices: backup_choices().
-    backup_account = SelectField(
-        _l("Backup account"), coerce=_optional_id, validate_choice=False,
-        description=_l("Optional. When this account's server fails (connection refused or timed out, TLS, 421, a "
-                       "login that worked before refused), its notifications go through this account for a while, "
-                       "with that account's sender, Reply-To, Return-Path and footer."))
     # "Test these settings": where the test message goes, and the credential's secret typed for that test alone.
     # Only that button reads them (see AccountTestForm); the secret is never saved nor shown.
     test_to = StrippedStringField(_l("Send to"))
@@ -218,43 +212,6 @@ class AccountForm(FlaskForm):
                                         "one the default under Network connectors."))
         elif Connector.by_id(field.data) is None:
             raise ValidationError(_("Choose a connector from the list."))
-
-    # -- Failover: the backup account --
-
-    def backup_choices(self) -> list:
-        """No backup, then the enabled accounts other than this one; the saved backup stays listed (marked) when it
-        is disabled since, so that saving says so instead of dropping it."""
-        saved = self.account.backup_account_id if self.account is not None else None
-        query = SmtpAccount.select(SmtpAccount.id, SmtpAccount.name, SmtpAccount.enabled).where(
-            (SmtpAccount.enabled == True) | (SmtpAccount.id == saved))  # noqa: E712
-        if self.account is not None:
-            query = query.where(SmtpAccount.id != self.account.id)
-        return [SelectChoice("", _("None"))] + [
-            SelectChoice(a.id, a.name if a.enabled else _("%(name)s (disabled)", name=a.name))
-            for a in query.order_by(SmtpAccount.name)]
-
-    def validate_backup_account(self, field):
-        if field.data is None:
-            return
-        backup = SmtpAccount.by_id(field.data)
-        if backup is None:
-            raise ValidationError(_("Choose an account from the list."))
-        if self.account is not None and backup.id == self.account.id:
-            raise ValidationError(_("An account cannot be its own backup."))
-        if not backup.enabled:
-            raise ValidationError(_("The backup account %(name)s is disabled: enable it, or choose another.",
-                                    name=backup.name))
-        names, seen, current = [backup.name], {backup.id}, backup
-        while self.account is not None and current.backup_account_id is not None:
-            if current.backup_account_id == self.account.id:
-                raise ValidationError(_("This would make a circle of backups: %(circle)s.",
-                                        circle=" → ".join([self.name.data or self.account.name, *names,
-                                                           self.name.data or self.account.name])))
-            if current.backup_account_id in seen:
-                break  # a circle among the others (not through this account): not this form's to refuse
-            current = SmtpAccount.get_by_id(current.backup_account_id)
-            seen.add(current.id)
-            names.append(current.name)
 
     def validate_ca_cert(self, field):
         text = (field.data or "").strip()
