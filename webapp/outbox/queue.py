@@ -109,7 +109,8 @@ def claim(owner: str, settings: OutboxSettings, now: datetime | None = None, *, 
         with db.row_locking():
             _reclaim_expired(current, settings)
             # The relay carrying each account's notifications: a backup's while the account fails over.
-            relays = {account: (backup, name) for account, backup, name in db.execute(FAILING_OVER, (current, True))}
+            relays = {account: (backup, name)
+                      for account, backup, name in db.execute(FAILING_OVER, (current, True, True))}
             via: dict[int, int] = {}
             ids = _due_ids(owner, current, settings, busy, accounts or settings.batch_size, contended, relays, via)
             if ids:
@@ -290,9 +291,11 @@ def _allowance(account_id: int, name: str, owner: str, now: datetime, settings: 
     return 0 if holding >= max_connections else per_minute - started - in_flight
 
 
-# The accounts failing over now, with the backup carrying their notifications (a few rows at most).
+# The accounts failing over now, with the backup carrying their notifications (a few rows at most). A disabled
+# account's notifications go nowhere, not even through its backup.
 FAILING_OVER = ('SELECT "a"."id", "b"."id", "b"."name" FROM "smtp_account" AS "a" JOIN "smtp_account" AS "b" '
-                'ON "b"."id" = "a"."backup_account_id" WHERE "a"."failover_until" > ? AND "b"."enabled" = ?')
+                'ON "b"."id" = "a"."backup_account_id" WHERE "a"."failover_until" > ? AND "a"."enabled" = ? '
+                'AND "b"."enabled" = ?')
 
 
 def give_up_reason(notification: Notification, attempts: int, now: datetime, settings: OutboxSettings) -> dict | None:
