@@ -17,7 +17,8 @@
   workers are connected to the account at once (holding its leases, or keeping their connection open for the next
   batch: webapp.outbox.sessions), and at most that many attempts are started in any 60 seconds. Both are counted at
   claim time under the account's lock (SQLite: the write lock), in one statement, so they hold across threads,
-  processes and hosts.
+  processes and hosts. While an account fails over (webapp.outbox.failover), its notifications are claimed for its
+  backup (sent_via): under the backup's lock, for the backup's lane, within the backup's limits.
 - 4yz replies, timeouts and lost connections are transient: retried with exponential backoff and jitter, until
   OUTBOX_MAX_ATTEMPTS attempts or OUTBOX_MAX_AGE_SECONDS of age; 5yz replies fail at once. So do an OAuth 2.0 token
   endpoint's refusals (its timeouts, 5xx and temporarily_unavailable are transient). A 535, or a token endpoint
