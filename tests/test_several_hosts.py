@@ -10,10 +10,11 @@ from cryptography.fernet import Fernet
 
 from tests.support.apps import running_app
 from tests.support.dialog import dialog_of, facts_of
-from tests.support.factories import PASSWORD, make_account, make_user
-from tests.support.hosts import Browser, Host, host_env, signed_in, stop_all, with_cookie
+from tests.support.factories import PASSWORD, make_account, make_credential, make_user
+from tests.support.hosts import Browser, Host, host_env, launch, signed_in, stop_all, with_cookie
 from tests.support.oauth import make_oauth_credential, smtp_server_for, vault_form
 from tests.support.outbox import account_for
+from tests.support.processes import SMTPDESK, stop, wait_for
 from webapp.mail.oauth import CLIENT_CREDENTIALS
 from webapp.models import ApiToken, Notification
 
@@ -61,8 +62,9 @@ def api(host: Host, method: str, path: str, token: str, **kwargs) -> requests.Re
                             timeout=60, **kwargs)
 
 
-def notify(host: Host, token: str) -> requests.Response:
-    return api(host, "POST", "/notifications", token, json={"to": "ana@example.org", "subject": "Disk", "text": "91%"})
+def notify(host: Host, token: str, **fields) -> requests.Response:
+    return api(host, "POST", "/notifications", token,
+               json={"to": "ana@example.org", "subject": "Disk", "text": "91%", **fields})
 
 
 def test_sign_in_failures_spread_over_both_hosts_lock_the_user_out_on_both(app, hosts):
@@ -191,3 +193,32 @@ def test_an_access_token_is_not_reused_once_another_host_changed_its_credential(
     assert "did not accept the client ID or secret (HTTP 401, invalid_client" in refused
     assert "Access token" not in facts_of(refused)
     assert [request.get("error") for request in oauth.token_requests()] == [None, "invalid_client"]
+
+
+def test_a_worker_does_not_keep_a_connection_whose_login_another_host_changed(app, hosts, smtp_server, tmp_path):
+    """A worker keeps its SMTP connection to an account's relay between batches only while the account's settings,
+    as the database has them now, are those it was opened with."""
+    a, b = hosts
+    server = smtp_server(users={"first-login": "first-pass-0001", "second-login": "second-pass-0002"})
+    credential = make_credential(username="first-login", secret="first-pass-0001")
+    account = make_account(host=server.host, port=server.port, use_auth=True, credential=credential)
+    _row, token = ApiToken.issue("worker test", created_by=make_user("admin"))
+    make_user("admin", username="wanda")
+    admin = Browser()
+    admin.sign_in(b, "wanda", PASSWORD)
+    env = host_env(tmp_path / "a", app.config["DATABASE_URL"], app.config["VAULT_KEYS"], OUTBOX_POLL_SECONDS=0.1)
+    worker = launch([str(SMTPDESK), "worker"], env, tmp_path / "worker.log")
+    try:
+        first = notify(b, token, account=account.name).json()["id"]
+        wait_for(lambda: Notification.get_by_id(first).status == "sent", 60, "the first delivery")
+        admin.get(b, f"/credentials/{credential.id}/edit")
+        edited = admin.post(b, f"/credentials/{credential.id}/edit", {
+            "name": credential.name, "kind": "password", "username": "second-login", "secret": "second-pass-0002",
+            "description": "", "allowed_hosts": ""})
+        assert edited.status_code == 303, edited.text
+        second = notify(a, token, account=account.name).json()["id"]
+        wait_for(lambda: Notification.get_by_id(second).status == "sent", 60, "the second delivery")
+    finally:
+        stop(worker, timeout=30)
+    assert [login for _mechanism, login in server.handler.logins] == ["first-login", "second-login"]
+    assert "Traceback" not in (tmp_path / "worker.log").read_text(errors="replace")
