@@ -69,7 +69,8 @@ def _named_key_file():
     return current_app.config.get("VAULT_KEYS_FILE")
 
 
-def _print_env_keys(keys: list[str]) -> None:
+def _print_keys(keys: list[str]) -> None:
+    """The key list to write into the named key file, or the variable to set."""
     if _named_key_file():
         click.echo(",".join(keys))
     else:
@@ -95,7 +96,7 @@ def rotate_key(retire_old, batch_size):
         # credential): say what to write everywhere, re-encrypt once every process reads it.
         click.echo(f"The vault keys come from the file {_named_key_file()}. Write this list (new key first) into that "
                    "file on every host, and restart every smtpdesk process (web and worker):")
-        _print_env_keys(keys)
+        _print_keys(keys)
         click.echo("Then run `smtpdesk vault reencrypt --retire-old`, and write the single key it prints into the file "
                    "on every host. Keep a copy of the new key with your key backup.")
         return
@@ -103,7 +104,7 @@ def rotate_key(retire_old, batch_size):
         # Variables of other processes cannot be changed from here: say what to set, re-encrypt later.
         click.echo("The vault keys come from SMTPDESK_VAULT_KEYS. Set this list (new key first) for every smtpdesk "
                    "process and restart them:")
-        _print_env_keys(keys)
+        _print_keys(keys)
         click.echo("Then run `smtpdesk vault reencrypt --retire-old` with that list set, and set the single key it "
                    "prints. Keep a copy of the new key with your backups.")
         return
@@ -156,11 +157,11 @@ def _retire() -> None:
     if key_file is None and _named_key_file():
         click.echo(f"Every secret is under the newest key. Write this into {_named_key_file()} on every host, and "
                    "restart every smtpdesk process (the old keys are no longer needed):")
-        _print_env_keys(newest)
+        _print_keys(newest)
         return
     if key_file is None:
         click.echo("Every secret is under the newest key. Set this (the old keys are no longer needed):")
-        _print_env_keys(newest)
+        _print_keys(newest)
         return
     write_key_file(key_file, newest)
     vault.init(newest, key_file)
