@@ -3,6 +3,7 @@ PostgreSQL database, and the app started there with the same keys: sign-in, secr
 and search, fresh ids and the one default all work. Refusals leave the target as it was, and the password in the URL
 is never printed."""
 import logging
+import os
 import re
 import sqlite3
 from datetime import datetime
@@ -40,9 +41,16 @@ FILLED_BY = {"user": "users create", "credential": "credential forms", "connecto
              "notification_tally": "m0005's trigger"}
 
 
-def with_password(url: str) -> str:
-    """The test cluster trusts every local connection: the password only has to stay out of what is printed."""
-    return url.replace("postgres@", f"postgres:{PG_PASSWORD}@", 1)
+@pytest.fixture
+def owned_database(postgres_cluster):
+    """An empty database made as the README says (a role of its own owning it, not a superuser); its URL with the
+    password (the test cluster trusts every local connection: it only has to stay out of what is printed)."""
+    role = f"mover_{os.getpid()}"
+    postgres_cluster.execute(f"CREATE ROLE \"{role}\" LOGIN PASSWORD '{PG_PASSWORD}'")
+    postgres_cluster.execute(f"CREATE DATABASE \"{role}\" OWNER \"{role}\" ENCODING 'UTF8' TEMPLATE template0")
+    yield f"postgresql://{role}:{PG_PASSWORD}@127.0.0.1:{postgres_cluster.port}/{role}"
+    postgres_cluster.execute(f"DROP DATABASE \"{role}\" WITH (FORCE)")
+    postgres_cluster.execute(f"DROP ROLE \"{role}\"")
 
 
 def folder(tmp_path, name):
@@ -186,9 +194,9 @@ def test_every_table_of_the_schema_is_copied_row_for_row(installation, empty_pos
     assert SECRET not in result.output and REFRESH_TOKEN not in result.output
 
 
-def test_the_app_runs_on_the_copy_with_the_same_keys(installation, empty_postgres_database, tmp_path, caplog):
+def test_the_app_runs_on_the_copy_with_the_same_keys(installation, owned_database, tmp_path, caplog):
     caplog.set_level(logging.DEBUG)
-    url = with_password(empty_postgres_database)
+    url = owned_database
     facts = installation.facts
     result = copy(installation, url)
     assert result.exit_code == 0, result.output
