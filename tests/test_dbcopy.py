@@ -18,7 +18,7 @@ from tests.support.apps import running_app
 from tests.support.factories import account_form, connector_form, credential_form, make_account, make_notification
 from tests.support.oauth import oauth_form
 from tests.support.outbox import fast_worker
-from webapp import dbcopy
+from webapp import db, dbcopy
 from webapp.db import database
 from webapp.models import Connector, Credential, DeliveryAttempt, Notification, SmtpAccount
 from webapp.outbox import outbox_counts
@@ -32,6 +32,7 @@ LOGIN, SECRET = "mailer@example.com", "Tr0ub4dor&3-smtp"
 PROXY_PASSWORD = "Proxy-Pass-7730"
 REFRESH_TOKEN = "1//Refresh-Token-Moved-5521"
 PG_PASSWORD = "Pg-Target-Pass-4417"
+CURRENT = len(db.migrations())  # the schema version of this code
 BOOLEAN, TIMESTAMP = (psycopg.adapters.types[name].oid for name in ("bool", "timestamp"))
 # The tables of the schema and what fills them in installation(): a migration adding a table adds it here.
 FILLED_BY = {"user": "users create", "credential": "credential forms", "connector": "connector form",
@@ -204,7 +205,7 @@ def test_the_app_runs_on_the_copy_with_the_same_keys(installation, owned_databas
     assert PG_PASSWORD not in result.output and PG_PASSWORD not in caplog.text
     assert shown(url) in result.output
     assert "  notification: 8 rows" in result.output and "  delivery_attempt: 7 rows" in result.output
-    assert "Row counts checked table by table: the 12 tables hold the same rows" in result.output
+    assert f"Row counts checked table by table: the {len(FILLED_BY)} tables hold the same rows" in result.output
 
     with running_app(folder(tmp_path, "postgresql"), DATABASE_URL=url, SMTP_TIMEOUT=2, SMTP_DEADLINE=4, **KEYS) as app:
         admin = signed_in(app)  # the password hash came along
@@ -284,15 +285,16 @@ def test_a_target_holding_any_row_is_refused_and_left_as_it_was(small, postgres_
 
 def test_a_migrated_empty_target_is_used_and_a_newer_one_refused(small, postgres_database, empty_postgres_database):
     result = copy(small, postgres_database)  # `smtpdesk db upgrade` was run there already
-    assert result.exit_code == 0 and "the target is at schema 7 already" in result.output, result.output
+    assert result.exit_code == 0 and f"the target is at schema {CURRENT} already" in result.output, result.output
     with psycopg.connect(empty_postgres_database, autocommit=True) as target:
         target.execute('CREATE TABLE "schema_version" ("version" INTEGER NOT NULL)')
         target.execute('INSERT INTO "schema_version" VALUES (99)')
-    refused(copy(small, empty_postgres_database), "is at schema 99, newer than the SQLite database (7)")
+    refused(copy(small, empty_postgres_database), f"is at schema 99, newer than the SQLite database ({CURRENT})")
     assert tables_of(empty_postgres_database) == ["schema_version"]
 
 
-@pytest.mark.parametrize("version,words", [(6, "run `smtpdesk db upgrade` first"), (99, "newer than this smtpdesk")])
+@pytest.mark.parametrize("version,words", [(CURRENT - 1, "run `smtpdesk db upgrade` first"),
+                                           (CURRENT + 1, "newer than this smtpdesk")])
 def test_a_source_at_another_schema_version_is_refused(small, empty_postgres_database, version, words):
     database.execute_sql(f"PRAGMA user_version = {version}")
     refused(copy(small, empty_postgres_database), words)
