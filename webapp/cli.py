@@ -47,6 +47,25 @@ def db_upgrade():
         click.echo(f"Database {path} is up to date (schema {db.schema_version_now()}).")
 
 
+@db_group.command("copy")
+@click.option("--to", "url", required=True, metavar="URL",
+              help="The empty PostgreSQL database, postgresql://user@host:port/name (a password is better given in "
+                   "PGPASSWORD or ~/.pgpass than in the URL, which other users of the machine can see).")
+@with_appcontext
+def db_copy(url):
+    """Copy this installation's SQLite database, whole, into an empty PostgreSQL database (README, "Moving to
+    PostgreSQL"): one transaction there, row counts checked before it commits."""
+    from webapp.dbcopy import CopyError, copy_database
+
+    if current_app.config.get("DATABASE_URL"):
+        raise click.ClickException("This installation already uses PostgreSQL (SMTPDESK_DATABASE_URL); db copy "
+                                   "copies the SQLite database (SMTPDESK_DATABASE): run it without that setting.")
+    try:
+        copy_database(current_app.config["DATABASE"], url, say=click.echo)
+    except CopyError as error:
+        raise click.ClickException(str(error)) from None
+
+
 @click.group("users", help="People who sign in.")
 def users_group():
     pass
