@@ -13,8 +13,8 @@ from collections import Counter
 from datetime import timezone
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.exposition import choose_encoder
 
 from webapp.models import DeliveryMetric, SmtpAccount
 

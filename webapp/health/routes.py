@@ -10,8 +10,8 @@ import hmac
 from flask import current_app, jsonify, request
 from peewee import PeeweeException
 
-from webapp import metrics
 from webapp.health import bp, readiness
+from webapp.metrics import exposition
 
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -31,7 +31,7 @@ def readyz():
 
 
 @bp.get("/metrics")
-def metrics_page():
+def metrics():
     """The Prometheus metrics, for a scraper sending METRICS_TOKEN as a bearer token."""
     refusal = _refusal()
     if refusal is not None:
@@ -40,7 +40,7 @@ def metrics_page():
     if report["database"]["status"] not in ("current", "ahead"):
         return _text(f"The database is {report['database']['status']}: no metrics.\n", 503)
     try:
-        body, content_type = metrics.exposition(report, request.headers.get("Accept"))
+        body, content_type = exposition(report, request.headers.get("Accept"))
     except PeeweeException:
         current_app.logger.exception("metrics: the database could not be read")
         return _text("The database could not be read: no metrics.\n", 503)
