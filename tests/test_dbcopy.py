@@ -20,7 +20,7 @@ from tests.support.oauth import oauth_form
 from tests.support.outbox import fast_worker
 from webapp import db, dbcopy
 from webapp.db import database
-from webapp.models import Connector, Credential, DeliveryAttempt, Notification, SmtpAccount
+from webapp.models import Connector, Credential, DeliveryAttempt, Notification, SmtpAccount, WorkerHeartbeat
 from webapp.outbox import outbox_counts
 from webapp.postgresql import shown
 
@@ -32,14 +32,15 @@ LOGIN, SECRET = "mailer@example.com", "Tr0ub4dor&3-smtp"
 PROXY_PASSWORD = "Proxy-Pass-7730"
 REFRESH_TOKEN = "1//Refresh-Token-Moved-5521"
 PG_PASSWORD = "Pg-Target-Pass-4417"
-CURRENT = len(db.migrations())  # the schema version of this code
+CURRENT = db.latest_version()  # the schema version of this code
 BOOLEAN, TIMESTAMP = (psycopg.adapters.types[name].oid for name in ("bool", "timestamp"))
 # The tables of the schema and what fills them in installation(): a migration adding a table adds it here.
 FILLED_BY = {"user": "users create", "credential": "credential forms", "connector": "connector form",
              "smtp_account": "account forms", "audit_entry": "every change", "setting": "settings form",
              "api_token": "token form", "scheduled_report": "schedule form", "notification": "the API",
              "delivery_attempt": "the worker", "notification_search": "m0005's trigger",
-             "notification_tally": "m0005's trigger"}
+             "notification_tally": "m0005's trigger", "delivery_metric": "the worker",
+             "worker_heartbeat": "the worker"}
 
 
 @pytest.fixture
@@ -128,6 +129,7 @@ def installation(tmp_path, smtp_server, certificates):
         try:
             while worker.run_once():
                 pass
+            WorkerHeartbeat.beat(worker.name)  # what `smtpdesk worker` writes from its heartbeat hook (webapp/cli.py)
         finally:
             worker.close()
         admin.post("/api/v1/notifications", json={"to": "queued@example.com", "subject": "Still queued", "text": "."},

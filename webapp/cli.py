@@ -185,17 +185,27 @@ def _exit_on_signal(signum, frame):
 
 
 def _make_worker(app, **overrides):
-    """A Worker configured from the app, with the report schedule as its periodic hook."""
+    """A Worker configured from the app, with its periodic hooks: its heartbeat (GET /readyz) and the report
+    schedule."""
+    from webapp.models import WorkerHeartbeat
     from webapp.outbox import OutboxSettings, Worker, connection
+    from webapp.outbox.worker import worker_name
     from webapp.schedules import run_due_schedules
+
+    name = worker_name()
+
+    def heartbeat():
+        with connection():
+            WorkerHeartbeat.beat(name)
 
     def run_schedules():
         # The worker's loop has no app context; the report's translations and filter form need one.
         with app.app_context(), connection():
             run_due_schedules()
 
-    overrides = {name: value for name, value in overrides.items() if value is not None}
-    return Worker(OutboxSettings.from_config(app.config, **overrides), hooks=[run_schedules])
+    overrides = {key: value for key, value in overrides.items() if value is not None}
+    return Worker(OutboxSettings.from_config(app.config, **overrides), name=name, hooks=[heartbeat, run_schedules],
+                  hook_seconds=float(app.config["WORKER_HEARTBEAT_SECONDS"]))
 
 
 @click.command("worker")

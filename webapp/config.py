@@ -67,6 +67,13 @@ class Defaults:
     OUTBOX_SMTP_TIMEOUT = 30           # connect and each read
     OUTBOX_SMTP_DEADLINE = 60          # one message's whole dialogue
     OUTBOX_SESSION_IDLE_SECONDS = 15   # a kept connection unused this long is closed
+    # Monitoring (README "Monitoring"). Each outbox worker writes a heartbeat this often (and checks the report
+    # schedule as often); GET /readyz answers 503 when none was written for READY_HEARTBEAT_MAX_AGE_SECONDS (keep it a
+    # few heartbeats long). GET /metrics answers only requests with "Authorization: Bearer <METRICS_TOKEN>"; unset,
+    # it answers nobody.
+    WORKER_HEARTBEAT_SECONDS = 30
+    READY_HEARTBEAT_MAX_AGE_SECONDS = 120
+    METRICS_TOKEN = None
     # OAuth 2.0 token and authorization URLs must be https; True also allows plain http to this machine (localhost,
     # 127.0.0.0/8, ::1), for test OAuth servers. SMTPDESK_OAUTH_ALLOW_LOOPBACK=true.
     OAUTH_ALLOW_LOOPBACK = False
@@ -85,6 +92,7 @@ class Defaults:
 
 # A secret key read from a file must be at least this long: the instance's own is 64 characters.
 MIN_SECRET_KEY_LENGTH = 32
+METRICS_TOKEN_MIN_LENGTH = 24
 
 
 class ConfigError(Exception):
@@ -100,6 +108,10 @@ def check_settings(config) -> None:
     if url and not postgresql.is_url(url):
         raise ConfigError("DATABASE_URL must be a PostgreSQL URL, postgresql://user:password@host:port/name; leave "
                           "it unset for the SQLite file (DATABASE).")
+    token = config.get("METRICS_TOKEN")
+    if token and len(str(token)) < METRICS_TOKEN_MIN_LENGTH:
+        raise ConfigError(f"METRICS_TOKEN must be at least {METRICS_TOKEN_MIN_LENGTH} characters long; make one with "
+                          "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'.")
     try:
         parse_networks(config["OUTBOUND_BLOCKED_NETWORKS"])
     except ValueError as error:
