@@ -108,14 +108,17 @@ def test_two_apps_and_three_workers_deliver_3000_api_notifications_once_despite_
     # Worker names are host:pid:random; the victim's claims and attempts carry its name.
     leased_to_victim = Notification.lease_owner.contains(f":{victim.pid}:") & (Notification.status == "sending")
 
+    held = Counter()  # the victim's claims when it is killed, by its name
+
     def paused_holding_claims() -> bool:
         """Midway (a good part delivered, some by the victim), pause the victim (SIGSTOP): True if it holds claims
-        now; if not, let it go on."""
+        now (counted in held); if not, let it go on."""
         if len(server.received) < KILL_AFTER or not DeliveryAttempt.select().where(
                 DeliveryAttempt.worker.contains(f":{victim.pid}:"), DeliveryAttempt.ok).exists():
             return False
         victim.send_signal(signal.SIGSTOP)  # its claims stay as they are now, until it is killed
-        if Notification.select().where(leased_to_victim).exists():
+        held.update(n.lease_owner for n in Notification.select(Notification.lease_owner).where(leased_to_victim))
+        if held:
             return True
         victim.send_signal(signal.SIGCONT)
         return False
@@ -123,7 +126,6 @@ def test_two_apps_and_three_workers_deliver_3000_api_notifications_once_despite_
     with ThreadPoolExecutor(CLIENTS) as pool:
         posting = [pool.submit(client, calls) for calls in client_calls(bodies, ports)]
         wait_for(paused_holding_claims, 120, "a good part delivered, some by the worker to kill, which holds claims")
-        held = Counter(n.lease_owner for n in Notification.select(Notification.lease_owner).where(leased_to_victim))
         victim.send_signal(signal.SIGKILL)
         victim.wait(10)
         for future in posting:
@@ -142,8 +144,11 @@ def test_two_apps_and_three_workers_deliver_3000_api_notifications_once_despite_
     assert len({answer["id"] for calls in answers.values() for _code, answer in calls}) == NOTIFICATIONS
 
     active = Notification.status.in_(ACTIVE)
-    wait_for(lambda: not Notification.select().where(active).exists(), 180,
-             "the two workers left to deliver every notification")
+    try:
+        wait_for(lambda: not Notification.select().where(active).exists(), 180,
+                 "the two workers left to deliver every notification")
+    except AssertionError as error:
+        raise AssertionError(f"{error}: {dict(statuses())}") from None
     survivors = [*workers[1:], *(process for process, _port in apps)]
     for process in survivors:
         process.send_signal(signal.SIGTERM)  # graceful stop
