@@ -1,8 +1,10 @@
-"""Issue 16's scale test: two served app processes and three `smtpdesk worker` processes on one PostgreSQL. Eight
-clients post 3,000 notifications through the API, alternating between the two apps; one worker is killed with SIGKILL
-midway, while it holds claims; a real SMTP server receives every notification, each once by its Message-ID, apart
-from the window the README documents: a worker killed after the server accepted messages but before it recorded
-them sends them again once their lease ends (at most RECORD_EVERY for each account it was delivering)."""
+"""Issue 16's scale test: two hosts on one PostgreSQL as the README's "Scaling out" runs them (each gunicorn with an
+instance folder of its own and the shared keys in files, tests/support/hosts.py) and three `smtpdesk worker` processes,
+two on the first host, one on the second. Eight clients post 3,000 notifications through the API, alternating between
+the two apps; one worker is killed with SIGKILL midway, while it holds claims; a real SMTP server receives every
+notification, each once by its Message-ID, apart from the window the README documents: a worker killed after the
+server accepted messages but before it recorded them sends them again once their lease ends (at most RECORD_EVERY for
+each account it was delivering)."""
 import email.parser
 import email.policy
 import http.client
@@ -15,9 +17,9 @@ import pytest
 
 from bench.workload import Workload
 from tests.support.factories import make_user
-from tests.support.net import wait_for_port
+from tests.support.hosts import Host, host_env, launch
 from tests.support.outbox import account_for, statuses
-from tests.support.processes import instance_env, serve_app, start, stop, wait_for
+from tests.support.processes import SMTPDESK, stop, wait_for
 from webapp.models import ApiToken, DeliveryAttempt, Notification
 from webapp.outbox.settings import ACTIVE, LEASE_EXPIRED, RECORD_EVERY
 
@@ -83,19 +85,19 @@ def message_id(content: bytes) -> str:
     return HEADERS.parsebytes(content)["Message-ID"]
 
 
-def test_two_apps_and_three_workers_deliver_3000_api_notifications_once_despite_a_killed_worker(
+def test_two_hosts_and_three_workers_deliver_3000_api_notifications_once_despite_a_killed_worker(
         app, smtp_server, processes, tmp_path):
     server = smtp_server(users=USERS)
     account_for(server, users=USERS)
     _row, token = ApiToken.issue("scale test", created_by=make_user("admin"))
-    env = instance_env(app, **WORKER_CONFIG)
-    apps = [serve_app(env, tmp_path, f"app{n}", "--no-worker") for n in range(2)]
-    processes.extend(process for process, _port in apps)
-    workers = [start(["worker"], env, tmp_path, f"worker{n}") for n in range(3)]
+    envs = {name: host_env(tmp_path / name, app.config["DATABASE_URL"], app.config["VAULT_KEYS"], **WORKER_CONFIG)
+            for name in ("a", "b")}
+    logs = [tmp_path / name / f"worker{n}.log" for n, name in enumerate("aab")]
+    workers = [launch([str(SMTPDESK), "worker"], envs[log.parent.name], log) for log in logs]
     processes.extend(workers)
-    ports = [port for _process, port in apps]
-    for port in ports:
-        wait_for_port(port, timeout=60)
+    hosts = Host.start_all({name: (tmp_path / name, env) for name, env in envs.items()})
+    processes.extend(host.process for host in hosts)
+    ports = [host.port for host in hosts]
 
     bodies = payloads()
     answers: dict[int, list[tuple[int, dict]]] = {n: [] for n in range(NOTIFICATIONS)}
@@ -149,12 +151,12 @@ def test_two_apps_and_three_workers_deliver_3000_api_notifications_once_despite_
                  "the two workers left to deliver every notification")
     except AssertionError as error:
         raise AssertionError(f"{error}: {dict(statuses())}") from None
-    survivors = [*workers[1:], *(process for process, _port in apps)]
+    survivors = [*workers[1:], *(host.process for host in hosts)]
     for process in survivors:
         process.send_signal(signal.SIGTERM)  # graceful stop
     assert [process.wait(30) for process in survivors] == [0] * len(survivors)
-    for name in ("worker1", "worker2", "app0", "app1"):
-        assert "Traceback" not in (tmp_path / f"{name}.log").read_text(), name
+    for log in (*logs[1:], *(host.log for host in hosts)):
+        assert "Traceback" not in log.read_text(), log
 
     notifications = {n.message_id: n for n in Notification.select()}
     assert len(notifications) == NOTIFICATIONS and statuses() == {"sent": NOTIFICATIONS}

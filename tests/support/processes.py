@@ -5,7 +5,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.support.net import free_port, wait_for_port
+from tests.support.net import wait_for_port
 
 SMTPDESK = Path(sys.executable).with_name("smtpdesk")
 # The console script imports the webapp the virtualenv was installed from; a git worktree sharing that virtualenv
@@ -33,13 +33,6 @@ def run(args, env, timeout: float = 60) -> subprocess.CompletedProcess:
 def start(args, env, tmp_path, name) -> subprocess.Popen:
     with open(tmp_path / f"{name}.log", "w") as log:  # the child keeps its own copy of the descriptor
         return subprocess.Popen([str(SMTPDESK), *args], env=env, stdout=log, stderr=subprocess.STDOUT)
-
-
-def serve_app(env, tmp_path, name, *args: str) -> tuple[subprocess.Popen, int]:
-    """Start `smtpdesk serve *args` on a free loopback port, logging to tmp_path/<name>.log: (process, port). It is
-    up once wait_for_port(port) returns (start several, then wait for each: they start side by side)."""
-    port = free_port()
-    return start(["serve", "--port", str(port), *args], env, tmp_path, name), port
 
 
 def wait_for(condition, timeout: float, what: str):
