@@ -5,8 +5,8 @@ The data looks like a year of a Brazilian company's notifications: 200 accounts 
 default one on smtp-sink at SINK_PORT, the others on the usual relays), notifications from bench.workload (one to
 three new recipients each, display names and subjects with accents, about 1 KB of pt-BR text), mostly sent, some
 failed or retrying, with the replies a server gives. Inserted in one transaction, with one executemany into SQLite or
-one COPY into PostgreSQL (SMTPDESK_DATABASE_URL); the counts by status come from the database's own triggers, the
-recipient search keys from migration m0005's statement (see insert_notifications()).
+COPY into PostgreSQL (SMTPDESK_DATABASE_URL); the recipient search keys are webapp.db.search_keys()'s on both (see
+insert_notifications() and copy_notifications()).
 
 Prints JSON: the admin's username and password, an API token, and what a user would type to find one recipient of
 the seeded data: part of a display name ("luíza souz") and the start of an address ("ana.souza104711@").
@@ -14,6 +14,7 @@ the seeded data: part of a display name ("luíza souz") and the start of an addr
 import json
 import sys
 from datetime import timedelta
+from itertools import islice
 
 from bench.workload import Workload, ascii_slug
 from webapp import create_app, db, postgresql
@@ -63,10 +64,8 @@ COLUMNS = ("account_id", "status", "to_addrs", "cc_addrs", "bcc_addrs", "subject
 NAMES = ", ".join(f'"{column}"' for column in COLUMNS)
 INSERT = f'INSERT INTO "notification" ({NAMES}) VALUES ({", ".join("?" for _ in COLUMNS)})'
 SEARCH_TRIGGER = "notification_search_insert"
-# Migration m0005's statements that give notifications inserted without that trigger their search keys.
+# Migration m0005's statement that gives notifications inserted without that trigger their search keys.
 FILL_SEARCH = next(statement for statement in m0005.SEARCH if statement.startswith('INSERT INTO "notification_search"'))
-FILL_SEARCH_POSTGRESQL = next(statement for statement in m0005.POSTGRESQL_SEARCH
-                              if statement.startswith('INSERT INTO "notification_search"'))
 
 
 def insert_notifications(connection, rows) -> None:
@@ -93,17 +92,21 @@ def insert_notifications(connection, rows) -> None:
 TALLY_TRIGGER = "notification_tally_insert"
 FILL_TALLY = ('INSERT INTO "notification_tally" ("status", "total", "changes") '
               'SELECT "status", COUNT(*), COUNT(*) FROM "notification" GROUP BY "status"')
+ADDRESSES = [COLUMNS.index(column) for column in ("to_addrs", "cc_addrs", "bcc_addrs")]
+CHUNK = 50_000  # notifications held in memory between the two COPYs
 
 
 def copy_notifications(connection, rows) -> None:
-    """PostgreSQL: COPY the rows into the empty table, then their recipient search keys and counts by status, in the
+    """PostgreSQL: COPY the rows into the empty table, with their recipient search keys and counts by status, in the
     caller's transaction.
 
-    As insert_notifications() does, the search trigger is disabled and the search table's key and index dropped
-    meanwhile, the keys filled by the migration's statement and the key and index built again from their own
-    definitions. The tally's trigger is disabled too: each of its updates leaves a row version that no one can
-    clean up before the transaction ends, the next update walks past all of them, and the seed slowed down with
-    the square of the rows (200,000 took minutes). The counts are then filled as the trigger would have."""
+    As insert_notifications() does, the triggers are disabled and the search table's key and index dropped
+    meanwhile, then built again from their own definitions. The keys are search_keys()'s, the Python function
+    SQLite's trigger calls, COPYed chunk by chunk after their notifications (numbered here); PostgreSQL's own
+    function, through the migration's statement, took five times as long, and check_search_keys() compares the two
+    on a sample. Through the tally's trigger, each update left a row version no one can clean up before the
+    transaction ends, the next update walked past all of them, and the seed slowed down with the square of the rows;
+    the counts are filled as the trigger would have."""
     triggers = [name for name, in connection.execute(
         "SELECT tgname FROM pg_trigger WHERE tgrelid = 'notification'::regclass AND tgname IN (%s, %s)",
         (SEARCH_TRIGGER, TALLY_TRIGGER)).fetchall()]
@@ -121,10 +124,18 @@ def copy_notifications(connection, rows) -> None:
     for name, _ in indexes:
         connection.execute(f"DROP INDEX {name}")
     connection.execute(f'ALTER TABLE "notification_search" DROP CONSTRAINT "{key[0]}"')
-    with connection.cursor().copy(f'COPY "notification" ({NAMES}) FROM STDIN') as copy:
-        for row in rows:
-            copy.write_row(row)
-    connection.execute(FILL_SEARCH_POSTGRESQL)
+    cursor, rows, first = connection.cursor(), iter(rows), 1
+    while chunk := list(islice(rows, CHUNK)):
+        with cursor.copy(f'COPY "notification" ("id", {NAMES}) FROM STDIN') as copy:
+            for number, row in enumerate(chunk, first):
+                copy.write_row((number, *row))
+        with cursor.copy('COPY "notification_search" ("key", "notification_id") FROM STDIN') as copy:
+            for number, row in enumerate(chunk, first):
+                for search_key in json.loads(search_keys(*(row[i] for i in ADDRESSES))):
+                    copy.write_row((search_key, number))
+        first += len(chunk)
+    if first > 1:
+        connection.execute("SELECT setval(pg_get_serial_sequence('notification', 'id'), %s)", (first - 1,))
     connection.execute(FILL_TALLY)
     connection.execute(f'ALTER TABLE "notification_search" ADD CONSTRAINT "{key[0]}" {key[1]}')
     for _, sql in indexes:
@@ -134,14 +145,20 @@ def copy_notifications(connection, rows) -> None:
 
 
 def check_search_keys() -> None:
-    """A sample of the notifications has the search keys the trigger would have given them."""
+    """A sample of the notifications has the search keys the trigger would have given them: webapp.db's
+    search_keys(), and on PostgreSQL its SQL function's too."""
+    on_postgresql = postgresql.is_postgresql(db.database)
     total = db.execute('SELECT MAX("id") FROM "notification"').fetchone()[0] or 0
     for notification_id in range(1, total + 1, max(1, total // 200)):
         addresses = db.execute('SELECT "to_addrs", "cc_addrs", "bcc_addrs" FROM "notification" WHERE "id" = ?',
                                (notification_id,)).fetchone()
-        stored = db.execute('SELECT "key" FROM "notification_search" WHERE "notification_id" = ? ORDER BY "key"',
-                            (notification_id,)).fetchall()
-        if [key for key, in stored] != json.loads(search_keys(*addresses)):
+        stored = sorted(key for key, in db.execute('SELECT "key" FROM "notification_search" '
+                                                   'WHERE "notification_id" = ?', (notification_id,)).fetchall())
+        expected = [sorted(json.loads(search_keys(*addresses)))]
+        if on_postgresql:
+            expected.append(sorted(key for key, in db.execute(
+                'SELECT "value" FROM search_keys(?, ?, ?) AS "keys" ("value")', tuple(addresses)).fetchall()))
+        if any(stored != keys for keys in expected):
             raise SystemExit(f"bench.seed: notification {notification_id}'s search keys differ from the trigger's")
 
 
