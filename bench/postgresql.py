@@ -4,8 +4,8 @@
 
 The cluster keeps PostgreSQL's settings but one: synchronous_commit=off, the durability the SQLite figures have
 (the app runs SQLite in WAL mode with synchronous=NORMAL). Either way a crash may lose the last commits and never
-corrupts the database; with PostgreSQL's default (on), every commit waits for its write-ahead log to reach the
-disk, and on this machine's disk that wait is the figure. One more drain shows what that default costs.
+corrupts the database. With PostgreSQL's default (on), every commit also waits for its write-ahead log to reach the
+disk, which measures the disk as much as the app; one more drain shows what that default costs here.
 """
 import os
 import shutil
