@@ -157,11 +157,12 @@ def test_serve_runs_the_worker_and_stops_it_gracefully(app, smtp_server, tmp_pat
     assert "Stopping the outbox worker" in output and "stopped" in output
 
 
-def test_the_worker_runs_the_report_schedule_in_an_app_context(app):
+def test_the_worker_runs_the_report_schedule_in_an_app_context_and_the_retention(app):
     from webapp.cli import _make_worker
 
     worker = _make_worker(app)
-    assert len(worker.hooks) == 1
-    worker.hooks[0]()  # no schedule is due: nothing happens, and nothing fails
+    assert [hook.__name__ for hook in worker.hooks] == ["run_schedules", "prune_when_due"]
+    for hook in worker.hooks:
+        hook()  # no schedule is due, nothing is old: nothing happens, and nothing fails
     assert not Notification.select().exists()
 

@@ -116,6 +116,9 @@ def storage_full(error: BaseException | None) -> bool:
 
 
 PRAGMAS = {
+    # Before journal_mode, which writes a new file's header: freed pages can then go back to the file system
+    # (webapp.outbox.retention). A file made without it keeps its mode until one VACUUM (`smtpdesk db upgrade`).
+    "auto_vacuum": "incremental",
     "journal_mode": "wal",
     "foreign_keys": 1,
     "busy_timeout": 5000,
