@@ -220,8 +220,8 @@ def test_outbox_prune_deletes_by_the_periods_given_and_says_what_it_did(account,
     audit_entry(40)
     result = runner.invoke(args=["outbox", "prune", "--older-than", "30d", "--audit-older-than", "35d"])
     assert result.exit_code == 0, result.output
-    assert ("Deleted 1 notifications (1 delivery attempts) last changed over 30 days ago and 1 audit entries over "
-            "35 days old" in result.output)
+    assert result.output.startswith("Deleted:\n  notifications sent or failed, last changed over 30 days ago: 1\n"
+                                    "  their delivery attempts: 1\n  audit entries over 35 days old: 1\n")
     assert {n.status for n in Notification.select()} == {"sent", "queued"}
     entry = AuditEntry.get()
     assert (entry.action, entry.object_type, entry.remote_addr) == ("prune", "retention", "cli")
@@ -233,14 +233,15 @@ def test_outbox_prune_defaults_to_the_settings(account, runner):
     aged(make_notification("failed"), 11)
     aged(make_notification("failed"), 9)
     result = runner.invoke(args=["outbox", "prune"])
-    assert result.exit_code == 0 and "Deleted 1 notifications" in result.output
-    assert "over 10 days ago and 0 audit entries over 365 days old" in result.output
+    assert result.exit_code == 0 and "last changed over 10 days ago: 1\n" in result.output
+    assert "audit entries over 365 days old: 0\n" in result.output
 
 
 def test_outbox_prune_dry_run_deletes_nothing(account, runner):
     aged(make_notification("sent"), 100)
     result = runner.invoke(args=["outbox", "prune", "--older-than", "90", "--dry-run"])
-    assert result.exit_code == 0 and "Would delete 1 notifications (0 delivery attempts)" in result.output
+    assert result.exit_code == 0 and result.output.startswith("Would delete:\n")
+    assert "over 90 days ago: 1\n  their delivery attempts: 0\n" in result.output
     assert len(left()) == 1 and not AuditEntry.select().exists()
 
 

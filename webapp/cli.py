@@ -346,16 +346,20 @@ def outbox_prune(delivery_days, audit_days, dry_run):
         delivery_days = delivery_days or periods.delivery_days
         audit_days = audit_days or periods.audit_days
         if dry_run:
-            found = retention.count(delivery_days, audit_days)
-            click.echo(f"Would delete {found.notifications} notifications ({found.attempts} delivery attempts) last "
-                       f"changed over {delivery_days} days ago and {found.audit_entries} audit entries over "
-                       f"{audit_days} days old; {found.vacuumed_pages} free pages to give back.")
+            _echo_pruned("Would delete:", retention.count(delivery_days, audit_days), delivery_days, audit_days)
             return
         pruned = retention.prune(delivery_days, audit_days, batch_size=periods.batch_size)
         with db.database.atomic():
             AuditEntry.record("prune", actor=None, object_type="retention", remote_addr="cli", changes={
                 "notifications": pruned.notifications, "delivery_days": delivery_days,
                 "audit_entries": pruned.audit_entries, "audit_days": audit_days})
-    click.echo(f"Deleted {pruned.notifications} notifications ({pruned.attempts} delivery attempts) last changed over "
-               f"{delivery_days} days ago and {pruned.audit_entries} audit entries over {audit_days} days old; gave "
-               f"{pruned.vacuumed_pages} free pages back to the file system.")
+    _echo_pruned("Deleted:", pruned, delivery_days, audit_days)
+
+
+def _echo_pruned(heading, pruned, delivery_days, audit_days):
+    click.echo(heading)
+    click.echo(f"  notifications sent or failed, last changed over {delivery_days} days ago: {pruned.notifications}")
+    click.echo(f"  their delivery attempts: {pruned.attempts}")
+    click.echo(f"  audit entries over {audit_days} days old: {pruned.audit_entries}")
+    if pruned.vacuumed_pages:
+        click.echo(f"  free pages given back to the file system: {pruned.vacuumed_pages}")

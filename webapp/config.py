@@ -66,7 +66,7 @@ class Defaults:
     # Retention (webapp/outbox/retention.py): the periods until an admin saves others under Settings, and the pruning.
     RETENTION_DELIVERY_DAYS = 90       # sent and failed notifications, counted from their last change
     RETENTION_AUDIT_DAYS = 365         # audit entries
-    RETENTION_BATCH_SIZE = 500         # rows deleted per transaction
+    RETENTION_BATCH_SIZE = 200         # rows deleted per transaction (each holds SQLite's write lock ~0.1-0.2 s)
     RETENTION_INTERVAL_SECONDS = 3600  # the worker prunes at most this often (all workers together)...
     RETENTION_PASS_SECONDS = 2.0       # ...for about this long per pass; a backlog goes on in the next passes
     # OAuth 2.0 token and authorization URLs must be https; True also allows plain http to this machine (localhost,

@@ -23,7 +23,7 @@ AUDIT_DAYS = "retention_audit_days"
 NEXT_RUN = "retention_next_run"  # when any worker may prune next (ISO time, UTC): claimed in one transaction
 MIN_DAYS, MAX_DAYS = 1, 3650
 CLAIM_SECONDS = 600  # a pass claims the next run this far ahead, so that a worker that dies mid-pass does not stop it
-VACUUM_STEP_PAGES = 1024  # pages given back per incremental_vacuum transaction (4 MB of the default 4 KB pages)
+VACUUM_STEP_PAGES = 256  # pages given back per incremental_vacuum transaction (1 MB of the default 4 KB pages)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,7 +32,7 @@ class Retention:
 
     delivery_days: int = 90        # notifications in a final status, from their last change (updated_at)
     audit_days: int = 365          # audit entries, from when they were written
-    batch_size: int = 500          # rows deleted per transaction
+    batch_size: int = 200          # rows deleted per transaction
     interval_seconds: float = 3600  # the worker prunes at most this often (all its workers and processes together)
     pass_seconds: float = 2.0      # the worker's claim loop waits at most about this long per pass; the rest of a
                                    # large backlog goes in the next passes, a hook interval (30 s) later
@@ -62,7 +62,7 @@ def stored_days(key: str, default: int) -> int:
 
 @dataclasses.dataclass
 class Pruned:
-    """What a prune deleted (or, counting only, would delete)."""
+    """What a prune deleted (or, counting only, would delete), and the SQLite pages it gave back."""
 
     notifications: int = 0
     attempts: int = 0
@@ -124,7 +124,7 @@ def _past(deadline: float | None) -> bool:
     return deadline is not None and time.monotonic() > deadline
 
 
-def prune(delivery_days: int, audit_days: int, *, batch_size: int = 500, deadline: float | None = None,
+def prune(delivery_days: int, audit_days: int, *, batch_size: int = 200, deadline: float | None = None,
           now: datetime | None = None) -> Pruned:
     """Delete notifications in a final status last changed more than delivery_days ago and audit entries older than
     audit_days, batch_size rows per transaction, then vacuum SQLite's freed pages. With a deadline (time.monotonic()),
@@ -153,13 +153,12 @@ def prune(delivery_days: int, audit_days: int, *, batch_size: int = 500, deadlin
 
 
 def count(delivery_days: int, audit_days: int, now: datetime | None = None) -> Pruned:
-    """What prune() would delete now, counted without deleting (vacuumed_pages: SQLite's free pages)."""
+    """What prune() would delete now, counted without deleting."""
     now = now or utcnow()
     old = Notification.select(Notification.id).where(_old_notifications(now - timedelta(days=delivery_days)))
     return Pruned(notifications=old.count(),
                   attempts=DeliveryAttempt.select().where(DeliveryAttempt.notification.in_(old)).count(),
-                  audit_entries=AuditEntry.select().where(AuditEntry.at < now - timedelta(days=audit_days)).count(),
-                  vacuumed_pages=_free_pages() if _can_vacuum() else 0)
+                  audit_entries=AuditEntry.select().where(AuditEntry.at < now - timedelta(days=audit_days)).count())
 
 
 # --- SQLite's file: freed pages back to the file system ------------------------------------------------------------
