@@ -324,3 +324,16 @@ def test_db_upgrade_switches_a_file_made_before_incremental_vacuum_once(app, run
 def test_db_upgrade_of_a_current_database_vacuums_nothing(app, runner):
     result = runner.invoke(args=["db", "upgrade"])
     assert result.exit_code == 0 and "is up to date" in result.output and "switching" not in result.output
+
+
+@pytest.mark.parametrize("setting, value", [("RETENTION_DELIVERY_DAYS", 0), ("RETENTION_AUDIT_DAYS", "365"),
+                                            ("RETENTION_AUDIT_DAYS", 5000), ("RETENTION_BATCH_SIZE", 0)])
+def test_an_unusable_retention_default_stops_start_up_with_its_name(tmp_path, setting, value):
+    from cryptography.fernet import Fernet
+
+    from webapp import create_app
+    from webapp.config import ConfigError
+
+    with pytest.raises(ConfigError, match=setting):
+        create_app({"TESTING": True, "SECRET_KEY": "x", "DATABASE": str(tmp_path / "x.db"),
+                    "VAULT_KEYS": Fernet.generate_key().decode(), setting: value})

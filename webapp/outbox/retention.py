@@ -10,6 +10,7 @@ import time
 from datetime import datetime, timedelta
 
 from webapp import db, postgresql
+from webapp.config import Defaults
 from webapp.db import database
 from webapp.models import AuditEntry, DeliveryAttempt, Notification, Setting, utcnow
 from webapp.outbox.queue import retry_locked
@@ -28,14 +29,13 @@ VACUUM_STEP_PAGES = 256  # pages given back per incremental_vacuum transaction (
 
 @dataclasses.dataclass(frozen=True)
 class Retention:
-    """How long rows are kept and how the pruning proceeds; from_config() reads both."""
+    """How long rows are kept and how the pruning proceeds; from_config() reads both (defaults: webapp.config)."""
 
-    delivery_days: int = 90        # notifications in a final status, from their last change (updated_at)
-    audit_days: int = 365          # audit entries, from when they were written
-    batch_size: int = 200          # rows deleted per transaction
-    interval_seconds: float = 3600  # the worker prunes at most this often (all its workers and processes together)
-    pass_seconds: float = 2.0      # the worker's claim loop waits at most about this long per pass; the rest of a
-                                   # large backlog goes in the next passes, a hook interval (30 s) later
+    delivery_days: int        # notifications in a final status, from their last change (updated_at)
+    audit_days: int           # audit entries, from when they were written
+    batch_size: int           # rows deleted per transaction
+    interval_seconds: float   # the worker prunes at most this often (all its threads and processes together)...
+    pass_seconds: float       # ...for about this long a pass; a backlog goes on in the next passes (a hook interval)
 
     @classmethod
     def from_config(cls, config) -> "Retention":
@@ -124,8 +124,8 @@ def _past(deadline: float | None) -> bool:
     return deadline is not None and time.monotonic() > deadline
 
 
-def prune(delivery_days: int, audit_days: int, *, batch_size: int = 200, deadline: float | None = None,
-          now: datetime | None = None) -> Pruned:
+def prune(delivery_days: int, audit_days: int, *, batch_size: int = Defaults.RETENTION_BATCH_SIZE,
+          deadline: float | None = None, now: datetime | None = None) -> Pruned:
     """Delete notifications in a final status last changed more than delivery_days ago and audit entries older than
     audit_days, batch_size rows per transaction, then vacuum SQLite's freed pages. With a deadline (time.monotonic()),
     stop after the batch that passes it (each pass makes progress): Pruned.finished tells whether anything was left."""
