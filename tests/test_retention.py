@@ -3,11 +3,13 @@ delivery attempts and search keys (the counts by status stay right), and so do o
 retrying notifications never do, however old. The worker prunes at most once an hour whichever of its processes gets
 there first; `smtpdesk outbox prune` does the same by hand."""
 import signal
+import sqlite3
 import threading
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from peewee import SqliteDatabase
 
 from tests.support.factories import make_account, make_notification
 from tests.support.processes import instance_env, start, wait_for
@@ -319,6 +321,21 @@ def test_db_upgrade_switches_a_file_made_before_incremental_vacuum_once(app, run
     assert database.execute_sql("PRAGMA auto_vacuum").fetchone()[0] == 2
     again = runner.invoke(args=["db", "upgrade"])
     assert again.exit_code == 0 and "switching" not in again.output
+
+
+@pytest.mark.engines("sqlite")
+def test_a_new_connection_writes_nothing(app):
+    """auto_vacuum is set when the file is made, not on every connection: setting it on a file that has it writes
+    the header again, and every deferred transaction reading then writing elsewhere would fail ("locked")."""
+    watcher = sqlite3.connect(app.config["DATABASE"])
+    try:
+        before = watcher.execute("PRAGMA data_version").fetchone()
+        other = SqliteDatabase(app.config["DATABASE"], pragmas=db.PRAGMAS)
+        other.connect()
+        other.close()
+        assert watcher.execute("PRAGMA data_version").fetchone() == before
+    finally:
+        watcher.close()
 
 
 def test_db_upgrade_of_a_current_database_vacuums_nothing(app, runner):
