@@ -71,10 +71,10 @@ class Pruned:
     finished: bool = True  # False: the pass ran out of time with rows (or free pages) left for the next one
 
 
-def _old_notifications(cutoff: datetime):
+def _old_notifications(cutoff: datetime, statuses=FINAL):
     # updated_at >= created_at, so created_at < cutoff adds nothing but lets the (status, created_at) index of m0005
     # find the candidates: no index of its own, which every claim and outcome would have to keep up to date.
-    return (Notification.status.in_(FINAL) & (Notification.created_at < cutoff)
+    return (Notification.status.in_(statuses) & (Notification.created_at < cutoff)
             & (Notification.updated_at < cutoff))
 
 
@@ -84,13 +84,17 @@ def _write_lock():
     return None if postgresql.is_postgresql(database) else "IMMEDIATE"
 
 
-def _prune_notifications(cutoff: datetime, batch_size: int) -> tuple[int, int]:
-    """Delete one batch of old notifications in a final status; their attempts go by the foreign key's cascade, their
-    search keys and the counts by status by m0005's triggers. Returns (notifications, attempts) deleted."""
+def _prune_notifications(status: str, cutoff: datetime, batch_size: int) -> tuple[int, int]:
+    """Delete one batch of old notifications in this final status, oldest first; their attempts go by the foreign
+    key's cascade, their search keys and the counts by status by m0005's triggers. Returns (notifications, attempts)
+    deleted."""
 
     def work():
         with database.atomic(_write_lock()):
-            ids = [row[0] for row in Notification.select(Notification.id).where(_old_notifications(cutoff))
+            # One status at a time and in created_at order: a range of the (status, created_at) index on both engines,
+            # where PostgreSQL would rather scan the table for "status IN (...)" and find old rows anywhere in it.
+            ids = [row[0] for row in Notification.select(Notification.id)
+                   .where(_old_notifications(cutoff, [status])).order_by(Notification.created_at)
                    .limit(batch_size).tuples()]
             if not ids:
                 return 0, 0
@@ -108,7 +112,7 @@ def _prune_audit(cutoff: datetime, batch_size: int) -> int:
     def work():
         with database.atomic(_write_lock()):
             ids = [row[0] for row in AuditEntry.select(AuditEntry.id).where(AuditEntry.at < cutoff)
-                   .limit(batch_size).tuples()]
+                   .order_by(AuditEntry.at).limit(batch_size).tuples()]
             return AuditEntry.delete().where(AuditEntry.id.in_(ids)).execute() if ids else 0
 
     return retry_locked(work)
@@ -131,17 +135,18 @@ def prune(delivery_days: int, audit_days: int, *, batch_size: int = Defaults.RET
     stop after the batch that passes it (each pass makes progress): Pruned.finished tells whether anything was left."""
     now = now or utcnow()
     pruned = Pruned()
-    for kind, cutoff in (("notifications", now - timedelta(days=delivery_days)),
-                         ("audit", now - timedelta(days=audit_days))):
+    delivery_cutoff = now - timedelta(days=delivery_days)
+    kinds = [(status, delivery_cutoff) for status in FINAL] + [(None, now - timedelta(days=audit_days))]  # None: audit
+    for status, cutoff in kinds:
         while True:
             started = time.monotonic()
-            if kind == "notifications":
-                deleted, attempts = _prune_notifications(cutoff, batch_size)
-                pruned.notifications += deleted
-                pruned.attempts += attempts
-            else:
+            if status is None:
                 deleted = _prune_audit(cutoff, batch_size)
                 pruned.audit_entries += deleted
+            else:
+                deleted, attempts = _prune_notifications(status, cutoff, batch_size)
+                pruned.notifications += deleted
+                pruned.attempts += attempts
             if deleted < batch_size:
                 break
             if _past(deadline):
