@@ -327,10 +327,10 @@ class Days(click.ParamType):
 
 
 @outbox.command("prune")
-@click.option("--older-than", "delivery_days", type=Days(), default=None,
+@click.option("--older-than", "delivery_days", type=Days(), default=None, metavar="Nd",
               help="Delete sent and failed notifications last changed longer ago than this, e.g. 90d (default: "
                    "Settings, \"Keep deliveries for\").")
-@click.option("--audit-older-than", "audit_days", type=Days(), default=None,
+@click.option("--audit-older-than", "audit_days", type=Days(), default=None, metavar="Nd",
               help="Delete audit entries older than this, e.g. 365d (default: Settings, \"Keep audit log for\").")
 @click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
 @with_appcontext
