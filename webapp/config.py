@@ -74,6 +74,12 @@ class Defaults:
     WORKER_HEARTBEAT_SECONDS = 30
     READY_HEARTBEAT_MAX_AGE_SECONDS = 120
     METRICS_TOKEN = None
+    # Retention (webapp/outbox/retention.py): the periods until an admin saves others under Settings, and the pruning.
+    RETENTION_DELIVERY_DAYS = 90       # sent and failed notifications, counted from their last change
+    RETENTION_AUDIT_DAYS = 365         # audit entries
+    RETENTION_BATCH_SIZE = 200         # rows deleted per transaction (each holds SQLite's write lock ~0.1-0.2 s)
+    RETENTION_INTERVAL_SECONDS = 3600  # the worker prunes at most this often (all workers together)...
+    RETENTION_PASS_SECONDS = 2.0       # ...for about this long per pass; a backlog goes on in the next passes
     # OAuth 2.0 token and authorization URLs must be https; True also allows plain http to this machine (localhost,
     # 127.0.0.0/8, ::1), for test OAuth servers. SMTPDESK_OAUTH_ALLOW_LOOPBACK=true.
     OAUTH_ALLOW_LOOPBACK = False
@@ -103,6 +109,7 @@ def check_settings(config) -> None:
     """Refuse at start-up what would otherwise fail only at the first send."""
     from webapp import postgresql
     from webapp.mail.connectors import parse_networks
+    from webapp.outbox.retention import MAX_DAYS, MIN_DAYS, valid_days
 
     url = config.get("DATABASE_URL")
     if url and not postgresql.is_url(url):
@@ -116,6 +123,11 @@ def check_settings(config) -> None:
         parse_networks(config["OUTBOUND_BLOCKED_NETWORKS"])
     except ValueError as error:
         raise ConfigError(str(error)) from None
+    for key in ("RETENTION_DELIVERY_DAYS", "RETENTION_AUDIT_DAYS"):
+        if not valid_days(config[key]):
+            raise ConfigError(f"{key} must be a whole number of days from {MIN_DAYS} to {MAX_DAYS}.")
+    if not isinstance(config["RETENTION_BATCH_SIZE"], int) or config["RETENTION_BATCH_SIZE"] < 1:
+        raise ConfigError("RETENTION_BATCH_SIZE must be a whole number of rows, at least 1.")
 
 
 def read_or_create_key(path: Path, make) -> str:

@@ -225,6 +225,19 @@ def schema_version_now() -> int:
         return schema_version()
 
 
+def _create_sqlite_file(path: str) -> None:
+    # auto_vacuum must be set before the header is first written (journal_mode = wal writes it): freed pages can then
+    # go back to the file system (webapp.outbox.retention). Not a pragma of every connection: on a file that has it,
+    # setting it writes the header again, a write transaction at each connect. A file made before keeps its mode
+    # until one VACUUM (`smtpdesk db upgrade`).
+    connection = sqlite3.connect(path)
+    try:
+        connection.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        connection.execute("PRAGMA journal_mode = WAL")
+    finally:
+        connection.close()
+
+
 def upgrade() -> list[str]:
     """Apply every migration newer than the database, each in its own transaction; return their names."""
     applied = []
@@ -233,6 +246,7 @@ def upgrade() -> list[str]:
     if engine is sqlite and path and path != ":memory:" and not os.path.exists(path):
         # Created owner-only: it holds encrypted secrets and the audit trail. WAL files inherit the mode.
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        _create_sqlite_file(path)
     with database.connection_context():
         if engine is server:
             postgresql.check_server(database)
