@@ -61,7 +61,7 @@ class Defaults:
     OUTBOX_MAX_AGE_SECONDS = 2 * 86400  # ...or this age, then failed
     OUTBOX_BACKOFF_BASE_SECONDS = 30   # first retry after about this long, doubling each time (with jitter)
     OUTBOX_BACKOFF_MAX_SECONDS = 3600
-    OUTBOX_MAX_CONNECTIONS = 4         # per account: workers (each one connection) holding its notifications at once
+    OUTBOX_MAX_CONNECTIONS = 4         # per account: connections open at once, all workers together (in use or kept)
     OUTBOX_RATE_PER_MINUTE = 0         # per account: attempts started in any 60 seconds (0 = no limit)
     OUTBOX_ACCOUNT_LIMITS = {}         # per account name: {"max_connections": 1, "rate_per_minute": 30}
     OUTBOX_SMTP_TIMEOUT = 30           # connect and each read

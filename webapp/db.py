@@ -86,6 +86,50 @@ def execute_many(sql: str, rows) -> None:
     database.cursor().executemany(_for_engine(sql), rows)
 
 
+# --- Transactions that lock rows, not the database (the outbox's claims, leases and outcomes) -------------------------
+
+
+def row_locking():
+    """A transaction that takes only what it touches, so that several workers write the outbox at once: on
+    PostgreSQL a plain BEGIN (its writes lock their rows; a row read before it is written is read with
+    for_update()); SQLite has one writer anyway, and takes its write lock at once (BEGIN IMMEDIATE)."""
+    return database.atomic() if database.obj is server else database.atomic("IMMEDIATE")
+
+
+def for_update(sql: str, skip_locked: bool = False) -> str:
+    """A hand-written SELECT that locks the rows it reads until the transaction ends (PostgreSQL; skip_locked: rows
+    another transaction holds are passed over, not waited for). On SQLite the write lock holds them already."""
+    if database.obj is not server:
+        return sql
+    return sql + (" FOR UPDATE SKIP LOCKED" if skip_locked else " FOR UPDATE")
+
+
+def locked(query, skip_locked: bool = False):
+    """for_update() for a peewee SELECT."""
+    return query.for_update(skip_locked=skip_locked or None) if database.obj is server else query
+
+
+def lock_tally(statuses) -> None:
+    """Before changing notifications from or to these statuses, lock their notification_tally rows, in one order for
+    every transaction (PostgreSQL; the notifications' own rows are locked before, with for_update()). The m0005
+    triggers update those rows notification by notification, in whatever order the notifications come: a claim
+    taking "retrying" then "sending" and a record taking "sending" then "retrying" would deadlock, which PostgreSQL
+    takes a second to notice. SQLite's write lock covers them."""
+    if database.obj is server:
+        statuses = sorted(set(statuses))
+        execute(f'SELECT 1 FROM "notification_tally" WHERE "status" IN ({", ".join("?" * len(statuses))}) '
+                'ORDER BY "status" FOR UPDATE', statuses)
+
+
+def try_lock(namespace: int, key: int) -> bool:
+    """Take the lock named (namespace, key) until the transaction ends, without waiting: False when another
+    transaction holds it (PostgreSQL's advisory locks; namespace and key are 32-bit). SQLite's write lock admits one
+    writer: always True."""
+    if database.obj is not server:
+        return True
+    return database.execute_sql("SELECT pg_try_advisory_xact_lock(%s, %s)", (namespace, key)).fetchone()[0]
+
+
 def _causes(error: BaseException | None):
     """An error, what peewee wrapped in it, and what it was raised while handling, down the chain."""
     while error is not None:

@@ -1,7 +1,7 @@
 """Prometheus metrics (GET /metrics), read from the database when scraped.
 
 Every number comes from the database: the delivery counters (notifications by final status, delivery durations,
-SMTP failures by step, failovers) are added to in the transaction that records the outcomes (queue.record() calls
+SMTP failures by step, failovers) are added to in the transaction that records the outcomes (outcomes.record() calls
 count_outcomes()), and the gauges (queue depth, oldest queued age, last test per account, readiness) are read as
 they are. So whichever process answers the scrape (waitress, any gunicorn worker) gives the same numbers, and
 deliveries made by any worker, in the server or in `smtpdesk worker` processes on this host or another, are
@@ -32,7 +32,7 @@ LISTED = ("failures", "failovers")  # counters shown as stored: by step, by back
 
 
 def count_outcomes(rows, held) -> None:
-    """Add recorded attempts to the counters, inside queue.record()'s transaction (so they count once, with the
+    """Add recorded attempts to the counters, inside outcomes.record()'s transaction (so they count once, with the
     attempt rows). rows: (Outcome, the notification's new values) pairs; held: ids of the notifications still
     leased to the recording worker (another worker's final status is the other worker's to count, except a
     delivery, which is a fact)."""
@@ -52,8 +52,8 @@ def count_outcomes(rows, held) -> None:
 
 def failover(primary, backup, notifications: int = 1) -> None:
     """Count notifications of the primary account sent through its backup because the primary failed (accounts or
-    their ids). Inside a transaction (queue.record()'s), it adds to it; otherwise it commits on its own."""
-    from webapp.outbox.queue import connection, retry_locked  # here: queue.py imports this module
+    their ids). Inside a transaction (outcomes.record()'s), it adds to it; otherwise it commits on its own."""
+    from webapp.outbox.queue import connection, retry_locked  # here: webapp.outbox.outcomes imports this module
 
     counts = Counter({(_id(primary), "failovers", str(_id(backup))): notifications})
 

@@ -4,6 +4,7 @@ import functools
 import hashlib
 import re
 import unicodedata
+from pathlib import Path
 
 import peewee
 
@@ -247,25 +248,30 @@ END $$"""
 
 
 @functools.cache
-def functions() -> tuple[str, list[str]]:
-    """(a fingerprint, the statements) of the SQL functions the schema and the app call."""
-    statements = [_casefold_sql(), _search_keys_sql()]
-    digest = hashlib.sha256("\n".join(statements).encode()).hexdigest()[:16]
-    return f"smtpdesk {digest} (Unicode {unicodedata.unidata_version})", statements
+def fingerprint() -> str:
+    """What the SQL functions the schema and the app call are: this module's code (their rules) and Python's Unicode
+    version (their tables). Cheap, unlike building them (a second of work: every character's case folding)."""
+    digest = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+    return f"smtpdesk {digest} (Unicode {unicodedata.unidata_version})"
+
+
+@functools.cache
+def function_statements() -> list[str]:
+    """The statements creating those functions."""
+    return [_casefold_sql(), _search_keys_sql()]
 
 
 def install_functions(database) -> None:
     """Create or replace casefold() and search_keys() when they are not this code's (new rules, a newer Unicode);
     call under the write lock."""
-    fingerprint, statements = functions()
     installed = database.execute_sql(
         "SELECT obj_description(to_regprocedure('search_keys(text, text, text)'), 'pg_proc')").fetchone()[0]
-    if installed == fingerprint:
+    if installed == fingerprint():
         return
     cursor = database.cursor()
-    for statement in statements:
+    for statement in function_statements():
         cursor.execute(statement)  # no parameters: psycopg sends the text as it is
-    cursor.execute(f"COMMENT ON FUNCTION search_keys(text, text, text) IS {_literal(fingerprint)}")
+    cursor.execute(f"COMMENT ON FUNCTION search_keys(text, text, text) IS {_literal(fingerprint())}")
 
 
 def check_server(database) -> None:

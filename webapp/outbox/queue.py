@@ -1,12 +1,23 @@
 """The queue in the database: claims under a lease, per-account limits, releases and renewals, recorded outcomes.
 
-- A worker claims due notifications in a `BEGIN IMMEDIATE` transaction: it sets status "sending", its name as
-  `lease_owner` and `lease_until`. Only the lease owner records a notification's attempts. A worker that dies leaves its
-  claims in "sending"; once their lease has expired the next claim takes them back (recording the lost attempt).
+- A worker claims due notifications: it sets status "sending", its name as `lease_owner` and `lease_until`. Only the
+  lease owner records a notification's attempts, renews or releases its lease. A worker that dies leaves its claims in
+  "sending"; once their lease has expired the next claim takes them back (recording the lost attempt, once).
+- Several workers, on one host or many, claim at once (db.row_locking()). SQLite has one writer: every such
+  transaction takes its write lock at once (BEGIN IMMEDIATE). PostgreSQL locks rows, not the database: a claim tries
+  each candidate account's advisory lock (ACCOUNT_CLAIMS, one per account id) and passes over an account another
+  worker is claiming right now (it claims again CONTENDED_SECONDS later); it takes the rows with FOR UPDATE SKIP LOCKED,
+  checking that they are still waiting, and takes back expired leases the same way, so that two workers never both
+  record the lost attempt. Records, renewals and releases touch only rows leased to their worker (lease_owner in
+  WHERE, read FOR UPDATE), so no claim takes them back meanwhile. Every one of these transactions locks the
+  notifications' rows first, then the notification_tally rows the m0005 triggers change, in one order
+  (db.lock_tally): two workers wait for each other there, briefly, but never deadlock. Contention (SQLite's lock
+  after its busy timeout, a PostgreSQL deadlock with another writer) is retried.
 - Per account (OUTBOX_MAX_CONNECTIONS, OUTBOX_RATE_PER_MINUTE, OUTBOX_ACCOUNT_LIMITS by account name): at most that many
-  workers hold notifications of the account at once (each uses one connection for it), and at most that many
-  attempts are started in any 60 seconds. Both are checked at claim time, inside the claim's transaction, so they
-  hold across threads and processes.
+  workers are connected to the account at once (holding its leases, or keeping their connection open for the next
+  batch: webapp.outbox.sessions), and at most that many attempts are started in any 60 seconds. Both are counted at
+  claim time under the account's lock (SQLite: the write lock), in one statement, so they hold across threads,
+  processes and hosts.
 - 4yz replies, timeouts and lost connections are transient: retried with exponential backoff and jitter, until
   OUTBOX_MAX_ATTEMPTS attempts or OUTBOX_MAX_AGE_SECONDS of age; 5yz replies fail at once. So do an OAuth 2.0 token
   endpoint's refusals (its timeouts, 5xx and temporarily_unavailable are transient). A 535, or a token endpoint
@@ -14,27 +25,24 @@
   account: last_test_ok = False with a summary saying that delivery found an authentication problem (the accounts
   report shows it as a failed check).
 """
-import dataclasses
 import json
 import logging
 import random
 import time
-from collections import Counter
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from peewee import Case, OperationalError, fn
 
-from webapp import db, metrics
+from webapp import db
 from webapp.db import database
-from webapp.mail.errors import N_, Step
-from webapp.mail.oauth_errors import credential_refused
-from webapp.mail.transport import SendResult
+from webapp.mail.errors import N_
 from webapp.models import DeliveryAttempt, Notification, SmtpAccount, utcnow
-from webapp.outbox.message import reply_facts, reply_words
 from webapp.outbox.settings import LEASE_EXPIRED, LOCK_RETRY_SECONDS, WAITING, OutboxSettings
 
 log = logging.getLogger(__name__)
+
+ACCOUNT_CLAIMS = 0x6F757462  # "outb": PostgreSQL's advisory lock space of the claims, one lock per account id
 
 
 @contextmanager
@@ -85,19 +93,29 @@ def outbox_counts() -> dict:
 
 
 def claim(owner: str, settings: OutboxSettings, now: datetime | None = None, *, busy=frozenset(),
-          accounts: int | None = None) -> list[Notification]:
-    """Lease up to batch_size due notifications to `owner`, atomically (BEGIN IMMEDIATE), respecting each account's
-    connection and rate limits; expired leases of dead workers come back first. Returns them in sending order.
+          accounts: int | None = None, contended: set | None = None) -> list[Notification]:
+    """Lease up to batch_size due notifications to `owner`, atomically, respecting each account's connection and
+    rate limits (see the module's notes on locks); expired leases of dead workers come back first. Returns them in
+    sending order.
 
     busy: ids of accounts the owner is delivering already (none of theirs is taken); accounts: take the
-    notifications of at most this many accounts (the owner's free delivery threads)."""
+    notifications of at most this many accounts (the owner's free delivery threads); contended: a set that gets the
+    ids of the accounts passed over because another worker was claiming them (PostgreSQL; what it leaves may be due
+    at once)."""
+    contended = set() if contended is None else contended
 
     def work() -> list[int]:
         current = now or utcnow()
-        with database.atomic("IMMEDIATE"):
+        with db.row_locking():
             _reclaim_expired(current, settings)
-            ids = _due_ids(owner, current, settings, busy, accounts or settings.batch_size)
+            ids = _due_ids(owner, current, settings, busy, accounts or settings.batch_size, contended)
             if ids:
+                # Still waiting, and no one else's: the candidates were read before the accounts were locked.
+                ids = [row[0] for row in db.execute(db.for_update(
+                    f'SELECT "id" FROM "notification" WHERE "id" IN ({", ".join("?" * len(ids))}) '
+                    f'AND "status" IN ({", ".join("?" * len(WAITING))})', skip_locked=True), (*ids, *WAITING))]
+            if ids:
+                db.lock_tally((*WAITING, "sending"))
                 Notification.update(status="sending", lease_owner=owner,
                                     lease_until=current + timedelta(seconds=settings.lease_seconds),
                                     updated_at=current).where(Notification.id.in_(ids)).execute()
@@ -114,7 +132,11 @@ def claim(owner: str, settings: OutboxSettings, now: datetime | None = None, *, 
 
 def _reclaim_expired(now: datetime, settings: OutboxSettings) -> None:
     """Notifications left in "sending" by a worker that died: record the lost attempt and make them due again."""
-    expired = Notification.select().where(Notification.status == "sending", Notification.lease_until < now)
+    # Locked as read, passing over those another worker is taking back right now: one lost attempt each.
+    expired = list(db.locked(Notification.select().where(Notification.status == "sending",
+                                                         Notification.lease_until < now), skip_locked=True))
+    if expired:
+        db.lock_tally((*WAITING, "sending", "failed"))  # all that the claim changes next, in their one order
     for notification in expired:
         facts = {"ok": False, "step": LEASE_EXPIRED, "code": None, "reply": None, "params": {}, "message": N_(
             "The worker sending it stopped before recording the result; the message may have been sent.")}
@@ -147,32 +169,38 @@ _OLDEST_DUE = (
     'ORDER BY "n"."next_attempt_at", "n"."id" LIMIT ?')
 
 
-def _due_ids(owner: str, now: datetime, settings: OutboxSettings, busy, accounts: int) -> list[int]:
-    """Up to batch_size due notifications, oldest first, of at most `accounts` accounts, none busy, whose limits
-    allow them."""
+def _due_ids(owner: str, now: datetime, settings: OutboxSettings, busy, accounts: int, contended: set) -> list[int]:
+    """Up to batch_size due notifications, oldest first, of at most `accounts` accounts, none busy nor being
+    claimed by another worker, whose limits allow them."""
     looked_at = settings.batch_size * 2
     rows = db.execute(_OLDEST_DUE, (now, looked_at) * len(WAITING) + (looked_at,)).fetchall()
     ids: list[int] = []
     allowance: dict[int, int] = {}
+    passed = set(busy)
     for notification_id, account_id, name in rows:
-        if account_id in busy or (account_id not in allowance and len(allowance) == accounts):
+        if account_id in passed or (account_id not in allowance and len(allowance) == accounts):
             continue
         if account_id not in allowance:
+            if not _lock_account(account_id):
+                passed.add(account_id)  # another worker is claiming its notifications: its turn, not ours
+                contended.add(account_id)
+                continue
             allowance[account_id] = _allowance(account_id, name, owner, now, settings)
         if allowance[account_id] <= 0:
             # The oldest belong to an account at its limits: look past it, account by account (the slow way).
-            return _due_ids_by_account(owner, now, settings, busy, accounts)
+            return _due_ids_by_account(owner, now, settings, passed, accounts, contended)
         allowance[account_id] -= 1
         ids.append(notification_id)
         if len(ids) == settings.batch_size:
             return ids
     if len(rows) == looked_at:
         # Every row looked at was passed over or taken, and the batch is not full: later ones may be another's.
-        return _due_ids_by_account(owner, now, settings, busy, accounts)
+        return _due_ids_by_account(owner, now, settings, passed, accounts, contended)
     return ids
 
 
-def _due_ids_by_account(owner: str, now: datetime, settings: OutboxSettings, busy, accounts: int) -> list[int]:
+def _due_ids_by_account(owner: str, now: datetime, settings: OutboxSettings, busy, accounts: int,
+                        contended: set) -> list[int]:
     """Accounts by their oldest due notification, each taking what its limits allow (a scan of the queue)."""
     due = (Notification.status.in_(WAITING)) & (Notification.next_attempt_at <= now)
     oldest_first = (Notification.select(Notification.account, SmtpAccount.name,
@@ -184,7 +212,12 @@ def _due_ids_by_account(owner: str, now: datetime, settings: OutboxSettings, bus
         room = settings.batch_size - len(ids)
         if room <= 0 or accounts == 0:
             break
-        allowed = 0 if row.account_id in busy else _allowance(row.account_id, row.name, owner, now, settings)
+        if row.account_id in busy:
+            continue
+        if not _lock_account(row.account_id):
+            contended.add(row.account_id)
+            continue
+        allowed = _allowance(row.account_id, row.name, owner, now, settings)
         if allowed <= 0:
             continue
         query = (Notification.select(Notification.id)
@@ -195,23 +228,37 @@ def _due_ids_by_account(owner: str, now: datetime, settings: OutboxSettings, bus
     return ids
 
 
+def _lock_account(account_id: int) -> bool:
+    """Take the account's claim lock for this transaction, unless another worker's claim holds it (PostgreSQL: an
+    advisory lock per account; SQLite's write lock admits one claim at a time anyway)."""
+    return db.try_lock(ACCOUNT_CLAIMS, account_id % 2**31)
+
+
+# Under the account's claim lock, in one statement (one snapshot: a record moving a message from in flight to
+# started between two counts would hide it from both): the other workers connected to the account (holding its
+# leases, or keeping a connection open: webapp.outbox.sessions), its messages in flight, and the attempts started in
+# the last 60 seconds (the lost ones of dead workers are not attempts started).
+_USAGE = ('SELECT (SELECT COUNT(*) FROM (SELECT "lease_owner" FROM "notification" WHERE "account_id" = ? '
+          'AND "status" = \'sending\' AND "lease_until" >= ? AND "lease_owner" <> ? UNION '
+          'SELECT "worker" FROM "outbox_connection" WHERE "account_id" = ? AND "until" >= ? AND "worker" <> ?) '
+          'AS "holders"), '
+          '(SELECT COUNT(*) FROM "notification" WHERE "account_id" = ? AND "status" = \'sending\')')
+_STARTED = (', (SELECT COUNT(*) FROM "delivery_attempt" AS "d" JOIN "notification" AS "n" '
+            'ON "n"."id" = "d"."notification_id" WHERE "n"."account_id" = ? AND "d"."started_at" >= ? '
+            f'AND ("d"."step" IS NULL OR "d"."step" <> \'{LEASE_EXPIRED}\'))')
+
+
 def _allowance(account_id: int, name: str, owner: str, now: datetime, settings: OutboxSettings) -> int:
-    """How many notifications of this account the owner may claim now (connection and rate limits)."""
+    """How many notifications of this account the owner may claim now (connection and rate limits); call under the
+    account's claim lock, so that the limits hold across workers."""
     max_connections, per_minute = settings.limits(name)
-    holding = (Notification.select(Notification.lease_owner).distinct()
-               .where(Notification.account == account_id, Notification.status == "sending",
-                      Notification.lease_until >= now, Notification.lease_owner != owner))
-    if holding.count() >= max_connections:
-        return 0
+    usage = (account_id, now, owner) * 2 + (account_id,)
     if per_minute <= 0:
-        return settings.batch_size
-    started = (DeliveryAttempt.select().join(Notification)
-               .where(Notification.account == account_id,
-                      DeliveryAttempt.started_at >= now - timedelta(seconds=60),
-                      DeliveryAttempt.step.is_null() | (DeliveryAttempt.step != LEASE_EXPIRED)).count())
-    in_flight = Notification.select().where(Notification.account == account_id,
-                                            Notification.status == "sending").count()
-    return per_minute - started - in_flight
+        holding, _ = db.execute(_USAGE, usage).fetchone()
+        return 0 if holding >= max_connections else settings.batch_size
+    holding, in_flight, started = db.execute(_USAGE + _STARTED, (
+        *usage, account_id, now - timedelta(seconds=60))).fetchone()
+    return 0 if holding >= max_connections else per_minute - started - in_flight
 
 
 def give_up_reason(notification: Notification, attempts: int, now: datetime, settings: OutboxSettings) -> dict | None:
@@ -240,9 +287,13 @@ def release(owner: str, notifications: list[Notification], due: datetime | None 
         values["next_attempt_at"] = due
 
     def work():
-        with database.atomic("IMMEDIATE"):
-            Notification.update(**values).where(Notification.id.in_(ids), Notification.lease_owner == owner,
-                    Notification.status == "sending").execute()
+        with db.row_locking():  # only the owner's rows: their row locks suffice, then the tally's (db.lock_tally)
+            mine = db.locked(Notification.select(Notification.id).where(
+                Notification.id.in_(ids), Notification.lease_owner == owner, Notification.status == "sending"))
+            held = [n.id for n in mine]
+            if held:
+                db.lock_tally(("sending", *WAITING))
+                Notification.update(**values).where(Notification.id.in_(held)).execute()
 
     retry_locked(work)
     log.info("outbox worker %s put %d notifications back in the queue", owner, len(ids))
@@ -254,12 +305,14 @@ def renew(owner: str, notifications: list[Notification], lease_seconds: float) -
     ids = [n.id for n in notifications]
 
     def work():
-        with database.atomic("IMMEDIATE"):
-            # Still ours unless a claim took it back after it expired (that clears or changes the owner).
-            mine = (Notification.id.in_(ids) & (Notification.lease_owner == owner)
-                    & (Notification.status == "sending"))
-            Notification.update(lease_until=renewed_until).where(mine).execute()
-            return {n.id for n in Notification.select(Notification.id).where(mine)}
+        with db.row_locking():
+            # Still ours unless a claim took it back after it expired (that clears or changes the owner); locked as
+            # read, before the update takes the tally's row (db.lock_tally).
+            held = {n.id for n in db.locked(Notification.select(Notification.id).where(
+                Notification.id.in_(ids), Notification.lease_owner == owner, Notification.status == "sending"))}
+            if held:
+                Notification.update(lease_until=renewed_until).where(Notification.id.in_(held)).execute()
+            return held
 
     held = retry_locked(work)
     lost = [i for i in ids if i not in held]
@@ -268,116 +321,15 @@ def renew(owner: str, notifications: list[Notification], lease_seconds: float) -
     return held, renewed_until
 
 
-# --- Outcomes --------------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class Outcome:
-    """One attempt, sent or refused, waiting to be recorded with the others of its group."""
-
-    notification: Notification
-    account: SmtpAccount
-    result: SendResult
-    started: datetime
-    headers: str | None
-    final: bool
-
-    @property
-    def transient(self) -> bool:
-        return bool(self.result.error is not None and self.result.error.transient)
-
-
-_INSERT_ATTEMPT = ('INSERT INTO "delivery_attempt" ("notification_id", "started_at", "duration_ms", "ok", "code", '
-                   '"reply", "step", "transient", "worker") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
-# One statement for every outcome: NULL parameters keep the column (headers, status, sent_at, next attempt), and a
-# final attempt ends the lease. Only rows still leased to this worker (the last parameter) are touched.
-_UPDATE_LEASED = (
-    'UPDATE "notification" SET "attempts" = ?, "last_code" = ?, "last_reply" = ?, "last_step" = ?, "updated_at" = ?, '
-    '"headers_sent" = COALESCE(?, "headers_sent"), "status" = COALESCE(?, "status"), '
-    '"sent_at" = COALESCE(?, "sent_at"), "next_attempt_at" = COALESCE(?, "next_attempt_at"), '
-    '"lease_owner" = CASE WHEN ? THEN NULL ELSE "lease_owner" END, '
-    '"lease_until" = CASE WHEN ? THEN NULL ELSE "lease_until" END '
-    'WHERE "id" = ? AND "lease_owner" = ?')
-
-
-def record(owner: str, outcomes: list[Outcome], settings: OutboxSettings) -> None:
-    """Record attempts and the notifications' new states, all in one transaction: a row in delivery_attempt each,
-    and the notification updated under the owner's lease (plain SQL with executemany: a statement built by the ORM
-    for each message cost about as much as sending it)."""
+def let_go(owner: str, account_ids: list[int]) -> None:
+    """The owner closed its connections to these accounts: they no longer count against their limits. (Rows of
+    workers that died lapse at their "until"; they go too.)"""
     now = utcnow()
-    rows, earlier = [], Counter()
-    for outcome in outcomes:
-        # A reconnected message has two outcomes here (the lost try, then the real one): both count.
-        rows.append((outcome, _new_values(outcome, now, earlier[outcome.notification.id], settings)))
-        earlier[outcome.notification.id] += 1
 
     def work():
-        # IMMEDIATE: the write lock first (waiting for it), since a read that later wants to write can only fail.
-        with database.atomic("IMMEDIATE"):
-            ids = [outcome.notification.id for outcome, _ in rows]
-            held = {row[0] for row in db.execute(
-                f'SELECT "id" FROM "notification" WHERE "id" IN ({", ".join("?" * len(ids))}) '
-                f'AND "lease_owner" = ?', (*ids, owner))}
-            db.execute_many(_INSERT_ATTEMPT, [
-                (o.notification.id, o.started, int(o.result.elapsed * 1000), o.result.ok, o.result.code,
-                 values["last_reply_attempt"], values["last_step"], o.transient, owner)
-                for o, values in rows])
-            db.execute_many(_UPDATE_LEASED, [
-                (values["attempts"], values["last_code"], values["last_reply"], values["last_step"], now,
-                 values.get("headers_sent"), values.get("status"), values.get("sent_at"),
-                 values.get("next_attempt_at"), o.final, o.final, o.notification.id, owner)
-                for o, values in rows if o.notification.id in held])
-            metrics.count_outcomes(rows, held)  # GET /metrics's counters, in this transaction: counted once
-            for o, values in rows:
-                if o.notification.id not in held:
-                    # Outside the lease rules (this worker stalled past its lease and another took the row): the
-                    # attempt stays in the log; the row is the new owner's, except that a delivery is a fact.
-                    log.warning("notification %s: recording after losing its lease", o.notification.id)
-                    if o.result.ok and o.final:
-                        update = {k: v for k, v in values.items() if k != "last_reply_attempt"}
-                        Notification.update(**update, updated_at=now, lease_owner=None, lease_until=None).where(
-                            Notification.id == o.notification.id, Notification.status != "sent").execute()
-                error = o.result.error
-                if not o.result.ok and error is not None and (
-                        (error.step is Step.AUTH and o.result.code == 535) or credential_refused(error)):
-                    _flag_authentication(o.account, o.result, now)
+        with db.row_locking():
+            db.execute(f'DELETE FROM "outbox_connection" WHERE ("worker" = ? AND "account_id" IN '
+                       f'({", ".join("?" * len(account_ids))})) OR "until" < ?', (owner, *account_ids, now))
 
-    retry_locked(work)
-    for outcome, values in rows:  # after the commit: work() may run again after contention
-        outcome.notification.attempts += 1
-        name, number = outcome.account.name, outcome.notification.id
-        if outcome.result.ok:
-            log.info("notification %s sent via %s (%s)", number, name, outcome.result.code)
-        else:
-            log.warning("notification %s via %s: %s (%s)", number, name, reply_words(values["last_reply"]),
-                        values.get("status", "sending"))
-
-
-def _new_values(outcome: Outcome, now: datetime, earlier: int, settings: OutboxSettings) -> dict:
-    """The notification's columns after this attempt (status only when final); earlier: its attempts recorded
-    before this one in the same transaction."""
-    result, notification = outcome.result, outcome.notification
-    facts = reply_facts(result)
-    reply = json.dumps(facts)
-    attempts = notification.attempts + earlier + 1
-    values = dict(attempts=attempts, last_code=result.code, last_reply=reply, last_reply_attempt=reply,
-                  last_step=None if result.ok else (result.error.step.value if result.error else None))
-    if outcome.headers is not None:
-        values["headers_sent"] = outcome.headers
-    if outcome.final:
-        give_up = None if result.ok or not outcome.transient else give_up_reason(notification, attempts, now, settings)
-        if result.ok:
-            values.update(status="sent", sent_at=now)
-        elif outcome.transient and not give_up:
-            values.update(status="retrying", next_attempt_at=now + timedelta(seconds=settings.backoff(attempts)))
-        else:
-            values.update(status="failed", last_reply=json.dumps({**facts, "gave_up": give_up}) if give_up else reply)
-    return values
-
-
-def _flag_authentication(account: SmtpAccount, result: SendResult, now: datetime) -> None:
-    """A 535, or a token endpoint refusing the credential, during delivery shows on the account as a failed check
-    (the accounts report's status); its summary is facts, put in words in the reader's language by the report."""
-    facts = {**result.facts(), "delivery": True, "reply": (result.reply or "")[:500]}
-    SmtpAccount.update(last_test_at=now, last_test_ok=False, last_test_summary=json.dumps(facts)).where(
-        SmtpAccount.id == account.id).execute()
+    with connection():
+        retry_locked(work)

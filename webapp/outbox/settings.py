@@ -25,6 +25,8 @@ RECORD_SECONDS = 0.5
 # Steps where the session itself failed (not this message): the outcome applies to the rest of the account's group.
 SESSION_STEPS = frozenset({Step.DNS, Step.CONNECT, Step.PROXY, Step.TLS, Step.CERTIFICATE, Step.GREETING,
                            Step.STARTTLS, Step.TOKEN, Step.AUTH})
+# A worker that passed over an account because another was claiming it (PostgreSQL) claims again this soon.
+CONTENDED_SECONDS = 0.02
 LOCK_RETRY_SECONDS = 60     # how long a write waits, in total, for SQLite's lock before giving up
 
 
@@ -40,7 +42,7 @@ class OutboxSettings:
     max_age_seconds: float = 2 * 86400   # ... or when the notification is this old
     backoff_base_seconds: float = 30     # first retry after about this long, then doubling
     backoff_max_seconds: float = 3600    # never waiting longer than this between attempts
-    max_connections: int = 4             # per account: workers holding its notifications at once
+    max_connections: int = 4             # per account: workers connected to it at once (delivering or kept)
     rate_per_minute: int = 0             # per account: attempts started in any 60 s (0 = no limit)
     account_limits: dict = dataclasses.field(default_factory=dict)  # {account name: {"max_connections", ...}}
     smtp_timeout: float = 30             # connect and each read

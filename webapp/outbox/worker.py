@@ -29,12 +29,21 @@ from datetime import datetime, timedelta
 
 from webapp.mail.compose import header_block
 from webapp.mail.errors import N_, MailError, Step
-from webapp.mail.transport import QUIT_SECONDS, SendResult, SmtpSession
+from webapp.mail.transport import SendResult, SmtpSession
 from webapp.models import Credential, Notification, SmtpAccount, utcnow
-from webapp.outbox import queue
+from webapp.outbox import outcomes, queue
 from webapp.outbox.message import build_wire, footer_for
-from webapp.outbox.queue import Outcome, claim, connection, outbox_counts
-from webapp.outbox.settings import ACTIVE, RECORD_EVERY, RECORD_SECONDS, SESSION_STEPS, OutboxSettings
+from webapp.outbox.outcomes import Outcome
+from webapp.outbox.queue import claim, connection, outbox_counts
+from webapp.outbox.sessions import KeptSessions
+from webapp.outbox.settings import (
+    ACTIVE,
+    CONTENDED_SECONDS,
+    RECORD_EVERY,
+    RECORD_SECONDS,
+    SESSION_STEPS,
+    OutboxSettings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +51,6 @@ log = logging.getLogger(__name__)
 def worker_name() -> str:
     """host:pid:random — unique per Worker, readable in the delivery log."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-
-
-@dataclasses.dataclass
-class _KeptSession:
-    session: SmtpSession
-    last_used: float
 
 
 class Worker:
@@ -67,13 +70,13 @@ class Worker:
         self.hooks = list(hooks)
         self.hook_seconds = hook_seconds
         self.stop_event = threading.Event()
-        self._sessions: dict[int, _KeptSession] = {}
-        self._sessions_lock = threading.Lock()
+        self._sessions = KeptSessions(self.name)
         self._pool: ThreadPoolExecutor | None = None
         self._lanes: dict[int, Future] = {}  # account id -> the lane delivering its claimed notifications
         self._lanes_lock = threading.Lock()
         self._lane_ended = threading.Event()
         self._next_hooks = 0.0
+        self._contended = False  # the last claim passed over an account another worker was claiming
         Credential.watch_refresh_token_rotation()  # as create_app() does: a worker may be built without it
 
     # -- running --
@@ -135,21 +138,11 @@ class Worker:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
-        with self._sessions_lock:
-            kept, self._sessions = list(self._sessions.values()), {}
-        end = time.monotonic() + QUIT_SECONDS
-        for entry in kept:
-            entry.session.close(max(0.0, end - time.monotonic()))
+        self._sessions.close_all()
 
     def close_idle_sessions(self) -> None:
-        """Close connections unused for session_idle_seconds (servers drop idle clients anyway). Without QUIT: this
-        runs on the claiming thread, which must never wait on a relay."""
-        limit = time.monotonic() - self.settings.session_idle_seconds
-        with self._sessions_lock:
-            idle = [key for key, entry in self._sessions.items() if entry.last_used < limit]
-            closing = [self._sessions.pop(key) for key in idle]
-        for entry in closing:
-            entry.session.close(quit_seconds=0)
+        """Close connections unused for session_idle_seconds (see KeptSessions.close_idle)."""
+        self._sessions.close_idle(self.settings.session_idle_seconds)
 
     # -- lanes: one thread per account with claimed notifications --
 
@@ -161,8 +154,10 @@ class Worker:
         free = self.settings.concurrency - len(busy)
         if free <= 0:
             return 0
+        contended: set[int] = set()
         with connection():
-            batch = claim(self.name, self.settings, busy=busy, accounts=free)
+            batch = claim(self.name, self.settings, busy=busy, accounts=free, contended=contended)
+        self._contended = bool(contended)
         groups: dict[int, list[Notification]] = {}
         for notification in batch:
             groups.setdefault(notification.account_id, []).append(notification)
@@ -190,11 +185,13 @@ class Worker:
 
     def _wait(self, idle_seconds: float) -> None:
         """Until a lane ends (its account and thread are free again), or a while; when no lane ran since the last
-        claim, until a stop or idle_seconds. A lane that already ended means work was found: claim again at once."""
+        claim, until a stop or idle_seconds. A lane that already ended means work was found: claim again at once.
+        An account that another worker was claiming meanwhile may have notifications left: claim again soon."""
+        soon = CONTENDED_SECONDS if self._contended else float("inf")
         if self._running() or self._lane_ended.is_set():
-            self._lane_ended.wait(self.settings.poll_seconds)
+            self._lane_ended.wait(min(self.settings.poll_seconds, soon))
         else:
-            self.stop_event.wait(idle_seconds)
+            self.stop_event.wait(min(idle_seconds, soon))
 
     def _run_hooks(self) -> None:
         if not self.hooks or time.monotonic() < self._next_hooks:
@@ -227,7 +224,7 @@ class Worker:
             try:
                 self._deliver_over(session, account, list(notifications), shared, footer_for(account) or "")
             finally:
-                self._keep(account.id, session)
+                self._sessions.keep(account.id, session)
 
     def _deliver_over(self, session: SmtpSession | None, account: SmtpAccount, pending: list[Notification],
                       shared: SendResult | None, footer: str) -> None:
@@ -279,19 +276,7 @@ class Worker:
         settings = account.smtp_settings(self.settings.smtp_timeout, self.settings.smtp_deadline,
                                          blocked_networks=self.settings.blocked_networks,
                                          oauth_allow_loopback=self.settings.oauth_allow_loopback)
-        with self._sessions_lock:
-            entry = self._sessions.pop(account.id, None)
-        if entry is not None and entry.session.settings == settings:
-            return entry.session
-        if entry is not None:  # the account's settings changed: a new connection
-            entry.session.close()
-        return SmtpSession(settings)
-
-    def _keep(self, account_id: int, session: SmtpSession | None) -> None:
-        if session is None:
-            return
-        with self._sessions_lock:
-            self._sessions[account_id] = _KeptSession(session, time.monotonic())
+        return self._sessions.take(account.id, settings)
 
     def _send(self, session: SmtpSession, account: SmtpAccount, notification: Notification,
               group: "_Leased", composer: "_Composer") -> SendResult:
@@ -325,9 +310,9 @@ class Worker:
         """Note one attempt's outcome; the group records its outcomes together (see _Leased.note)."""
         group.note(Outcome(notification, account, result, started, headers, final))
 
-    def _record(self, outcomes: list[Outcome]) -> None:
-        """Record outcomes in one transaction (queue.record)."""
-        queue.record(self.name, outcomes, self.settings)
+    def _record(self, recorded: list[Outcome]) -> None:
+        """Record outcomes in one transaction (outcomes.record)."""
+        outcomes.record(self.name, recorded, self.settings)
 
 
 class _Composer:
