@@ -40,7 +40,7 @@ FILLED_BY = {"user": "users create", "credential": "credential forms", "connecto
              "api_token": "token form", "scheduled_report": "schedule form", "notification": "the API",
              "delivery_attempt": "the worker", "notification_search": "m0005's trigger",
              "notification_tally": "m0005's trigger", "delivery_metric": "the worker",
-             "worker_heartbeat": "the worker"}
+             "worker_heartbeat": "the worker", "outbox_connection": "the worker's kept connection"}
 
 
 @pytest.fixture
@@ -125,21 +125,23 @@ def installation(tmp_path, smtp_server, certificates):
             response = admin.post("/api/v1/notifications", json=body, headers={"Authorization": f"Bearer {token}"},
                                   csrf=False)
             assert response.status_code == 202, response.get_data(as_text=True)
+        # The worker stays open until the tests are done: its kept SMTP connection has its outbox_connection row.
         worker = fast_worker(backoff_base_seconds=3600, backoff_max_seconds=3600)
         try:
             while worker.run_once():
                 pass
             WorkerHeartbeat.beat(worker.name)  # what `smtpdesk worker` writes from its heartbeat hook (webapp/cli.py)
+            admin.post("/api/v1/notifications",
+                       json={"to": "queued@example.com", "subject": "Still queued", "text": "."},
+                       headers={"Authorization": f"Bearer {token}"}, csrf=False)
+            statuses = sorted(n.status for n in Notification.select())
+            assert statuses == ["failed"] * 2 + ["queued"] + ["retrying"] * 2 + ["sent"] * 3, statuses
+            app.facts = dict(mail=mail, token=token, received=len(mail.received),
+                             last_notification=Notification.select().order_by(Notification.id.desc()).get().id,
+                             last_account=SmtpAccount.select().order_by(SmtpAccount.id.desc()).get().id)
+            yield app
         finally:
             worker.close()
-        admin.post("/api/v1/notifications", json={"to": "queued@example.com", "subject": "Still queued", "text": "."},
-                   headers={"Authorization": f"Bearer {token}"}, csrf=False)
-        statuses = sorted(n.status for n in Notification.select())
-        assert statuses == ["failed"] * 2 + ["queued"] + ["retrying"] * 2 + ["sent"] * 3, statuses
-        app.facts = dict(mail=mail, token=token, received=len(mail.received),
-                         last_notification=Notification.select().order_by(Notification.id.desc()).get().id,
-                         last_account=SmtpAccount.select().order_by(SmtpAccount.id.desc()).get().id)
-        yield app
 
 
 def signed_in(app, username="alice"):
