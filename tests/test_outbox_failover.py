@@ -132,6 +132,18 @@ def test_a_primary_whose_port_is_closed_fails_over_and_comes_back_when_it_listen
     assert reloaded(primary).failover_until is None and len(backup_server.received) == 5
 
 
+def test_a_lone_batch_fails_over_within_seconds_whatever_the_backoff(app, smtp_server):
+    """Nothing else on its way: the relay failures that start the failover do not wait for the backoff (ten
+    minutes here), so the batch goes through the backup within this one run."""
+    primary_server, backup_server = smtp_server(), smtp_server()
+    primary = account_for(primary_server, name="primary")
+    with_backup(primary, backup_server)
+    primary_server.go_down(DOWN)
+    notify(5)
+    deliver(backoff_base_seconds=600, backoff_max_seconds=3600)
+    assert statuses() == {"sent": 5} and len(backup_server.received) == 5
+
+
 def test_a_refused_recipient_never_fails_over(app, smtp_server):
     primary_server = smtp_server(replies={"RCPT": "550 5.1.1 No such user"})
     backup_server = smtp_server()

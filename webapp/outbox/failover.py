@@ -9,7 +9,10 @@
   failures in a row, counted from failover_since (FAILOVER_AFTER_FAILURES within FAILOVER_WINDOW_SECONDS start a
   failover), the cool-down's end (failover_until, FAILOVER_COOLDOWN_SECONDS later) and the last failure, as facts.
   A delivery through the account's own relay clears it. After the cool-down the next claim tries the primary again;
-  a relay failure then, with no success since, starts another cool-down at once.
+  a relay failure then, with no success since, starts another cool-down at once. Until the failover starts, a
+  notification that met a relay failure is tried again within RELAY_RETRY_SECONDS, not after the backoff, so that the
+  failures that start it come within seconds even when nothing else is on its way; once it starts, the account's
+  notifications that failed are due at once.
 - While an account fails over, claim() gives its notifications to its backup's lane (Notification.sent_via): they
   count against the backup's limits, go over the backup's connection, composed by the backup's rules (its From,
   Reply-To, Return-Path, footer: a relay may refuse a foreign sender domain), and their attempts say "sent through
@@ -39,6 +42,7 @@ RELAY_STEPS = frozenset({Step.DNS, Step.CONNECT, Step.PROXY, Step.TLS, Step.CERT
                          Step.STARTTLS})
 OPENING_STEPS = frozenset({Step.TIMEOUT, Step.CONNECTION_LOST})  # relay failures while opening the connection
 MESSAGE_STEPS = frozenset({Step.RECIPIENT, Step.DATA})  # failures about the message or a recipient
+RELAY_RETRY_SECONDS = 1.0  # a relay failure of an account with a backup is tried again this soon (at most)
 
 
 def relay_failure(result: SendResult, account: SmtpAccount) -> bool:
@@ -156,8 +160,10 @@ class Relay:
         if relay and result is not self._counted:  # a session's failure is shared by the rest of its group: once
             self._counted = result
             self.failing_over = record_failure(self.carrier, result, self.settings)
-        return Outcome(notification, self.carrier, result, started, headers, final, retry=relay,
-                       due_now=relay and self.failing_over)
+        # Failing over: due at once, for the backup. Not yet: tried again soon, so that the failures that start a
+        # failover come within seconds even when no other notification is on its way.
+        due_in = (0 if self.failing_over else RELAY_RETRY_SECONDS) if relay else None
+        return Outcome(notification, self.carrier, result, started, headers, final, retry=relay, due_in=due_in)
 
     def facts(self, primary: SmtpAccount) -> dict:
         """Why the notification went through the backup, for the delivery log (message.SENT_THROUGH_BACKUP)."""

@@ -29,12 +29,12 @@ class Outcome:
     headers: str | None
     final: bool
     # Failover (webapp.outbox.failover): the backup whose relay carried it (account is the notification's own), and
-    # why, for the delivery log; retry: a failure retried whatever its code; due_now: retried at once, not after the
-    # backoff (its account fails over now).
+    # why, for the delivery log; retry: a failure retried whatever its code; due_in: retried within this many seconds
+    # at most, sooner than the backoff would (0: at once, its account fails over now).
     via: SmtpAccount | None = None
     failover: dict | None = None
     retry: bool = False
-    due_now: bool = False
+    due_in: float | None = None
 
     @property
     def transient(self) -> bool:
@@ -144,7 +144,8 @@ def _new_values(outcome: Outcome, now: datetime, earlier: int, settings: OutboxS
         if result.ok:
             values.update(status="sent", sent_at=now)
         elif outcome.transient and not give_up:
-            due = now if outcome.due_now else now + timedelta(seconds=settings.backoff(attempts))
+            delay = settings.backoff(attempts)
+            due = now + timedelta(seconds=delay if outcome.due_in is None else min(delay, outcome.due_in))
             values.update(status="retrying", next_attempt_at=due)
         else:
             values.update(status="failed", last_reply=json.dumps({**facts, "gave_up": give_up}) if give_up else reply)
