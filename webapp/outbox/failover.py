@@ -75,15 +75,15 @@ def record_failure(account: SmtpAccount, result: SendResult, settings: OutboxSet
                 SmtpAccount.backup_account).where(SmtpAccount.id == account.id)).first()
             if row is None or row.backup_account_id is None:
                 return False, False
+            backup_enabled = SmtpAccount.select().where(SmtpAccount.id == row.backup_account_id,
+                                                        SmtpAccount.enabled == True).exists()  # noqa: E712
             if row.failover_until is not None and row.failover_until > now:
-                return True, False  # another lane started it meanwhile
+                return backup_enabled, False  # another lane started it meanwhile
             failures, since = row.failover_failures, row.failover_since
             if row.failover_until is None and (
                     since is None or (now - since).total_seconds() > settings.failover_window_seconds):
                 failures, since = 0, now  # the first of a new series
             failures += 1
-            backup_enabled = SmtpAccount.select().where(SmtpAccount.id == row.backup_account_id,
-                                                        SmtpAccount.enabled == True).exists()  # noqa: E712
             starts = backup_enabled and (failures >= settings.failover_after_failures
                                          or row.failover_until is not None)
             until = now + timedelta(seconds=settings.failover_cooldown_seconds) if starts else row.failover_until
