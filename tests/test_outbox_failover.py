@@ -10,6 +10,7 @@ import pytest
 from tests.support.factories import make_account, make_credential
 from tests.support.outbox import FAST, account_for, fast_worker, message_ids, statuses
 from tests.support.processes import wait_for
+from tests.test_metrics import samples_of, value
 from webapp.models import DeliveryAttempt, DeliveryMetric, Notification, Setting, SmtpAccount, utcnow
 from webapp.outbox import FOOTER_SETTING, send_notification
 from webapp.outbox.message import reply_words
@@ -21,6 +22,7 @@ pytestmark = pytest.mark.engines("sqlite", "postgresql")
 COOLDOWN = 1.5  # seconds: the tests wait for it to end (a condition, never a timed assertion)
 FAILOVER = dict(failover_after_failures=2, failover_window_seconds=60, failover_cooldown_seconds=COOLDOWN)
 DOWN = "421 4.3.2 Service not available, closing transmission channel"
+METRICS_TOKEN = "metrics-token-for-the-failover-tests"
 BACKUP_ADDRESSES = dict(sender="Backup relay <noreply@backup.example>", reply_to="replies@backup.example",
                         return_path="bounces@backup.example", confirmation_email="receipts@backup.example")
 
@@ -55,6 +57,15 @@ def reloaded(account: SmtpAccount) -> SmtpAccount:
 def failovers(primary: SmtpAccount, backup: SmtpAccount) -> int:
     row = DeliveryMetric.get_or_none(account=primary.id, name="failovers", label=str(backup.id))
     return row.value if row else 0
+
+
+def scraped_failovers(app, primary: SmtpAccount, backup: SmtpAccount) -> float | None:
+    """smtpdesk_failovers_total of the pair as GET /metrics says it (parsed by prometheus-client)."""
+    app.config["METRICS_TOKEN"] = METRICS_TOKEN
+    response = app.test_client().get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    assert response.status_code == 200
+    return value(samples_of(response.get_data(as_text=True)), "smtpdesk_failovers_total", account=primary.name,
+                 backup=backup.name)
 
 
 def until_cooled_down(primary: SmtpAccount) -> None:
@@ -94,7 +105,7 @@ def test_a_primary_refusing_sessions_with_421_fails_over_to_the_backup_then_come
     deliver()
     assert_carried_by_backup(first, primary, backup, backup_server, DOWN)
     assert primary_server.received == []
-    assert failovers(primary, backup) == 20
+    assert failovers(primary, backup) == 20 and scraped_failovers(app, primary, backup) == 20
     state = reloaded(primary)
     assert state.failing_over and state.failover_failures == 2 and state.failover_until > utcnow()
     # Each session refused costs the notifications one attempt each; then they went at once, not after a backoff.
