@@ -104,14 +104,20 @@ vendor:
 	rm -rf build/vendor
 
 # Throughput and latency figures against baselines from the same run (docs/BENCHMARKS.md); BENCH_QUICK=1 for a
-# smoke run. Debian's stunnel (implicit TLS) and wrk (HTTP load); bench/run.py extracts smtp-sink from postfix's .deb.
+# smoke run. Debian's stunnel (implicit TLS), wrk (HTTP load) and postgresql (the bench starts a throwaway cluster, so
+# the service the package enables is stopped, as for the tests); bench/run.py extracts smtp-sink from postfix's .deb.
 bench: install-test translations
 	@missing=""; \
 	command -v stunnel4 >/dev/null 2>&1 || command -v stunnel >/dev/null 2>&1 || missing="$$missing stunnel4"; \
 	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 		echo "Installing from Debian:$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+		case "$$missing" in *postgresql*) \
+			$(SUDO) systemctl disable --now postgresql >/dev/null 2>&1 \
+				|| $(SUDO) service postgresql stop >/dev/null 2>&1 || true;; \
+		esac; \
 	fi
 	BENCH_QUICK=$(BENCH_QUICK) BENCH_ONLY=$(BENCH_ONLY) $(BIN)/python -m bench.run
 

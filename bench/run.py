@@ -2,8 +2,9 @@
 
 Everything runs on 127.0.0.1: Postfix's smtp-sink (from the Debian package, extracted into build/bench/), stunnel in
 front of it for implicit TLS, an aiosmtpd STARTTLS sink, `smtpdesk worker --until-idle` for the drains and
-`smtpdesk serve --no-worker` for the HTTP figures. The notifications are bench.workload's (pt-BR, one to three new
-recipients each). BENCH_QUICK=1 uses small counts (a smoke run); BENCH_ONLY=delivery or BENCH_ONLY=http runs one
+`smtpdesk serve --no-worker` for the HTTP figures; the PostgreSQL figures (bench/postgresql.py) run the same commands
+on a throwaway PostgreSQL cluster of their own. The notifications are bench.workload's (pt-BR, one to three new
+recipients each). BENCH_QUICK=1 uses small counts (a smoke run); BENCH_ONLY=delivery, http or postgresql runs one
 family. The table is printed; a full run writes docs/BENCHMARKS.md, the others build/bench/BENCHMARKS-partial.md.
 """
 import datetime
@@ -36,7 +37,7 @@ BUILD = ROOT / "build" / "bench"
 POSTFIX = BUILD / "postfix"
 SINK = POSTFIX / "usr" / "sbin" / "smtp-sink"
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
-# BENCH_ONLY=delivery or BENCH_ONLY=http runs one family of figures (while working on it); the report says so.
+# BENCH_ONLY=delivery, http or postgresql runs one family of figures (while working on it); the report says so.
 ONLY = os.environ.get("BENCH_ONLY", "")
 BIN = Path(sys.executable).parent
 
@@ -231,12 +232,20 @@ class Drain:
     """A fresh instance folder with one account, its notifications enqueued by send_notification() in this process
     and composed with build_wire(); drain() runs the shipped worker command on it."""
 
-    def __init__(self, work: Path, label: str, workload: Workload, count: int, **account):
+    def __init__(self, work: Path, label: str, workload: Workload, count: int, database_url: str | None = None,
+                 **account):
         self.label, self.count = label, count
         self.instance = work / f"instance-{label}"
         self.instance.mkdir()
         self.log = work / f"worker-{label}.log"
+        # The SQLite file in the instance folder, or the PostgreSQL database named by database_url.
+        self.database_url = database_url
         os.environ["SMTPDESK_INSTANCE_PATH"] = str(self.instance)
+        if database_url:
+            os.environ["SMTPDESK_DATABASE_URL"] = database_url
+        else:
+            os.environ.pop("SMTPDESK_DATABASE_URL", None)
+        self.env = dict(os.environ)  # this process's create_app() and the worker processes read the same
         from webapp import create_app, db
         from webapp.models import Notification, SmtpAccount
         from webapp.outbox import build_wire, connection, send_notification
@@ -261,17 +270,23 @@ class Drain:
             self.compose_rate = count / (time.perf_counter() - began)
         db.database.close()  # the worker process finds the database as an application leaves it
 
-    def drain(self) -> float:
-        """Seconds from starting `smtpdesk worker --until-idle` to its exit; raises unless every notification
-        ended "sent"."""
-        env = {**os.environ, "SMTPDESK_INSTANCE_PATH": str(self.instance)}
+    def drain(self, workers: int = 1) -> float:
+        """Seconds from starting `smtpdesk worker --until-idle` (in `workers` processes at once) to the exit of the
+        last one; raises unless every notification ended "sent"."""
         with open(self.log, "a") as out:
             began = time.perf_counter()
-            finished = subprocess.run([BIN / "smtpdesk", "worker", "--until-idle"], stdout=out,
-                                      stderr=subprocess.STDOUT, env=env, timeout=1800)
+            running = [subprocess.Popen([BIN / "smtpdesk", "worker", "--until-idle"], stdout=out,
+                                        stderr=subprocess.STDOUT, env=self.env) for _ in range(workers)]
+            try:
+                codes = [process.wait(timeout=1800) for process in running]
+            finally:
+                for process in running:
+                    if process.poll() is None:
+                        process.kill()
+                        process.wait()
             elapsed = time.perf_counter() - began
-        if finished.returncode != 0:
-            raise RuntimeError(f"{self.label}: smtpdesk worker exited with {finished.returncode} (see {self.log.name})")
+        if any(codes):
+            raise RuntimeError(f"{self.label}: smtpdesk worker exited with {codes} (see {self.log.name})")
         counts = self.counts()
         if counts.get("sent") != self.count or sum(counts.values()) != self.count:
             raise RuntimeError(f"{self.label}: not every notification was sent: {counts}")
@@ -281,7 +296,8 @@ class Drain:
         from webapp import db
         from webapp.outbox import outbox_counts
 
-        db.init_database(str(self.instance / "smtpdesk.db"))  # this instance's, whichever app came last
+        # This instance's database, whichever app came last.
+        db.init_database(self.database_url or str(self.instance / "smtpdesk.db"))
         with self.app.app_context():
             counts = outbox_counts()
         db.database.close()
@@ -407,12 +423,13 @@ WRK_TIMEOUT = 30
 UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
-def wrk(url: str, clients: int, headers: dict, script: Path | None = None) -> dict:
-    """`clients` connections for COUNTS["http_seconds"]; requests/s, p50 and p99 in ms, errors.
+def wrk(url: str, clients: int, headers: dict, script: Path | None = None, seconds: int | None = None) -> dict:
+    """`clients` connections for `seconds` (COUNTS["http_seconds"] unless given); requests/s, p50 and p99 in ms,
+    errors.
 
     One wrk thread drives the connections: it keeps up with the server, and a second one would only take CPU from
     the server it measures (wrk and the server share the machine's CPUs)."""
-    seconds = COUNTS["http_seconds"]
+    seconds = seconds or COUNTS["http_seconds"]
     args = ["wrk", "-t", "1", "-c", str(clients), "-d", f"{seconds}s", "--latency", "--timeout", f"{WRK_TIMEOUT}s"]
     for name, value in headers.items():
         args += ["-H", f"{name}: {value}"]
@@ -471,14 +488,7 @@ def http_figures(stack: ExitStack, work: Path, sink_port: int) -> None:
     instance.mkdir()
     env = {**os.environ, "SMTPDESK_INSTANCE_PATH": str(instance), "PYTHONPATH": str(ROOT)}
     say(f"P4 seed: {COUNTS['accounts']} accounts, {COUNTS['notifications']:,} notifications (executemany)")
-    began = time.perf_counter()
-    seeded = subprocess.run([sys.executable, "-m", "bench.seed", str(COUNTS["accounts"]),
-                             str(COUNTS["notifications"]), str(sink_port)], env=env, capture_output=True,
-                            text=True, timeout=1800)
-    if seeded.returncode != 0:
-        raise RuntimeError("bench.seed failed: " + seeded.stderr[-2000:])
-    seed = json.loads(seeded.stdout.strip().splitlines()[-1])
-    seed_seconds = time.perf_counter() - began
+    seed, seed_seconds = seed_instance(env, sink_port)
     database = instance / "smtpdesk.db"
     pages = [
         Page(f"accounts report, {COUNTS['accounts']} accounts", "/accounts/", 10, 25),
@@ -556,27 +566,45 @@ def http_figures(stack: ExitStack, work: Path, sink_port: int) -> None:
     say("P6: server RSS after the pages")
     after_pages = rss_mb(server.pid)
 
-    say("P3: POST /api/v1/notifications, 8 clients")
-    last_id = read(database, 'SELECT MAX("id") FROM "notification"')[0][0] or 0
-    script = work / "post.lua"
-    script.write_text(wrk_post_script(seed["token"]), encoding="utf-8")
-    result = wrk(f"{base}/api/v1/notifications", 8, {"User-Agent": agent}, script)
-    _errors("P3", result)
-    posted = read(database, 'SELECT "to_addrs", LENGTH(CAST("body_text" AS BLOB)) FROM "notification" WHERE "id" > ?',
-                  (last_id,))
-    addresses = [address for to, _ in posted for address in json.loads(to)]
-    NOTES.append(f"P3 posted {len(posted):,} notifications ({result['requests']:,} requests): "
-                 f"{len(addresses) / max(1, len(posted)):.2f} recipients each, {len(set(addresses)):,} distinct of "
-                 f"{len(addresses):,}; texts of {statistics.mean(n for _, n in posted) if posted else 0:,.0f} bytes "
-                 f"on average (UTF-8); the wrk script is bench/workload.py's WRK_POST.")
-    distinct = bool(addresses) and len(set(addresses)) == len(addresses)
-    ROWS.append(Row("P3 POST /api/v1/notifications (8 clients, worker off)", _latency(result), "", "",
-                    "p99 < 30 ms", _met(result["p99"] < 30 and _clean(result) and distinct)))
+    p3_figure("P3", base, work, seed["token"], lambda sql, params=(): read(database, sql, params))
     after_all = rss_mb(server.pid)
     ROWS.append(Row("P6 server RSS after the P4 runs", f"{after_pages:.0f} MB", f"after P3 too: {after_all:.0f} MB",
                     "", "< 100 MB", _met(after_pages < 100)))
     NOTES.append(f"P3/P4: `smtpdesk serve --no-worker` with its default threads on {os.cpu_count()} CPUs; wrk (one "
                  "thread) ran on the same CPUs.")
+
+
+def seed_instance(env: dict, sink_port: int) -> tuple[dict, float]:
+    """bench.seed run in its own process on the instance (and database) `env` names: what it printed, and its
+    seconds."""
+    began = time.perf_counter()
+    seeded = subprocess.run([sys.executable, "-m", "bench.seed", str(COUNTS["accounts"]),
+                             str(COUNTS["notifications"]), str(sink_port)], env=env, capture_output=True,
+                            text=True, timeout=3600)
+    if seeded.returncode != 0:
+        raise RuntimeError("bench.seed failed: " + seeded.stderr[-2000:])
+    return json.loads(seeded.stdout.strip().splitlines()[-1]), time.perf_counter() - began
+
+
+def p3_figure(label: str, base: str, work: Path, token: str, read_served) -> None:
+    """P3 against the server at `base`: wrk posting notifications with 8 clients, then the posted rows read back
+    with read_served(sql, params) to check that no address repeats."""
+    say(f"{label}: POST /api/v1/notifications, 8 clients")
+    last_id = read_served('SELECT MAX("id") FROM "notification"')[0][0] or 0
+    script = work / "post.lua"
+    script.write_text(wrk_post_script(token), encoding="utf-8")
+    result = wrk(f"{base}/api/v1/notifications", 8, {"User-Agent": "smtpdesk-bench"}, script)
+    _errors(label, result)
+    posted = [(to, len(text.encode())) for to, text in read_served(
+        'SELECT "to_addrs", "body_text" FROM "notification" WHERE "id" > ?', (last_id,))]
+    addresses = [address for to, _ in posted for address in json.loads(to)]
+    NOTES.append(f"{label} posted {len(posted):,} notifications ({result['requests']:,} requests): "
+                 f"{len(addresses) / max(1, len(posted)):.2f} recipients each, {len(set(addresses)):,} distinct of "
+                 f"{len(addresses):,}; texts of {statistics.mean(n for _, n in posted) if posted else 0:,.0f} bytes "
+                 f"on average (UTF-8); the wrk script is bench/workload.py's WRK_POST.")
+    distinct = bool(addresses) and len(set(addresses)) == len(addresses)
+    ROWS.append(Row(f"{label} POST /api/v1/notifications (8 clients, worker off)", _latency(result), "", "",
+                    "p99 < 30 ms", _met(result["p99"] < 30 and _clean(result) and distinct)))
 
 
 def _errors(label: str, result: dict) -> None:
@@ -685,6 +713,13 @@ def write_report(elapsed: float) -> None:
         "posted rows are read back to check that no address repeats.",
         "- P5: see the note above. P6: the server process's Rss in /proc/<pid>/smaps_rollup after the P4 runs "
         "(compared to the goal) and after P3.",
+        "- PostgreSQL (bench/postgresql.py): a throwaway cluster started for these figures and removed afterwards "
+        "(tests/support/pg_cluster.py, as the tests start theirs), the app pointed at it by SMTPDESK_DATABASE_URL. "
+        "P1 on PostgreSQL is P1's method on a fresh database: one `smtpdesk worker --until-idle`, compared with raw "
+        "smtplib sending the same composed messages over one connection. Two workers: the same number of the same "
+        "kind of notifications in another fresh database, two `smtpdesk worker --until-idle` processes started "
+        "together and timed to the last exit, compared with the one-worker drain; the delivery attempts are then "
+        "counted per worker. P3 on PostgreSQL: P3's method on a database seeded with the SQLite instance's data.",
         f"- Each wrk run lasts {COUNTS['http_seconds']} s.", "",
     ])
     # Only a full run of every figure replaces the published report; smoke and partial runs stay in build/.
@@ -696,9 +731,14 @@ def write_report(elapsed: float) -> None:
 
 def main() -> int:
     """Run every figure, print the table, write docs/BENCHMARKS.md; processes are stopped whatever happens."""
-    if ONLY not in ("", "delivery", "http"):
-        print(f"BENCH_ONLY={ONLY}: use delivery or http (or leave it empty for every figure)", file=sys.stderr)
+    if ONLY not in ("", "delivery", "http", "postgresql"):
+        print(f"BENCH_ONLY={ONLY}: use delivery, http or postgresql (or leave it empty for every figure)",
+              file=sys.stderr)
         return 2
+    from bench import postgresql
+
+    # Each figure says which database it runs on: the SQLite file of its instance folder unless it names another.
+    os.environ.pop("SMTPDESK_DATABASE_URL", None)
     began = time.perf_counter()
     START.update(load=_load(), others=others_running())
     obtain_smtp_sink()
@@ -708,7 +748,8 @@ def main() -> int:
         certs = make_certificates(work)
         failures = []
         for name, figures in (("delivery", lambda: delivery_figures(stack, work, sink_port, certs)),
-                              ("http", lambda: http_figures(stack, work, sink_port))):
+                              ("http", lambda: http_figures(stack, work, sink_port)),
+                              ("postgresql", lambda: postgresql.figures(work, sink_port))):
             if ONLY and name != ONLY:
                 continue
             try:
@@ -736,4 +777,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as the module bench.postgresql imports (`python -m` would make this file a second one, __main__): one ROWS,
+    # one NOTES.
+    from bench import run
+
+    sys.exit(run.main())

@@ -4,9 +4,9 @@ SINK_PORT`.
 The data looks like a year of a Brazilian company's notifications: 200 accounts named by department and city (the
 default one on smtp-sink at SINK_PORT, the others on the usual relays), notifications from bench.workload (one to
 three new recipients each, display names and subjects with accents, about 1 KB of pt-BR text), mostly sent, some
-failed or retrying, with the replies a server gives. Inserted with one executemany in one transaction; the counts
-by status come from the database's own triggers, the recipient search keys from migration m0005's statement (see
-insert_notifications()).
+failed or retrying, with the replies a server gives. Inserted in one transaction, with one executemany into SQLite or
+COPY into PostgreSQL (SMTPDESK_DATABASE_URL); the recipient search keys are webapp.db.search_keys()'s on both (see
+insert_notifications() and copy_notifications()).
 
 Prints JSON: the admin's username and password, an API token, and what a user would type to find one recipient of
 the seeded data: part of a display name ("luíza souz") and the start of an address ("ana.souza104711@").
@@ -14,9 +14,10 @@ the seeded data: part of a display name ("luíza souz") and the start of an addr
 import json
 import sys
 from datetime import timedelta
+from itertools import islice
 
 from bench.workload import Workload, ascii_slug
-from webapp import create_app, db
+from webapp import create_app, db, postgresql
 from webapp.auth.passwords import hash_password
 from webapp.db import search_keys
 from webapp.migrations import m0005_delivery_search as m0005
@@ -57,17 +58,18 @@ def account_rows(count: int, sink_port: int) -> list[dict]:
     return rows
 
 
-INSERT = ('INSERT INTO "notification" ("account_id", "status", "to_addrs", "cc_addrs", "bcc_addrs", "subject", '
-          '"body_text", "overrides_ignored", "message_id", "attempts", "last_code", "last_reply", "last_step", '
-          '"next_attempt_at", "source", "created_by", "created_at", "updated_at", "sent_at") '
-          'VALUES (?, ?, ?, ?, \'[]\', ?, ?, 0, ?, ?, ?, ?, ?, ?, \'api\', \'bench\', ?, ?, ?)')
+COLUMNS = ("account_id", "status", "to_addrs", "cc_addrs", "bcc_addrs", "subject", "body_text", "overrides_ignored",
+           "message_id", "attempts", "last_code", "last_reply", "last_step", "next_attempt_at", "source", "created_by",
+           "created_at", "updated_at", "sent_at")
+NAMES = ", ".join(f'"{column}"' for column in COLUMNS)
+INSERT = f'INSERT INTO "notification" ({NAMES}) VALUES ({", ".join("?" for _ in COLUMNS)})'
 SEARCH_TRIGGER = "notification_search_insert"
 # Migration m0005's statement that gives notifications inserted without that trigger their search keys.
 FILL_SEARCH = next(statement for statement in m0005.SEARCH if statement.startswith('INSERT INTO "notification_search"'))
 
 
 def insert_notifications(connection, rows) -> None:
-    """executemany() the rows, then their recipient search keys, in the caller's transaction.
+    """SQLite: executemany() the rows, then their recipient search keys, in the caller's transaction.
 
     The search's insert trigger (and the search table's indexes) are set aside meanwhile and the keys filled in key
     order by the migration's own statement: through the trigger, each notification's ten-odd keys went into the
@@ -84,13 +86,79 @@ def insert_notifications(connection, rows) -> None:
     connection.execute(FILL_SEARCH)
     for sql in schema.values():
         connection.execute(sql)
-    total = connection.execute('SELECT MAX("id") FROM "notification"').fetchone()[0] or 0
+
+
+# The counts by status the tally's insert trigger keeps, of notifications inserted without it (into an empty table).
+TALLY_TRIGGER = "notification_tally_insert"
+FILL_TALLY = ('INSERT INTO "notification_tally" ("status", "total", "changes") '
+              'SELECT "status", COUNT(*), COUNT(*) FROM "notification" GROUP BY "status"')
+ADDRESSES = [COLUMNS.index(column) for column in ("to_addrs", "cc_addrs", "bcc_addrs")]
+CHUNK = 50_000  # notifications held in memory between the two COPYs
+
+
+def copy_notifications(connection, rows) -> None:
+    """PostgreSQL: COPY the rows into the empty table, with their recipient search keys and counts by status, in the
+    caller's transaction.
+
+    As insert_notifications() does, the triggers are disabled and the search table's key and index dropped
+    meanwhile, then built again from their own definitions. The keys are search_keys()'s, the Python function
+    SQLite's trigger calls, COPYed chunk by chunk after their notifications (numbered here); PostgreSQL's own
+    function, through the migration's statement, took five times as long, and check_search_keys() compares the two
+    on a sample. Through the tally's trigger, each update left a row version no one can clean up before the
+    transaction ends, the next update walked past all of them, and the seed slowed down with the square of the rows;
+    the counts are filled as the trigger would have."""
+    triggers = [name for name, in connection.execute(
+        "SELECT tgname FROM pg_trigger WHERE tgrelid = 'notification'::regclass AND tgname IN (%s, %s)",
+        (SEARCH_TRIGGER, TALLY_TRIGGER)).fetchall()]
+    if len(triggers) != 2:
+        raise SystemExit(f"bench.seed: no trigger {SEARCH_TRIGGER} or {TALLY_TRIGGER} in the schema; update "
+                         "bench/seed.py")
+    if connection.execute('SELECT EXISTS (SELECT 1 FROM "notification")').fetchone()[0]:
+        raise SystemExit("bench.seed: the notification table is not empty")
+    key = connection.execute("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                             "WHERE conrelid = 'notification_search'::regclass AND contype = 'p'").fetchone()
+    indexes = connection.execute("SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index "
+                                 "WHERE indrelid = 'notification_search'::regclass AND NOT indisprimary").fetchall()
+    for name in triggers:
+        connection.execute(f'ALTER TABLE "notification" DISABLE TRIGGER "{name}"')
+    for name, _ in indexes:
+        connection.execute(f"DROP INDEX {name}")
+    connection.execute(f'ALTER TABLE "notification_search" DROP CONSTRAINT "{key[0]}"')
+    cursor, rows, first = connection.cursor(), iter(rows), 1
+    while chunk := list(islice(rows, CHUNK)):
+        with cursor.copy(f'COPY "notification" ("id", {NAMES}) FROM STDIN') as copy:
+            for number, row in enumerate(chunk, first):
+                copy.write_row((number, *row))
+        with cursor.copy('COPY "notification_search" ("key", "notification_id") FROM STDIN') as copy:
+            for number, row in enumerate(chunk, first):
+                for search_key in json.loads(search_keys(*(row[i] for i in ADDRESSES))):
+                    copy.write_row((search_key, number))
+        first += len(chunk)
+    if first > 1:
+        connection.execute("SELECT setval(pg_get_serial_sequence('notification', 'id'), %s)", (first - 1,))
+    connection.execute(FILL_TALLY)
+    connection.execute(f'ALTER TABLE "notification_search" ADD CONSTRAINT "{key[0]}" {key[1]}')
+    for _, sql in indexes:
+        connection.execute(sql)
+    for name in triggers:
+        connection.execute(f'ALTER TABLE "notification" ENABLE TRIGGER "{name}"')
+
+
+def check_search_keys() -> None:
+    """A sample of the notifications has the search keys the trigger would have given them: webapp.db's
+    search_keys(), and on PostgreSQL its SQL function's too."""
+    on_postgresql = postgresql.is_postgresql(db.database)
+    total = db.execute('SELECT MAX("id") FROM "notification"').fetchone()[0] or 0
     for notification_id in range(1, total + 1, max(1, total // 200)):
-        addresses = connection.execute('SELECT "to_addrs", "cc_addrs", "bcc_addrs" FROM "notification" WHERE "id" = ?',
-                                       (notification_id,)).fetchone()
-        stored = connection.execute('SELECT "key" FROM "notification_search" WHERE "notification_id" = ? '
-                                    'ORDER BY "key"', (notification_id,)).fetchall()
-        if [key for key, in stored] != json.loads(search_keys(*addresses)):
+        addresses = db.execute('SELECT "to_addrs", "cc_addrs", "bcc_addrs" FROM "notification" WHERE "id" = ?',
+                               (notification_id,)).fetchone()
+        stored = sorted(key for key, in db.execute('SELECT "key" FROM "notification_search" '
+                                                   'WHERE "notification_id" = ?', (notification_id,)).fetchall())
+        expected = [sorted(json.loads(search_keys(*addresses)))]
+        if on_postgresql:
+            expected.append(sorted(key for key, in db.execute(
+                'SELECT "value" FROM search_keys(?, ?, ?) AS "keys" ("value")', tuple(addresses)).fetchall()))
+        if any(stored != keys for keys in expected):
             raise SystemExit(f"bench.seed: notification {notification_id}'s search keys differ from the trigger's")
 
 
@@ -127,15 +195,22 @@ def main() -> None:
                     searched.update(name=name, address=address)
                 created = now - timedelta(seconds=30 * (notifications - i))
                 yield (ids[int(rng.random() * len(ids))], status, json.dumps(to, ensure_ascii=False),
-                       json.dumps(cc, ensure_ascii=False), subject, bodies[i % len(bodies)],
+                       json.dumps(cc, ensure_ascii=False), "[]", subject, bodies[i % len(bodies)], False,
                        f"<{int(created.timestamp() * 100)}.{rng.getrandbits(48):012x}@exemplo.com.br>", attempts, code,
                        reply.format(queue_id=f"{rng.getrandbits(40):010X}", address=address), STEPS[status],
-                       str(created + timedelta(minutes=30) if status == "retrying" else created), str(created),
-                       str(created + timedelta(seconds=2)), str(created + timedelta(seconds=2)) if status == "sent"
-                       else None)
+                       str(created + timedelta(minutes=30) if status == "retrying" else created), "api", "bench",
+                       str(created), str(created + timedelta(seconds=2)),
+                       str(created + timedelta(seconds=2)) if status == "sent" else None)
 
-        with db.database.connection_context(), db.database.atomic():
-            insert_notifications(db.database.connection(), rows())
+        on_postgresql = postgresql.is_postgresql(db.database)
+        with db.database.connection_context():
+            with db.database.atomic():
+                (copy_notifications if on_postgresql else insert_notifications)(db.database.connection(), rows())
+                check_search_keys()
+            if on_postgresql:
+                # The statistics and visibility map autovacuum would make soon after such a load, made now so that
+                # it does not run during the measurements.
+                db.database.execute_sql("VACUUM ANALYZE")
     words = searched["name"].casefold().split()
     print(json.dumps({"username": "bench", "password": PASSWORD, "token": token,
                       # As typed: the name's last two words, the surname cut short, in lower case; the address up

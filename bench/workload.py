@@ -9,9 +9,10 @@ import json
 import random
 import unicodedata
 
-# First serial of each family of figures: the drains (P1, P2, P5), the seeded instance of the page figures, and the
-# API posts (which go into that same seeded database), so that no address is used twice in a run.
-SERIALS = {"delivery": 1_000, "seed": 100_000, "api": 5_000_000}
+# First serial of each family of figures: the drains (P1, P2, P5), the drains on PostgreSQL, the seeded instance of
+# the page figures, and the API posts (which go into that same seeded database), so that no address is used twice in
+# a database. The seeded PostgreSQL database holds the same notifications as the SQLite one, and gets the same posts.
+SERIALS = {"delivery": 1_000, "postgresql": 40_000, "seed": 100_000, "api": 5_000_000}
 
 FIRST_NAMES = [
     "Ana", "Ana Luíza", "Maria", "Maria Conceição", "Márcia", "Cláudia", "Júlia", "Letícia", "Patrícia", "Mônica",

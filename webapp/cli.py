@@ -6,6 +6,7 @@ import time
 import click
 from flask import current_app
 from flask.cli import FlaskGroup, pass_script_info, with_appcontext
+from peewee import OperationalError
 
 from webapp import db, maintenance, postgresql
 
@@ -39,12 +40,46 @@ def db_group():
 @with_appcontext
 def db_upgrade():
     """Create the database or apply the migrations it lacks."""
+    from webapp.outbox import retention
+
     applied = db.upgrade()
     path = postgresql.shown(db.location(current_app.config))
     if applied:
         click.echo(f"Database {path}: applied {', '.join(applied)}.")
     else:
         click.echo(f"Database {path} is up to date (schema {db.schema_version_now()}).")
+    with db.database.connection_context():
+        if retention.needs_incremental_vacuum():
+            click.echo(f"Database {path}: switching to auto_vacuum = INCREMENTAL, so that pruning can shrink the file: "
+                       "a one-time VACUUM that rewrites it (on a large file, minutes)...")
+            try:
+                retention.enable_incremental_vacuum()
+            except OperationalError as error:
+                # Busy (another process writing) or no disk for the copy: the schema is up to date all the same.
+                click.echo(f"Not switched: {error}. Pruning keeps the file from growing but cannot shrink it until "
+                           "`smtpdesk db upgrade` runs again while no other smtpdesk process uses the database, with "
+                           "as much free disk space as the file takes.", err=True)
+            else:
+                click.echo("Done.")
+
+
+@db_group.command("copy")
+@click.option("--to", "url", required=True, metavar="URL",
+              help="The empty PostgreSQL database, postgresql://user@host:port/name (a password is better given in "
+                   "PGPASSWORD or ~/.pgpass than in the URL, which other users of the machine can see).")
+@with_appcontext
+def db_copy(url):
+    """Copy this installation's SQLite database, whole, into an empty PostgreSQL database (README, "Moving to
+    PostgreSQL"): one transaction there, row counts checked before it commits."""
+    from webapp.dbcopy import CopyError, copy_database
+
+    if current_app.config.get("DATABASE_URL"):
+        raise click.ClickException("This installation already uses PostgreSQL (SMTPDESK_DATABASE_URL); db copy "
+                                   "copies the SQLite database (SMTPDESK_DATABASE): run it without that setting.")
+    try:
+        copy_database(current_app.config["DATABASE"], url, say=click.echo)
+    except CopyError as error:
+        raise click.ClickException(str(error)) from None
 
 
 @click.group("users", help="People who sign in.")
@@ -166,17 +201,32 @@ def _exit_on_signal(signum, frame):
 
 
 def _make_worker(app, **overrides):
-    """A Worker configured from the app, with the report schedule as its periodic hook."""
-    from webapp.outbox import OutboxSettings, Worker, connection
+    """A Worker configured from the app, with its periodic hooks: its heartbeat (GET /readyz), the report schedule
+    and the retention."""
+    from webapp.models import WorkerHeartbeat
+    from webapp.outbox import OutboxSettings, Worker, connection, retention
+    from webapp.outbox.worker import worker_name
     from webapp.schedules import run_due_schedules
+
+    name = worker_name()
+
+    def heartbeat():
+        with connection():
+            WorkerHeartbeat.beat(name)
 
     def run_schedules():
         # The worker's loop has no app context; the report's translations and filter form need one.
         with app.app_context(), connection():
             run_due_schedules()
 
-    overrides = {name: value for name, value in overrides.items() if value is not None}
-    return Worker(OutboxSettings.from_config(app.config, **overrides), hooks=[run_schedules])
+    def prune_when_due():
+        with connection():
+            retention.run_if_due(app.config)
+
+    overrides = {key: value for key, value in overrides.items() if value is not None}
+    return Worker(OutboxSettings.from_config(app.config, **overrides), name=name,
+                  hooks=[heartbeat, run_schedules, prune_when_due],
+                  hook_seconds=float(app.config["WORKER_HEARTBEAT_SECONDS"]))
 
 
 @click.command("worker")
@@ -250,14 +300,19 @@ def send(to, cc, bcc, subject, body, body_file, html_file, account, idempotency_
                    f"(Message-ID {notification.message_id}).")
 
 
-@click.command("outbox")
+@click.group("outbox", invoke_without_command=True)
 @click.option("--wait", is_flag=True, help="Show a progress bar until nothing is queued, sending or retrying.")
 @click.option("--timeout", type=float, default=None, help="With --wait: give up after this many seconds (exit 1).")
 @click.option("--interval", type=float, default=0.5, show_default=True, help="With --wait: seconds between checks.")
 @with_appcontext
-def outbox(wait, timeout, interval):
-    """Notifications by status; with --wait, a progress bar while the queue drains."""
+@click.pass_context
+def outbox(ctx, wait, timeout, interval):
+    """Notifications by status; with --wait, a progress bar while the queue drains. `smtpdesk outbox prune` deletes
+    old ones."""
     from webapp.outbox import ACTIVE, outbox_counts
+
+    if ctx.invoked_subcommand is not None:
+        return
 
     def active(counts):
         return sum(counts[status] for status in ACTIVE)
@@ -284,3 +339,57 @@ def outbox(wait, timeout, interval):
     click.echo(", ".join(f"{status} {count}" for status, count in counts.items()))
     if wait and active(counts):
         raise click.ClickException("The outbox did not drain within the timeout.")
+
+
+class Days(click.ParamType):
+    """A period in days: "90d" (or "90"), from 1 to 3650 days, as the settings accept."""
+
+    name = "Nd"
+
+    def convert(self, value, param, ctx):
+        from webapp.outbox.retention import MAX_DAYS, MIN_DAYS, valid_days
+
+        text = str(value).strip().lower().removesuffix("d")
+        days = int(text) if text.isascii() and text.isdigit() and len(text) <= 5 else None
+        if not valid_days(days):
+            self.fail(f"{value!r} is not a number of days from {MIN_DAYS}d to {MAX_DAYS}d, such as 90d.", param, ctx)
+        return days
+
+
+@outbox.command("prune")
+@click.option("--older-than", "delivery_days", type=Days(), default=None, metavar="Nd",
+              help="Delete sent and failed notifications last changed longer ago than this, e.g. 90d (default: "
+                   "Settings, \"Keep deliveries for\").")
+@click.option("--audit-older-than", "audit_days", type=Days(), default=None, metavar="Nd",
+              help="Delete audit entries older than this, e.g. 365d (default: Settings, \"Keep audit log for\").")
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
+@with_appcontext
+def outbox_prune(delivery_days, audit_days, dry_run):
+    """Delete old notifications (sent or failed; never queued, sending or retrying) with their delivery attempts, and
+    old audit entries, as the worker does every hour; then give SQLite's freed space back to the file system."""
+    from webapp.models import AuditEntry
+    from webapp.outbox import retention
+
+    db.upgrade()
+    with db.database.connection_context():
+        periods = retention.Retention.from_config(current_app.config)
+        delivery_days = delivery_days or periods.delivery_days
+        audit_days = audit_days or periods.audit_days
+        if dry_run:
+            _echo_pruned("Would delete:", retention.count(delivery_days, audit_days), delivery_days, audit_days)
+            return
+        pruned = retention.prune(delivery_days, audit_days, batch_size=periods.batch_size)
+        with db.database.atomic():
+            AuditEntry.record("prune", actor=None, object_type="retention", remote_addr="cli", changes={
+                "notifications": pruned.notifications, "delivery_days": delivery_days,
+                "audit_entries": pruned.audit_entries, "audit_days": audit_days})
+    _echo_pruned("Deleted:", pruned, delivery_days, audit_days)
+
+
+def _echo_pruned(heading, pruned, delivery_days, audit_days):
+    click.echo(heading)
+    click.echo(f"  notifications sent or failed, last changed over {delivery_days} days ago: {pruned.notifications}")
+    click.echo(f"  their delivery attempts: {pruned.attempts}")
+    click.echo(f"  audit entries over {audit_days} days old: {pruned.audit_entries}")
+    if pruned.vacuumed_pages:
+        click.echo(f"  free pages given back to the file system: {pruned.vacuumed_pages}")

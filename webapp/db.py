@@ -190,8 +190,25 @@ def location(config) -> str:
     return config.get("DATABASE_URL") or config["DATABASE"]
 
 
+# Blueprints whose views open the connection themselves, when they need one (health checks: /healthz answers while
+# the database is down, /readyz and /metrics say that it is instead of failing).
+OWN_CONNECTION_BLUEPRINTS = {"health"}
+
+
+def keep_connection() -> None:
+    """Open this serving thread's connection, or keep the one it has (see init_app)."""
+    if getattr(_kept, "generation", None) != _generation:
+        for engine in (sqlite, server):
+            if not engine.is_closed():
+                engine.close()  # opened on another database (an earlier app in this process)
+    if database.connect(reuse_if_open=True):
+        _kept.generation = _generation
+
+
 def init_app(app) -> None:
     """Bind the database to the app: each serving thread keeps one connection open from request to request."""
+    from flask import request
+
     init_database(location(app.config))
 
     # Opening a connection per request cost more than serving a static file: the file open, four PRAGMAs, the
@@ -200,12 +217,8 @@ def init_app(app) -> None:
     # connection; no transaction outlives a request.
     @app.before_request
     def _db_connect():
-        if getattr(_kept, "generation", None) != _generation:
-            for engine in (sqlite, server):
-                if not engine.is_closed():
-                    engine.close()  # opened on another database (an earlier app in this process)
-        if database.connect(reuse_if_open=True):
-            _kept.generation = _generation
+        if request.blueprint not in OWN_CONNECTION_BLUEPRINTS:
+            keep_connection()
 
     @app.teardown_request
     def _db_release(exc):
@@ -240,10 +253,33 @@ def schema_version() -> int:
     return database.execute_sql("PRAGMA user_version").fetchone()[0]
 
 
+def latest_version() -> int:
+    """The number of the newest migration: a database whose schema_version() is lower lacks some."""
+    return max(_number(module) for module in migrations())
+
+
+def _number(module) -> int:
+    """A migration's number: 7 for webapp.migrations.m0007_credential_kinds."""
+    return int(module.__name__.rsplit(".", 1)[1][1:5])
+
+
 def schema_version_now() -> int:
     """The schema version, opening a connection if needed."""
     with database.connection_context():
         return schema_version()
+
+
+def _create_sqlite_file(path: str) -> None:
+    # auto_vacuum must be set before the header is first written (journal_mode = wal writes it): freed pages can then
+    # go back to the file system (webapp.outbox.retention). Not a pragma of every connection: on a file that has it,
+    # setting it writes the header again, a write transaction at each connect. A file made before keeps its mode
+    # until one VACUUM (`smtpdesk db upgrade`).
+    connection = sqlite3.connect(path)
+    try:
+        connection.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        connection.execute("PRAGMA journal_mode = WAL")
+    finally:
+        connection.close()
 
 
 def upgrade() -> list[str]:
@@ -254,6 +290,7 @@ def upgrade() -> list[str]:
     if engine is sqlite and path and path != ":memory:" and not os.path.exists(path):
         # Created owner-only: it holds encrypted secrets and the audit trail. WAL files inherit the mode.
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        _create_sqlite_file(path)
     with database.connection_context():
         if engine is server:
             postgresql.check_server(database)
@@ -261,7 +298,7 @@ def upgrade() -> list[str]:
                 # SQLite has them from Python on every connection; the server keeps a copy (webapp.postgresql).
                 postgresql.install_functions(database)
         for module in migrations():
-            number = int(module.__name__.rsplit(".", 1)[1][1:5])
+            number = _number(module)
             if number <= schema_version():
                 continue
             with database.atomic("IMMEDIATE"):

@@ -23,6 +23,7 @@ ACTION_LABELS = {
     "revoke": _l("revoked"),
     "retry": _l("retried"),
     "connect": _l("connected with the provider"),
+    "prune": _l("pruned"),
 }
 
 OBJECT_TYPE_LABELS = {
@@ -34,6 +35,7 @@ OBJECT_TYPE_LABELS = {
     "notification": _l("notification"),
     "scheduled_report": _l("scheduled report"),
     "setting": _l("setting"),
+    "retention": _l("retention"),
 }
 
 FIELD_LABELS = {
@@ -121,7 +123,18 @@ TYPE_FIELD_LABELS = {
         "last_result": _l("Result"),
         "created_by": _l("Created by"),
     },
-    "setting": {"footer_text": _l("Footer text")},
+    "setting": {
+        "footer_text": _l("Footer text"),
+        "retention_delivery_days": _l("Keep deliveries for (days)"),
+        "retention_audit_days": _l("Keep audit log for (days)"),
+    },
+    # `smtpdesk outbox prune`: the periods it used and what it deleted.
+    "retention": {
+        "delivery_days": _l("Keep deliveries for (days)"),
+        "notifications": _l("Notifications deleted"),
+        "audit_days": _l("Keep audit log for (days)"),
+        "audit_entries": _l("Audit entries deleted"),
+    },
 }
 
 # Long values (descriptions, host lists) are cut in the table; the CSV keeps them whole.

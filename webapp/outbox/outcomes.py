@@ -6,7 +6,7 @@ import logging
 from collections import Counter
 from datetime import datetime, timedelta
 
-from webapp import db
+from webapp import db, metrics
 from webapp.mail.errors import Step
 from webapp.mail.oauth_errors import credential_refused
 from webapp.mail.transport import SendResult
@@ -83,6 +83,7 @@ def record(owner: str, outcomes: list[Outcome], settings: OutboxSettings) -> Non
                  values.get("headers_sent"), values.get("status"), values.get("sent_at"),
                  values.get("next_attempt_at"), o.final, o.final, o.notification.id, owner)
                 for o, values in rows if o.notification.id in held])
+            metrics.count_outcomes(rows, held)  # GET /metrics's counters, in this transaction: counted once
             # The connection that sent these stays open after their leases end (kept for the next batch): it
             # counts against the account's limit from now on, in the same transaction (webapp.outbox.sessions).
             db.execute_many(_KEEP_CONNECTION, [(account_id, owner, now + timedelta(

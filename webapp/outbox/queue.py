@@ -6,7 +6,7 @@
 - Several workers, on one host or many, claim at once (db.row_locking()). SQLite has one writer: every such
   transaction takes its write lock at once (BEGIN IMMEDIATE). PostgreSQL locks rows, not the database: a claim tries
   each candidate account's advisory lock (ACCOUNT_CLAIMS, one per account id) and passes over an account another
-  worker is claiming right now (its turn comes at the next claim); it takes the rows with FOR UPDATE SKIP LOCKED,
+  worker is claiming right now (it claims again CONTENDED_SECONDS later); it takes the rows with FOR UPDATE SKIP LOCKED,
   checking that they are still waiting, and takes back expired leases the same way, so that two workers never both
   record the lost attempt. Records, renewals and releases touch only rows leased to their worker (lease_owner in
   WHERE, read FOR UPDATE), so no claim takes them back meanwhile. Every one of these transactions locks the
