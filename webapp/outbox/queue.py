@@ -13,11 +13,12 @@
   notifications' rows first, then the notification_tally rows the m0005 triggers change, in one order
   (db.lock_tally): two workers wait for each other there, briefly, but never deadlock. Contention (SQLite's lock
   after its busy timeout, a PostgreSQL deadlock with another writer) is retried.
-- Per account (OUTBOX_MAX_CONNECTIONS, OUTBOX_RATE_PER_MINUTE, OUTBOX_ACCOUNT_LIMITS by account name): at most that many
-  workers are connected to the account at once (holding its leases, or keeping their connection open for the next
-  batch: webapp.outbox.sessions), and at most that many attempts are started in any 60 seconds. Both are counted at
-  claim time under the account's lock (SQLite: the write lock), in one statement, so they hold across threads,
-  processes and hosts.
+- Per account (its form's "Sending limits", smtp_account.max_connections and .rate_per_minute; when empty,
+  OUTBOX_MAX_CONNECTIONS and OUTBOX_RATE_PER_MINUTE): at most that many workers are connected to the account at once
+  (holding its leases, or keeping their connection open for the next batch: webapp.outbox.sessions), and at most that
+  many attempts are started in any 60 seconds. The limits are read, and both counted, at claim time under the
+  account's lock (SQLite: the write lock), in one statement, so they hold across threads, processes and hosts, and a
+  limit changed on the form holds from the next claim on.
 - 4yz replies, timeouts and lost connections are transient: retried with exponential backoff and jitter, until
   OUTBOX_MAX_ATTEMPTS attempts or OUTBOX_MAX_AGE_SECONDS of age; 5yz replies fail at once. So do an OAuth 2.0 token
   endpoint's refusals (its timeouts, 5xx and temporarily_unavailable are transient). A 535, or a token endpoint
@@ -37,7 +38,7 @@ from peewee import Case, OperationalError, fn
 from webapp import db
 from webapp.db import database
 from webapp.mail.errors import N_
-from webapp.models import DeliveryAttempt, Notification, SmtpAccount, utcnow
+from webapp.models import DeliveryAttempt, Notification, utcnow
 from webapp.outbox.settings import LEASE_EXPIRED, LOCK_RETRY_SECONDS, WAITING, OutboxSettings
 
 log = logging.getLogger(__name__)
@@ -160,13 +161,12 @@ def _reclaim_expired(now: datetime, settings: OutboxSettings) -> None:
 # The oldest due notifications, each waiting status walked in order on its (status, next_attempt_at) index and
 # stopping at the limit: the cost of a claim does not grow with the length of the queue.
 _OLDEST_DUE = (
-    'SELECT "n"."id", "n"."account_id", "a"."name" FROM ('
+    'SELECT "n"."id", "n"."account_id" FROM ('
     + " UNION ALL ".join(
         'SELECT * FROM (SELECT "id", "account_id", "next_attempt_at" FROM "notification" '
         f'WHERE "status" = \'{status}\' AND "next_attempt_at" <= ? ORDER BY "next_attempt_at", "id" LIMIT ?) '
         f'AS "{status}"' for status in WAITING)
-    + ') AS "n" JOIN "smtp_account" AS "a" ON "a"."id" = "n"."account_id" '
-    'ORDER BY "n"."next_attempt_at", "n"."id" LIMIT ?')
+    + ') AS "n" ORDER BY "n"."next_attempt_at", "n"."id" LIMIT ?')
 
 
 def _due_ids(owner: str, now: datetime, settings: OutboxSettings, busy, accounts: int, contended: set) -> list[int]:
@@ -177,7 +177,7 @@ def _due_ids(owner: str, now: datetime, settings: OutboxSettings, busy, accounts
     ids: list[int] = []
     allowance: dict[int, int] = {}
     passed = set(busy)
-    for notification_id, account_id, name in rows:
+    for notification_id, account_id in rows:
         if account_id in passed or (account_id not in allowance and len(allowance) == accounts):
             continue
         if account_id not in allowance:
@@ -185,7 +185,7 @@ def _due_ids(owner: str, now: datetime, settings: OutboxSettings, busy, accounts
                 passed.add(account_id)  # another worker is claiming its notifications: its turn, not ours
                 contended.add(account_id)
                 continue
-            allowance[account_id] = _allowance(account_id, name, owner, now, settings)
+            allowance[account_id] = _allowance(account_id, owner, now, settings)
         if allowance[account_id] <= 0:
             # The oldest belong to an account at its limits: look past it, account by account (the slow way).
             return _due_ids_by_account(owner, now, settings, passed, accounts, contended)
@@ -203,10 +203,8 @@ def _due_ids_by_account(owner: str, now: datetime, settings: OutboxSettings, bus
                         contended: set) -> list[int]:
     """Accounts by their oldest due notification, each taking what its limits allow (a scan of the queue)."""
     due = (Notification.status.in_(WAITING)) & (Notification.next_attempt_at <= now)
-    oldest_first = (Notification.select(Notification.account, SmtpAccount.name,
-                                        fn.MIN(Notification.next_attempt_at).alias("first"))
-                    .join(SmtpAccount).where(due).group_by(Notification.account, SmtpAccount.name)
-                    .order_by(fn.MIN(Notification.next_attempt_at)))
+    oldest_first = (Notification.select(Notification.account, fn.MIN(Notification.next_attempt_at).alias("first"))
+                    .where(due).group_by(Notification.account).order_by(fn.MIN(Notification.next_attempt_at)))
     ids: list[int] = []
     for row in oldest_first.objects():
         room = settings.batch_size - len(ids)
@@ -217,7 +215,7 @@ def _due_ids_by_account(owner: str, now: datetime, settings: OutboxSettings, bus
         if not _lock_account(row.account_id):
             contended.add(row.account_id)
             continue
-        allowed = _allowance(row.account_id, row.name, owner, now, settings)
+        allowed = _allowance(row.account_id, owner, now, settings)
         if allowed <= 0:
             continue
         query = (Notification.select(Notification.id)
@@ -235,30 +233,34 @@ def _lock_account(account_id: int) -> bool:
 
 
 # Under the account's claim lock, in one statement (one snapshot: a record moving a message from in flight to
-# started between two counts would hide it from both): the other workers connected to the account (holding its
-# leases, or keeping a connection open: webapp.outbox.sessions), its messages in flight, and the attempts started in
-# the last 60 seconds (the lost ones of dead workers are not attempts started).
-_USAGE = ('SELECT (SELECT COUNT(*) FROM (SELECT "lease_owner" FROM "notification" WHERE "account_id" = ? '
+# started between two counts would hide it from both): the account's limits (its own, else the defaults), the other
+# workers connected to it (holding its leases, or keeping a connection open: webapp.outbox.sessions), its messages in
+# flight, and, when it has a rate, the attempts started in the last 60 seconds (the lost ones of dead workers are not
+# attempts started).
+_USAGE = ('SELECT COALESCE("a"."max_connections", ?), COALESCE("a"."rate_per_minute", ?), '
+          '(SELECT COUNT(*) FROM (SELECT "lease_owner" FROM "notification" WHERE "account_id" = ? '
           'AND "status" = \'sending\' AND "lease_until" >= ? AND "lease_owner" <> ? UNION '
           'SELECT "worker" FROM "outbox_connection" WHERE "account_id" = ? AND "until" >= ? AND "worker" <> ?) '
           'AS "holders"), '
-          '(SELECT COUNT(*) FROM "notification" WHERE "account_id" = ? AND "status" = \'sending\')')
-_STARTED = (', (SELECT COUNT(*) FROM "delivery_attempt" AS "d" JOIN "notification" AS "n" '
-            'ON "n"."id" = "d"."notification_id" WHERE "n"."account_id" = ? AND "d"."started_at" >= ? '
-            f'AND ("d"."step" IS NULL OR "d"."step" <> \'{LEASE_EXPIRED}\'))')
+          '(SELECT COUNT(*) FROM "notification" WHERE "account_id" = ? AND "status" = \'sending\'), '
+          'CASE WHEN COALESCE("a"."rate_per_minute", ?) > 0 THEN (SELECT COUNT(*) FROM "delivery_attempt" AS "d" '
+          'JOIN "notification" AS "n" ON "n"."id" = "d"."notification_id" WHERE "n"."account_id" = ? '
+          f'AND "d"."started_at" >= ? AND ("d"."step" IS NULL OR "d"."step" <> \'{LEASE_EXPIRED}\')) ELSE 0 END '
+          'FROM "smtp_account" AS "a" WHERE "a"."id" = ?')
 
 
-def _allowance(account_id: int, name: str, owner: str, now: datetime, settings: OutboxSettings) -> int:
+def _allowance(account_id: int, owner: str, now: datetime, settings: OutboxSettings) -> int:
     """How many notifications of this account the owner may claim now (connection and rate limits); call under the
     account's claim lock, so that the limits hold across workers."""
-    max_connections, per_minute = settings.limits(name)
-    usage = (account_id, now, owner) * 2 + (account_id,)
-    if per_minute <= 0:
-        holding, _ = db.execute(_USAGE, usage).fetchone()
-        return 0 if holding >= max_connections else settings.batch_size
-    holding, in_flight, started = db.execute(_USAGE + _STARTED, (
-        *usage, account_id, now - timedelta(seconds=60))).fetchone()
-    return 0 if holding >= max_connections else per_minute - started - in_flight
+    row = db.execute(_USAGE, (settings.max_connections, settings.rate_per_minute,
+                              *(account_id, now, owner) * 2, account_id, settings.rate_per_minute, account_id,
+                              now - timedelta(seconds=60), account_id)).fetchone()
+    if row is None:  # deleted meanwhile: its notifications went with it
+        return 0
+    max_connections, per_minute, holding, in_flight, started = row
+    if holding >= max_connections:
+        return 0
+    return per_minute - started - in_flight if per_minute > 0 else settings.batch_size
 
 
 def give_up_reason(notification: Notification, attempts: int, now: datetime, settings: OutboxSettings) -> dict | None:
