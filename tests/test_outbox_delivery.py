@@ -488,10 +488,10 @@ def test_two_workers_in_parallel_never_send_a_notification_twice(app, smtp_serve
 
 def test_max_connections_per_account_holds_across_workers(app, smtp_server):
     server = smtp_server()
-    account = account_for(server)
+    account_for(server, max_connections=1)
     for n in range(4):
         notify(subject=f"n{n}")
-    settings = OutboxSettings(**{**FAST, "batch_size": 2, "account_limits": {account.name: {"max_connections": 1}}})
+    settings = OutboxSettings(**{**FAST, "batch_size": 2})
     assert len(claim("first", settings)) == 2
     assert claim("second", settings) == []  # the account's one connection is taken
     assert len(claim("first", settings)) == 2  # the holder itself may take more
@@ -520,12 +520,12 @@ def test_a_claim_takes_as_many_accounts_as_it_is_told(app):
 
 def test_rate_limit_per_account(app, smtp_server):
     server = smtp_server()
-    limited = account_for(server)
+    account_for(server, rate_per_minute=3)
     other = account_for(smtp_server(), is_default=False, name="unlimited")
     for n in range(5):
         notify(subject=f"limited{n}")
         notify(subject=f"free{n}", account=other)
-    worker = fast_worker(account_limits={limited.name: {"rate_per_minute": 3}})
+    worker = fast_worker()
     worker.run_once()
     assert worker.run_once() == 0  # 3 sent in the last minute; the rest waits
     worker.close()

@@ -1,6 +1,6 @@
 """Several `smtpdesk worker` processes on one outbox: each notification is sent once, an account's connection and rate
-limits hold for all of them together (counted at the SMTP server), and an expired lease is taken back by one of them."""
-import json
+limits, set on its form, hold for all of them together (counted at the SMTP server), and an expired lease is taken
+back by one of them."""
 import signal
 from collections import Counter
 from contextlib import contextmanager
@@ -8,10 +8,11 @@ from datetime import timedelta
 
 import pytest
 
+from tests.support.factories import edit_form
 from tests.support.outbox import account_for, message_ids, statuses
 from tests.support.processes import instance_env, start, wait_for
 from webapp.db import database
-from webapp.models import DeliveryAttempt, Notification, utcnow
+from webapp.models import DeliveryAttempt, Notification, SmtpAccount, utcnow
 from webapp.outbox import send_notification
 from webapp.outbox.queue import claim
 from webapp.outbox.settings import LEASE_EXPIRED, OutboxSettings
@@ -53,6 +54,14 @@ def notify(n: int, account=None) -> int:
     return send_notification(to=[f"user{n}@example.org"], subject=f"n{n}", text="hello", account=account)
 
 
+def set_limits(admin, account, **limits) -> None:
+    """Save the account's sending limits on its form, as an administrator does."""
+    response = admin.post(f"/accounts/{account.id}/edit", data=edit_form(account, **limits))
+    assert response.status_code == 303
+    saved = SmtpAccount.get_by_id(account.id)
+    assert {name: str(getattr(saved, name)) for name in limits} == limits
+
+
 def sent_once(*servers) -> None:
     """Every notification reached its server exactly once (by Message-ID)."""
     received = Counter()
@@ -74,11 +83,11 @@ def test_three_worker_processes_drain_one_queue_sending_each_notification_once(a
     assert len({attempt.worker for attempt in DeliveryAttempt.select()}) >= 2  # they shared the work
 
 
-def test_an_account_limited_to_one_connection_never_has_two_open_across_worker_processes(app, smtp_server, tmp_path):
+def test_an_account_limited_to_one_connection_never_has_two_open_across_worker_processes(app, admin, smtp_server,
+                                                                                          tmp_path):
     server = smtp_server(stall={"DATA": 0.005})
-    account = account_for(server)
-    limits = json.dumps({account.name: {"max_connections": 1}})
-    with workers(app, tmp_path, 2, OUTBOX_ACCOUNT_LIMITS=limits, OUTBOX_BATCH_SIZE=5):
+    set_limits(admin, account_for(server), max_connections="1")  # the default (OUTBOX_MAX_CONNECTIONS) is 4
+    with workers(app, tmp_path, 2, OUTBOX_BATCH_SIZE=5):
         for wave in range(4):
             # Each wave's batches end before the next is queued: the connection that sent them stays open, kept for
             # the next batch, and the other worker must not open one of its own meanwhile.
@@ -90,12 +99,12 @@ def test_an_account_limited_to_one_connection_never_has_two_open_across_worker_p
     assert server.handler.most_open == 1
 
 
-def test_a_rate_per_minute_holds_across_worker_processes(app, smtp_server, tmp_path):
+def test_a_rate_per_minute_holds_across_worker_processes(app, admin, smtp_server, tmp_path):
     limited_server, other_server = smtp_server(), smtp_server()
     limited = account_for(limited_server)
     other = account_for(other_server, is_default=False, name="unlimited")
-    limits = json.dumps({limited.name: {"rate_per_minute": 5}})
-    with workers(app, tmp_path, 2, OUTBOX_ACCOUNT_LIMITS=limits, OUTBOX_BATCH_SIZE=3):
+    set_limits(admin, limited, rate_per_minute="5")  # the default (OUTBOX_RATE_PER_MINUTE) is none
+    with workers(app, tmp_path, 2, OUTBOX_BATCH_SIZE=3):
         with database.atomic("IMMEDIATE"):  # all at once: both workers find them due together
             for n in range(12):
                 notify(n, limited)

@@ -61,9 +61,9 @@ class Defaults:
     OUTBOX_MAX_AGE_SECONDS = 2 * 86400  # ...or this age, then failed
     OUTBOX_BACKOFF_BASE_SECONDS = 30   # first retry after about this long, doubling each time (with jitter)
     OUTBOX_BACKOFF_MAX_SECONDS = 3600
-    OUTBOX_MAX_CONNECTIONS = 4         # per account: connections open at once, all workers together (in use or kept)
-    OUTBOX_RATE_PER_MINUTE = 0         # per account: attempts started in any 60 seconds (0 = no limit)
-    OUTBOX_ACCOUNT_LIMITS = {}         # per account name: {"max_connections": 1, "rate_per_minute": 30}
+    # Per account, unless its form's "Sending limits" say otherwise (all workers together):
+    OUTBOX_MAX_CONNECTIONS = 4         # connections open at once (in use or kept)
+    OUTBOX_RATE_PER_MINUTE = 0         # attempts started in any 60 seconds (0 = no limit)
     OUTBOX_SMTP_TIMEOUT = 30           # connect and each read
     OUTBOX_SMTP_DEADLINE = 60          # one message's whole dialogue
     OUTBOX_SESSION_IDLE_SECONDS = 15   # a kept connection unused this long is closed
@@ -135,6 +135,10 @@ def check_settings(config) -> None:
             raise ConfigError(f"{key} must be a whole number of days from {MIN_DAYS} to {MAX_DAYS}.")
     if not isinstance(config["RETENTION_BATCH_SIZE"], int) or config["RETENTION_BATCH_SIZE"] < 1:
         raise ConfigError("RETENTION_BATCH_SIZE must be a whole number of rows, at least 1.")
+    if config.get("OUTBOX_ACCOUNT_LIMITS"):
+        # Ignoring it would lift the limits it set without a word; the form's limits are audited, this was not.
+        raise ConfigError("OUTBOX_ACCOUNT_LIMITS is no longer read: set each account's limits under \"Sending "
+                          "limits\" on its form (SMTP Configuration > Edit), then remove the setting.")
 
 
 def read_or_create_key(path: Path, make) -> str:

@@ -35,6 +35,11 @@
     form.elements.port.value = option.getAttribute("data-port");
     check(form, "secure", option.getAttribute("data-secure"));
     if (option.getAttribute("data-secure-type")) check(form, "secure_type", option.getAttribute("data-secure-type"));
+    // The provider's known sending limits; empty (its default) when it documents none.
+    ["max_connections", "rate_per_minute"].forEach(function (name) {
+      var field = form.elements[name];
+      if (field) field.value = option.getAttribute("data-" + name.replace(/_/g, "-")) || "";
+    });
     var auth = check(form, "use_auth", option.getAttribute("data-use-auth"));
     // app.js shows the questions that depend on these answers, and the port's placeholder, on a change event.
     if (auth) auth.dispatchEvent(new Event("change", { bubbles: true }));

@@ -36,7 +36,8 @@ def seed() -> None:
                         reply_to="atendimento@empresa-exemplo.com.br", return_path="devolucoes@empresa-exemplo.com.br",
                         confirmation_email="confirmacoes-de-leitura@empresa-exemplo.com.br", is_default=True,
                         host="smtp.office365.com", secure=True, secure_type="tls", use_auth=True, credential=relay,
-                        read_confirmation=True, footer_enabled=True, last_test_at=now, last_test_ok=True,
+                        read_confirmation=True, footer_enabled=True, max_connections=3, rate_per_minute=30,
+                        last_test_at=now, last_test_ok=True,
                         last_tls_verified=True, last_test_summary="250 2.0.0 OK <20261206.ABC@empresa-exemplo.com.br>")
     make_account(name="Cobrança e faturamento mensal", sender="Financeiro <cobranca@empresa-exemplo.com.br>",
                  reply_to="financeiro@empresa-exemplo.com.br", return_path="devolucoes-cobranca@empresa-exemplo.com.br",

@@ -1,5 +1,6 @@
-"""Provider presets in a real browser: choosing a provider fills the server fields and says its help line, by mouse
-and by keyboard; what the admin types afterwards is what is saved; axe finds nothing serious with the help shown."""
+"""Provider presets in a real browser: choosing a provider fills the server fields and its known sending limits and
+says its help line, by mouse and by keyboard; what the admin types afterwards is what is saved; axe finds nothing
+serious with the help shown."""
 import re
 
 import pytest
@@ -74,6 +75,11 @@ def test_a_preset_fills_the_fields_and_what_is_typed_afterwards_is_saved(live_se
     expect(help_line).to_contain_text("Expected credential: OAuth 2.0 — client credentials")
     expect(help_line).to_have_attribute("aria-live", "polite")
     expect(provider).to_have_accessible_description(re.compile("Authenticated SMTP"))
+    connections = page.get_by_label("Max simultaneous connections")
+    per_minute = page.get_by_label("Messages per minute")
+    expect(connections).to_have_value("3")  # the limits Microsoft 365 documents for a mailbox
+    expect(per_minute).to_have_value("30")
+    expect(help_line).to_contain_text("30 messages a minute per mailbox")
     credential = page.get_by_label("Credential for authentication")
     expect(credential.locator("option", has_text="SendGrid key")).to_have_text("SendGrid key")
 
@@ -81,19 +87,26 @@ def test_a_preset_fills_the_fields_and_what_is_typed_afterwards_is_saved(live_se
     expect_server_fields(page, "smtp.sendgrid.net", "587")
     expect(help_line).to_contain_text("The username is literally apikey")
     expect(credential.locator("option", has_text="SendGrid key")).to_have_text("SendGrid key (expected type)")
+    expect(connections).to_have_value("")  # none documented: the configured defaults, named in their help
+    expect(per_minute).to_have_value("")
+    expect(per_minute).to_have_accessible_description(re.compile("Empty: the default, no limit"))
     assert axe_problems(page) == []
 
-    # The fields stay the admin's: another port, and the saved account has it.
+    # The fields stay the admin's: another port and a rate, and the saved account has them.
     page.get_by_label("Port").fill("2525")
+    per_minute.fill("20")
     credential.select_option(label="SendGrid key (expected type)")
     page.get_by_role("button", name="Submit").click()
     expect(page).to_have_url(re.compile(r"/accounts/$"))
     expect(page.locator("#flashes")).to_contain_text("Account “Newsletter” created.")
+    expect(page.locator("#account-rows tr", has_text="Newsletter")).to_contain_text(
+        "Sending limits: 20 messages a minute")
 
     page.locator("#account-rows tr", has_text="Newsletter").get_by_text("Actions").click()
     page.locator("#account-rows tr", has_text="Newsletter").get_by_role("link", name="Edit").click()
     expect(page.get_by_label("SMTP host")).to_have_value("smtp.sendgrid.net")
     expect(page.get_by_label("Port")).to_have_value("2525")
+    expect(per_minute).to_have_value("20")
     expect(radio(page, "Secure connection type (SSL / TLS)", "TLS")).to_be_checked()
     expect(page.get_by_label("Credential for authentication")).to_have_value(re.compile(r"\d+"))
     # The provider is not stored: the edit page finds it from the host.

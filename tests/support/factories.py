@@ -84,6 +84,21 @@ def account_form(**overrides) -> dict:
     return data
 
 
+def edit_form(account: SmtpAccount, **overrides) -> dict:
+    """The POST body of the edit form of a plain (no TLS, no login, no connector) account, unchanged; override any
+    field."""
+    def yes_no(value):
+        return "yes" if value else "no"
+
+    fields = dict(name=account.name, enabled=yes_no(account.enabled), sender=account.sender,
+                  reply_to=account.reply_to, return_path=account.return_path,
+                  confirmation_email=account.confirmation_email, is_default=yes_no(account.is_default),
+                  host=account.host, port=str(account.port or ""), secure="no",
+                  max_connections="" if account.max_connections is None else str(account.max_connections),
+                  rate_per_minute="" if account.rate_per_minute is None else str(account.rate_per_minute))
+    return account_form(**{**fields, **overrides})
+
+
 def credential_form(**overrides) -> dict:
     """The POST body of a valid credential form; override any field."""
     data = {

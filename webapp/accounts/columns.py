@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from flask_babel import gettext as _
 from peewee import fn
 
+from webapp.accounts.limits import limit_defaults
 from webapp.accounts.testing import summary_text
 from webapp.models import SmtpAccount
 from webapp.translation import lazy_gettext as _l
@@ -69,6 +70,17 @@ def _test_result(account: SmtpAccount) -> str:
     return {True: _("OK"), False: _("Failed"), None: ""}[account.last_test_ok]
 
 
+def _connections(account: SmtpAccount) -> int:
+    """The account's connection limit, its own or the default."""
+    return limit_defaults()[0] if account.max_connections is None else account.max_connections
+
+
+def _per_minute(account: SmtpAccount):
+    """The account's messages a minute, its own or the default (0: no limit)."""
+    value = limit_defaults()[1] if account.rate_per_minute is None else account.rate_per_minute
+    return value if value > 0 else _("No limit")
+
+
 def _field(name: str, heading, audit_label=None, **options) -> Column:
     """A column showing the model field `name` as it is."""
     return Column(name, heading, lambda account: getattr(account, name), reads=(getattr(SmtpAccount, name),),
@@ -106,9 +118,15 @@ COLUMNS = (
     _field("use_connector", _l("Use network connector?"), cell=None),
     Column("connector", _l("Network connector"), connector_label, cell=None, field="connector",
            audit_label=_l("Network connector")),
+    # Sending limits: what holds (the account's own, or the default); the report's health cell shows its own.
+    Column("max_connections", _l("Max simultaneous connections"), _connections, cell=None, field="max_connections",
+           audit_label=_l("Max simultaneous connections")),
+    Column("rate_per_minute", _l("Messages per minute"), _per_minute, cell=None, field="rate_per_minute",
+           audit_label=_l("Messages per minute")),
     Column("last_test", _l("Last test"), _test_time, cell="health", field="last_test_at", audit_label=_l("Last test"),
            reads=(S.last_test_at, S.last_test_ok, S.last_test_summary, S.last_tls_verified, S.secure,
-                  S.ignore_cert_errors, S.backup_account, S.failover_until)),
+                  S.ignore_cert_errors, S.max_connections, S.rate_per_minute, S.backup_account,
+                  S.failover_until)),
     Column("last_test_ok", _l("Last test result"), _test_result, cell=None, field="last_test_ok",
            audit_label=_l("Last test succeeded")),
     Column("last_test_summary", _l("Last test summary"), lambda account: summary_text(account.last_test_summary),

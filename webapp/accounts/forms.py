@@ -12,6 +12,7 @@ from wtforms.validators import DataRequired, ValidationError
 
 from webapp.accounts.backup import BackupAccountFields
 from webapp.accounts.columns import COLUMNS, REPORT_FIELDS, SORTS
+from webapp.accounts.limits import SendingLimits
 from webapp.accounts.presets import PRESETS, Preset, preset_for_host, preset_named
 from webapp.accounts.testing import TYPED_SECRET_COLUMNS
 from webapp.db import contains
@@ -45,8 +46,9 @@ def _optional_id(value):
 REQUIRED_ADDRESS = [DataRequired(), email_address]
 
 
-class AccountForm(BackupAccountFields, FlaskForm):
-    """Add or edit an SMTP account: the Account section, then the SMTP server settings."""
+class AccountForm(SendingLimits, BackupAccountFields, FlaskForm):
+    """Add or edit an SMTP account: the Account section, then the SMTP server settings (with the sending limits,
+    webapp/accounts/limits.py), then the failover (webapp/accounts/backup.py)."""
 
     # Account section
     name = StrippedStringField(_l("Account name"),
@@ -123,6 +125,7 @@ class AccountForm(BackupAccountFields, FlaskForm):
         if account is not None and not self.is_submitted():
             self.version.data = version_of(account)
         self.provider.choices = [preset_choice(preset) for preset in PRESETS]
+        self.describe_limits()
         if not self.is_submitted():
             self.provider.data = preset_for_host(account.host if account else None).key
         credentials = Credential.select(Credential.id, Credential.name, Credential.kind).order_by(Credential.name)
@@ -163,6 +166,7 @@ class AccountForm(BackupAccountFields, FlaskForm):
             self.secure.data = "yes" if preset.security else "no"
             self.secure_type.data = preset.security or self.secure_type.data
             self.use_auth.data = "yes" if preset.use_auth else "no"
+            self.fill_limits(preset)
         self.list_credentials()
 
     @property
@@ -262,6 +266,7 @@ class AccountForm(BackupAccountFields, FlaskForm):
         account.connector = self.connector.data if account.use_connector else None
         account.ca_cert = self.ca_cert.data or None
         account.helo_name = self.helo_name.data or None
+        self.apply_limits(account)
         account.backup_account = self.backup_account.data  # failover
         return account
 
@@ -272,7 +277,8 @@ def preset_choice(preset: Preset) -> SelectChoice:
     if preset.fills:
         data = {"data-host": preset.host, "data-port": preset.port, "data-secure": "yes" if preset.security else "no",
                 "data-secure-type": preset.security or "", "data-use-auth": "yes" if preset.use_auth else "no",
-                "data-kinds": " ".join(preset.credential_kinds), "data-help": preset.help_line()}
+                "data-kinds": " ".join(preset.credential_kinds), "data-help": preset.help_line(),
+                **preset.limit_data()}
     return SelectChoice(preset.key, preset.label, render_kw=data, optgroup=preset.group)
 
 

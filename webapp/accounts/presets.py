@@ -22,6 +22,11 @@ class Preset:
     help: str = ""
     group: str | None = None  # the <optgroup> it is listed under
     other_hosts: tuple[str, ...] = ()  # hosts of the same provider that an account may hold instead of `host`
+    # The provider's documented limits per account (the form's "Sending limits"; None: none known, the default),
+    # and what its help says of them.
+    max_connections: int | None = None
+    rate_per_minute: int | None = None
+    limits_help: str = ""
 
     @property
     def fills(self) -> bool:
@@ -33,7 +38,12 @@ class Preset:
             return ""
         kinds = [str(KIND_LABELS[kind]) for kind in self.credential_kinds]
         expected = _("Expected credential: %(kinds)s", kinds=format_list(kinds, style="or", locale=get_locale()))
-        return f"{self.help} {expected}"
+        return " ".join(text for text in map(str, (self.help, self.limits_help, expected)) if text)
+
+    def limit_data(self) -> dict:
+        """The limits its <option> carries for static/js/presets.js ("": none known, the field is emptied)."""
+        return {"data-max-connections": "" if self.max_connections is None else str(self.max_connections),
+                "data-rate-per-minute": "" if self.rate_per_minute is None else str(self.rate_per_minute)}
 
     def matches(self, host: str | None) -> bool:
         """Whether an account's host is this provider's."""
@@ -80,12 +90,20 @@ PRESETS = (
     Preset("microsoft365", "Microsoft 365", "smtp.office365.com", 587,
            credential_kinds=("oauth_client", "oauth_refresh"),
            help=_l("Basic authentication (a password) for SMTP AUTH is being turned off: use an OAuth 2.0 credential. "
-                   "The mailbox needs Authenticated SMTP enabled in the Microsoft 365 admin center.")),
+                   "The mailbox needs Authenticated SMTP enabled in the Microsoft 365 admin center."),
+           # Microsoft Learn, "Message storage and concurrent connection throttling for SMTP Authenticated
+           # Submission": three concurrent connections and 30 messages a minute per mailbox.
+           max_connections=3, rate_per_minute=30,
+           limits_help=_l("Microsoft 365 accepts at most 3 connections at once and 30 messages a minute per "
+                          "mailbox, and 10,000 recipients a day.")),
     Preset("gmail", "Gmail / Google Workspace", "smtp.gmail.com", 587,
            credential_kinds=("oauth_refresh", "oauth_jwt", "password"),
            help=_l("Use OAuth 2.0: a refresh token from “Connect with the provider”, or a service account with "
                    "domain-wide delegation for the scope https://mail.google.com/. Without OAuth, the password must "
-                   "be an app password.")),
+                   "be an app password."),
+           # Google Workspace Admin Help, "Gmail sending limits in Google Workspace" (answer 166852).
+           limits_help=_l("Google Workspace sends at most 2,000 messages a day per user (500 on a trial account), "
+                          "counted over a rolling 24 hours; past that, sending stops for up to 24 hours.")),
     *(Preset(f"ses-{code}", LazyText("Amazon SES · {} · {}".format, name, code),
              f"email-smtp.{code}.amazonaws.com", 587, help=_SES_HELP, group=_l("Amazon SES (region)"))
       for code, name in SES_REGIONS),

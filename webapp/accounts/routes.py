@@ -9,6 +9,7 @@ from peewee import IntegrityError
 from webapp.accounts import bp
 from webapp.accounts.columns import REPORT_COLUMNS, csv_table
 from webapp.accounts.forms import AccountFilterForm, AccountForm, AccountTestForm, EmailTestForm
+from webapp.accounts.limits import limits_text
 from webapp.accounts.testing import (
     TYPED_SECRET_COLUMNS,
     Outcome,
@@ -25,8 +26,9 @@ from webapp.db import database
 from webapp.models import SAVED_CREDENTIAL, AuditEntry, SmtpAccount, utcnow
 from webapp.web import Page, audit, get_or_404, go_to, refuse, render, render_form, role_required, safe_next
 
-# The report and the print view say a stored test outcome in the reader's language.
+# The report and the print view say a stored test outcome, and an account's own limits, in the reader's language.
 bp.add_app_template_filter(summary_text, "test_summary")
+bp.add_app_template_filter(limits_text, "account_limits")
 
 # --- The report -------------------------------------------------------------------------------------------
 

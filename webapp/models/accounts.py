@@ -209,6 +209,10 @@ class SmtpAccount(DefaultFlagMixin, BaseModel):
     connector = ForeignKeyField(Connector, null=True, backref="accounts", on_delete="RESTRICT")
     ca_cert = TextField(null=True)  # a PEM CA certificate trusted in addition to the system store
     helo_name = CharField(max_length=255, null=True)  # the EHLO/HELO name; empty = this machine's name
+    # Sending limits (webapp.outbox.queue), all workers together; None: the configured default (OUTBOX_MAX_CONNECTIONS,
+    # OUTBOX_RATE_PER_MINUTE). Connections open to the relay at once (>= 1); messages started in any 60 s (0: none).
+    max_connections = IntegerField(null=True)
+    rate_per_minute = IntegerField(null=True)
     last_test_at = DateTimeField(null=True)
     last_test_ok = BooleanField(null=True)
     last_test_summary = TextField(null=True)

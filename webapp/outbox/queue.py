@@ -13,12 +13,14 @@
   notifications' rows first, then the notification_tally rows the m0005 triggers change, in one order
   (db.lock_tally): two workers wait for each other there, briefly, but never deadlock. Contention (SQLite's lock
   after its busy timeout, a PostgreSQL deadlock with another writer) is retried.
-- Per account (OUTBOX_MAX_CONNECTIONS, OUTBOX_RATE_PER_MINUTE, OUTBOX_ACCOUNT_LIMITS by account name): at most that many
-  workers are connected to the account at once (holding its leases, or keeping their connection open for the next
-  batch: webapp.outbox.sessions), and at most that many attempts are started in any 60 seconds. Both are counted at
-  claim time under the account's lock (SQLite: the write lock), in one statement, so they hold across threads,
-  processes and hosts. While an account fails over (webapp.outbox.failover), its notifications are claimed for its
-  backup (sent_via): under the backup's lock, for the backup's lane, within the backup's limits.
+- Per account (its form's "Sending limits", smtp_account.max_connections and .rate_per_minute; when empty,
+  OUTBOX_MAX_CONNECTIONS and OUTBOX_RATE_PER_MINUTE): at most that many workers are connected to the account at once
+  (holding its leases, or keeping their connection open for the next batch: webapp.outbox.sessions), and at most that
+  many attempts are started in any 60 seconds. The limits are read, and both counted, at claim time under the
+  account's lock (SQLite: the write lock), in one statement, so they hold across threads, processes and hosts, and a
+  limit changed on the form holds from the next claim on.
+  While an account fails over (webapp.outbox.failover), its notifications are claimed for its backup (sent_via):
+  under the backup's lock, for the backup's lane, within the backup's limits.
 - 4yz replies, timeouts and lost connections are transient: retried with exponential backoff and jitter, until
   OUTBOX_MAX_ATTEMPTS attempts or OUTBOX_MAX_AGE_SECONDS of age; 5yz replies fail at once. So do an OAuth 2.0 token
   endpoint's refusals (its timeouts, 5xx and temporarily_unavailable are transient). A 535, or a token endpoint
@@ -38,7 +40,7 @@ from peewee import Case, OperationalError, fn
 from webapp import db
 from webapp.db import database
 from webapp.mail.errors import N_
-from webapp.models import DeliveryAttempt, Notification, SmtpAccount, utcnow
+from webapp.models import DeliveryAttempt, Notification, utcnow
 from webapp.outbox.settings import LEASE_EXPIRED, LOCK_RETRY_SECONDS, WAITING, OutboxSettings
 
 log = logging.getLogger(__name__)
@@ -110,8 +112,7 @@ def claim(owner: str, settings: OutboxSettings, now: datetime | None = None, *, 
         with db.row_locking():
             _reclaim_expired(current, settings)
             # The relay carrying each account's notifications: a backup's while the account fails over.
-            relays = {account: (backup, name)
-                      for account, backup, name in db.execute(FAILING_OVER, (current, True, True))}
+            relays = dict(db.execute(FAILING_OVER, (current, True, True)).fetchall())
             via: dict[int, int] = {}
             ids = _due_ids(owner, current, settings, busy, accounts or settings.batch_size, contended, relays, via)
             if ids:
@@ -168,28 +169,27 @@ def _reclaim_expired(now: datetime, settings: OutboxSettings) -> None:
 # The oldest due notifications, each waiting status walked in order on its (status, next_attempt_at) index and
 # stopping at the limit: the cost of a claim does not grow with the length of the queue.
 _OLDEST_DUE = (
-    'SELECT "n"."id", "n"."account_id", "a"."name" FROM ('
+    'SELECT "n"."id", "n"."account_id" FROM ('
     + " UNION ALL ".join(
         'SELECT * FROM (SELECT "id", "account_id", "next_attempt_at" FROM "notification" '
         f'WHERE "status" = \'{status}\' AND "next_attempt_at" <= ? ORDER BY "next_attempt_at", "id" LIMIT ?) '
         f'AS "{status}"' for status in WAITING)
-    + ') AS "n" JOIN "smtp_account" AS "a" ON "a"."id" = "n"."account_id" '
-    'ORDER BY "n"."next_attempt_at", "n"."id" LIMIT ?')
+    + ') AS "n" ORDER BY "n"."next_attempt_at", "n"."id" LIMIT ?')
 
 
 def _due_ids(owner: str, now: datetime, settings: OutboxSettings, busy, accounts: int, contended: set,
              relays: dict, via: dict) -> list[int]:
     """Up to batch_size due notifications, oldest first, of at most `accounts` relays, none busy nor being
     claimed by another worker, whose limits allow them. A relay is an account, or the backup carrying the
-    notifications of an account failing over (relays: {account id: (backup id, name)}; via gets {notification id:
-    backup id} for those): its lock, lane and limits are the backup's."""
+    notifications of an account failing over (relays: {account id: backup id}; via gets {notification id: backup
+    id} for those): its lock, lane and limits are the backup's."""
     looked_at = settings.batch_size * 2
     rows = db.execute(_OLDEST_DUE, (now, looked_at) * len(WAITING) + (looked_at,)).fetchall()
     ids: list[int] = []
     allowance: dict[int, int] = {}
     passed = set(busy)
-    for notification_id, account_id, name in rows:
-        relay, relay_name = relays.get(account_id, (account_id, name))
+    for notification_id, account_id in rows:
+        relay = relays.get(account_id, account_id)
         if relay in passed or (relay not in allowance and len(allowance) == accounts):
             continue
         if relay not in allowance:
@@ -197,7 +197,7 @@ def _due_ids(owner: str, now: datetime, settings: OutboxSettings, busy, accounts
                 passed.add(relay)  # another worker is claiming its notifications: its turn, not ours
                 contended.add(relay)
                 continue
-            allowance[relay] = _allowance(relay, relay_name, owner, now, settings)
+            allowance[relay] = _allowance(relay, owner, now, settings)
         if allowance[relay] <= 0:
             # The oldest belong to a relay at its limits: look past it, account by account (the slow way).
             return _due_ids_by_account(owner, now, settings, passed, accounts, contended, relays, via)
@@ -221,15 +221,12 @@ def _due_ids_by_account(owner: str, now: datetime, settings: OutboxSettings, bus
     allowance: dict[int, int] = {}
     lanes: set[int] = set()
     due = (Notification.status.in_(WAITING)) & (Notification.next_attempt_at <= now)
-    oldest_first = (Notification.select(Notification.account, SmtpAccount.name,
-                                        fn.MIN(Notification.next_attempt_at).alias("first"))
-                    .join(SmtpAccount, on=(Notification.account == SmtpAccount.id)).where(due)
-                    .group_by(Notification.account, SmtpAccount.name)
-                    .order_by(fn.MIN(Notification.next_attempt_at)))
+    oldest_first = (Notification.select(Notification.account, fn.MIN(Notification.next_attempt_at).alias("first"))
+                    .where(due).group_by(Notification.account).order_by(fn.MIN(Notification.next_attempt_at)))
     ids: list[int] = []
     for row in oldest_first.objects():
         room = settings.batch_size - len(ids)
-        relay, relay_name = relays.get(row.account_id, (row.account_id, row.name))
+        relay = relays.get(row.account_id, row.account_id)
         if room <= 0 or (len(lanes) == accounts and relay not in lanes):
             break
         if relay in busy:
@@ -239,7 +236,7 @@ def _due_ids_by_account(owner: str, now: datetime, settings: OutboxSettings, bus
                 contended.add(relay)
                 busy = {*busy, relay}
                 continue
-            allowance[relay] = _allowance(relay, relay_name, owner, now, settings)
+            allowance[relay] = _allowance(relay, owner, now, settings)
         if allowance[relay] <= 0:
             continue
         query = (Notification.select(Notification.id)
@@ -260,41 +257,47 @@ def _lock_account(account_id: int) -> bool:
 
 
 # Under the account's claim lock, in one statement (one snapshot: a record moving a message from in flight to
-# started between two counts would hide it from both): the other workers connected to the account (holding its
-# leases, or keeping a connection open: webapp.outbox.sessions), its messages in flight, and the attempts started in
-# the last 60 seconds (the lost ones of dead workers are not attempts started). An account's are those its relay
-# carries: its own (sent_via_id NULL) and those of accounts failing over to it (webapp.outbox.failover).
+# started between two counts would hide it from both): the account's limits (its own, else the defaults), the other
+# workers connected to it (holding its leases, or keeping a connection open: webapp.outbox.sessions), its messages in
+# flight, and, when it has a rate, the attempts started in the last 60 seconds (the lost ones of dead workers are not
+# attempts started). An account's are those its relay carries: its own (sent_via_id NULL) and those of accounts
+# failing over to it (webapp.outbox.failover).
 _RELAYED = '(("account_id" = ? AND "sent_via_id" IS NULL) OR "sent_via_id" = ?)'
-_USAGE = (f'SELECT (SELECT COUNT(*) FROM (SELECT "lease_owner" FROM "notification" WHERE {_RELAYED} '
+_USAGE = ('SELECT COALESCE("a"."max_connections", ?), COALESCE("a"."rate_per_minute", ?), '
+          f'(SELECT COUNT(*) FROM (SELECT "lease_owner" FROM "notification" WHERE {_RELAYED} '
           'AND "status" = \'sending\' AND "lease_until" >= ? AND "lease_owner" <> ? UNION '
           'SELECT "worker" FROM "outbox_connection" WHERE "account_id" = ? AND "until" >= ? AND "worker" <> ?) '
           'AS "holders"), '
-          f'(SELECT COUNT(*) FROM "notification" WHERE {_RELAYED} AND "status" = \'sending\')')
-_STARTED = (', (SELECT COUNT(*) FROM "delivery_attempt" AS "d" JOIN "notification" AS "n" '
-            'ON "n"."id" = "d"."notification_id" WHERE "n"."account_id" = ? AND "d"."via_account_id" IS NULL '
-            f'AND "d"."started_at" >= ? AND ("d"."step" IS NULL OR "d"."step" <> \'{LEASE_EXPIRED}\')) '
-            '+ (SELECT COUNT(*) FROM "delivery_attempt" WHERE "via_account_id" = ? AND "started_at" >= ? '
-            f'AND ("step" IS NULL OR "step" <> \'{LEASE_EXPIRED}\'))')
+          f'(SELECT COUNT(*) FROM "notification" WHERE {_RELAYED} AND "status" = \'sending\'), '
+          'CASE WHEN COALESCE("a"."rate_per_minute", ?) > 0 THEN (SELECT COUNT(*) FROM "delivery_attempt" AS "d" '
+          'JOIN "notification" AS "n" ON "n"."id" = "d"."notification_id" WHERE "n"."account_id" = ? '
+          'AND "d"."via_account_id" IS NULL AND "d"."started_at" >= ? '
+          f'AND ("d"."step" IS NULL OR "d"."step" <> \'{LEASE_EXPIRED}\')) '
+          '+ (SELECT COUNT(*) FROM "delivery_attempt" WHERE "via_account_id" = ? AND "started_at" >= ? '
+          f'AND ("step" IS NULL OR "step" <> \'{LEASE_EXPIRED}\')) ELSE 0 END '
+          'FROM "smtp_account" AS "a" WHERE "a"."id" = ?')
 
 
-def _allowance(account_id: int, name: str, owner: str, now: datetime, settings: OutboxSettings) -> int:
+def _allowance(account_id: int, owner: str, now: datetime, settings: OutboxSettings) -> int:
     """How many notifications this relay (an account: its own, and those it carries as a backup) the owner may
     claim now (connection and rate limits); call under the account's claim lock, so that the limits hold across
     workers."""
-    max_connections, per_minute = settings.limits(name)
-    usage = (account_id, account_id, now, owner, account_id, now, owner, account_id, account_id)
-    if per_minute <= 0:
-        holding, _ = db.execute(_USAGE, usage).fetchone()
-        return 0 if holding >= max_connections else settings.batch_size
     minute_ago = now - timedelta(seconds=60)
-    holding, in_flight, started = db.execute(_USAGE + _STARTED, (
-        *usage, account_id, minute_ago, account_id, minute_ago)).fetchone()
-    return 0 if holding >= max_connections else per_minute - started - in_flight
+    row = db.execute(_USAGE, (settings.max_connections, settings.rate_per_minute,
+                              account_id, account_id, now, owner, account_id, now, owner, account_id, account_id,
+                              settings.rate_per_minute, account_id, minute_ago, account_id, minute_ago,
+                              account_id)).fetchone()
+    if row is None:  # deleted meanwhile: its notifications went with it
+        return 0
+    max_connections, per_minute, holding, in_flight, started = row
+    if holding >= max_connections:
+        return 0
+    return per_minute - started - in_flight if per_minute > 0 else settings.batch_size
 
 
 # The accounts failing over now, with the backup carrying their notifications (a few rows at most). A disabled
 # account's notifications go nowhere, not even through its backup.
-FAILING_OVER = ('SELECT "a"."id", "b"."id", "b"."name" FROM "smtp_account" AS "a" JOIN "smtp_account" AS "b" '
+FAILING_OVER = ('SELECT "a"."id", "b"."id" FROM "smtp_account" AS "a" JOIN "smtp_account" AS "b" '
                 'ON "b"."id" = "a"."backup_account_id" WHERE "a"."failover_until" > ? AND "a"."enabled" = ? '
                 'AND "b"."enabled" = ?')
 

@@ -42,9 +42,9 @@ class OutboxSettings:
     max_age_seconds: float = 2 * 86400   # ... or when the notification is this old
     backoff_base_seconds: float = 30     # first retry after about this long, then doubling
     backoff_max_seconds: float = 3600    # never waiting longer than this between attempts
-    max_connections: int = 4             # per account: workers connected to it at once (delivering or kept)
-    rate_per_minute: int = 0             # per account: attempts started in any 60 s (0 = no limit)
-    account_limits: dict = dataclasses.field(default_factory=dict)  # {account name: {"max_connections", ...}}
+    # Per account, for those whose form leaves them empty (smtp_account.max_connections, .rate_per_minute):
+    max_connections: int = 4             # workers connected to it at once (delivering or kept)
+    rate_per_minute: int = 0             # attempts started in any 60 s (0 = no limit)
     smtp_timeout: float = 30             # connect and each read
     smtp_deadline: float = 60            # one message's whole dialogue (the opening included)
     session_idle_seconds: float = 15     # close a kept connection unused this long
@@ -63,8 +63,8 @@ class OutboxSettings:
         "max_attempts": "OUTBOX_MAX_ATTEMPTS", "max_age_seconds": "OUTBOX_MAX_AGE_SECONDS",
         "backoff_base_seconds": "OUTBOX_BACKOFF_BASE_SECONDS", "backoff_max_seconds": "OUTBOX_BACKOFF_MAX_SECONDS",
         "max_connections": "OUTBOX_MAX_CONNECTIONS", "rate_per_minute": "OUTBOX_RATE_PER_MINUTE",
-        "account_limits": "OUTBOX_ACCOUNT_LIMITS", "smtp_timeout": "OUTBOX_SMTP_TIMEOUT",
-        "smtp_deadline": "OUTBOX_SMTP_DEADLINE", "session_idle_seconds": "OUTBOX_SESSION_IDLE_SECONDS",
+        "smtp_timeout": "OUTBOX_SMTP_TIMEOUT", "smtp_deadline": "OUTBOX_SMTP_DEADLINE",
+        "session_idle_seconds": "OUTBOX_SESSION_IDLE_SECONDS",
         "blocked_networks": "OUTBOUND_BLOCKED_NETWORKS", "oauth_allow_loopback": "OAUTH_ALLOW_LOOPBACK",
         "failover_after_failures": "FAILOVER_AFTER_FAILURES", "failover_window_seconds": "FAILOVER_WINDOW_SECONDS",
         "failover_cooldown_seconds": "FAILOVER_COOLDOWN_SECONDS",
@@ -88,12 +88,6 @@ class OutboxSettings:
         values = {name: config[key] for name, key in cls.KEYS.items() if config.get(key) is not None}
         values.update(overrides)
         return cls(**values)
-
-    def limits(self, account_name: str) -> tuple[int, int]:
-        """(max connections, messages per minute) for an account: its OUTBOX_ACCOUNT_LIMITS entry or the defaults."""
-        own = self.account_limits.get(account_name) or {}
-        return (int(own.get("max_connections", self.max_connections)),
-                int(own.get("rate_per_minute", self.rate_per_minute)))
 
     def backoff(self, attempts: int) -> float:
         """Seconds before the next attempt after `attempts` attempts: exponential, capped, half of it jittered."""
