@@ -67,6 +67,13 @@ class Defaults:
     OUTBOX_SMTP_TIMEOUT = 30           # connect and each read
     OUTBOX_SMTP_DEADLINE = 60          # one message's whole dialogue
     OUTBOX_SESSION_IDLE_SECONDS = 15   # a kept connection unused this long is closed
+    # Failover to an account's backup (webapp/outbox/failover.py): after this many relay failures in a row (connection
+    # refused or timed out, TLS, 421, 4xx at the greeting, a login that worked before refused), the first and the
+    # last at most FAILOVER_WINDOW_SECONDS apart, the account's notifications go through its backup for
+    # FAILOVER_COOLDOWN_SECONDS; then its own relay is tried again.
+    FAILOVER_AFTER_FAILURES = 2
+    FAILOVER_WINDOW_SECONDS = 60
+    FAILOVER_COOLDOWN_SECONDS = 300
     # Monitoring (README "Monitoring"). Each outbox worker writes a heartbeat this often (and checks the report
     # schedule as often); GET /readyz answers 503 when none was written for READY_HEARTBEAT_MAX_AGE_SECONDS (keep it a
     # few heartbeats long). GET /metrics answers only requests with "Authorization: Bearer <METRICS_TOKEN>"; unset,

@@ -32,13 +32,13 @@ def seed() -> None:
     make_credential(secret=None, name="Gmail — caixa da diretoria (a conectar)",
                     username="diretoria@empresa-exemplo.com.br", **google)
     proxy = make_connector(name="Proxy do escritório de São Paulo", host="proxy.sp.empresa-exemplo.com.br")
-    make_account(name="Notificações do sistema", sender="Notificações <notificacoes@empresa-exemplo.com.br>",
-                 reply_to="atendimento@empresa-exemplo.com.br", return_path="devolucoes@empresa-exemplo.com.br",
-                 confirmation_email="confirmacoes-de-leitura@empresa-exemplo.com.br", is_default=True,
-                 host="smtp.office365.com", secure=True, secure_type="tls", use_auth=True, credential=relay,
-                 read_confirmation=True, footer_enabled=True, max_connections=3, rate_per_minute=30,
-                 last_test_at=now, last_test_ok=True,
-                 last_tls_verified=True, last_test_summary="250 2.0.0 OK <20261206.ABC@empresa-exemplo.com.br>")
+    main = make_account(name="Notificações do sistema", sender="Notificações <notificacoes@empresa-exemplo.com.br>",
+                        reply_to="atendimento@empresa-exemplo.com.br", return_path="devolucoes@empresa-exemplo.com.br",
+                        confirmation_email="confirmacoes-de-leitura@empresa-exemplo.com.br", is_default=True,
+                        host="smtp.office365.com", secure=True, secure_type="tls", use_auth=True, credential=relay,
+                        read_confirmation=True, footer_enabled=True, max_connections=3, rate_per_minute=30,
+                        last_test_at=now, last_test_ok=True,
+                        last_tls_verified=True, last_test_summary="250 2.0.0 OK <20261206.ABC@empresa-exemplo.com.br>")
     make_account(name="Cobrança e faturamento mensal", sender="Financeiro <cobranca@empresa-exemplo.com.br>",
                  reply_to="financeiro@empresa-exemplo.com.br", return_path="devolucoes-cobranca@empresa-exemplo.com.br",
                  confirmation_email="leitura@empresa-exemplo.com.br", host="mail.empresa-exemplo.com.br",
@@ -47,7 +47,9 @@ def seed() -> None:
                  last_test_summary=json.dumps({
                      "ok": False, "step": "auth", "code": 535, "reply": "5.7.8 Authentication credentials invalid",
                      "message": "%(host)s rejected the username or secret.",
-                     "params": {"host": "mail.empresa-exemplo.com.br"}}))
+                     "params": {"host": "mail.empresa-exemplo.com.br"}}),
+                 # Failing over to the default account (the report's badge) for a year: it has nothing queued.
+                 backup_account=main, failover_failures=2, failover_since=now, failover_until=now + timedelta(days=365))
     make_account(name="Legado — servidor interno antigo", enabled=False,
                  sender="Sistema legado <nao-responda@legado.empresa-exemplo.com.br>",
                  reply_to="suporte@empresa-exemplo.com.br", return_path="devolucoes@legado.empresa-exemplo.com.br",

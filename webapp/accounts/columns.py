@@ -57,6 +57,11 @@ def connector_label(account: SmtpAccount) -> str:
     return account.connector.name if account.connector else _("System default connector")
 
 
+def backup_label(account: SmtpAccount) -> str:
+    """The backup account's name, or nothing."""
+    return account.backup_account.name if account.backup_account_id else ""
+
+
 def _test_time(account: SmtpAccount) -> str:
     return account.last_test_at.isoformat(sep=" ", timespec="seconds") + " UTC" if account.last_test_at else ""
 
@@ -120,11 +125,15 @@ COLUMNS = (
            audit_label=_l("Messages per minute")),
     Column("last_test", _l("Last test"), _test_time, cell="health", field="last_test_at", audit_label=_l("Last test"),
            reads=(S.last_test_at, S.last_test_ok, S.last_test_summary, S.last_tls_verified, S.secure,
-                  S.ignore_cert_errors, S.max_connections, S.rate_per_minute)),
+                  S.ignore_cert_errors, S.max_connections, S.rate_per_minute, S.backup_account,
+                  S.failover_until)),
     Column("last_test_ok", _l("Last test result"), _test_result, cell=None, field="last_test_ok",
            audit_label=_l("Last test succeeded")),
     Column("last_test_summary", _l("Last test summary"), lambda account: summary_text(account.last_test_summary),
            cell=None, field="last_test_summary", audit_label=_l("Last test result")),
+    # Failover: the backup account (the report's health cell shows when the account is failing over to it).
+    Column("backup_account", _l("Backup account"), backup_label, cell=None, field="backup_account",
+           audit_label=_l("Backup account")),
 )
 del S
 

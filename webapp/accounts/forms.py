@@ -10,6 +10,7 @@ from wtforms import HiddenField, RadioField, SelectField, StringField, SubmitFie
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, ValidationError
 
+from webapp.accounts.backup import BackupAccountFields
 from webapp.accounts.columns import COLUMNS, REPORT_FIELDS, SORTS
 from webapp.accounts.limits import SendingLimits
 from webapp.accounts.presets import PRESETS, Preset, preset_for_host, preset_named
@@ -45,9 +46,9 @@ def _optional_id(value):
 REQUIRED_ADDRESS = [DataRequired(), email_address]
 
 
-class AccountForm(SendingLimits, FlaskForm):
+class AccountForm(SendingLimits, BackupAccountFields, FlaskForm):
     """Add or edit an SMTP account: the Account section, then the SMTP server settings (with the sending limits,
-    webapp/accounts/limits.py)."""
+    webapp/accounts/limits.py), then the failover (webapp/accounts/backup.py)."""
 
     # Account section
     name = StrippedStringField(_l("Account name"),
@@ -136,6 +137,7 @@ class AccountForm(SendingLimits, FlaskForm):
         self.connector.choices = [SelectChoice("", empty)] + [
             SelectChoice(c.id, c.name) for c in Connector.select(Connector.id, Connector.name).order_by(Connector.name)
         ]
+        self.backup_account.choices = self.backup_choices()
 
     @property
     def preset(self) -> Preset:
@@ -265,6 +267,7 @@ class AccountForm(SendingLimits, FlaskForm):
         account.ca_cert = self.ca_cert.data or None
         account.helo_name = self.helo_name.data or None
         self.apply_limits(account)
+        account.backup_account = self.backup_account.data  # failover
         return account
 
 

@@ -277,10 +277,14 @@ refused = SendResult.refusal
 
 
 def record(account: SmtpAccount, outcome: Outcome) -> None:
-    """Keep the outcome on the account (only the last_test_* columns: an edit saved meanwhile stays)."""
+    """Keep the outcome on the account (only the last_test_* columns, and a login that worked: an edit saved
+    meanwhile stays)."""
     tls_verified = {"verified": True, "unverified": False}.get(outcome.result.tls)
     values = dict(last_test_at=utcnow(), last_test_ok=outcome.ok, last_test_summary=outcome.summary,
                   last_tls_verified=tls_verified)
+    if outcome.ok and account.credential_key():
+        # Failover: this login worked; the same one refused later says the relay changed (webapp.outbox.failover).
+        values["auth_worked_with"] = account.credential_key()
     SmtpAccount.update(**values).where(SmtpAccount.id == account.id).execute()
     for name, value in values.items():
         setattr(account, name, value)

@@ -219,6 +219,16 @@ class SmtpAccount(DefaultFlagMixin, BaseModel):
     last_tls_verified = BooleanField(null=True)
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
+    # Failover (webapp.outbox.failover): the backup account, audited as a setting; the state, kept by the workers.
+    backup_account = ForeignKeyField("self", null=True, backref="backing", on_delete="SET NULL")
+    failover_failures = IntegerField(default=0)
+    failover_since = DateTimeField(null=True)
+    failover_until = DateTimeField(null=True)
+    failover_reason = TextField(null=True)
+    auth_worked_with = CharField(max_length=64, null=True)
+
+    FAILOVER_STATE = ("failover_failures", "failover_since", "failover_until", "failover_reason", "auth_worked_with")
+    AUDIT_IGNORED = BaseModel.AUDIT_IGNORED | set(FAILOVER_STATE)
 
     @property
     def mode(self) -> str:
@@ -247,6 +257,19 @@ class SmtpAccount(DefaultFlagMixin, BaseModel):
         from webapp.models.notifications import attach_last_delivery  # it refers to accounts: imported on use
 
         return attach_last_delivery(accounts)
+
+    def credential_key(self) -> str | None:
+        """Which credential, in which version, this account logs in with (None without one): kept in
+        auth_worked_with when a login succeeds, so that a refusal of that same credential later says the relay
+        changed, not the credential (an edit of the credential gives it a new key)."""
+        if not self.use_auth or not self.credential_id:
+            return None
+        return f"{self.credential_id}:{self.credential.updated_at.isoformat()}"
+
+    @property
+    def failing_over(self) -> bool:
+        """Whether its notifications go through its backup now (the cool-down has not ended)."""
+        return bool(self.backup_account_id and self.failover_until and self.failover_until > utcnow())
 
     def effective_connector(self):
         """The connector this account goes through: its own, the system default, or None for direct."""

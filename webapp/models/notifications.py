@@ -42,6 +42,8 @@ class Notification(BaseModel):
     created_at = DateTimeField(default=utcnow, index=True)
     updated_at = DateTimeField(default=utcnow)
     sent_at = DateTimeField(null=True)
+    # The backup account whose relay carries it (webapp.outbox.failover); NULL: its own account's.
+    sent_via = ForeignKeyField(SmtpAccount, null=True, backref="carried", on_delete="SET NULL")
 
     class Meta:
         indexes = ((("status", "next_attempt_at"), False),)
@@ -100,3 +102,4 @@ class DeliveryAttempt(BaseModel):
     step = CharField(max_length=32, null=True)
     transient = BooleanField(default=False)
     worker = CharField(max_length=100, default="")
+    via_account = ForeignKeyField(SmtpAccount, null=True, backref="carried_attempts", on_delete="SET NULL")

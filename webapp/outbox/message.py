@@ -17,6 +17,8 @@ from webapp.models import Notification, Setting, SmtpAccount
 from webapp.outbox.settings import FOOTER_SETTING
 
 REFUSED = N_("refused: %(recipients)s")
+# An attempt through an account's backup (webapp.outbox.failover); reason: the primary's relay failure in words.
+SENT_THROUGH_BACKUP = N_("sent through backup %(backup)s after %(primary)s failed: %(reason)s")
 
 
 def footer_for(account: SmtpAccount) -> str | None:
@@ -63,6 +65,31 @@ def _message_fields(notification: Notification, account: SmtpAccount, footer: st
     return fields, envelope_from, recipients
 
 
+class Composer:
+    """Builds each message of a group once: the next one when its envelope goes out with the current one's final
+    dot (ready()), then sent in its turn (message_for()). Reads only the notification and account objects it is
+    given; no database work. (Composing on another thread while the sender waited on the network only fought the
+    sending thread for the GIL once a message took one round trip.)"""
+
+    def __init__(self, account: SmtpAccount, footer: str):
+        self.account, self.footer = account, footer
+        self.made: dict[int, tuple] = {}
+
+    def message_for(self, notification: Notification):
+        """build_wire(notification), its ValueError included."""
+        made = self.made.pop(notification.id, None)
+        return made if made is not None else build_wire(notification, self.account, self.footer)
+
+    def ready(self, notification: Notification):
+        """build_wire(notification), kept for its turn; None if it cannot be composed (its turn explains why)."""
+        if notification.id not in self.made:
+            try:
+                self.made[notification.id] = build_wire(notification, self.account, self.footer)
+            except ValueError:
+                return None
+        return self.made[notification.id]
+
+
 def reply_facts(result: SendResult) -> dict:
     """What the delivery log keeps of an attempt: the outcome's facts (SendResult.facts) and the recipients refused
     among accepted ones, so that reply_words() says them in each reader's language."""
@@ -95,12 +122,23 @@ def _as_stored(message: str, params: dict) -> str:
 
 
 def reply_words(stored: str | None, explain=_as_stored) -> str:
-    """A delivery's stored reply in words: the server's reply, our explanation of a failure, the recipients refused
-    and why retries stopped. explain(message, params) says one of our messages in the reader's language (English by
-    default: the log and the API); a reply stored as a sentence, before facts were kept, stays as it is."""
+    """A delivery's stored reply in words: the server's reply, our explanation of a failure, the recipients refused,
+    why retries stopped, and the backup that carried it and why. explain(message, params) says one of our messages
+    in the reader's language (English by default: the log and the API); a reply stored as a sentence, before facts
+    were kept, stays as it is."""
     facts = stored_facts(stored)
     if facts is None:
         return stored or ""
+    text = _words(facts, explain)
+    failover = facts.get("failover")
+    if isinstance(failover, dict):
+        reason = _words(failover.get("reason") or {}, explain)
+        text += " (" + explain(SENT_THROUGH_BACKUP, {"backup": failover.get("backup", ""),
+                                                     "primary": failover.get("primary", ""), "reason": reason}) + ")"
+    return text.strip()
+
+
+def _words(facts: dict, explain) -> str:
     text = reply_line(facts)
     if facts.get("refused"):
         refused = "; ".join(" ".join(str(part) for part in (f"{rcpt}:", code, reply) if part not in (None, ""))

@@ -28,14 +28,26 @@ class Outcome:
     started: datetime
     headers: str | None
     final: bool
+    # Failover (webapp.outbox.failover): the backup whose relay carried it (account is the notification's own), and
+    # why, for the delivery log; retry: a failure retried whatever its code; due_in: retried within this many seconds
+    # at most, sooner than the backoff would (0: at once, its account fails over now).
+    via: SmtpAccount | None = None
+    failover: dict | None = None
+    retry: bool = False
+    due_in: float | None = None
 
     @property
     def transient(self) -> bool:
-        return bool(self.result.error is not None and self.result.error.transient)
+        return self.retry or bool(self.result.error is not None and self.result.error.transient)
+
+    @property
+    def relay(self) -> SmtpAccount:
+        """The account whose relay took the attempt: the backup that carried it, else the notification's own."""
+        return self.via or self.account
 
 
 _INSERT_ATTEMPT = ('INSERT INTO "delivery_attempt" ("notification_id", "started_at", "duration_ms", "ok", "code", '
-                   '"reply", "step", "transient", "worker") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
+                   '"reply", "step", "transient", "worker", "via_account_id") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
 # One statement for every outcome: NULL parameters keep the column (headers, status, sent_at, next attempt), and a
 # final attempt ends the lease. Only rows still leased to this worker (the last parameter) are touched.
 _UPDATE_LEASED = (
@@ -57,7 +69,7 @@ def record(owner: str, outcomes: list[Outcome], settings: OutboxSettings) -> Non
     for each message cost about as much as sending it)."""
     now = utcnow()
     rows, earlier = [], Counter()
-    accounts = sorted({outcome.account.id for outcome in outcomes})
+    accounts = sorted({outcome.relay.id for outcome in outcomes})  # whose connections stay open
     for outcome in outcomes:
         # A reconnected message has two outcomes here (the lost try, then the real one): both count.
         rows.append((outcome, _new_values(outcome, now, earlier[outcome.notification.id], settings)))
@@ -74,7 +86,7 @@ def record(owner: str, outcomes: list[Outcome], settings: OutboxSettings) -> Non
                 ids) if row[1] == owner}
             db.execute_many(_INSERT_ATTEMPT, [
                 (o.notification.id, o.started, int(o.result.elapsed * 1000), o.result.ok, o.result.code,
-                 values["last_reply_attempt"], values["last_step"], o.transient, owner)
+                 values["last_reply_attempt"], values["last_step"], o.transient, owner, o.via.id if o.via else None)
                 for o, values in rows])
             changing = {"sending", *(values["status"] for _, values in rows if "status" in values)}
             db.lock_tally(changing if held == set(ids) else Notification.STATUSES)
@@ -100,12 +112,13 @@ def record(owner: str, outcomes: list[Outcome], settings: OutboxSettings) -> Non
                 error = o.result.error
                 if not o.result.ok and error is not None and (
                         (error.step is Step.AUTH and o.result.code == 535) or credential_refused(error)):
-                    _flag_authentication(o.account, o.result, now)
+                    _flag_authentication(o.relay, o.result, now)
+            _count_failovers(rows, held)
 
     retry_locked(work)
     for outcome, values in rows:  # after the commit: work() may run again after contention
         outcome.notification.attempts += 1
-        name, number = outcome.account.name, outcome.notification.id
+        name, number = outcome.relay.name, outcome.notification.id
         if outcome.result.ok:
             log.info("notification %s sent via %s (%s)", number, name, outcome.result.code)
         else:
@@ -118,6 +131,8 @@ def _new_values(outcome: Outcome, now: datetime, earlier: int, settings: OutboxS
     before this one in the same transaction."""
     result, notification = outcome.result, outcome.notification
     facts = reply_facts(result)
+    if outcome.failover:
+        facts["failover"] = outcome.failover
     reply = json.dumps(facts)
     attempts = notification.attempts + earlier + 1
     values = dict(attempts=attempts, last_code=result.code, last_reply=reply, last_reply_attempt=reply,
@@ -129,10 +144,20 @@ def _new_values(outcome: Outcome, now: datetime, earlier: int, settings: OutboxS
         if result.ok:
             values.update(status="sent", sent_at=now)
         elif outcome.transient and not give_up:
-            values.update(status="retrying", next_attempt_at=now + timedelta(seconds=settings.backoff(attempts)))
+            delay = settings.backoff(attempts)
+            due = now + timedelta(seconds=delay if outcome.due_in is None else min(delay, outcome.due_in))
+            values.update(status="retrying", next_attempt_at=due)
         else:
             values.update(status="failed", last_reply=json.dumps({**facts, "gave_up": give_up}) if give_up else reply)
     return values
+
+
+def _count_failovers(rows, held) -> None:
+    """Notifications delivered through a backup, in the metrics (in record()'s transaction: counted once)."""
+    carried = Counter((o.account.id, o.via.id) for o, _ in rows
+                      if o.via is not None and o.result.ok and o.final and o.notification.id in held)
+    for (primary, backup), count in carried.items():
+        metrics.failover(primary, backup, notifications=count)
 
 
 def _flag_authentication(account: SmtpAccount, result: SendResult, now: datetime) -> None:

@@ -19,6 +19,8 @@
   many attempts are started in any 60 seconds. The limits are read, and both counted, at claim time under the
   account's lock (SQLite: the write lock), in one statement, so they hold across threads, processes and hosts, and a
   limit changed on the form holds from the next claim on.
+  While an account fails over (webapp.outbox.failover), its notifications are claimed for its backup (sent_via):
+  under the backup's lock, for the backup's lane, within the backup's limits.
 - 4yz replies, timeouts and lost connections are transient: retried with exponential backoff and jitter, until
   OUTBOX_MAX_ATTEMPTS attempts or OUTBOX_MAX_AGE_SECONDS of age; 5yz replies fail at once. So do an OAuth 2.0 token
   endpoint's refusals (its timeouts, 5xx and temporarily_unavailable are transient). A 535, or a token endpoint
@@ -109,7 +111,10 @@ def claim(owner: str, settings: OutboxSettings, now: datetime | None = None, *, 
         current = now or utcnow()
         with db.row_locking():
             _reclaim_expired(current, settings)
-            ids = _due_ids(owner, current, settings, busy, accounts or settings.batch_size, contended)
+            # The relay carrying each account's notifications: a backup's while the account fails over.
+            relays = dict(db.execute(FAILING_OVER, (current, True, True)).fetchall())
+            via: dict[int, int] = {}
+            ids = _due_ids(owner, current, settings, busy, accounts or settings.batch_size, contended, relays, via)
             if ids:
                 # Still waiting, and no one else's: the candidates were read before the accounts were locked.
                 ids = [row[0] for row in db.execute(db.for_update(
@@ -119,7 +124,10 @@ def claim(owner: str, settings: OutboxSettings, now: datetime | None = None, *, 
                 db.lock_tally((*WAITING, "sending"))
                 Notification.update(status="sending", lease_owner=owner,
                                     lease_until=current + timedelta(seconds=settings.lease_seconds),
-                                    updated_at=current).where(Notification.id.in_(ids)).execute()
+                                    updated_at=current, sent_via=None).where(Notification.id.in_(ids)).execute()
+                for backup in set(via.values()):
+                    Notification.update(sent_via=backup).where(Notification.id.in_(
+                        [i for i in ids if via.get(i) == backup])).execute()
             return ids
 
     ids = retry_locked(work)
@@ -169,60 +177,76 @@ _OLDEST_DUE = (
     + ') AS "n" ORDER BY "n"."next_attempt_at", "n"."id" LIMIT ?')
 
 
-def _due_ids(owner: str, now: datetime, settings: OutboxSettings, busy, accounts: int, contended: set) -> list[int]:
-    """Up to batch_size due notifications, oldest first, of at most `accounts` accounts, none busy nor being
-    claimed by another worker, whose limits allow them."""
+def _due_ids(owner: str, now: datetime, settings: OutboxSettings, busy, accounts: int, contended: set,
+             relays: dict, via: dict) -> list[int]:
+    """Up to batch_size due notifications, oldest first, of at most `accounts` relays, none busy nor being
+    claimed by another worker, whose limits allow them. A relay is an account, or the backup carrying the
+    notifications of an account failing over (relays: {account id: backup id}; via gets {notification id: backup
+    id} for those): its lock, lane and limits are the backup's."""
     looked_at = settings.batch_size * 2
     rows = db.execute(_OLDEST_DUE, (now, looked_at) * len(WAITING) + (looked_at,)).fetchall()
     ids: list[int] = []
     allowance: dict[int, int] = {}
     passed = set(busy)
     for notification_id, account_id in rows:
-        if account_id in passed or (account_id not in allowance and len(allowance) == accounts):
+        relay = relays.get(account_id, account_id)
+        if relay in passed or (relay not in allowance and len(allowance) == accounts):
             continue
-        if account_id not in allowance:
-            if not _lock_account(account_id):
-                passed.add(account_id)  # another worker is claiming its notifications: its turn, not ours
-                contended.add(account_id)
+        if relay not in allowance:
+            if not _lock_account(relay):
+                passed.add(relay)  # another worker is claiming its notifications: its turn, not ours
+                contended.add(relay)
                 continue
-            allowance[account_id] = _allowance(account_id, owner, now, settings)
-        if allowance[account_id] <= 0:
-            # The oldest belong to an account at its limits: look past it, account by account (the slow way).
-            return _due_ids_by_account(owner, now, settings, passed, accounts, contended)
-        allowance[account_id] -= 1
+            allowance[relay] = _allowance(relay, owner, now, settings)
+        if allowance[relay] <= 0:
+            # The oldest belong to a relay at its limits: look past it, account by account (the slow way).
+            return _due_ids_by_account(owner, now, settings, passed, accounts, contended, relays, via)
+        allowance[relay] -= 1
         ids.append(notification_id)
+        if relay != account_id:
+            via[notification_id] = relay
         if len(ids) == settings.batch_size:
             return ids
     if len(rows) == looked_at:
         # Every row looked at was passed over or taken, and the batch is not full: later ones may be another's.
-        return _due_ids_by_account(owner, now, settings, passed, accounts, contended)
+        return _due_ids_by_account(owner, now, settings, passed, accounts, contended, relays, via)
     return ids
 
 
 def _due_ids_by_account(owner: str, now: datetime, settings: OutboxSettings, busy, accounts: int,
-                        contended: set) -> list[int]:
-    """Accounts by their oldest due notification, each taking what its limits allow (a scan of the queue)."""
+                        contended: set, relays: dict, via: dict) -> list[int]:
+    """Accounts by their oldest due notification, each taking what its relay's limits allow (a scan of the
+    queue; relays and via as for _due_ids)."""
+    via.clear()
+    allowance: dict[int, int] = {}
+    lanes: set[int] = set()
     due = (Notification.status.in_(WAITING)) & (Notification.next_attempt_at <= now)
     oldest_first = (Notification.select(Notification.account, fn.MIN(Notification.next_attempt_at).alias("first"))
                     .where(due).group_by(Notification.account).order_by(fn.MIN(Notification.next_attempt_at)))
     ids: list[int] = []
     for row in oldest_first.objects():
         room = settings.batch_size - len(ids)
-        if room <= 0 or accounts == 0:
+        relay = relays.get(row.account_id, row.account_id)
+        if room <= 0 or (len(lanes) == accounts and relay not in lanes):
             break
-        if row.account_id in busy:
+        if relay in busy:
             continue
-        if not _lock_account(row.account_id):
-            contended.add(row.account_id)
-            continue
-        allowed = _allowance(row.account_id, owner, now, settings)
-        if allowed <= 0:
+        if relay not in allowance:
+            if not _lock_account(relay):
+                contended.add(relay)
+                busy = {*busy, relay}
+                continue
+            allowance[relay] = _allowance(relay, owner, now, settings)
+        if allowance[relay] <= 0:
             continue
         query = (Notification.select(Notification.id)
                  .where(due & (Notification.account == row.account_id))
-                 .order_by(Notification.next_attempt_at, Notification.id).limit(min(room, allowed)))
-        ids.extend(n.id for n in query)
-        accounts -= 1
+                 .order_by(Notification.next_attempt_at, Notification.id).limit(min(room, allowance[relay])))
+        taken = [n.id for n in query]
+        allowance[relay] -= len(taken)
+        ids.extend(taken)
+        lanes.add(relay)
+        via.update((i, relay) for i in taken if relay != row.account_id)
     return ids
 
 
@@ -236,31 +260,46 @@ def _lock_account(account_id: int) -> bool:
 # started between two counts would hide it from both): the account's limits (its own, else the defaults), the other
 # workers connected to it (holding its leases, or keeping a connection open: webapp.outbox.sessions), its messages in
 # flight, and, when it has a rate, the attempts started in the last 60 seconds (the lost ones of dead workers are not
-# attempts started).
+# attempts started). An account's are those its relay carries: its own (sent_via_id NULL) and those of accounts
+# failing over to it (webapp.outbox.failover).
+_RELAYED = '(("account_id" = ? AND "sent_via_id" IS NULL) OR "sent_via_id" = ?)'
 _USAGE = ('SELECT COALESCE("a"."max_connections", ?), COALESCE("a"."rate_per_minute", ?), '
-          '(SELECT COUNT(*) FROM (SELECT "lease_owner" FROM "notification" WHERE "account_id" = ? '
+          f'(SELECT COUNT(*) FROM (SELECT "lease_owner" FROM "notification" WHERE {_RELAYED} '
           'AND "status" = \'sending\' AND "lease_until" >= ? AND "lease_owner" <> ? UNION '
           'SELECT "worker" FROM "outbox_connection" WHERE "account_id" = ? AND "until" >= ? AND "worker" <> ?) '
           'AS "holders"), '
-          '(SELECT COUNT(*) FROM "notification" WHERE "account_id" = ? AND "status" = \'sending\'), '
+          f'(SELECT COUNT(*) FROM "notification" WHERE {_RELAYED} AND "status" = \'sending\'), '
           'CASE WHEN COALESCE("a"."rate_per_minute", ?) > 0 THEN (SELECT COUNT(*) FROM "delivery_attempt" AS "d" '
           'JOIN "notification" AS "n" ON "n"."id" = "d"."notification_id" WHERE "n"."account_id" = ? '
-          f'AND "d"."started_at" >= ? AND ("d"."step" IS NULL OR "d"."step" <> \'{LEASE_EXPIRED}\')) ELSE 0 END '
+          'AND "d"."via_account_id" IS NULL AND "d"."started_at" >= ? '
+          f'AND ("d"."step" IS NULL OR "d"."step" <> \'{LEASE_EXPIRED}\')) '
+          '+ (SELECT COUNT(*) FROM "delivery_attempt" WHERE "via_account_id" = ? AND "started_at" >= ? '
+          f'AND ("step" IS NULL OR "step" <> \'{LEASE_EXPIRED}\')) ELSE 0 END '
           'FROM "smtp_account" AS "a" WHERE "a"."id" = ?')
 
 
 def _allowance(account_id: int, owner: str, now: datetime, settings: OutboxSettings) -> int:
-    """How many notifications of this account the owner may claim now (connection and rate limits); call under the
-    account's claim lock, so that the limits hold across workers."""
+    """How many notifications this relay (an account: its own, and those it carries as a backup) the owner may
+    claim now (connection and rate limits); call under the account's claim lock, so that the limits hold across
+    workers."""
+    minute_ago = now - timedelta(seconds=60)
     row = db.execute(_USAGE, (settings.max_connections, settings.rate_per_minute,
-                              *(account_id, now, owner) * 2, account_id, settings.rate_per_minute, account_id,
-                              now - timedelta(seconds=60), account_id)).fetchone()
+                              account_id, account_id, now, owner, account_id, now, owner, account_id, account_id,
+                              settings.rate_per_minute, account_id, minute_ago, account_id, minute_ago,
+                              account_id)).fetchone()
     if row is None:  # deleted meanwhile: its notifications went with it
         return 0
     max_connections, per_minute, holding, in_flight, started = row
     if holding >= max_connections:
         return 0
     return per_minute - started - in_flight if per_minute > 0 else settings.batch_size
+
+
+# The accounts failing over now, with the backup carrying their notifications (a few rows at most). A disabled
+# account's notifications go nowhere, not even through its backup.
+FAILING_OVER = ('SELECT "a"."id", "b"."id" FROM "smtp_account" AS "a" JOIN "smtp_account" AS "b" '
+                'ON "b"."id" = "a"."backup_account_id" WHERE "a"."failover_until" > ? AND "a"."enabled" = ? '
+                'AND "b"."enabled" = ?')
 
 
 def give_up_reason(notification: Notification, attempts: int, now: datetime, settings: OutboxSettings) -> dict | None:

@@ -51,6 +51,11 @@ class OutboxSettings:
     # Never connected to (OUTBOUND_BLOCKED_NETWORKS); the same defaults as the app's when built without a config.
     blocked_networks: tuple = Defaults.OUTBOUND_BLOCKED_NETWORKS  # parsed into ip_network objects below
     oauth_allow_loopback: bool = Defaults.OAUTH_ALLOW_LOOPBACK  # plain http to a loopback token URL (tests)
+    # Failover to an account's backup (webapp.outbox.failover): so many relay failures within the window start a
+    # cool-down of that many seconds.
+    failover_after_failures: int = Defaults.FAILOVER_AFTER_FAILURES
+    failover_window_seconds: float = Defaults.FAILOVER_WINDOW_SECONDS
+    failover_cooldown_seconds: float = Defaults.FAILOVER_COOLDOWN_SECONDS
 
     KEYS = {
         "batch_size": "OUTBOX_BATCH_SIZE", "lease_seconds": "OUTBOX_LEASE_SECONDS",
@@ -61,6 +66,8 @@ class OutboxSettings:
         "smtp_timeout": "OUTBOX_SMTP_TIMEOUT", "smtp_deadline": "OUTBOX_SMTP_DEADLINE",
         "session_idle_seconds": "OUTBOX_SESSION_IDLE_SECONDS",
         "blocked_networks": "OUTBOUND_BLOCKED_NETWORKS", "oauth_allow_loopback": "OAUTH_ALLOW_LOOPBACK",
+        "failover_after_failures": "FAILOVER_AFTER_FAILURES", "failover_window_seconds": "FAILOVER_WINDOW_SECONDS",
+        "failover_cooldown_seconds": "FAILOVER_COOLDOWN_SECONDS",
     }
 
     def __post_init__(self):
@@ -70,6 +77,10 @@ class OutboxSettings:
                              "finish well within its lease")
         if self.batch_size < 1 or self.concurrency < 1 or self.max_attempts < 1 or self.max_connections < 1:
             raise ValueError("OUTBOX_BATCH_SIZE, _CONCURRENCY, _MAX_ATTEMPTS and _MAX_CONNECTIONS must be positive")
+        if int(self.failover_after_failures) < 1 or float(self.failover_cooldown_seconds) <= 0 \
+                or float(self.failover_window_seconds) < 0:
+            raise ValueError("FAILOVER_AFTER_FAILURES and FAILOVER_COOLDOWN_SECONDS must be positive, "
+                             "FAILOVER_WINDOW_SECONDS not negative")
 
     @classmethod
     def from_config(cls, config, **overrides) -> "OutboxSettings":

@@ -15,6 +15,9 @@
   Failures of the session itself (DNS, connect, outbound policy, proxy, TLS, greeting, STARTTLS, AUTH) apply to the
   rest of the group, so a wrong password costs one login attempt per batch, not one per message. A relay that
   stalls or drops mid-transaction gets the rest of the group back in the queue, untried, after the same backoff.
+- Failover (webapp.outbox.failover): an account failing over has its notifications claimed for its backup's lane
+  (grouped by the relay that carries them) and composed by the backup's rules; a relay failure that starts a
+  failover sends the rest of its group back to the queue, due at once, for the backup.
 - Graceful stop: the message being sent finishes and is recorded; the rest of the claimed batch goes back to the queue.
 """
 import dataclasses
@@ -32,7 +35,8 @@ from webapp.mail.errors import N_, MailError, Step
 from webapp.mail.transport import SendResult, SmtpSession
 from webapp.models import Credential, Notification, SmtpAccount, utcnow
 from webapp.outbox import outcomes, queue
-from webapp.outbox.message import build_wire, footer_for
+from webapp.outbox.failover import Relay
+from webapp.outbox.message import Composer, footer_for
 from webapp.outbox.outcomes import Outcome
 from webapp.outbox.queue import claim, connection, outbox_counts
 from webapp.outbox.sessions import KeptSessions
@@ -144,7 +148,8 @@ class Worker:
         """Close connections unused for session_idle_seconds (see KeptSessions.close_idle)."""
         self._sessions.close_idle(self.settings.session_idle_seconds)
 
-    # -- lanes: one thread per account with claimed notifications --
+    # -- lanes: one thread per relay (an account, carrying its own notifications and those of the accounts failing
+    # over to it: webapp.outbox.failover) with claimed notifications --
 
     def _dispatch(self) -> int:
         """Claim for the accounts without a lane (as many accounts as lanes are free) and start a lane for each;
@@ -160,7 +165,7 @@ class Worker:
         self._contended = bool(contended)
         groups: dict[int, list[Notification]] = {}
         for notification in batch:
-            groups.setdefault(notification.account_id, []).append(notification)
+            groups.setdefault(notification.sent_via_id or notification.account_id, []).append(notification)
         if groups and self._pool is None:
             self._pool = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="outbox")
         with self._lanes_lock:  # held until every lane is listed: a lane that ends at once removes itself after
@@ -203,14 +208,21 @@ class Worker:
             except Exception:
                 log.exception("outbox worker %s: hook %r failed", self.name, hook)
 
-    # -- one account's notifications over one connection --
+    # -- one relay's notifications over one connection --
 
     def _deliver_group(self, notifications: list[Notification]) -> None:
         with connection():
-            account = SmtpAccount.get_or_none(SmtpAccount.id == notifications[0].account_id)
-            if account is None:  # RESTRICT makes this impossible; kept so that a claim is never left behind
+            first = notifications[0]
+            account = SmtpAccount.get_or_none(SmtpAccount.id == (first.sent_via_id or first.account_id))
+            if account is None:  # RESTRICT makes this impossible for its own; kept so that a claim is never left behind
                 queue.release(self.name, notifications)
                 return
+            relay = Relay(account, notifications, self.settings)
+            if relay.carried and not account.enabled:  # a backup disabled since: their own relay's, next claim
+                queue.release(self.name, relay.carried)
+                notifications = [n for n in notifications if n.account_id == account.id]
+                if not notifications:
+                    return
             session, shared = None, None
             if not account.enabled:  # disabled after these were queued: nothing goes out through it
                 shared = SendResult.refusal(MailError(Step.POLICY, False, N_("The account %(account)s is disabled."),
@@ -222,15 +234,17 @@ class Worker:
                 except MailError as error:  # our own rules refuse the account (credential host, no connector)
                     shared = SendResult.refusal(error)
             try:
-                self._deliver_over(session, account, list(notifications), shared, footer_for(account) or "")
+                self._deliver_over(session, relay, notifications, shared, footer_for(account) or "")
             finally:
                 self._sessions.keep(account.id, session)
 
-    def _deliver_over(self, session: SmtpSession | None, account: SmtpAccount, pending: list[Notification],
+    def _deliver_over(self, session: SmtpSession | None, relay: Relay, pending: list[Notification],
                       shared: SendResult | None, footer: str) -> None:
-        """Send the pending notifications in order; once the session itself failed, the rest share that outcome."""
+        """Send the pending notifications in order; once the session itself failed, the rest share that outcome,
+        unless the relay's account now fails over: then they go back to the queue, due, for its backup."""
+        account = relay.carrier
         group = _Leased(self, pending)
-        composer = _Composer(account, footer)
+        composer = Composer(account, footer)  # the relay's rules, for the notifications it carries too
         try:
             while group.pending:
                 if self.stop_event.is_set():
@@ -240,9 +254,13 @@ class Worker:
                     continue
                 notification = group.pending[0]
                 if shared is not None:
-                    self._finish(group, notification, account, shared, started=utcnow())
+                    self._finish(group, notification, relay, shared, started=utcnow())
                 else:
-                    result = self._send(session, account, notification, group, composer)
+                    result = self._send(session, relay, notification, group, composer)
+                    if not result.ok and relay.failing_over:
+                        group.done(notification)
+                        self._put_back(group, None)
+                        return
                     if not result.ok and result.error is not None and _session_failed(result):
                         shared = result
                     elif not result.ok and _broke_mid_transaction(result):
@@ -257,18 +275,18 @@ class Worker:
             in_flight, rest = group.pending[:1], group.pending[1:]
             queue.release(self.name, rest)
             for notification in in_flight:
-                self._finish(group, notification, account, SendResult.refusal(MailError(
+                self._finish(group, notification, relay, SendResult.refusal(MailError(
                     Step.INTERNAL, True, N_("An unexpected error interrupted this delivery."),
                     N_("It will be retried; if it repeats, look at the server log."))), started=utcnow())
         finally:
             group.flush()
 
-    def _put_back(self, group: "_Leased", failed: Notification) -> None:
+    def _put_back(self, group: "_Leased", failed: Notification | None) -> None:
         """The relay stalled or dropped in the middle of a transaction: the next message would most likely wait as
         long. The one in flight is retried as recorded (its outcome is unknown: same Message-ID); the rest go back
-        to the queue untried, without an attempt, due when it is."""
+        to the queue untried, without an attempt, due when it is (failed None: due now, for a backup)."""
         group.flush()  # records its attempt, which counts in its backoff
-        due = utcnow() + timedelta(seconds=self.settings.backoff(failed.attempts))
+        due = None if failed is None else utcnow() + timedelta(seconds=self.settings.backoff(failed.attempts))
         queue.release(self.name, group.pending, due=due)
         group.pending = []
 
@@ -278,8 +296,8 @@ class Worker:
                                          oauth_allow_loopback=self.settings.oauth_allow_loopback)
         return self._sessions.take(account.id, settings)
 
-    def _send(self, session: SmtpSession, account: SmtpAccount, notification: Notification,
-              group: "_Leased", composer: "_Composer") -> SendResult:
+    def _send(self, session: SmtpSession, relay: Relay, notification: Notification, group: "_Leased",
+              composer: Composer) -> SendResult:
         started = utcnow()
         try:
             message, envelope_from, recipients = composer.message_for(notification)
@@ -288,7 +306,7 @@ class Worker:
                                         N_("The message could not be composed (%(reason)s)."),
                                         N_("Check the account's addresses and the notification's recipients."),
                                         {"reason": str(exc)}))
-            self._finish(group, notification, account, result, started=started)
+            self._finish(group, notification, relay, result, started=started)
             return result
         # The header block shown in the detail view: from the very bytes that go after DATA.
         headers = header_block(message)
@@ -299,45 +317,20 @@ class Worker:
         if _reconnectable(result) and group.holds_next():
             # The server closed a kept connection before taking the message: record that, and try once more at
             # once on a new connection (nothing was handed over, so this cannot duplicate the message).
-            self._finish(group, notification, account, result, started=started, headers=headers, final=False)
+            self._finish(group, notification, relay, result, started=started, headers=headers, final=False)
             started = utcnow()
             result = session.send(message, envelope_from=envelope_from, recipients=recipients, then=then)
-        self._finish(group, notification, account, result, started=started, headers=headers)
+        self._finish(group, notification, relay, result, started=started, headers=headers)
         return result
 
-    def _finish(self, group: "_Leased", notification: Notification, account: SmtpAccount, result: SendResult, *,
+    def _finish(self, group: "_Leased", notification: Notification, relay: Relay, result: SendResult, *,
                 started: datetime, headers: str | None = None, final: bool = True) -> None:
         """Note one attempt's outcome; the group records its outcomes together (see _Leased.note)."""
-        group.note(Outcome(notification, account, result, started, headers, final))
+        group.note(relay.outcome(notification, result, started, headers, final))
 
     def _record(self, recorded: list[Outcome]) -> None:
         """Record outcomes in one transaction (outcomes.record)."""
         outcomes.record(self.name, recorded, self.settings)
-
-
-class _Composer:
-    """Builds each message of a group once: the next one when its envelope goes out with the current one's final
-    dot (ready()), then sent in its turn (message_for()). Reads only the notification and account objects it is
-    given; no database work. (Composing on another thread while the sender waited on the network only fought the
-    sending thread for the GIL once a message took one round trip.)"""
-
-    def __init__(self, account: SmtpAccount, footer: str):
-        self.account, self.footer = account, footer
-        self.made: dict[int, tuple] = {}
-
-    def message_for(self, notification: Notification):
-        """build_wire(notification), its ValueError included."""
-        made = self.made.pop(notification.id, None)
-        return made if made is not None else build_wire(notification, self.account, self.footer)
-
-    def ready(self, notification: Notification):
-        """build_wire(notification), kept for its turn; None if it cannot be composed (its turn explains why)."""
-        if notification.id not in self.made:
-            try:
-                self.made[notification.id] = build_wire(notification, self.account, self.footer)
-            except ValueError:
-                return None
-        return self.made[notification.id]
 
 
 class _Leased:
