@@ -1,15 +1,14 @@
 """The settings form: the system footer text."""
-from flask_wtf import FlaskForm
 from wtforms import TextAreaField
 from wtforms.validators import ValidationError
 
-from webapp.forms import CONTROL_CHARS_BUT_LINES
+from webapp.forms import CONTROL_CHARS_BUT_LINES, Form
 from webapp.translation import lazy_gettext as _l
 
 FOOTER_MAX_BYTES = 10 * 1024
 
 
-class SettingsForm(FlaskForm):
+class SettingsForm(Form):
     footer_text = TextAreaField(
         _l("Footer text"), render_kw={"rows": 6},
         description=_l("Plain text, at most 10 KB. Appended to the text and HTML parts of every notification sent "
