@@ -9,24 +9,59 @@ from tests.support.factories import make_client
 pytest_plugins = ["tests.fixtures.certs", "tests.fixtures.oauth", "tests.fixtures.smtp", "tests.fixtures.proxies",
                   "tests.fixtures.http", "tests.fixtures.postgres"]
 ENGINES = ("sqlite", "postgresql")
+# Browser tests drive screens, which are the same on either engine, and each costs seconds: they run on SQLite, and
+# a module marked engines("sqlite", "postgresql") (the configuration flow) proves the served app on PostgreSQL.
+BROWSER_TESTS = "tests.e2e."
 
 
 def pytest_addoption(parser):
-    parser.addoption("--engine", choices=ENGINES, default=os.environ.get("SMTPDESK_TEST_ENGINE") or "sqlite",
-                     help="the database of tests not marked engines(...): sqlite (default) or postgresql; "
+    parser.addoption("--engine", choices=("both", *ENGINES), default=os.environ.get("SMTPDESK_TEST_ENGINE") or "both",
+                     help="the databases the tests run on: both (default), or only sqlite or postgresql; "
                           "also SMTPDESK_TEST_ENGINE")
 
 
+def engines_of(metafunc) -> tuple[str, ...]:
+    """The engines a test runs on: those its closest engines(...) marker names, SQLite alone when marked
+    sqlite_only(reason) or a browser test, else both."""
+    for marker in metafunc.definition.iter_markers():  # the test's own first, then its class's and module's
+        if marker.name == "engines":
+            return marker.args
+        if marker.name == "sqlite_only":
+            if not (marker.args and isinstance(marker.args[0], str) and marker.args[0].strip()):
+                raise pytest.UsageError(f"{metafunc.definition.nodeid}: sqlite_only() needs the reason, as text")
+            return ("sqlite",)
+    if metafunc.module.__name__.startswith(BROWSER_TESTS):
+        return ("sqlite",)
+    return ENGINES
+
+
 def pytest_generate_tests(metafunc):
-    # A test or module marked engines("sqlite", "postgresql") runs once on each; the others on --engine.
-    marker = metafunc.definition.get_closest_marker("engines")
-    if marker is not None and "engine" in metafunc.fixturenames:
-        metafunc.parametrize("engine", marker.args)
+    # Every test that takes a database (the engine fixture, through app, database_config, ...) runs once on each
+    # engine. Module scope: a module's SQLite runs come first, and a module-wide fixture (a served app) may take it.
+    if "engine" in metafunc.fixturenames:
+        metafunc.parametrize("engine", engines_of(metafunc), scope="module")
+
+
+def pytest_collection_modifyitems(config, items):
+    # --engine sqlite (or postgresql) leaves out the other engine's runs.
+    chosen = config.getoption("engine")
+    if chosen == "both":
+        return
+    kept, left_out = [], []
+    for item in items:
+        params = getattr(item, "callspec", None) and item.callspec.params
+        (left_out if params and params.get("engine", chosen) != chosen else kept).append(item)
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = kept
 
 
 @pytest.fixture
 def engine(request) -> str:
-    return request.config.getoption("engine")
+    """The database engine of this test (pytest_generate_tests parametrises it; this is for a test that asks for it
+    by name at run time)."""
+    chosen = request.config.getoption("engine")
+    return "sqlite" if chosen == "both" else chosen
 
 
 @pytest.fixture

@@ -2,11 +2,10 @@
 its outbox worker) give 1,000 notifications, each delivered once (checked at the SMTP server by Message-ID).
 
 tests/test_outbox_durability.py proves the same through the Python function; this one adds the web layer: token
-authentication, JSON parsing and waitress's threads all writing to SQLite at once.
+authentication, JSON parsing and waitress's threads all writing to the database at once.
 """
 import http.client
 import json
-import os
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ import pytest
 from tests.support.factories import make_user
 from tests.support.net import free_port, wait_for_port
 from tests.support.outbox import account_for, message_ids, statuses
-from tests.support.processes import stop
+from tests.support.processes import instance_env, stop
 from webapp.models import ApiToken, Notification
 
 SMTPDESK = Path(sys.executable).with_name("smtpdesk")
@@ -32,9 +31,7 @@ def served(app, tmp_path):
 
     def serve(**config) -> int:
         port = free_port()
-        env = dict(os.environ, SMTPDESK_INSTANCE_PATH=app.instance_path, SMTPDESK_DATABASE=app.config["DATABASE"],
-                   SMTPDESK_VAULT_KEYS=app.config["VAULT_KEYS"], SMTPDESK_SECRET_KEY="test-secret-key",
-                   PYTHONUNBUFFERED="1", **{f"SMTPDESK_{key}": str(value) for key, value in config.items()})
+        env = instance_env(app, **config)
         with open(tmp_path / "serve.log", "w") as log:
             processes.append(subprocess.Popen([str(SMTPDESK), "serve", "--port", str(port), "--threads", "16"],
                                               env=env, stdout=log, stderr=subprocess.STDOUT))
