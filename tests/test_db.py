@@ -18,7 +18,7 @@ def test_migrations_build_exactly_the_models_schema(app):
         table = model._meta.table_name
         columns = {c.name for c in database.get_columns(table)}
         assert columns == {f.column_name for f in model._meta.sorted_fields}, table
-    assert db.schema_version() == len(db.migrations())
+    assert db.schema_version() == db.latest_version()
 
 
 def test_upgrade_twice_changes_nothing(app):
@@ -79,9 +79,10 @@ def test_smtpdesk_db_upgrade_builds_an_empty_database_then_finds_it_up_to_date(t
                       "DATABASE": str(tmp_path / "new.db"), **empty_database_config})
     first = app.test_cli_runner().invoke(args=["db", "upgrade"])
     assert first.exit_code == 0
-    assert "applied m0001_initial, " in first.output and "m0007_credential_kinds." in first.output
+    newest = db.migrations()[-1].__name__.rsplit(".", 1)[1]
+    assert "applied m0001_initial, " in first.output and f"{newest}." in first.output
     again = app.test_cli_runner().invoke(args=["db", "upgrade"])
-    assert again.exit_code == 0 and f"is up to date (schema {len(db.migrations())})" in again.output
+    assert again.exit_code == 0 and f"is up to date (schema {db.latest_version()})" in again.output
 
 
 def test_a_full_disk_is_recognised_on_either_engine():

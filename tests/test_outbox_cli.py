@@ -7,7 +7,7 @@ from tests.support.factories import make_account
 from tests.support.net import free_port, wait_for_port
 from tests.support.outbox import account_for, fast_worker, statuses
 from tests.support.processes import instance_env, start, wait_for
-from webapp.models import Notification
+from webapp.models import Notification, WorkerHeartbeat, utcnow
 from webapp.outbox import send_notification
 
 
@@ -157,7 +157,10 @@ def test_the_worker_runs_the_report_schedule_in_an_app_context(app):
     from webapp.cli import _make_worker
 
     worker = _make_worker(app)
-    assert len(worker.hooks) == 1
-    worker.hooks[0]()  # no schedule is due: nothing happens, and nothing fails
+    heartbeat, run_schedules = worker.hooks
+    run_schedules()  # no schedule is due: nothing happens, and nothing fails
     assert not Notification.select().exists()
+    heartbeat()  # GET /readyz's: the worker is alive, under its own name
+    assert [(beat.name, beat.beat_at <= utcnow()) for beat in WorkerHeartbeat.select()] == [(worker.name, True)]
+    assert worker.hook_seconds == app.config["WORKER_HEARTBEAT_SECONDS"] == 30
 

@@ -40,7 +40,8 @@ def test_the_translated_schema_has_the_types_the_models_read(app):
         columns = {name: (kind, collation) for name, kind, collation in database.execute_sql(
             "SELECT column_name, data_type, collation_name FROM information_schema.columns WHERE table_name = %s",
             (model._meta.table_name,))}
-        assert columns["id"][0] == "bigint"
+        if "id" in model._meta.fields:  # not the tables with a natural key (worker_heartbeat, delivery_metric)
+            assert columns["id"][0] == "bigint"
         for field in model._meta.sorted_fields:
             kind = next((kind for cls, kind in expected.items() if isinstance(field, cls)), None)
             if kind is not None:

@@ -88,6 +88,10 @@ TEST_ENDPOINTS = {"accounts.test_send", "connectors.test"}
 OPERATOR_ACTIONS = {"deliveries.retry"}
 # Token-authenticated: the session cookie counts for nothing there.
 API = "api."
+# For monitoring systems (tests/test_health.py, test_metrics.py): /healthz and /readyz answer anyone, with numbers
+# only; /metrics is off (403) until its own token is configured.
+HEALTH = {"health.healthz", "health.readyz"}
+METRICS = "health.metrics"
 # Admin-only GET pages (forms): operators and auditors get 403 there too.
 READ_ENDPOINTS_FOR_EVERYONE = {"accounts.index", "accounts.export_csv", "accounts.print_view",
                                "credentials.index", "connectors.index"}
@@ -140,6 +144,12 @@ def test_security_26_anonymous_requests_go_to_sign_in_or_get_401(app, client):
             if endpoint.startswith(API):
                 assert _refused_by_the_api(client.open(url, method=method)), endpoint
                 assert _refused_by_the_api(client.htmx(method, url)), endpoint
+                continue
+            if endpoint in HEALTH:
+                continue
+            if endpoint == METRICS:
+                assert client.open(url, method=method).status_code == 403
+                assert client.htmx(method, url).status_code == 403
                 continue
             plain = client.open(url, method=method)
             assert plain.status_code in (302, 400), (endpoint, method, plain.status_code)

@@ -110,9 +110,9 @@ def test_gunicorn_serves_the_app_with_several_processes(app, tmp_path):
     make_account(is_default=True)
     port = free_port()
     with open(tmp_path / "gunicorn.log", "w") as log:
-        process = subprocess.Popen([gunicorn, "--preload", "--workers", "2", "--threads", "4", "--bind",
-                                    f"127.0.0.1:{port}", "webapp:create_app_or_exit()"], env=instance_env(app),
-                                   stdout=log, stderr=subprocess.STDOUT)
+        command = [gunicorn, "--preload", "--no-control-socket", "--workers", "2", "--threads", "4",
+                   "--bind", f"127.0.0.1:{port}", "webapp:create_app_or_exit()"]
+        process = subprocess.Popen(command, env=instance_env(app), stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_for_port(port)
         with ThreadPoolExecutor(8) as pool:

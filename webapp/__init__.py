@@ -69,6 +69,7 @@ def register_blueprints(app):
         connectors,
         credentials,
         deliveries,
+        health,
         schedules,
         settings,
         tokens,
@@ -78,7 +79,8 @@ def register_blueprints(app):
 
     # Before any route is added: every <int:…> id in a URL is then one SQLite can hold.
     app.url_map.converters["int"] = RowIdConverter
-    for module in (auth, accounts, credentials, connectors, users, audit, deliveries, tokens, settings, schedules, api):
+    for module in (auth, accounts, credentials, connectors, users, audit, deliveries, tokens, settings, schedules, api,
+                   health):
         app.register_blueprint(module.bp)
 
     @app.get("/")

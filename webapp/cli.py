@@ -47,6 +47,25 @@ def db_upgrade():
         click.echo(f"Database {path} is up to date (schema {db.schema_version_now()}).")
 
 
+@db_group.command("copy")
+@click.option("--to", "url", required=True, metavar="URL",
+              help="The empty PostgreSQL database, postgresql://user@host:port/name (a password is better given in "
+                   "PGPASSWORD or ~/.pgpass than in the URL, which other users of the machine can see).")
+@with_appcontext
+def db_copy(url):
+    """Copy this installation's SQLite database, whole, into an empty PostgreSQL database (README, "Moving to
+    PostgreSQL"): one transaction there, row counts checked before it commits."""
+    from webapp.dbcopy import CopyError, copy_database
+
+    if current_app.config.get("DATABASE_URL"):
+        raise click.ClickException("This installation already uses PostgreSQL (SMTPDESK_DATABASE_URL); db copy "
+                                   "copies the SQLite database (SMTPDESK_DATABASE): run it without that setting.")
+    try:
+        copy_database(current_app.config["DATABASE"], url, say=click.echo)
+    except CopyError as error:
+        raise click.ClickException(str(error)) from None
+
+
 @click.group("users", help="People who sign in.")
 def users_group():
     pass
@@ -166,17 +185,27 @@ def _exit_on_signal(signum, frame):
 
 
 def _make_worker(app, **overrides):
-    """A Worker configured from the app, with the report schedule as its periodic hook."""
+    """A Worker configured from the app, with its periodic hooks: its heartbeat (GET /readyz) and the report
+    schedule."""
+    from webapp.models import WorkerHeartbeat
     from webapp.outbox import OutboxSettings, Worker, connection
+    from webapp.outbox.worker import worker_name
     from webapp.schedules import run_due_schedules
+
+    name = worker_name()
+
+    def heartbeat():
+        with connection():
+            WorkerHeartbeat.beat(name)
 
     def run_schedules():
         # The worker's loop has no app context; the report's translations and filter form need one.
         with app.app_context(), connection():
             run_due_schedules()
 
-    overrides = {name: value for name, value in overrides.items() if value is not None}
-    return Worker(OutboxSettings.from_config(app.config, **overrides), hooks=[run_schedules])
+    overrides = {key: value for key, value in overrides.items() if value is not None}
+    return Worker(OutboxSettings.from_config(app.config, **overrides), name=name, hooks=[heartbeat, run_schedules],
+                  hook_seconds=float(app.config["WORKER_HEARTBEAT_SECONDS"]))
 
 
 @click.command("worker")

@@ -12,6 +12,10 @@ class Defaults:
 
     SECRET_KEY = None  # read from instance/secret_key unless given
     VAULT_KEYS = None  # comma-separated Fernet keys, newest first; else instance/vault.key
+    # Or the path of a file holding either (SMTPDESK_SECRET_KEY_FILE, SMTPDESK_VAULT_KEYS_FILE), such as a systemd
+    # credential (LoadCredential=, $CREDENTIALS_DIRECTORY): read at start-up, never written or created by smtpdesk.
+    SECRET_KEY_FILE = None
+    VAULT_KEYS_FILE = None
     VAULT_KEY_FILE = None  # set at start-up: the key file the keys came from (None: from VAULT_KEYS)
     DATABASE = None  # instance/smtpdesk.db unless given
     # postgresql://user:password@host:port/name (SMTPDESK_DATABASE_URL): that PostgreSQL database instead of the file.
@@ -63,6 +67,13 @@ class Defaults:
     OUTBOX_SMTP_TIMEOUT = 30           # connect and each read
     OUTBOX_SMTP_DEADLINE = 60          # one message's whole dialogue
     OUTBOX_SESSION_IDLE_SECONDS = 15   # a kept connection unused this long is closed
+    # Monitoring (README "Monitoring"). Each outbox worker writes a heartbeat this often (and checks the report
+    # schedule as often); GET /readyz answers 503 when none was written for READY_HEARTBEAT_MAX_AGE_SECONDS (keep it a
+    # few heartbeats long). GET /metrics answers only requests with "Authorization: Bearer <METRICS_TOKEN>"; unset,
+    # it answers nobody.
+    WORKER_HEARTBEAT_SECONDS = 30
+    READY_HEARTBEAT_MAX_AGE_SECONDS = 120
+    METRICS_TOKEN = None
     # OAuth 2.0 token and authorization URLs must be https; True also allows plain http to this machine (localhost,
     # 127.0.0.0/8, ::1), for test OAuth servers. SMTPDESK_OAUTH_ALLOW_LOOPBACK=true.
     OAUTH_ALLOW_LOOPBACK = False
@@ -79,6 +90,11 @@ class Defaults:
     )
 
 
+# A secret key read from a file must be at least this long: the instance's own is 64 characters.
+MIN_SECRET_KEY_LENGTH = 32
+METRICS_TOKEN_MIN_LENGTH = 24
+
+
 class ConfigError(Exception):
     """A setting that cannot work: the app refuses to start and says which one (no traceback)."""
 
@@ -92,6 +108,10 @@ def check_settings(config) -> None:
     if url and not postgresql.is_url(url):
         raise ConfigError("DATABASE_URL must be a PostgreSQL URL, postgresql://user:password@host:port/name; leave "
                           "it unset for the SQLite file (DATABASE).")
+    token = config.get("METRICS_TOKEN")
+    if token and len(str(token)) < METRICS_TOKEN_MIN_LENGTH:
+        raise ConfigError(f"METRICS_TOKEN must be at least {METRICS_TOKEN_MIN_LENGTH} characters long; make one with "
+                          "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'.")
     try:
         parse_networks(config["OUTBOUND_BLOCKED_NETWORKS"])
     except ValueError as error:
@@ -114,14 +134,19 @@ def read_or_create_key(path: Path, make) -> str:
 
 
 def load_keys(config, instance_path: str) -> None:
-    """Fill SECRET_KEY, VAULT_KEYS and DATABASE from the instance folder when not configured."""
+    """Fill SECRET_KEY, VAULT_KEYS and DATABASE from the files named, else the instance folder, when not configured."""
     instance = Path(instance_path)
-    if not config.get("SECRET_KEY"):
+    if config.get("SECRET_KEY_FILE"):
+        config["SECRET_KEY"] = read_secret_key_file(config)
+    elif not config.get("SECRET_KEY"):
         config["SECRET_KEY"] = read_or_create_key(
             instance / "secret_key", lambda: secrets.token_urlsafe(48)
         )
     if not config.get("DATABASE"):
         config["DATABASE"] = str(instance / "smtpdesk.db")
+    if config.get("VAULT_KEYS_FILE"):
+        load_named_vault_keys(config)
+        return
     if not config.get("VAULT_KEYS"):
         load_vault_key_file(config, instance / "vault.key")
         return
@@ -135,6 +160,59 @@ def load_keys(config, instance_path: str) -> None:
         where = "The SMTPDESK_VAULT_KEYS variable" if variable else "The VAULT_KEYS setting"
         raise VaultKeyError(f"{where} {problem}. Set it to the vault key this database was written with (from "
                             "your key backup), newest first if you keep several (\"new,old\"), then start again.")
+
+
+def _named(key: str) -> str:
+    """How a message names a setting: the variable it came from, else the setting (instance/config.py)."""
+    return f"SMTPDESK_{key}" if os.environ.get(f"SMTPDESK_{key}") else key
+
+
+def _read_named_file(config, key: str, given: str, what: str, fix: str) -> tuple[Path, str]:
+    """The path a *_FILE setting names and the text in it, stripped. ConfigError, one line naming the file and what
+    is wrong (then fix), when the setting it stands for (given) is set too or the file cannot be read as text."""
+    path = Path(str(config[key]))
+    if config.get(given):
+        raise ConfigError(f"Both {_named(given)} and {_named(key)} are set: keep one of them.")
+    try:
+        return path, path.read_text(encoding="utf-8").strip()
+    except UnicodeDecodeError:
+        problem = "is not text"
+    except FileNotFoundError:
+        problem = "does not exist"
+    except OSError as error:
+        problem = (f"cannot be read ({error.strerror}): let the user smtpdesk runs as read it, or hand it over with "
+                   "systemd's LoadCredential=")
+    raise ConfigError(f"The {what} {path} ({_named(key)}) {problem}. {fix}")
+
+
+SECRET_KEY_FIX = ("Write a random secret key there, the same on every host, for example the output of: "
+                  "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'")
+VAULT_KEYS_FIX = ("Put the vault key this database was written with there (from your key backup), newest first if "
+                  "you keep several (\"new,old\"), then start again.")
+
+
+def read_secret_key_file(config) -> str:
+    """SECRET_KEY from the file SECRET_KEY_FILE names: at least MIN_SECRET_KEY_LENGTH characters."""
+    path, key = _read_named_file(config, "SECRET_KEY_FILE", "SECRET_KEY", "secret key file", SECRET_KEY_FIX)
+    if len(key) < MIN_SECRET_KEY_LENGTH:
+        held = "is empty" if not key else f"holds {len(key)} characters where a secret key has at least " \
+                                          f"{MIN_SECRET_KEY_LENGTH}"
+        raise ConfigError(f"The secret key file {path} ({_named('SECRET_KEY_FILE')}) {held}. {SECRET_KEY_FIX}")
+    return key
+
+
+def load_named_vault_keys(config) -> None:
+    """VAULT_KEYS from the file VAULT_KEYS_FILE names, in VAULT_KEYS' form ("new,old"). Only read, at start-up: each
+    host holds a copy, so `smtpdesk vault rotate-key` prints the list to write into it on every host."""
+    from webapp.vault import VaultKeyError, key_problem, parse_keys
+
+    path, keys = _read_named_file(config, "VAULT_KEYS_FILE", "VAULT_KEYS", "vault key file", VAULT_KEYS_FIX)
+    problem = key_problem(parse_keys(keys))
+    if problem:
+        raise VaultKeyError(f"The vault key file {path} ({_named('VAULT_KEYS_FILE')}) {problem}. {VAULT_KEYS_FIX}")
+    config["VAULT_KEYS"] = keys
+    config["VAULT_KEY_FILE"] = None  # neither reread nor rewritten, as keys from the variable
+    config["VAULT_KEYS_SOURCE"] = f"the key file {path} ({_named('VAULT_KEYS_FILE')})"
 
 
 def load_vault_key_file(config, path: Path) -> None:

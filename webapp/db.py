@@ -146,8 +146,25 @@ def location(config) -> str:
     return config.get("DATABASE_URL") or config["DATABASE"]
 
 
+# Blueprints whose views open the connection themselves, when they need one (health checks: /healthz answers while
+# the database is down, /readyz and /metrics say that it is instead of failing).
+OWN_CONNECTION_BLUEPRINTS = {"health"}
+
+
+def keep_connection() -> None:
+    """Open this serving thread's connection, or keep the one it has (see init_app)."""
+    if getattr(_kept, "generation", None) != _generation:
+        for engine in (sqlite, server):
+            if not engine.is_closed():
+                engine.close()  # opened on another database (an earlier app in this process)
+    if database.connect(reuse_if_open=True):
+        _kept.generation = _generation
+
+
 def init_app(app) -> None:
     """Bind the database to the app: each serving thread keeps one connection open from request to request."""
+    from flask import request
+
     init_database(location(app.config))
 
     # Opening a connection per request cost more than serving a static file: the file open, four PRAGMAs, the
@@ -156,12 +173,8 @@ def init_app(app) -> None:
     # connection; no transaction outlives a request.
     @app.before_request
     def _db_connect():
-        if getattr(_kept, "generation", None) != _generation:
-            for engine in (sqlite, server):
-                if not engine.is_closed():
-                    engine.close()  # opened on another database (an earlier app in this process)
-        if database.connect(reuse_if_open=True):
-            _kept.generation = _generation
+        if request.blueprint not in OWN_CONNECTION_BLUEPRINTS:
+            keep_connection()
 
     @app.teardown_request
     def _db_release(exc):
@@ -196,6 +209,16 @@ def schema_version() -> int:
     return database.execute_sql("PRAGMA user_version").fetchone()[0]
 
 
+def latest_version() -> int:
+    """The number of the newest migration: a database whose schema_version() is lower lacks some."""
+    return max(_number(module) for module in migrations())
+
+
+def _number(module) -> int:
+    """A migration's number: 7 for webapp.migrations.m0007_credential_kinds."""
+    return int(module.__name__.rsplit(".", 1)[1][1:5])
+
+
 def schema_version_now() -> int:
     """The schema version, opening a connection if needed."""
     with database.connection_context():
@@ -217,7 +240,7 @@ def upgrade() -> list[str]:
                 # SQLite has them from Python on every connection; the server keeps a copy (webapp.postgresql).
                 postgresql.install_functions(database)
         for module in migrations():
-            number = int(module.__name__.rsplit(".", 1)[1][1:5])
+            number = _number(module)
             if number <= schema_version():
                 continue
             with database.atomic("IMMEDIATE"):

@@ -64,8 +64,17 @@ def _key_file():
     return current_app.config.get("VAULT_KEY_FILE")
 
 
-def _print_env_keys(keys: list[str]) -> None:
-    click.echo(f"SMTPDESK_VAULT_KEYS={','.join(keys)}")
+def _named_key_file():
+    """The key file VAULT_KEYS_FILE names (SMTPDESK_VAULT_KEYS_FILE), one copy per host: only read by smtpdesk."""
+    return current_app.config.get("VAULT_KEYS_FILE")
+
+
+def _print_keys(keys: list[str]) -> None:
+    """The key list to write into the named key file, or the variable to set."""
+    if _named_key_file():
+        click.echo(",".join(keys))
+    else:
+        click.echo(f"SMTPDESK_VAULT_KEYS={','.join(keys)}")
 
 
 @click.group("vault", help="The key that encrypts credential secrets and connector passwords.")
@@ -82,11 +91,20 @@ def rotate_key(retire_old, batch_size):
     db.upgrade()
     keys = [Fernet.generate_key().decode(), *vault.keys]
     key_file = _key_file()
+    if key_file is None and _named_key_file():
+        # Every host has its own copy of the file, which this host may not even be able to write (a systemd
+        # credential): say what to write everywhere, re-encrypt once every process reads it.
+        click.echo(f"The vault keys come from the file {_named_key_file()}. Write this list (new key first) into that "
+                   "file on every host, and restart every smtpdesk process (web and worker):")
+        _print_keys(keys)
+        click.echo("Then run `smtpdesk vault reencrypt --retire-old`, and write the single key it prints into the file "
+                   "on every host. Keep a copy of the new key with your key backup.")
+        return
     if key_file is None:
         # Variables of other processes cannot be changed from here: say what to set, re-encrypt later.
         click.echo("The vault keys come from SMTPDESK_VAULT_KEYS. Set this list (new key first) for every smtpdesk "
                    "process and restart them:")
-        _print_env_keys(keys)
+        _print_keys(keys)
         click.echo("Then run `smtpdesk vault reencrypt --retire-old` with that list set, and set the single key it "
                    "prints. Keep a copy of the new key with your backups.")
         return
@@ -136,9 +154,14 @@ def _retire() -> None:
                                    "Run `smtpdesk vault reencrypt` first.")
     newest = vault.keys[:1]
     key_file = _key_file()
+    if key_file is None and _named_key_file():
+        click.echo(f"Every secret is under the newest key. Write this into {_named_key_file()} on every host, and "
+                   "restart every smtpdesk process (the old keys are no longer needed):")
+        _print_keys(newest)
+        return
     if key_file is None:
         click.echo("Every secret is under the newest key. Set this (the old keys are no longer needed):")
-        _print_env_keys(newest)
+        _print_keys(newest)
         return
     write_key_file(key_file, newest)
     vault.init(newest, key_file)

@@ -21,8 +21,9 @@ from webapp.translation import lazy_gettext as _l
 
 # Endpoints reachable without signing in.
 PUBLIC_ENDPOINTS = {"static", "auth.login", "auth.setup", "auth.language"}
-# Blueprints that authenticate every request themselves (the HTTP API: bearer tokens, never the session cookie).
-SELF_AUTHENTICATING_BLUEPRINTS = {"api"}
+# Blueprints that authenticate every request themselves, never with the session cookie: the HTTP API (bearer
+# tokens), and health (/healthz and /readyz answer anyone, /metrics takes its own token).
+SELF_AUTHENTICATING_BLUEPRINTS = {"api", "health"}
 # No inline script or style anywhere (static/js/app.js hangs off data- attributes, htmx may not
 # eval); Pico draws its icons with data: SVGs. frame-ancestors 'none': no page can be framed (clickjacking).
 SECURITY_HEADERS = {

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 
 from peewee import Case, OperationalError, fn
 
-from webapp import db
+from webapp import db, metrics
 from webapp.db import database
 from webapp.mail.errors import N_, Step
 from webapp.mail.oauth_errors import credential_refused
@@ -327,6 +327,7 @@ def record(owner: str, outcomes: list[Outcome], settings: OutboxSettings) -> Non
                  values.get("headers_sent"), values.get("status"), values.get("sent_at"),
                  values.get("next_attempt_at"), o.final, o.final, o.notification.id, owner)
                 for o, values in rows if o.notification.id in held])
+            metrics.count_outcomes(rows, held)  # GET /metrics's counters, in this transaction: counted once
             for o, values in rows:
                 if o.notification.id not in held:
                     # Outside the lease rules (this worker stalled past its lease and another took the row): the
