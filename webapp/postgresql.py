@@ -4,6 +4,7 @@ import functools
 import hashlib
 import re
 import unicodedata
+from pathlib import Path
 
 import peewee
 
@@ -247,25 +248,31 @@ END $$"""
 
 
 @functools.cache
-def functions() -> tuple[str, list[str]]:
-    """(a fingerprint, the statements) of the SQL functions the schema and the app call."""
-    statements = [_casefold_sql(), _search_keys_sql()]
-    digest = hashlib.sha256("\n".join(statements).encode()).hexdigest()[:16]
-    return f"smtpdesk {digest} (Unicode {unicodedata.unidata_version})", statements
+def fingerprint() -> str:
+    """What names this code's casefold() and search_keys(): this file, which holds their rules, and Python's Unicode
+    version, whose tables they are built from. Cheap: building the functions costs a second of CPU, which only a
+    database without them (or with older ones) needs."""
+    digest = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+    return f"smtpdesk {digest} (Unicode {unicodedata.unidata_version})"
+
+
+@functools.cache
+def functions() -> tuple[str, ...]:
+    """The statements creating the SQL functions the schema and the app call (built once per process)."""
+    return _casefold_sql(), _search_keys_sql()
 
 
 def install_functions(database) -> None:
     """Create or replace casefold() and search_keys() when they are not this code's (new rules, a newer Unicode);
     call under the write lock."""
-    fingerprint, statements = functions()
     installed = database.execute_sql(
         "SELECT obj_description(to_regprocedure('search_keys(text, text, text)'), 'pg_proc')").fetchone()[0]
-    if installed == fingerprint:
+    if installed == fingerprint():
         return
     cursor = database.cursor()
-    for statement in statements:
+    for statement in functions():
         cursor.execute(statement)  # no parameters: psycopg sends the text as it is
-    cursor.execute(f"COMMENT ON FUNCTION search_keys(text, text, text) IS {_literal(fingerprint)}")
+    cursor.execute(f"COMMENT ON FUNCTION search_keys(text, text, text) IS {_literal(fingerprint())}")
 
 
 def check_server(database) -> None:
