@@ -102,7 +102,7 @@ def test_m0007_makes_every_stored_credential_a_password_one_that_still_logs_in(t
             "'2025-01-01', '2025-01-01')")
     monkeypatch.setattr(db, "migrations", lambda: every)
     result = app.test_cli_runner().invoke(args=["db", "upgrade"])
-    assert result.exit_code == 0 and "applied m0007_credential_kinds." in result.output
+    assert result.exit_code == 0 and "applied m0007_credential_kinds" in result.output
     with database.connection_context():
         credential = Credential.get_by_id(1)
         assert (credential.kind, credential.secret_encrypted, credential.token_url, credential.scope) == (
