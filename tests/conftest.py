@@ -64,12 +64,27 @@ def engine(request) -> str:
     return "sqlite" if chosen == "both" else chosen
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory) -> bytes:
+    """A SQLite database with every migration applied, as bytes, copied for each test as PostgreSQL's template
+    database is (migrating a new file each time cost more than the rest of a typical test's setup)."""
+    from webapp import db
+
+    path = tmp_path_factory.mktemp("template") / "smtpdesk.db"
+    db.init_database(str(path))
+    db.upgrade()  # its connection closed: the WAL is folded into the file
+    return path.read_bytes()
+
+
 @pytest.fixture
-def database_config(engine, request) -> dict:
-    """The app settings naming this test's database: a fresh migrated PostgreSQL database, or (none needed) the
-    SQLite file in tmp_path."""
+def database_config(engine, request, tmp_path) -> dict:
+    """The app settings naming this test's database: a fresh migrated PostgreSQL database; or none needed, the
+    migrated SQLite file put where running_app() opens it (tmp_path/smtpdesk.db, owner-only as upgrade() makes it)."""
     if engine == "postgresql":
         return {"DATABASE_URL": request.getfixturevalue("postgres_database")}
+    template = request.getfixturevalue("sqlite_template")
+    with open(os.open(tmp_path / "smtpdesk.db", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as file:
+        file.write(template)
     return {}
 
 

@@ -32,8 +32,11 @@ def test_database_is_in_wal_mode_with_foreign_keys(app):
 
 
 @pytest.mark.sqlite_only("the SQLite file's permissions")
-def test_database_and_key_files_are_owner_only(app, tmp_path):
-    assert stat.S_IMODE(os.stat(app.config["DATABASE"]).st_mode) == 0o600
+def test_the_database_file_upgrade_creates_is_owner_only(tmp_path):
+    path = tmp_path / "new.db"
+    db.init_database(str(path))
+    assert db.upgrade()
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
 
 
 def test_the_database_refuses_a_second_default_account(app):
