@@ -6,8 +6,6 @@ import pytest
 from tests.support.factories import account_form, make_account, make_connector, make_credential
 from webapp.models import AuditEntry, SmtpAccount
 
-pytestmark = pytest.mark.engines("sqlite", "postgresql")
-
 LABELS = [
     "Account name", "Enabled", "Sender e-mail", "Reply-To e-mail", "Return-Path e-mail", "Confirmation e-mail",
     "Default account", "Send read confirmation", "Force settings use", "Enable footer", "SMTP host", "Port",

@@ -16,8 +16,6 @@ from tests.support.factories import (
 )
 from webapp.models import AuditEntry, Notification, SmtpAccount
 
-pytestmark = pytest.mark.engines("sqlite", "postgresql")
-
 ROW_ID = re.compile(r'<tr id="account-(\d+)"')
 
 

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from tests.support.concurrency import close_connection
 from tests.support.dialog import dialog_of, text_of
 from tests.support.factories import make_account, make_client, make_connector, make_credential, summary_of
 from webapp.models import AuditEntry, Setting, SmtpAccount
@@ -509,9 +510,12 @@ def test_a_test_dialog_waiting_on_a_slow_server_holds_up_no_other_request(app, s
     finished = {}
 
     def test_dialog():
-        response = tester.htmx("post", f"/accounts/{account.id}/test", data={
-            "to": "rita@example.org", "subject": "Check", "body": "Hello.", "next": "/accounts/"})
-        finished["dialog"] = (time.monotonic(), response.status_code)
+        try:
+            response = tester.htmx("post", f"/accounts/{account.id}/test", data={
+                "to": "rita@example.org", "subject": "Check", "body": "Hello.", "next": "/accounts/"})
+            finished["dialog"] = (time.monotonic(), response.status_code)
+        finally:
+            close_connection()
 
     dialog = threading.Thread(target=test_dialog)
     dialog.start()

@@ -10,8 +10,6 @@ import pytest
 from tests.support.factories import QueryCounter, make_account
 from webapp.models import ApiToken, AuditEntry, DeliveryAttempt, Notification, utcnow
 
-pytestmark = pytest.mark.engines("sqlite", "postgresql")
-
 URL = "/api/v1/notifications"
 
 

@@ -2,7 +2,7 @@
 its outbox worker) give 1,000 notifications, each delivered once (checked at the SMTP server by Message-ID).
 
 tests/test_outbox_durability.py proves the same through the Python function; this one adds the web layer: token
-authentication, JSON parsing and waitress's threads all writing to SQLite at once.
+authentication, JSON parsing and waitress's threads all writing to the database at once.
 """
 import http.client
 import json

@@ -11,8 +11,6 @@ from tests.support.factories import PASSWORD, make_user
 from webapp.csv_export import safe_cell
 from webapp.models import AuditEntry, User
 
-pytestmark = pytest.mark.engines("sqlite", "postgresql")
-
 ROW = re.compile(r'<tr id="audit-(\d+)">(.*?)</tr>', re.S)
 CELL = re.compile(r"<td[^>]*>(.*?)</td>", re.S)
 

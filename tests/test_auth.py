@@ -7,8 +7,6 @@ from tests.support.factories import PASSWORD, make_user
 from webapp.auth.passwords import issue_setup_code
 from webapp.models import AuditEntry, User
 
-pytestmark = pytest.mark.engines("sqlite", "postgresql")
-
 
 def test_first_visit_without_users_goes_to_setup(client):
     response = client.get("/", follow_redirects=True)

@@ -15,6 +15,9 @@ from webapp.db import database
 from webapp.models import Credential
 from webapp.vault import VaultKeyError
 
+pytestmark = pytest.mark.sqlite_only("`smtpdesk backup` copies the SQLite file; on PostgreSQL it points to pg_dump "
+                                     "(tests/test_postgresql.py)")
+
 
 def test_a_backup_taken_while_another_thread_writes_is_consistent_and_owner_only(app, runner, tmp_path):
     for n in range(50):

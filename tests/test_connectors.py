@@ -7,8 +7,6 @@ from tests.support.factories import QueryCounter, connector_form, make_account, 
 from tests.test_credentials import database_bytes, encodings
 from webapp.models import AuditEntry, Connector
 
-pytestmark = pytest.mark.engines("sqlite", "postgresql")
-
 PASSWORD_INPUT = re.compile(r'<input[^>]*name="password"[^>]*>')
 
 

@@ -230,8 +230,8 @@ def test_endpoint_urls_must_be_https(admin, field, url):
     assert f'id="{field}-error"' in page(response)
 
 
-def test_the_loopback_setting_allows_plain_http_to_this_machine_only(tmp_path):
-    with running_app(tmp_path, OAUTH_ALLOW_LOOPBACK=True) as app:
+def test_the_loopback_setting_allows_plain_http_to_this_machine_only(tmp_path, database_config):
+    with running_app(tmp_path, OAUTH_ALLOW_LOOPBACK=True, **database_config) as app:
         admin = make_client(app)
         for url in ("http://127.0.0.1:8080/token", "http://127.0.0.2/token", "http://[::1]:9000/token",
                     "http://localhost:9000/token", "http://2130706433/token"):

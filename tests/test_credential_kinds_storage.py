@@ -3,11 +3,11 @@
 import base64
 import json
 import re
-import sqlite3
 
 import pytest
 from cryptography.fernet import Fernet
 
+from tests.support.apps import elsewhere
 from tests.support.factories import make_account
 from tests.support.oauth import oauth_form, rsa_private_key_pem, service_account_json
 from tests.test_credentials import database_bytes, encodings, leaks
@@ -78,29 +78,31 @@ def test_security_4_oauth_secrets_are_not_in_the_database_file(app, admin):
     assert b"PRIVATE KEY" not in data
 
 
-def test_m0007_makes_every_stored_credential_a_password_one_that_still_logs_in(tmp_path, monkeypatch):
+def test_m0007_makes_every_stored_credential_a_password_one_that_still_logs_in(tmp_path, monkeypatch,
+                                                                              empty_database_config):
     every = db.migrations()
     key = Fernet.generate_key()
     monkeypatch.setenv("SMTPDESK_INSTANCE_PATH", str(tmp_path))
     app = create_app({"TESTING": True, "SECRET_KEY": "test-secret-key", "VAULT_KEYS": key.decode(),
-                      "DATABASE": str(tmp_path / "release6.db")})
+                      "DATABASE": str(tmp_path / "release6.db"), **empty_database_config})
     monkeypatch.setattr(db, "migrations", lambda: every[:6])
     assert db.upgrade()[-1] == "m0006_user_session_generation"
     token = Fernet(key).encrypt(b"Release-6-Password").decode()
     with database.connection_context():
-        database.execute_sql(
+        db.execute(
             'INSERT INTO "credential" ("id", "name", "username", "secret_encrypted", "description", "allowed_hosts", '
             "\"created_at\", \"updated_at\") VALUES (1, 'Relay', 'relay@example.com', ?, '', 'smtp.example.com', "
             "'2025-01-01', '2025-01-01')", (token,))
-        database.execute_sql(
+        db.execute(
             'INSERT INTO "smtp_account" ("name", "enabled", "sender", "reply_to", "return_path", '
             '"confirmation_email", "is_default", "read_confirmation", "force_settings", "footer_enabled", "host", '
             '"secure", "use_auth", "credential_id", "ignore_cert_errors", "use_connector", "created_at", '
-            "\"updated_at\") VALUES ('Main', 1, 'ops@example.com', 'ops@example.com', 'ops@example.com', "
-            "'ops@example.com', 1, 0, 0, 0, 'smtp.example.com', 0, 1, 1, 0, 0, '2025-01-01', '2025-01-01')")
+            "\"updated_at\") VALUES ('Main', TRUE, 'ops@example.com', 'ops@example.com', 'ops@example.com', "
+            "'ops@example.com', TRUE, FALSE, FALSE, FALSE, 'smtp.example.com', FALSE, TRUE, 1, FALSE, FALSE, "
+            "'2025-01-01', '2025-01-01')")
     monkeypatch.setattr(db, "migrations", lambda: every)
     result = app.test_cli_runner().invoke(args=["db", "upgrade"])
-    assert result.exit_code == 0 and "applied m0007_credential_kinds." in result.output
+    assert result.exit_code == 0 and "applied m0007_credential_kinds" in result.output
     with database.connection_context():
         credential = Credential.get_by_id(1)
         assert (credential.kind, credential.secret_encrypted, credential.token_url, credential.scope) == (
@@ -208,10 +210,6 @@ def test_a_parsed_key_keeps_the_json_to_store_and_hides_the_private_key():
 
 def test_the_credential_columns_hold_only_vault_tokens(admin, app):
     add_each_type(admin)
-    connection = sqlite3.connect(app.config["DATABASE"])
-    try:
-        for column in OAUTH_COLUMNS:
-            for (token,) in connection.execute(f'SELECT "{column}" FROM credential WHERE "{column}" IS NOT NULL'):
-                assert base64.urlsafe_b64decode(token)[0] == 0x80  # a Fernet token's version byte
-    finally:
-        connection.close()
+    for column in OAUTH_COLUMNS:
+        for (token,) in elsewhere(app, f'SELECT "{column}" FROM "credential" WHERE "{column}" IS NOT NULL'):
+            assert base64.urlsafe_b64decode(token)[0] == 0x80  # a Fernet token's version byte

@@ -9,8 +9,6 @@ from tests.support.factories import QueryCounter, credential_form, make_account,
 from webapp.db import database
 from webapp.models import AuditEntry, Connector, Credential
 
-pytestmark = pytest.mark.engines("sqlite", "postgresql")
-
 SECRET_INPUT = re.compile(r'<input[^>]*name="secret"[^>]*>')
 
 

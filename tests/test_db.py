@@ -1,6 +1,8 @@
 import os
 import stat
 
+import peewee
+import psycopg
 import pytest
 from cryptography.fernet import Fernet
 from peewee import IntegrityError
@@ -9,8 +11,6 @@ from tests.support.factories import make_account
 from webapp import create_app, db
 from webapp.db import database
 from webapp.models import MODELS, ApiToken, AuditEntry, User
-
-pytestmark = pytest.mark.engines("sqlite", "postgresql")
 
 
 def test_migrations_build_exactly_the_models_schema(app):
@@ -25,15 +25,18 @@ def test_upgrade_twice_changes_nothing(app):
     assert db.upgrade() == []
 
 
-@pytest.mark.engines("sqlite")
+@pytest.mark.sqlite_only("SQLite's own pragmas")
 def test_database_is_in_wal_mode_with_foreign_keys(app):
     assert database.execute_sql("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert database.execute_sql("PRAGMA foreign_keys").fetchone()[0] == 1
 
 
-@pytest.mark.engines("sqlite")
-def test_database_and_key_files_are_owner_only(app, tmp_path):
-    assert stat.S_IMODE(os.stat(app.config["DATABASE"]).st_mode) == 0o600
+@pytest.mark.sqlite_only("the SQLite file's permissions")
+def test_the_database_file_upgrade_creates_is_owner_only(tmp_path):
+    path = tmp_path / "new.db"
+    db.init_database(str(path))
+    assert db.upgrade()
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
 
 
 def test_the_database_refuses_a_second_default_account(app):
@@ -83,3 +86,18 @@ def test_smtpdesk_db_upgrade_builds_an_empty_database_then_finds_it_up_to_date(t
     assert "applied m0001_initial, " in first.output and f"{newest}." in first.output
     again = app.test_cli_runner().invoke(args=["db", "upgrade"])
     assert again.exit_code == 0 and f"is up to date (schema {db.latest_version()})" in again.output
+
+
+def test_a_full_disk_is_recognised_on_either_engine():
+    """The 503 "storage full" of every route (tests/test_security_errors.py fills SQLite's file) rests on this:
+    PostgreSQL's disk_full, as peewee wraps it, is recognised too."""
+
+    def as_peewee_raises(error):
+        try:
+            with peewee.__exception_wrapper__:
+                raise error
+        except peewee.PeeweeException as wrapped:
+            return wrapped
+
+    assert db.storage_full(as_peewee_raises(psycopg.errors.DiskFull("could not extend file")))
+    assert not db.storage_full(as_peewee_raises(psycopg.errors.QueryCanceled("canceling statement")))

@@ -9,8 +9,6 @@ from itsdangerous import URLSafeTimedSerializer
 from tests.support.factories import make_account, make_client, make_notification
 from webapp.models import AuditEntry, DeliveryAttempt, Notification, utcnow
 
-pytestmark = pytest.mark.engines("sqlite", "postgresql")
-
 POLLING = 'hx-trigger="every 3s"'
 
 

@@ -11,8 +11,6 @@ import pytest
 from tests.support.factories import QueryCounter, make_account
 from webapp.models import Notification
 
-pytestmark = pytest.mark.engines("sqlite", "postgresql")
-
 PAGE = 30
 
 

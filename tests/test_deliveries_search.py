@@ -14,8 +14,6 @@ from webapp.deliveries import listing
 from webapp.models import Notification, utcnow
 from webapp.outbox import outbox_counts
 
-pytestmark = pytest.mark.engines("sqlite", "postgresql")
-
 
 def rows(html: str) -> list[str]:
     return re.findall(r'<tr id="notification-(\d+)"', html)
@@ -170,29 +168,30 @@ def test_the_counts_and_the_version_follow_every_change(app, auditor):
 
 
 @pytest.fixture
-def release_four_database(tmp_path, monkeypatch):
+def release_four_database(tmp_path, monkeypatch, empty_database_config):
     """A database as the previous release left it (migrations up to m0004), with notifications in it."""
     every = db.migrations()
-    db.init_database(str(tmp_path / "old.db"))
+    db.init_database(empty_database_config.get("DATABASE_URL") or str(tmp_path / "old.db"))
     monkeypatch.setattr(db, "migrations", lambda: every[:4])
     assert db.upgrade()[-1] == "m0004_last_delivery_index"
     monkeypatch.setattr(db, "migrations", lambda: every)
     with database.connection_context():
-        database.execute_sql(
+        db.execute(
             'INSERT INTO "smtp_account" ("id", "name", "enabled", "sender", "reply_to", "return_path", '
             '"confirmation_email", "is_default", "read_confirmation", "force_settings", "footer_enabled", "host", '
             '"port", "secure", "use_auth", "ignore_cert_errors", "use_connector", "created_at", "updated_at") '
-            "VALUES (1, 'Old', 1, 'ops@example.com', '', '', '', 1, 0, 0, 0, 'smtp.example.com', 25, 0, 0, 0, 0, "
+            "VALUES (1, 'Old', TRUE, 'ops@example.com', '', '', '', TRUE, FALSE, FALSE, FALSE, 'smtp.example.com', 25, "
+            "FALSE, FALSE, FALSE, FALSE, "
             "'2025-01-01', '2025-01-01')")
         for number, (status, to, cc) in enumerate([
                 ("sent", "Ana <ANA@example.com>", "[]"),
                 ("failed", "bia@example.org", json.dumps(["chefe@example.com"])),
                 ("sent", "caio@example.net", "[]")], start=1):
-            database.execute_sql(
+            db.execute(
                 'INSERT INTO "notification" ("account_id", "status", "to_addrs", "cc_addrs", "bcc_addrs", "subject", '
                 '"body_text", "overrides_ignored", "message_id", "attempts", "next_attempt_at", "source", '
                 '"created_by", "created_at", "updated_at") '
-                "VALUES (1, ?, ?, ?, '[]', 'Report', '', 0, ?, 1, ?, 'python', '', ?, ?)",
+                "VALUES (1, ?, ?, ?, '[]', 'Report', '', FALSE, ?, 1, ?, 'python', '', ?, ?)",
                 (status, json.dumps([to]), cc, f"<{number}@old>", f"2025-03-0{number} 10:00:00",
                  f"2025-03-0{number} 10:00:00", f"2025-03-0{number} 10:00:00"))
     yield

@@ -113,11 +113,11 @@ def test_the_form_shows_the_redirect_uri_and_the_list_offers_to_connect(admin, o
     assert f'action="/credentials/{unconnected.id}/connect"' not in text_of(admin.get("/credentials/"))
 
 
-def test_behind_a_tls_proxy_the_redirect_uri_is_the_public_https_one(tmp_path, oauth):
+def test_behind_a_tls_proxy_the_redirect_uri_is_the_public_https_one(tmp_path, oauth, database_config):
     from tests.support.apps import running_app
     from tests.support.factories import make_client
 
-    with running_app(tmp_path, BEHIND_HTTPS=True, OAUTH_ALLOW_LOOPBACK=True) as app:
+    with running_app(tmp_path, BEHIND_HTTPS=True, OAUTH_ALLOW_LOOPBACK=True, **database_config) as app:
         admin = make_client(app, "admin", username="alice")
         forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "desk.example.com"}
         credential = saved(admin, vault_form(REFRESH_TOKEN, oauth, refresh_token=""))

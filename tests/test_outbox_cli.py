@@ -3,16 +3,12 @@ import signal
 import threading
 import time
 
-import pytest
-
 from tests.support.factories import make_account
 from tests.support.net import free_port, wait_for_port
 from tests.support.outbox import account_for, fast_worker, statuses
 from tests.support.processes import instance_env, start, wait_for
 from webapp.models import Notification, WorkerHeartbeat, utcnow
 from webapp.outbox import send_notification
-
-pytestmark = pytest.mark.engines("sqlite", "postgresql")
 
 
 def test_send_queues_a_notification_and_prints_its_id(app, runner):

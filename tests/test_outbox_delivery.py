@@ -24,8 +24,6 @@ from webapp.models import DeliveryAttempt, Notification, Setting, SmtpAccount, u
 from webapp.outbox import FOOTER_SETTING, OutboxSettings, Worker, claim, retry_notification, send_notification
 from webapp.outbox.message import reply_words
 
-pytestmark = pytest.mark.engines("sqlite", "postgresql")
-
 FOOTER = "Sent by the monitoring system.\nDo not reply."
 OVERRIDES = dict(reply_to="o-reply@example.net", return_path="o-bounces@example.net",
                  confirmation_email="o-receipts@example.net")

@@ -3,15 +3,11 @@ enqueue calls give 1,000 notifications, each delivered exactly once (checked at 
 import signal
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
-
 from tests.support.outbox import account_for, drain, message_ids, statuses
 from tests.support.processes import instance_env, start, wait_for
 from webapp.models import DeliveryAttempt, Notification
 from webapp.outbox import send_notification
 from webapp.outbox.settings import RECORD_EVERY
-
-pytestmark = pytest.mark.engines("sqlite", "postgresql")
 
 
 def active() -> int:

@@ -9,8 +9,6 @@ from tests.support.factories import make_account
 from webapp.models import DeliveryAttempt, Notification
 from webapp.outbox import IdempotencyConflict, NoDefaultAccount, NotificationError, send_notification
 
-pytestmark = pytest.mark.engines("sqlite", "postgresql")
-
 
 def notify(**overrides) -> int:
     fields = dict(to=["ana@example.org"], subject="Disk almost full", text="91% used.")

@@ -15,8 +15,6 @@ from webapp import db
 from webapp.models import AuditEntry, Notification, ScheduledReport, utcnow
 from webapp.schedules import next_run, run_due_schedules
 
-pytestmark = pytest.mark.engines("sqlite", "postgresql")
-
 
 def schedule_form(**overrides) -> dict:
     data = {"recipients": "ops@example.com", "frequency": "daily", "first_run": "2099-01-01T07:00",

@@ -125,6 +125,33 @@ def test_security_38_line_breaks_in_any_header_field_of_any_form_are_field_error
             ("/connectors/1/test", "host")} <= walked
 
 
+def test_security_38_a_nul_in_any_field_of_any_form_is_a_field_error_never_a_500(app, admin):
+    """PostgreSQL refuses NUL in text, so a NUL reaching a query (a name looked up, a search) was a 500 there: every
+    form refuses it beside the field (webapp.forms.Form), on either engine, and a GET filter just ignores it."""
+    world()
+    anonymous = app.test_client()
+    walks = [(admin, form) for form in every_form(app, admin)] + [(anonymous, form)
+                                                                  for form in every_form(app, anonymous)]
+    tried = set()
+    for client, form in walks:
+        for name, (kind, _values) in form.fields.items():
+            if (kind not in TEXT_KINDS and kind != "textarea") or name == "csrf_token":
+                continue
+            before = snapshot()
+            response = form.send(client, form.data(lambda _kind, field: "ops\x00team@example.com"
+                                                   if field == name else None))
+            if form.method == "get":
+                assert response.status_code == 200, (form.action, name, response.status_code)
+                continue
+            assert response.status_code in (422, 429), (form.action, name, response.status_code)
+            if response.status_code == 422 and kind not in ("hidden", "select"):  # a browser sends only an option
+                assert field_error(response, name), (form.action, name)
+            assert snapshot() == before, (form.action, name)
+            tried.add((form.action.split("?")[0], name))
+    assert {("/accounts/new", "name"), ("/auth/login", "username"), ("/auth/login", "password"),
+            ("/credentials/new", "description"), ("/settings/", "footer_text")} <= tried
+
+
 def test_security_38_the_account_form_refuses_a_sender_named_with_a_line_separator(admin):
     from tests.support.factories import account_form
     from webapp.models import SmtpAccount

@@ -5,7 +5,6 @@ transaction; a running process (old key list) keeps reading throughout; startup 
 """
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -16,6 +15,7 @@ import pytest
 from cryptography.fernet import Fernet, InvalidToken
 
 from tests.support import processes
+from tests.support.apps import elsewhere
 from tests.support.factories import make_connector, make_credential
 from tests.support.net import free_port
 from webapp import create_app, db
@@ -25,7 +25,8 @@ from webapp.vault import SECRET_COLUMNS, Vault, VaultKeyError, vault
 
 
 def make_app(instance: Path, **config):
-    """An app whose instance folder is `instance` (vault.key and smtpdesk.db there unless configured)."""
+    """An app whose instance folder is `instance` (vault.key and smtpdesk.db there unless configured: a
+    DATABASE_URL, say)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SMTPDESK_INSTANCE_PATH", str(instance))
         return create_app({"TESTING": True, "SECRET_KEY": "test-secret-key",
@@ -38,9 +39,9 @@ def instance(tmp_path) -> Path:
 
 
 @pytest.fixture
-def file_app(instance):
+def file_app(instance, database_config):
     """An app keeping its vault key in instance/vault.key, as a real installation does."""
-    app = make_app(instance)
+    app = make_app(instance, **database_config)
     db.upgrade()
     with app.app_context():
         database.connect(reuse_if_open=True)
@@ -49,15 +50,20 @@ def file_app(instance):
             database.close()
 
 
-def stored_tokens(database_path) -> dict[tuple[str, int], str]:
+def stored_tokens(app) -> dict[tuple[str, int], str]:
     """Every vault token in the database by (table, id), read as another process would."""
-    connection = sqlite3.connect(database_path, timeout=10)
-    try:
-        return {(table, row_id): token for table, column in SECRET_COLUMNS
-                for row_id, token in connection.execute(
-                    f'SELECT id, "{column}" FROM "{table}" WHERE "{column}" IS NOT NULL')}
-    finally:
-        connection.close()
+    return {(table, row_id): token for table, column in SECRET_COLUMNS
+            for row_id, token in elsewhere(app, f'SELECT "id", "{column}" FROM "{table}" WHERE "{column}" IS NOT NULL')}
+
+
+def database_of(app) -> dict:
+    """The settings naming the app's PostgreSQL database (none for SQLite: the instance folder names the file)."""
+    return {"DATABASE_URL": app.config["DATABASE_URL"]} if app.config.get("DATABASE_URL") else {}
+
+
+def database_env(app) -> dict:
+    """database_of(app) as environment variables, for an `smtpdesk` process."""
+    return {f"SMTPDESK_{name}": value for name, value in database_of(app).items()}
 
 
 def make_secrets(credentials=60, connectors=10) -> dict[tuple[str, int], str]:
@@ -92,7 +98,7 @@ def test_rotation_keeps_a_second_instance_reading_throughout(file_app, monkeypat
 
     def keep_reading():
         while not stop.is_set():
-            tokens = stored_tokens(file_app.config["DATABASE"])
+            tokens = stored_tokens(file_app)
             under_old = 0
             for where, token in tokens.items():
                 try:
@@ -145,12 +151,12 @@ def test_after_rotation_every_row_decrypts_with_the_new_key_alone(file_app):
     [new_key] = keys_in(key_file)
     assert new_key != old_key and os.stat(key_file).st_mode & 0o777 == 0o600
     assert not list(key_file.parent.glob(".vault.key.*"))  # no temporary file left behind
-    for where, token in stored_tokens(file_app.config["DATABASE"]).items():
+    for where, token in stored_tokens(file_app).items():
         assert Fernet(new_key).decrypt(token.encode()).decode() == expected[where]
         with pytest.raises(InvalidToken):
             Fernet(old_key).decrypt(token.encode())
     # The app itself, restarted with the file as it now is, reads them all.
-    restarted = make_app(key_file.parent)
+    restarted = make_app(key_file.parent, **database_of(file_app))
     with restarted.app_context(), database.connection_context():
         assert {("credential", c.id): c.reveal_secret() for c in Credential.select()} | {
             ("connector", c.id): c.reveal_secret() for c in Connector.select()} == expected
@@ -190,7 +196,7 @@ def test_with_keys_from_the_environment_the_new_list_is_printed_to_set(app, tmp_
 
     # Step two, once every process runs with the new list.
     restarted = create_app({"TESTING": True, "SECRET_KEY": "x", "VAULT_KEYS": f"{new_key},{old_key}",
-                            "DATABASE": app.config["DATABASE"]})
+                            "DATABASE": app.config["DATABASE"], **database_of(app)})
     result = restarted.test_cli_runner().invoke(args=["vault", "reencrypt", "--retire-old"])
     assert result.exit_code == 0, result.output
     assert f"SMTPDESK_VAULT_KEYS={new_key}\n" in result.output
@@ -206,7 +212,7 @@ def test_a_wrong_key_file_is_a_clear_startup_error(file_app):
     key_file = key_file_of(file_app)
     key_file.write_text(Fernet.generate_key().decode() + "\n")
     with pytest.raises(VaultKeyError) as refused:
-        make_app(key_file.parent)
+        make_app(key_file.parent, **database_of(file_app))
     message = str(refused.value)
     assert f"The vault key in the key file {key_file} cannot decrypt the secrets stored in" in message
     assert "Put back the key this database was written with" in message
@@ -216,7 +222,7 @@ def test_a_wrong_key_file_is_a_clear_startup_error(file_app):
 def test_a_wrong_key_in_the_environment_names_the_variable_and_smtpdesk_exits_without_a_traceback(file_app):
     make_connector(password="proxy-kept-safe")
     environment = {**os.environ, "SMTPDESK_INSTANCE_PATH": str(key_file_of(file_app).parent),
-                   "SMTPDESK_VAULT_KEYS": Fernet.generate_key().decode()}
+                   "SMTPDESK_VAULT_KEYS": Fernet.generate_key().decode(), **database_env(file_app)}
     finished = processes.run(["outbox"], environment)
     assert finished.returncode == 2
     assert "Error: The vault key in the SMTPDESK_VAULT_KEYS variable cannot decrypt" in finished.stderr
@@ -228,12 +234,12 @@ def test_a_missing_key_file_with_stored_secrets_refuses_to_start_and_writes_no_n
     key_file = key_file_of(file_app)
     key_file.unlink()
     with pytest.raises(VaultKeyError) as refused:
-        make_app(key_file.parent)
+        make_app(key_file.parent, **database_of(file_app))
     assert f"The vault key file {key_file} is missing" in str(refused.value)
     assert "no new key was written" in str(refused.value)
     assert not key_file.exists()
 
-    environment = {**os.environ, "SMTPDESK_INSTANCE_PATH": str(key_file.parent)}
+    environment = {**os.environ, "SMTPDESK_INSTANCE_PATH": str(key_file.parent), **database_env(file_app)}
     environment.pop("SMTPDESK_VAULT_KEYS", None)
     finished = processes.run(["serve", "--port", "1"], environment)
     assert finished.returncode == 2
@@ -242,8 +248,8 @@ def test_a_missing_key_file_with_stored_secrets_refuses_to_start_and_writes_no_n
     assert not key_file.exists()
 
 
-def test_a_first_start_without_secrets_still_creates_the_key(instance):
-    make_app(instance)
+def test_a_first_start_without_secrets_still_creates_the_key(instance, database_config):
+    make_app(instance, **database_config)
     assert len(keys_in(instance / "vault.key")) == 1
     assert os.stat(instance / "vault.key").st_mode & 0o777 == 0o600
 
@@ -286,7 +292,7 @@ def test_security_40_a_bad_key_file_stops_smtpdesk_with_one_line_naming_the_file
     [good_key] = keys_in(key_file)
     key_file.write_bytes(bad_key(kind, good_key))
 
-    finished = processes.run(["serve", "--port", "1"], instance_only_env(key_file.parent))
+    finished = processes.run(["serve", "--port", "1"], instance_only_env(key_file.parent, **database_env(file_app)))
 
     assert_one_line_refusal(finished, starts=f"Error: The vault key file {key_file} ", says=WHAT_IS_WRONG[kind],
                             never=good_key[:30])
@@ -299,7 +305,7 @@ def test_security_40_every_command_stops_the_same_way_and_changes_nothing(file_a
     key_file = key_file_of(file_app)
     key_file.write_text(keys_in(key_file)[0][:30] + "\n")
     broken = key_file.read_bytes()
-    env = instance_only_env(key_file.parent)
+    env = instance_only_env(key_file.parent, **database_env(file_app))
     password = "a-long-enough-password"
     commands = [["--help"], ["db", "upgrade"], ["serve", "--port", "1"], ["worker"], ["worker", "--until-idle"],
                 ["users", "create", "bob", "--password", password],
@@ -337,7 +343,7 @@ def test_security_40_gunicorn_stops_with_the_same_line(file_app):
     # The command of the README: with --preload the app is made once, before gunicorn starts its workers.
     finished = subprocess.run(
         [gunicorn, "--preload", "--workers", "2", "--bind", f"127.0.0.1:{free_port()}", "webapp:create_app_or_exit()"],
-        env={**instance_only_env(key_file.parent), "PYTHONPATH": processes.CHECKOUT}, capture_output=True,
-        text=True, timeout=60)
+        env={**instance_only_env(key_file.parent, **database_env(file_app)), "PYTHONPATH": processes.CHECKOUT},
+        capture_output=True, text=True, timeout=60)
     assert_one_line_refusal(finished, starts=f"Error: The vault key file {key_file} ", says="holds no key.")
     assert "No secret is stored yet" in finished.stderr and "delete the file" in finished.stderr

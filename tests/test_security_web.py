@@ -340,9 +340,9 @@ def test_security_27_a_session_older_than_its_lifetime_is_refused(client, alice,
 
 
 @pytest.fixture
-def https_app(tmp_path):
+def https_app(tmp_path, database_config):
     """The app as configured behind a TLS reverse proxy."""
-    with running_app(tmp_path, BEHIND_HTTPS=True) as app:
+    with running_app(tmp_path, BEHIND_HTTPS=True, **database_config) as app:
         yield app
 
 

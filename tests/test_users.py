@@ -8,8 +8,6 @@ from argon2 import PasswordHasher
 from tests.support.factories import PASSWORD, make_user
 from webapp.models import AuditEntry, User
 
-pytestmark = pytest.mark.engines("sqlite", "postgresql")
-
 # webapp.forms.YesNoField still passes its choices as tuples, which WTForms 3.3 deprecates; the lead fixes it
 # in the shared module. Only that warning is tolerated here.
 

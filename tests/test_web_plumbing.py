@@ -1,6 +1,5 @@
 """What every request relies on: the serving thread's database connection, translations in templates and forms,
 and the session cookie."""
-import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -10,6 +9,8 @@ from cryptography.fernet import Fernet
 from flask import render_template_string
 from flask_babel import force_locale, format_datetime
 
+from tests.support.apps import elsewhere
+from tests.support.concurrency import close_connection
 from tests.support.factories import make_account, make_client, make_user
 from webapp import create_app, db
 from webapp.db import database
@@ -30,7 +31,7 @@ def test_a_serving_thread_keeps_its_connection_from_request_to_request(app):
 def test_a_transaction_a_request_leaves_open_is_rolled_back_not_carried_into_the_next(app):
     @app.get("/test-leaves-a-transaction-open")
     def leaves_a_transaction_open():
-        database.execute_sql("BEGIN IMMEDIATE")
+        database.begin("IMMEDIATE")  # SQLite's write lock, or PostgreSQL's advisory stand-in for it
         Setting.set_value("left-behind", "yes")
         return "done"
 
@@ -66,20 +67,21 @@ def test_the_next_request_sees_what_others_wrote_even_after_a_query_was_left_hal
     app.config["PROPAGATE_EXCEPTIONS"] = False  # the 500 page, as served
     assert client.get("/test-reads-half").status_code == (500 if fails else 200)
 
-    other = sqlite3.connect(app.config["DATABASE"])  # another process, say
-    with other:
-        other.execute("UPDATE user SET role = 'auditor' WHERE username = 'reader0'")
-    other.close()
+    elsewhere(app, 'UPDATE "user" SET "role" = ? WHERE "username" = ?', ("auditor", "reader0"))  # another process
 
     assert client.get("/test-reads-role").get_data(as_text=True) == "auditor"
 
 
-def test_a_thread_kept_connection_follows_the_app_to_its_new_database(tmp_path):
-    """Each test app has its own file: a thread that served an earlier app must not keep reading the old one."""
+def test_a_thread_kept_connection_follows_the_app_to_its_new_database(tmp_path, engine, request):
+    """Each test app has its own database: a thread that served an earlier app must not keep reading the old one."""
 
     def make_app(name):
+        config = {}
+        if engine == "postgresql":  # left to the throwaway cluster
+            cluster = request.getfixturevalue("postgres_cluster")
+            config["DATABASE_URL"] = cluster.create_database(request.getfixturevalue("postgres_template"))
         app = create_app({"TESTING": True, "SECRET_KEY": "k", "VAULT_KEYS": Fernet.generate_key().decode(),
-                          "DATABASE": str(tmp_path / f"{name}.db")})
+                          "DATABASE": str(tmp_path / f"{name}.db"), **config})
         app.instance_path = str(tmp_path)
         db.upgrade()
         with app.app_context(), database.connection_context():
@@ -103,6 +105,7 @@ def test_a_thread_kept_connection_follows_the_app_to_its_new_database(tmp_path):
                 return [user.username for user in User.select()]
 
         assert one_thread.submit(users_seen).result() == ["second-admin"]
+        one_thread.submit(close_connection).result()
 
 
 @pytest.mark.parametrize("language,expected", [("pt_BR", "Ordenar por"), ("en", "Sort by")])

@@ -22,6 +22,39 @@ CONTROL_CHARS_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
 
 
+class Form(FlaskForm):
+    """The base of every form: a NUL in any field is refused beside it and never looked up. PostgreSQL refuses NUL in
+    text, so a validator or a route looking the value up (is the name taken? who signs in?) ended in a 500. The field
+    holds U+0001 in its place, another control character: a validator refusing those says so in its own words, and
+    a field without one gets the general error."""
+
+    def process(self, formdata=None, obj=None, data=None, extra_filters=None, **kwargs):
+        super().process(formdata, obj, data, extra_filters, **kwargs)
+        self.fields_with_nul = [field for field in self if _has_nul(field.raw_data)]
+        for field in self.fields_with_nul:
+            field.data = _nul_replaced(field.data)
+
+    def validate(self, extra_validators=None) -> bool:
+        valid = super().validate(extra_validators)
+        for field in self.fields_with_nul:
+            if not field.errors:
+                field.errors.append(_l("Control characters are not allowed here."))
+                valid = False
+        return valid
+
+
+def _has_nul(values) -> bool:
+    return any(isinstance(value, str) and "\x00" in value for value in values or ())
+
+
+def _nul_replaced(value):
+    if isinstance(value, str):
+        return value.replace("\x00", "\x01")
+    if isinstance(value, list):
+        return [_nul_replaced(item) for item in value]
+    return value
+
+
 class YesNoField(RadioField):
     """A Sim/Não (Yes/No) radio group holding a bool; rendered as a fieldset whose legend is the label."""
 
@@ -189,7 +222,7 @@ def name_taken(model, name: str, exclude=None) -> bool:
     return query.exists()
 
 
-class FilterForm(FlaskForm):
+class FilterForm(Form):
     """A list's search filters, read from the query string (a GET form: no CSRF token)."""
 
     class Meta:

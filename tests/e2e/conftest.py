@@ -7,7 +7,7 @@ import re
 import subprocess
 import sys
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -52,6 +52,7 @@ class LiveServer:
     url: str
     instance: Path
     log: Path
+    settings: dict = field(default_factory=dict)  # the SMTPDESK_* variables it was started with
 
     @property
     def setup_code(self) -> str:
@@ -64,14 +65,14 @@ class LiveServer:
 
     def cli(self, *args: str) -> subprocess.CompletedProcess:
         """Run `smtpdesk ARGS` against this server's instance folder."""
-        return subprocess.run([_smtpdesk(), *args], env=_env(self.instance), capture_output=True,
+        return subprocess.run([_smtpdesk(), *args], env={**_env(self.instance), **self.settings}, capture_output=True,
                               text=True, timeout=60, check=True)
 
     def seed(self, *args: str) -> None:
         """Write tests/e2e/seed.py's realistic data into this server's database (with an SMTP port: one account
         that sends to the test SMTP server there)."""
-        subprocess.run([sys.executable, "-m", "tests.e2e.seed", *args], cwd=ROOT, env=_env(self.instance),
-                       check=True, timeout=60)
+        subprocess.run([sys.executable, "-m", "tests.e2e.seed", *args], cwd=ROOT,
+                       env={**_env(self.instance), **self.settings}, check=True, timeout=60)
 
 
 def _smtpdesk() -> str:
@@ -83,10 +84,20 @@ def _env(instance: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def live_server(tmp_path_factory):
-    """A fresh smtpdesk on a free loopback port, as `make run` starts it; stopped after the module."""
-    with serving(tmp_path_factory) as server:
-        yield server
+def live_server(tmp_path_factory, engine, request):
+    """A fresh smtpdesk on a free loopback port, as `make run` starts it; stopped after the module. Browser tests run
+    on SQLite (tests/conftest.py); on PostgreSQL, for a module marked so, the server migrates an empty database."""
+    if engine != "postgresql":
+        with serving(tmp_path_factory) as server:
+            yield server
+        return
+    cluster = request.getfixturevalue("postgres_cluster")
+    url = cluster.create_database()
+    try:
+        with serving(tmp_path_factory, SMTPDESK_DATABASE_URL=url) as server:
+            yield server
+    finally:
+        cluster.drop_database(url)
 
 
 @contextmanager
@@ -101,7 +112,7 @@ def serving(tmp_path_factory, **settings: str):
                                    stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_for_port(port)
-        yield LiveServer(url=f"http://127.0.0.1:{port}", instance=instance, log=log)
+        yield LiveServer(url=f"http://127.0.0.1:{port}", instance=instance, log=log, settings=settings)
     finally:
         stop(process, timeout=10)
 

@@ -16,7 +16,8 @@ from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import complete_first_run
 
-pytestmark = pytest.mark.e2e
+# The one browser flow on PostgreSQL too: the whole served app, from its first start on an empty database to the CSV.
+pytestmark = [pytest.mark.e2e, pytest.mark.engines("sqlite", "postgresql")]
 
 expect.set_options(timeout=10_000)
 

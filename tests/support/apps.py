@@ -1,5 +1,6 @@
 """An app of its own for a test: a fresh database (SQLite in tmp_path unless config names a DATABASE_URL), migrated,
 its context pushed."""
+import sqlite3
 from contextlib import contextmanager
 
 from cryptography.fernet import Fernet
@@ -22,3 +23,21 @@ def running_app(tmp_path, **config):
         yield app
         if not database.is_closed():
             database.close()
+
+
+def elsewhere(app, sql: str, params=()) -> list[tuple]:
+    """Run one statement on a connection of its own, as another process would, committed; its rows. ? placeholders,
+    on either engine (the app's DATABASE_URL, else its SQLite file)."""
+    url = app.config.get("DATABASE_URL")
+    if url:
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True, connect_timeout=10) as connection:
+            cursor = connection.execute(sql.replace("?", "%s"), params)
+            return cursor.fetchall() if cursor.description else []
+    connection = sqlite3.connect(app.config["DATABASE"], timeout=10)
+    try:
+        with connection:
+            return connection.execute(sql, params).fetchall()
+    finally:
+        connection.close()

@@ -4,7 +4,6 @@ import re
 
 from cryptography import x509
 from flask_babel import gettext as _
-from flask_wtf import FlaskForm
 from peewee import JOIN
 from wtforms import HiddenField, RadioField, SelectField, StringField, SubmitField, TextAreaField
 from wtforms.fields.choices import SelectChoice
@@ -20,6 +19,7 @@ from webapp.forms import (
     CONTROL_CHARS,
     CONTROL_CHARS_BUT_LINES,
     FilterForm,
+    Form,
     PortField,
     SecretField,
     StrippedStringField,
@@ -46,7 +46,7 @@ def _optional_id(value):
 REQUIRED_ADDRESS = [DataRequired(), email_address]
 
 
-class AccountForm(SendingLimits, BackupAccountFields, FlaskForm):
+class AccountForm(SendingLimits, BackupAccountFields, Form):
     """Add or edit an SMTP account: the Account section, then the SMTP server settings (with the sending limits,
     webapp/accounts/limits.py), then the failover (webapp/accounts/backup.py)."""
 
@@ -327,7 +327,7 @@ class AccountTestForm(AccountForm):
                                     "choose the settings of a saved account that uses this credential."))
 
 
-class EmailTestForm(FlaskForm):
+class EmailTestForm(Form):
     """The Test Email dialog: one recipient, and a subject and a message with DESIGN.md's defaults."""
 
     to = StrippedStringField(_l("Send to"), validators=[DataRequired(), one_recipient])

@@ -1,10 +1,9 @@
 from flask import current_app
-from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length, Regexp, ValidationError
 
 from webapp.auth.passwords import check_setup_code
-from webapp.forms import max_length
+from webapp.forms import Form, max_length
 from webapp.translation import lazy_gettext as _l
 
 USERNAME_RULES = [
@@ -15,12 +14,12 @@ USERNAME_RULES = [
 PASSWORD_RULES = [DataRequired(), Length(min=10, max=1024, message=_l("Use at least 10 characters."))]
 
 
-class LoginForm(FlaskForm):
+class LoginForm(Form):
     username = StringField(_l("Username"), validators=[DataRequired(), max_length(64)])
     password = PasswordField(_l("Password"), validators=[DataRequired(), max_length(1024)])
 
 
-class SetupForm(FlaskForm):
+class SetupForm(Form):
     code = StringField(_l("Setup code"), validators=[DataRequired(), max_length(64)],
                        description=_l("Printed in the console where smtpdesk was started."))
     username = StringField(_l("Administrator username"), validators=USERNAME_RULES)

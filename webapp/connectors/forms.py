@@ -1,10 +1,10 @@
 """The connector form and the Test connector form."""
-from flask_wtf import FlaskForm
 from wtforms import SelectField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, StopValidation, ValidationError
 
 from webapp.forms import (
+    Form,
     PortField,
     SecretField,
     StrippedStringField,
@@ -27,7 +27,7 @@ def port_required(form, field):
         raise StopValidation(_l("This field is required."))
 
 
-class ConnectorForm(FlaskForm):
+class ConnectorForm(Form):
     name = StrippedStringField(_l("Name"), validators=[DataRequired(), max_length(100), no_control_characters])
     kind = SelectField(_l("Type"), choices=KIND_CHOICES, default="socks5")
     host = StrippedStringField(_l("Host"), validators=[DataRequired(), max_length(255), host_name],
@@ -108,7 +108,7 @@ class ConnectorForm(FlaskForm):
             connector.set_secret(None)
 
 
-class ConnectionTestForm(FlaskForm):
+class ConnectionTestForm(Form):
     """Test connector: the destination to reach through the hop."""
 
     host = StrippedStringField(_l("Host"), validators=[DataRequired(), max_length(255), host_name],

@@ -4,7 +4,6 @@ import re
 
 from flask import current_app
 from flask_babel import gettext
-from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from wtforms import SelectField, SubmitField, TextAreaField
 from wtforms.fields.choices import SelectChoice
@@ -12,6 +11,7 @@ from wtforms.validators import DataRequired, Optional, StopValidation, Validatio
 
 from webapp.forms import (
     CONTROL_CHARS_BUT_LINES,
+    Form,
     SecretField,
     SecretTextField,
     StrippedStringField,
@@ -142,7 +142,7 @@ def _wildcard_base(value: str) -> str:
     raise ValidationError(_l("An IP address cannot take a wildcard."))
 
 
-class CredentialForm(FlaskForm):
+class CredentialForm(Form):
     name = StrippedStringField(_l("Name"), validators=[
         DataRequired(), max_length(100), no_control_characters])
     kind = SelectField(_l("Credential type"), default=oauth.PASSWORD,

@@ -3,12 +3,11 @@ from datetime import datetime, timedelta
 from urllib.parse import parse_qsl, urlencode
 
 from flask_babel import to_utc
-from flask_wtf import FlaskForm
 from wtforms import DateTimeLocalField, HiddenField, RadioField, TextAreaField
 from wtforms.validators import DataRequired, InputRequired, ValidationError
 
 from webapp.accounts.columns import FILTERS
-from webapp.forms import check_address
+from webapp.forms import Form, check_address
 from webapp.models import utcnow
 from webapp.schedules.runner import FREQUENCY_LABELS
 from webapp.translation import lazy_gettext as _l
@@ -46,7 +45,7 @@ def report_query(args) -> str:
     return urlencode(form.params())
 
 
-class ScheduleForm(FlaskForm):
+class ScheduleForm(Form):
     """Schedule the accounts report: recipients (normalised, one per line), frequency, first sending (to UTC)."""
 
     recipients = TextAreaField(

@@ -1,16 +1,15 @@
 """The settings forms: the system footer text, and how long deliveries and the audit log are kept."""
-from flask_wtf import FlaskForm
 from wtforms import StringField, TextAreaField
 from wtforms.validators import ValidationError
 
-from webapp.forms import CONTROL_CHARS_BUT_LINES
+from webapp.forms import CONTROL_CHARS_BUT_LINES, Form
 from webapp.outbox.retention import MAX_DAYS, MIN_DAYS, valid_days
 from webapp.translation import lazy_gettext as _l
 
 FOOTER_MAX_BYTES = 10 * 1024
 
 
-class SettingsForm(FlaskForm):
+class SettingsForm(Form):
     footer_text = TextAreaField(
         _l("Footer text"), render_kw={"rows": 6},
         description=_l("Plain text, at most 10 KB. Appended to the text and HTML parts of every notification sent "
@@ -44,7 +43,7 @@ class DaysField(StringField):
                                      most=MAX_DAYS))
 
 
-class RetentionForm(FlaskForm):
+class RetentionForm(Form):
     """How long rows are kept; each field is named after its Setting key (webapp.outbox.retention)."""
 
     retention_delivery_days = DaysField(

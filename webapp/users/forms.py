@@ -1,12 +1,11 @@
 """The add-user and edit-user forms, with the guards that keep an active administrator."""
 from flask_login import current_user
-from flask_wtf import FlaskForm
 from wtforms import PasswordField, RadioField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, Optional, ValidationError
 
 from webapp.auth.forms import PASSWORD_RULES, USERNAME_RULES
-from webapp.forms import StrippedStringField, YesNoField
+from webapp.forms import Form, StrippedStringField, YesNoField
 from webapp.models import User
 from webapp.translation import lazy_gettext as _l
 from webapp.web import ROLE_LABELS
@@ -32,7 +31,7 @@ def _role_field():
                       default="operator", validators=[InputRequired()])
 
 
-class UserCreateForm(FlaskForm):
+class UserCreateForm(Form):
     username = StrippedStringField(_l("Username"), validators=USERNAME_RULES, filters=[_lower],
                                    description=_l("Letters, digits and . _ @ - (stored in lower case)."))
     role = _role_field()
@@ -48,7 +47,7 @@ class UserCreateForm(FlaskForm):
             raise ValidationError(_l("This username is taken. Choose another one."))
 
 
-class UserEditForm(FlaskForm):
+class UserEditForm(Form):
     role = _role_field()
     active = YesNoField(_l("Active"), default=True,
                         description=_l("An inactive user cannot sign in; their open sessions end at once and "
