@@ -344,6 +344,8 @@ def write_requests(app, admin, token) -> dict:
         "schedules.delete": (lambda n: ScheduledReport.create(recipients="ops@example.com", frequency="daily"),
                              post(lambda n, schedule: f"/schedules/{schedule.id}/delete")),
         "settings.index": (None, post("/settings/", lambda n: {"footer_text": f"Footer {n}"})),
+        "settings.retention": (None, post("/settings/retention", lambda n: {
+            "retention_delivery_days": str(30 + n % 60), "retention_audit_days": str(100 + n % 200)})),
         "tokens.create": (None, post("/tokens/new", lambda n: {"name": f"system {n}"})),
         "tokens.revoke": (lambda n: ApiToken.issue(f"old system {n}", created_by=admin.user)[0],
                           post(lambda n, issued: f"/tokens/{issued.id}/revoke")),
