@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.support.walk import TEXT_KINDS, every_form, world
+from tests.support.walk import every_form, every_form_of_everyone, text_fields, world
 from webapp import logs
 from webapp.db import database
 from webapp.mail.addresses import check_address
@@ -129,25 +129,20 @@ def test_security_38_a_nul_in_any_field_of_any_form_is_a_field_error_never_a_500
     """PostgreSQL refuses NUL in text, so a NUL reaching a query (a name looked up, a search) was a 500 there: every
     form refuses it beside the field (webapp.forms.Form), on either engine, and a GET filter just ignores it."""
     world()
-    anonymous = app.test_client()
-    walks = [(admin, form) for form in every_form(app, admin)] + [(anonymous, form)
-                                                                  for form in every_form(app, anonymous)]
+    walks = every_form_of_everyone(app, admin)
     tried = set()
-    for client, form in walks:
-        for name, (kind, _values) in form.fields.items():
-            if (kind not in TEXT_KINDS and kind != "textarea") or name == "csrf_token":
-                continue
-            before = snapshot()
-            response = form.send(client, form.data(lambda _kind, field: "ops\x00team@example.com"
-                                                   if field == name else None))
-            if form.method == "get":
-                assert response.status_code == 200, (form.action, name, response.status_code)
-                continue
-            assert response.status_code in (422, 429), (form.action, name, response.status_code)
-            if response.status_code == 422 and kind not in ("hidden", "select"):  # a browser sends only an option
-                assert field_error(response, name), (form.action, name)
-            assert snapshot() == before, (form.action, name)
-            tried.add((form.action.split("?")[0], name))
+    for client, form, name, kind in text_fields(walks):
+        before = snapshot()
+        response = form.send(client, form.data(lambda _kind, field: "ops\x00team@example.com"
+                                               if field == name else None))
+        if form.method == "get":
+            assert response.status_code == 200, (form.action, name, response.status_code)
+            continue
+        assert response.status_code in (422, 429), (form.action, name, response.status_code)
+        if response.status_code == 422 and kind not in ("hidden", "select"):  # a browser sends only an option
+            assert field_error(response, name), (form.action, name)
+        assert snapshot() == before, (form.action, name)
+        tried.add((form.action.split("?")[0], name))
     assert {("/accounts/new", "name"), ("/auth/login", "username"), ("/auth/login", "password"),
             ("/credentials/new", "description"), ("/settings/", "footer_text")} <= tried
 
@@ -175,20 +170,15 @@ def answered_at_once(call):
 
 def test_security_39_100_kb_of_adversarial_text_in_any_form_field_is_answered_at_once(app, admin):
     world()
-    anonymous = app.test_client()
-    walks = [(admin, form) for form in every_form(app, admin)] + [(anonymous, form)
-                                                                  for form in every_form(app, anonymous)]
+    walks = every_form_of_everyone(app, admin)
     tried = set()
-    for client, form in walks:
-        for name, (kind, _values) in form.fields.items():
-            if (kind not in TEXT_KINDS and kind != "textarea") or name == "csrf_token":
-                continue
-            data = form.data(lambda _kind, field: MIXED if field == name else None)
-            response = answered_at_once(lambda: form.send(client, data))
-            assert response.status_code != 500
-            if form.method == "post" and kind != "hidden":
-                assert response.status_code in (200, 303, 422, 429), (form.action, name, response.status_code)
-            tried.add((form.action.split("?")[0], name))
+    for client, form, name, kind in text_fields(walks):
+        data = form.data(lambda _kind, field: MIXED if field == name else None)
+        response = answered_at_once(lambda: form.send(client, data))
+        assert response.status_code != 500
+        if form.method == "post" and kind != "hidden":
+            assert response.status_code in (200, 303, 422, 429), (form.action, name, response.status_code)
+        tried.add((form.action.split("?")[0], name))
     assert {("/schedules/new", "recipients"), ("/accounts/1/test", "to"), ("/credentials/new", "allowed_hosts"),
             ("/deliveries/", "recipient"), ("/auth/login", "username")} <= tried
     response = admin.post("/schedules/new", data={"recipients": ADVERSARIAL["quotes"], "frequency": "daily",

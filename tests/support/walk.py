@@ -172,3 +172,18 @@ def every_form(app, client) -> list[Form]:
             if takes_input and path.startswith("/") and path not in SESSION_FORMS:
                 found.setdefault((path, form.method), form)
     return list(found.values())
+
+
+def every_form_of_everyone(app, admin) -> list[tuple]:
+    """(client, form) for every form the signed-in admin can open, then every form an anonymous visitor can."""
+    anonymous = app.test_client()
+    return [(admin, form) for form in every_form(app, admin)] + [(anonymous, form)
+                                                                  for form in every_form(app, anonymous)]
+
+
+def text_fields(walks):
+    """(client, form, field name, kind) for each field of those forms that takes text (the CSRF token aside)."""
+    for client, form in walks:
+        for name, (kind, _values) in form.fields.items():
+            if kind in TEXT_KINDS and name != "csrf_token":
+                yield client, form, name, kind
