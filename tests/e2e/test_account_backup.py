@@ -3,7 +3,7 @@ and a circle refused beside the field."""
 import pytest
 from playwright.sync_api import Browser, expect
 
-from tests.e2e.test_account_row_actions import sign_in
+from tests.e2e.test_account_row_actions import add_account, sign_in
 
 pytestmark = pytest.mark.e2e
 
@@ -14,15 +14,7 @@ def test_a_backup_is_chosen_on_the_form_and_a_circle_is_refused(live_server, bro
     page = browser.new_context(**browser_context_args).new_page()
     sign_in(page, live_server.url)
     for name in ("Relay A", "Relay B"):
-        page.goto(f"{live_server.url}/accounts/new")
-        page.get_by_label("Account name").fill(name)
-        page.get_by_label("Sender e-mail").fill("Ops <ops@example.com>")
-        page.get_by_label("Reply-To e-mail").fill("reply@example.com")
-        page.get_by_label("Return-Path e-mail").fill("bounces@example.com")
-        page.get_by_label("Confirmation e-mail").fill("receipts@example.com")
-        page.get_by_label("SMTP host").fill("smtp.example.com")
-        page.get_by_role("button", name="Submit").click()
-        expect(page.get_by_text(f"Account “{name}” created.")).to_be_visible()
+        add_account(page, live_server.url, name)
 
     def edit(name: str) -> None:
         row = page.locator("#account-rows tbody tr", has_text=name)
