@@ -101,10 +101,13 @@ def users_create(username, role, password):
         raise click.UsageError("Use a password of at least 10 characters.")
     username = username.strip().lower()
     db.upgrade()  # a fresh instance needs no separate `db upgrade` first
-    with db.database.connection_context(), db.database.atomic():
+    password_hash = hash_password(password)
+    # IMMEDIATE: the write lock first, as the web's writes take it; a deferred transaction that read before writing
+    # fails at once with "database is locked" when a running server or worker committed in between.
+    with db.database.connection_context(), db.database.atomic("IMMEDIATE"):
         if User.get_or_none(User.username == username):
             raise click.UsageError(f"A user named {username!r} already exists.")
-        user = User.create(username=username, password_hash=hash_password(password), role=role)
+        user = User.create(username=username, password_hash=password_hash, role=role)
         AuditEntry.record("create", actor=None, obj=user, changes={"role": [None, role]},
                           remote_addr="cli")
     forget_setup_code(current_app.instance_path)
