@@ -1,5 +1,6 @@
 import os
 import stat
+import threading
 
 import peewee
 import psycopg
@@ -11,6 +12,7 @@ from tests.support.factories import make_account
 from webapp import create_app, db
 from webapp.db import database
 from webapp.models import MODELS, ApiToken, AuditEntry, User
+from webapp.outbox import queue
 
 
 def test_migrations_build_exactly_the_models_schema(app):
@@ -101,3 +103,37 @@ def test_a_full_disk_is_recognised_on_either_engine():
 
     assert db.storage_full(as_peewee_raises(psycopg.errors.DiskFull("could not extend file")))
     assert not db.storage_full(as_peewee_raises(psycopg.errors.QueryCanceled("canceling statement")))
+
+
+def test_a_deadlock_in_a_statement_run_for_many_rows_is_run_again(app, engine):
+    """Two outbox transactions that lock the same rows in opposite orders: PostgreSQL ends one of them with a
+    deadlock, and retry_locked() runs it again, also when execute_many() (the outcomes' executemany) hit it."""
+    if engine == "sqlite":
+        pytest.skip("SQLite has one writer at a time: its transactions cannot deadlock")
+    first, second = (User.create(username=name, password_hash="-").id for name in ("first", "second"))
+    both_hold_one = threading.Barrier(2, timeout=10)
+    runs, errors = [], []
+
+    def update(mine: int, theirs: int):
+        def work():
+            with db.row_locking():
+                runs.append(mine)
+                db.execute('UPDATE "user" SET "locale" = ? WHERE "id" = ?', ("pt-BR", mine))
+                if runs.count(mine) == 1:
+                    both_hold_one.wait()
+                db.execute_many('UPDATE "user" SET "locale" = ? WHERE "id" = ?', [("en", theirs)])
+
+        try:
+            with queue.connection():
+                queue.retry_locked(work)
+        except Exception as error:  # the test's thread reports it below
+            errors.append(error)
+
+    threads = [threading.Thread(target=update, args=pair) for pair in ((first, second), (second, first))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == [] and len(runs) == 3  # one of the two ran twice
+    # The one run again came last: its own row is the one it "held", the other's it "took".
+    assert sorted(user.locale for user in User.select()) == ["en", "pt-BR"]

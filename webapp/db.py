@@ -7,7 +7,7 @@ import pkgutil
 import sqlite3
 import threading
 
-from peewee import SQL, DatabaseProxy, SqliteDatabase, fn
+from peewee import SQL, DatabaseProxy, SqliteDatabase, __exception_wrapper__, fn
 
 from webapp import postgresql
 
@@ -82,8 +82,10 @@ def execute(sql: str, params=()):
 
 
 def execute_many(sql: str, rows) -> None:
-    """Run one hand-written statement (? placeholders, as execute()) once for each row of parameters."""
-    database.cursor().executemany(_for_engine(sql), rows)
+    """Run one hand-written statement (? placeholders, as execute()) once for each row of parameters. Its errors are
+    peewee's, as execute()'s are: a deadlock is then an OperationalError that retry_locked() runs again."""
+    with __exception_wrapper__:
+        database.cursor().executemany(_for_engine(sql), rows)
 
 
 # --- Transactions that lock rows, not the database (the outbox's claims, leases and outcomes) -------------------------
@@ -114,7 +116,8 @@ def lock_tally(statuses) -> None:
     every transaction (PostgreSQL; the notifications' own rows are locked before, with for_update()). The m0005
     triggers update those rows notification by notification, in whatever order the notifications come: a claim
     taking "retrying" then "sending" and a record taking "sending" then "retrying" would deadlock, which PostgreSQL
-    takes a second to notice. SQLite's write lock covers them."""
+    takes a second to notice. Every status has its row (m0013): a row that does not exist cannot be locked. SQLite's
+    write lock covers them."""
     if database.obj is server:
         statuses = sorted(set(statuses))
         execute(f'SELECT 1 FROM "notification_tally" WHERE "status" IN ({", ".join("?" * len(statuses))}) '

@@ -21,6 +21,8 @@ from webapp import db, postgresql
 BATCH_ROWS = 5000  # rows read from SQLite at a time: memory stays the same whatever a table's size
 PROGRESS_SECONDS = 10  # a progress line this often inside a big table
 SEARCH_SAMPLE = 200  # notifications whose copied search keys are compared with the server's own search_keys()
+# The rows that make a table hold something, where migrations put rows of their own (m0013: a count per status).
+HOLDS = {"notification_tally": ' WHERE "total" <> 0'}
 # Every socket has a timeout: connecting gives up after 10 s, and TCP keepalives notice a server gone silent.
 CONNECTION = dict(connect_timeout=10, keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3)
 VERSION_TABLE = "schema_version"  # PostgreSQL's stand-in for SQLite's user_version (webapp.postgresql)
@@ -143,7 +145,8 @@ def _prepare(target, source_version: int, shown: str, say) -> None:
                         "nothing was written.")
     full = [name for name in _names(target, "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
             if name != VERSION_TABLE
-            and target.execute_sql(f"SELECT EXISTS (SELECT 1 FROM {_quoted(name)})").fetchone()[0]]
+            and target.execute_sql(
+                f"SELECT EXISTS (SELECT 1 FROM {_quoted(name)}{HOLDS.get(name, '')})").fetchone()[0]]
     if full:
         raise CopyError(f"{shown} is not empty ({', '.join(sorted(full))} hold rows): db copy writes only into an "
                         "empty database; nothing was written.")
