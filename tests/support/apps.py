@@ -3,11 +3,30 @@ its context pushed."""
 import sqlite3
 from contextlib import contextmanager
 
+import jinja2
 from cryptography.fernet import Fernet
 
 from tests.support.client import Client
 from webapp import create_app, db
 from webapp.db import database
+
+
+class CompiledTemplates(jinja2.BytecodeCache):
+    """Templates compiled once per test process, not once per test's app: compiling them took more than half of a
+    typical test's time. Jinja checks each template's source against the checksum kept with its code."""
+
+    def __init__(self):
+        self.code: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        if bucket.key in self.code:
+            bucket.bytecode_from_string(self.code[bucket.key])
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        self.code[bucket.key] = bucket.bytecode_to_string()
+
+
+COMPILED_TEMPLATES = CompiledTemplates()
 
 
 @contextmanager
@@ -17,6 +36,7 @@ def running_app(tmp_path, **config):
                       "DATABASE": str(tmp_path / "smtpdesk.db"), **config})
     app.instance_path = str(tmp_path)
     app.test_client_class = Client
+    app.jinja_env.bytecode_cache = COMPILED_TEMPLATES
     db.upgrade()
     with app.app_context():
         database.connect(reuse_if_open=True)
