@@ -4,6 +4,7 @@ import json
 import threading
 import time
 
+import peewee
 import pytest
 from cryptography.fernet import Fernet
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -156,3 +157,21 @@ def test_the_vault_key_rotates_on_postgresql_and_backup_points_to_pg_dump(app, r
     assert maintenance.not_under_newest_key() == [] and Credential.get().reveal_secret() == "s3cret-value"
     result = runner.invoke(args=["backup", "copy.db"])
     assert result.exit_code != 0 and "back it up with pg_dump" in result.output
+
+
+def test_a_database_host_that_never_answers_is_given_up_on():
+    """Every socket has a timeout: a database host that accepts the connection and then says nothing (a firewall,
+    a hung server) fails the connection after connect_timeout (10 s unless given), not after the OS's minutes."""
+    import socket
+
+    silent = socket.create_server(("127.0.0.1", 0))
+    try:
+        assert postgresql.CONNECTION["connect_timeout"] == 10 and postgresql.CONNECTION["keepalives"] == 1
+        quiet = postgresql.PostgresqlDatabase(None)
+        quiet.init(f"postgresql://smtpdesk@127.0.0.1:{silent.getsockname()[1]}/smtpdesk", connect_timeout=2)
+        started = time.monotonic()
+        with pytest.raises(peewee.OperationalError, match="timeout"):
+            quiet.connect()
+        assert time.monotonic() - started < 8
+    finally:
+        silent.close()

@@ -23,8 +23,6 @@ PROGRESS_SECONDS = 10  # a progress line this often inside a big table
 SEARCH_SAMPLE = 200  # notifications whose copied search keys are compared with the server's own search_keys()
 # The rows that make a table hold something, where migrations put rows of their own (m0013: a count per status).
 HOLDS = {"notification_tally": ' WHERE "total" <> 0'}
-# Every socket has a timeout: connecting gives up after 10 s, and TCP keepalives notice a server gone silent.
-CONNECTION = dict(connect_timeout=10, keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3)
 VERSION_TABLE = "schema_version"  # PostgreSQL's stand-in for SQLite's user_version (webapp.postgresql)
 
 
@@ -128,7 +126,7 @@ def _tables(source) -> list[Table]:
 
 def _connect(url: str):
     target = postgresql.PostgresqlDatabase(None)
-    target.init(url, **CONNECTION)
+    target.init(url)  # with its timeouts (postgresql.PostgresqlDatabase)
     try:
         target.connect()
     except peewee.DatabaseError as error:

@@ -50,13 +50,18 @@ def first_value(url: str, queries: list[str]):
     return None
 
 
+CONNECTION = dict(prefer_psycopg3=True, options="-c timezone=UTC", application_name="smtpdesk", connect_timeout=10,
+                  keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3)
+
+
 class PostgresqlDatabase(peewee.PostgresqlDatabase):
     """peewee's PostgreSQL through psycopg 3, with SQLite's transaction lock types."""
 
     def init(self, database, **kwargs):
-        # Times are stored as naive UTC (webapp.models.base.utcnow); the server's own clock must agree.
-        super().init(database, prefer_psycopg3=True, options="-c timezone=UTC", application_name="smtpdesk",
-                     **kwargs)
+        # Times are stored as naive UTC (webapp.models.base.utcnow); the server's own clock must agree. Every socket
+        # has a timeout: connecting gives up after 10 s, and TCP keepalives notice a server gone silent (a host cut
+        # off mid-query), where the OS alone would wait for hours.
+        super().init(database, **{**CONNECTION, **kwargs})
 
     def begin(self, lock_type=None):
         """BEGIN; "IMMEDIATE" and "EXCLUSIVE" wait for the write lock as SQLite would (READ COMMITTED: every later
