@@ -39,34 +39,6 @@ OBJECT_TYPE_LABELS = {
 }
 
 FIELD_LABELS = {
-    "name": _l("Account name"),
-    "enabled": _l("Enabled"),
-    "sender": _l("Sender e-mail"),
-    "reply_to": _l("Reply-To e-mail"),
-    "return_path": _l("Return-Path e-mail"),
-    "confirmation_email": _l("Confirmation e-mail"),
-    "is_default": _l("Default account"),
-    "read_confirmation": _l("Send read confirmation"),
-    "force_settings": _l("Force settings use"),
-    "footer_enabled": _l("Enable footer"),
-    "host": _l("SMTP host"),
-    "port": _l("Port"),
-    "secure": _l("Use secure connection?"),
-    "secure_type": _l("Secure connection type (SSL / TLS)"),
-    "use_auth": _l("Use authentication?"),
-    "credential": _l("Credential for authentication"),
-    "ignore_cert_errors": _l("Ignore certificate error"),
-    "use_connector": _l("Use network connector?"),
-    "connector": _l("Network connector"),
-    "last_test_at": _l("Last test"),
-    "last_test_ok": _l("Last test succeeded"),
-    "last_test_summary": _l("Last test result"),
-    "last_tls_verified": _l("TLS verified"),
-    "ca_cert": _l("Custom CA certificate (PEM)"),
-    "helo_name": _l("HELO/EHLO name"),
-}
-
-FIELD_LABELS = {
     "name": _l("Name"),
     "username": _l("Username"),
     "secret_encrypted": _l("Secret"),
