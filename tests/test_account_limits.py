@@ -6,6 +6,7 @@ import csv
 import html
 import io
 import re
+from datetime import timedelta
 
 import pytest
 
@@ -13,7 +14,7 @@ from tests.support.factories import account_form, edit_form, make_account, make_
 from tests.support.processes import instance_env, run
 from tests.test_account_presets import apply, help_line, options_of
 from webapp.config import ConfigError
-from webapp.models import AuditEntry, SmtpAccount
+from webapp.models import AuditEntry, SmtpAccount, utcnow
 from webapp.outbox.queue import claim
 from webapp.outbox.settings import OutboxSettings
 
@@ -204,6 +205,23 @@ def test_an_accounts_own_rate_holds_where_the_default_has_none(app):
         make_notification(account=free, subject=f"free{n}")
     claimed = claim("w", OutboxSettings(batch_size=10))
     assert sorted(n.subject for n in claimed) == ["free0", "free1", "free2", "free3", "limited0", "limited1"]
+
+
+def test_a_claim_looks_past_an_account_at_its_limit_to_the_others_oldest_due_first(app):
+    """The oldest due notifications, more than a claim looks at, belong to an account at its rate: the claim takes the
+    other accounts' due ones (queued or retrying) in due order, from m0014's index, not a scan of the queue."""
+    limited = make_account(is_default=True, rate_per_minute=1)
+    others = make_account(), make_account()
+    start = utcnow() - timedelta(minutes=10)
+    for n in range(25):
+        make_notification(account=limited, subject=f"limited{n}", next_attempt_at=start)
+    due = {"late": (others[0], "queued", 5), "early": (others[1], "retrying", 2), "middle": (others[0], "retrying", 3),
+           "first": (others[1], "queued", 1), "future": (others[0], "queued", 20)}
+    for subject, (account, status, minutes) in due.items():
+        make_notification(status, account=account, subject=subject, next_attempt_at=start + timedelta(minutes=minutes))
+    settings = OutboxSettings(batch_size=10)
+    assert [n.subject for n in claim("w", settings)] == ["limited0", "first", "early", "middle", "late"]
+    assert claim("w2", settings) == []  # the limited account's rate is spent, the rest is not due
 
 
 # --- OUTBOX_ACCOUNT_LIMITS ------------------------------------------------------------------------------------

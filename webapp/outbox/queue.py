@@ -35,7 +35,7 @@ import time
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
-from peewee import Case, OperationalError, fn
+from peewee import Case, OperationalError
 
 from webapp import db
 from webapp.db import database
@@ -213,20 +213,36 @@ def _due_ids(owner: str, now: datetime, settings: OutboxSettings, busy, accounts
     return ids
 
 
+# The accounts with due notifications, oldest first: one seek in m0014's index per account and waiting status, however
+# long the queue (the smtp_account table is small).
+_ACCOUNTS_BY_OLDEST_DUE = (
+    'SELECT "account_id" FROM ('
+    + " UNION ALL ".join(
+        'SELECT "a"."id" AS "account_id", (SELECT "n"."next_attempt_at" FROM "notification" AS "n" '
+        f'WHERE "n"."account_id" = "a"."id" AND "n"."status" = \'{status}\' AND "n"."next_attempt_at" <= ? '
+        'ORDER BY "n"."next_attempt_at" LIMIT 1) AS "first" FROM "smtp_account" AS "a"' for status in WAITING)
+    + ') AS "due" WHERE "first" IS NOT NULL GROUP BY "account_id" ORDER BY MIN("first"), "account_id"')
+# An account's oldest due notifications, as _OLDEST_DUE walks the queue, on m0014's index.
+_ACCOUNT_OLDEST_DUE = (
+    'SELECT "n"."id" FROM ('
+    + " UNION ALL ".join(
+        'SELECT * FROM (SELECT "id", "next_attempt_at" FROM "notification" WHERE "account_id" = ? '
+        f'AND "status" = \'{status}\' AND "next_attempt_at" <= ? ORDER BY "next_attempt_at", "id" LIMIT ?) '
+        f'AS "{status}"' for status in WAITING)
+    + ') AS "n" ORDER BY "n"."next_attempt_at", "n"."id" LIMIT ?')
+
+
 def _due_ids_by_account(owner: str, now: datetime, settings: OutboxSettings, busy, accounts: int,
                         contended: set, relays: dict, via: dict) -> list[int]:
-    """Accounts by their oldest due notification, each taking what its relay's limits allow (a scan of the
-    queue; relays and via as for _due_ids)."""
+    """Accounts by their oldest due notification, each taking what its relay's limits allow (relays and via as for
+    _due_ids)."""
     via.clear()
     allowance: dict[int, int] = {}
     lanes: set[int] = set()
-    due = (Notification.status.in_(WAITING)) & (Notification.next_attempt_at <= now)
-    oldest_first = (Notification.select(Notification.account, fn.MIN(Notification.next_attempt_at).alias("first"))
-                    .where(due).group_by(Notification.account).order_by(fn.MIN(Notification.next_attempt_at)))
     ids: list[int] = []
-    for row in oldest_first.objects():
+    for (account_id,) in db.execute(_ACCOUNTS_BY_OLDEST_DUE, (now,) * len(WAITING)).fetchall():
         room = settings.batch_size - len(ids)
-        relay = relays.get(row.account_id, row.account_id)
+        relay = relays.get(account_id, account_id)
         if room <= 0 or (len(lanes) == accounts and relay not in lanes):
             break
         if relay in busy:
@@ -239,14 +255,12 @@ def _due_ids_by_account(owner: str, now: datetime, settings: OutboxSettings, bus
             allowance[relay] = _allowance(relay, owner, now, settings)
         if allowance[relay] <= 0:
             continue
-        query = (Notification.select(Notification.id)
-                 .where(due & (Notification.account == row.account_id))
-                 .order_by(Notification.next_attempt_at, Notification.id).limit(min(room, allowance[relay])))
-        taken = [n.id for n in query]
+        limit = min(room, allowance[relay])
+        taken = [row[0] for row in db.execute(_ACCOUNT_OLDEST_DUE, (account_id, now, limit) * len(WAITING) + (limit,))]
         allowance[relay] -= len(taken)
         ids.extend(taken)
         lanes.add(relay)
-        via.update((i, relay) for i in taken if relay != row.account_id)
+        via.update((i, relay) for i in taken if relay != account_id)
     return ids
 
 
