@@ -90,8 +90,10 @@ def insert_notifications(connection, rows) -> None:
 
 # The counts by status the tally's insert trigger keeps, of notifications inserted without it (into an empty table).
 TALLY_TRIGGER = "notification_tally_insert"
+# Every status has its row already (m0013); SQLite's upsert after a SELECT needs the WHERE to parse.
 FILL_TALLY = ('INSERT INTO "notification_tally" ("status", "total", "changes") '
-              'SELECT "status", COUNT(*), COUNT(*) FROM "notification" GROUP BY "status"')
+              'SELECT "status", COUNT(*), COUNT(*) FROM "notification" WHERE true GROUP BY "status" '
+              'ON CONFLICT ("status") DO UPDATE SET "total" = excluded."total", "changes" = excluded."changes"')
 ADDRESSES = [COLUMNS.index(column) for column in ("to_addrs", "cc_addrs", "bcc_addrs")]
 CHUNK = 50_000  # notifications held in memory between the two COPYs
 
