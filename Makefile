@@ -14,7 +14,7 @@ AXE_VERSION := 4.14.1
 PY_SPY_VERSION := 0.4.3
 
 .PHONY: lint screenshots run test install install-test translations extract-messages system-test-deps node-test-deps \
-	vendor bench profile-worker clean
+	vendor bench bench-claims profile-worker clean
 
 run: install translations
 	$(BIN)/smtpdesk db upgrade
@@ -120,6 +120,10 @@ bench: install-test translations
 		esac; \
 	fi
 	BENCH_QUICK=$(BENCH_QUICK) BENCH_ONLY=$(BENCH_ONLY) $(BIN)/python -m bench.run
+
+# A claim looking past a rate-limited account's backlog (BENCH_BACKLOG=100000), against the same claim without it.
+bench-claims: install
+	$(BIN)/python -m bench.claim_backlog
 
 # Where the worker's time goes: P1's drain sampled by py-spy (a flame graph in build/bench/).
 profile-worker: install-test translations
