@@ -124,7 +124,7 @@ def enable(account_id):
         if not account.enabled:
             account.enabled = True
             account.updated_at = utcnow()
-            account.save()
+            account.save_assigned()
             if SmtpAccount.default() is None:
                 account.make_default()
                 became_default = True
@@ -148,7 +148,7 @@ def disable(account_id):
         if account.enabled:
             account.enabled = False
             account.updated_at = utcnow()
-            account.save()
+            account.save_assigned()
             audit("disable", account, AuditEntry.diff(before, account.audit_snapshot()))
     return _row_done(account, _("Account “%(name)s” disabled.", name=account.name))
 
@@ -192,7 +192,7 @@ def _save(form: AccountForm, account_id: int | None = None) -> tuple[SmtpAccount
         before = account.audit_snapshot() if account_id else None
         form.apply_to(account)
         account.updated_at = utcnow()
-        account.save()
+        account.save_assigned()  # not the workers' columns
         previous, first_default = None, False
         if form.is_default.checked and not account.is_default:
             previous = account.make_default()

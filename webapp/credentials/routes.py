@@ -74,7 +74,7 @@ def edit(credential_id: int):
         credential.updated_at = utcnow()
         try:
             with database.atomic():
-                credential.save()
+                credential.save_assigned()  # not a refresh token rotated since it was read
                 audit("update", credential, changes)
         except IntegrityError:
             form.name.errors.append(_("A credential with this name already exists."))

@@ -46,6 +46,12 @@ class BaseModel(Model):
         values = model_to_dict(self, recurse=False)
         return {name: value for name, value in values.items() if name not in self.AUDIT_IGNORED}
 
+    def save_assigned(self) -> int:
+        """save(); of a row read from the database, only the columns assigned since (peewee's dirty fields). A column
+        another process writes meanwhile (a worker's failover state or test outcome, a rotated refresh token) then
+        keeps its value instead of getting back the one read here."""
+        return self.save(only=self.dirty_fields if self.get_id() is not None else None)
+
     @classmethod
     def by_id(cls, value):
         """The row whose id is value (an int or a string of digits), or None, also for a number no row can have."""
