@@ -18,13 +18,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.factories import make_account, make_notification, make_user
 from tests.support.net import free_port, wait_for_port
-from tests.support.outbox import account_for, drain
+from tests.support.outbox import FAST, account_for, drain
 from tests.support.processes import instance_env, start, stop, wait_for
 from webapp import create_app, metrics
 from webapp.config import ConfigError
 from webapp.db import database
-from webapp.models import ApiToken, Notification, SmtpAccount, WorkerHeartbeat, utcnow
-from webapp.outbox import send_notification
+from webapp.mail.errors import MailError, Step
+from webapp.mail.transport import SendResult
+from webapp.models import ApiToken, DeliveryAttempt, Notification, SmtpAccount, WorkerHeartbeat, utcnow
+from webapp.outbox import OutboxSettings, claim, send_notification
+from webapp.outbox.outcomes import Outcome, record
 
 pytestmark = pytest.mark.engines("sqlite", "postgresql")
 
@@ -149,6 +152,32 @@ def test_a_retried_notification_counts_each_attempts_failure_and_its_final_statu
     assert value(samples, "smtpdesk_smtp_failures_total", account="Flaky", step="data") == 3
     assert value(samples, "smtpdesk_notifications_total", account="Flaky", status="failed") == 1
     assert Notification.get().status == "failed"
+
+
+def test_a_notification_failed_when_its_lease_expired_once_too_often_is_counted_failed_once(app, scrape, smtp_server):
+    """A worker dies mid-send: the claim that takes its expired lease back past the attempt limit fails the
+    notification and counts it, once; not again when the dead worker's late outcome comes in, nor by later claims."""
+    server = smtp_server()
+    account = account_for(server, name="Orphaned")
+    notification = make_notification(account=account, attempts=1)  # its last attempt at OUTBOX_MAX_ATTEMPTS=2
+    settings = OutboxSettings(**{**FAST, "max_attempts": 2})
+    [claimed] = claim("dead-worker", settings)
+    Notification.update(lease_until=utcnow() - timedelta(seconds=1)).execute()
+
+    assert claim("next-worker", settings) == []  # took it back: the lost attempt was its last
+    assert value(scrape(), "smtpdesk_notifications_total", account="Orphaned", status="failed") == 1
+    # The dead worker was only stalled: it records a failure of its own, after the fact.
+    late = SendResult.refusal(MailError(Step.DATA, True, "Try again later.", "", code=451, reply="try again"))
+    record("dead-worker", [Outcome(claimed, account, late, utcnow(), None, final=True)], settings)
+    drain(max_attempts=2)
+
+    samples = scrape()
+    assert value(samples, "smtpdesk_notifications_total", account="Orphaned", status="failed") == 1
+    assert value(samples, "smtpdesk_notifications_total", account="Orphaned", status="sent") == 0
+    # The delivery log agrees: one failed notification, with its lost attempt (and the late one) in its log.
+    assert [(n.id, n.status, n.attempts) for n in Notification.select()] == [(notification.id, "failed", 2)]
+    assert DeliveryAttempt.select().where(DeliveryAttempt.step == "lease_expired").count() == 1
+    assert server.received == []
 
 
 def test_queue_depth_and_the_oldest_queued_age(app, scrape):

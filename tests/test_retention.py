@@ -150,6 +150,27 @@ def test_the_worker_prunes_at_most_once_an_interval(app, account):
     assert not left()
 
 
+def test_a_worker_pass_that_deleted_something_is_audited_as_the_system_and_one_that_did_not_is_not(app, account):
+    from webapp.audit.labels import action_label, actor_label, object_type_label
+
+    aged(make_notification("sent"), app.config["RETENTION_DELIVERY_DAYS"] + 1)
+    audit_entry(app.config["RETENTION_AUDIT_DAYS"] + 1)  # a sign-in, old enough to go
+    now = utcnow()
+    retention.run_if_due(app.config, now=now)
+    [entry] = AuditEntry.select()
+    assert (entry.action, entry.object_type, entry.actor_id, entry.actor_name, entry.remote_addr) == \
+        ("prune", "retention", None, "", "")
+    assert entry.changes == {"notifications": 1, "delivery_days": app.config["RETENTION_DELIVERY_DAYS"],
+                             "audit_entries": 1, "audit_days": app.config["RETENTION_AUDIT_DAYS"]}
+    with app.test_request_context():  # as the audit log shows it: as `smtpdesk outbox prune`'s, by the system
+        assert [actor_label(entry), action_label(entry.action), object_type_label(entry.object_type)] == \
+            ["system", "pruned", "retention"]
+    # The hourly passes after it delete nothing: no entry, not one an hour.
+    for hours in (1, 2):
+        assert retention.run_if_due(app.config, now=now + timedelta(hours=hours, minutes=1)) is not None
+    assert [e.id for e in AuditEntry.select()] == [entry.id]
+
+
 def test_a_pass_that_runs_out_of_time_leaves_the_rest_due_at_once(app, account):
     for _ in range(3):
         aged(make_notification("sent"), 100)
@@ -190,6 +211,7 @@ def test_the_worker_runs_the_retention_as_a_hook(app, account):
     for hook in _make_worker(app).hooks:
         hook()
     assert not left()
+    assert [(e.action, e.remote_addr, e.changes["notifications"]) for e in AuditEntry.select()] == [("prune", "", 1)]
 
 
 def test_two_worker_processes_prune_once(app, account, tmp_path):

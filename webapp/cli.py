@@ -370,7 +370,6 @@ class Days(click.ParamType):
 def outbox_prune(delivery_days, audit_days, dry_run):
     """Delete old notifications (sent or failed; never queued, sending or retrying) with their delivery attempts, and
     old audit entries, as the worker does every hour; then give SQLite's freed space back to the file system."""
-    from webapp.models import AuditEntry
     from webapp.outbox import retention
 
     db.upgrade()
@@ -383,9 +382,7 @@ def outbox_prune(delivery_days, audit_days, dry_run):
             return
         pruned = retention.prune(delivery_days, audit_days, batch_size=periods.batch_size)
         with db.database.atomic():
-            AuditEntry.record("prune", actor=None, object_type="retention", remote_addr="cli", changes={
-                "notifications": pruned.notifications, "delivery_days": delivery_days,
-                "audit_entries": pruned.audit_entries, "audit_days": audit_days})
+            retention.audit(pruned, delivery_days, audit_days, remote_addr="cli")
     _echo_pruned("Deleted:", pruned, delivery_days, audit_days)
 
 

@@ -1,13 +1,13 @@
 """Prometheus metrics (GET /metrics), read from the database when scraped.
 
-Every number comes from the database: the delivery counters (notifications by final status, delivery durations,
-SMTP failures by step, failovers) are added to in the transaction that records the outcomes (outcomes.record() calls
-count_outcomes()), and the gauges (queue depth, oldest queued age, last test per account, readiness) are read as
-they are. So whichever process answers the scrape (waitress, any gunicorn worker) gives the same numbers, and
-deliveries made by any worker, in the server or in `smtpdesk worker` processes on this host or another, are
-counted exactly once; nothing is lost when a process restarts, and no multiprocess directory is needed
-(PROMETHEUS_MULTIPROC_DIR plays no part). A scrape reads a few rows per account, the tally and one index step: its
-cost does not grow with the number of notifications.
+Every number comes from the database: the delivery counters (notifications by final status, delivery durations, SMTP
+failures by step, failovers) are added to in the transaction that records the outcomes (outcomes.record() calls
+count_outcomes(); a claim failing notifications whose lease expired too often calls count_gave_up()), and the gauges
+(queue depth, oldest queued age, last test per account, readiness) are read as they are. So whichever process
+answers the scrape (waitress, any gunicorn worker) gives the same numbers, and deliveries made by any worker, in the
+server or in `smtpdesk worker` processes on this host or another, are counted exactly once; nothing is lost when a
+process restarts, and no multiprocess directory is needed (PROMETHEUS_MULTIPROC_DIR plays no part). A scrape reads a
+few rows per account, the tally and one index step: its cost does not grow with the number of notifications.
 """
 from collections import Counter
 from datetime import timezone
@@ -48,6 +48,14 @@ def count_outcomes(rows, held) -> None:
         elif result.error is not None:
             counts[account, "failures", result.error.step.value] += 1
     DeliveryMetric.add(counts)
+
+
+def count_gave_up(account_ids) -> None:
+    """Count notifications failed because their worker's lease expired once too often (a claim taking them back:
+    queue._reclaim_expired), one per account id listed, inside that claim's transaction. Counted there only: the
+    worker that held the lease records its late outcome without counting a final status it no longer holds
+    (count_outcomes), and only one claim takes back each expired lease."""
+    DeliveryMetric.add(Counter((account_id, "notifications", "failed") for account_id in account_ids))
 
 
 def failover(primary, backup, notifications: int = 1) -> None:

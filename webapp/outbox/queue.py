@@ -37,7 +37,7 @@ from datetime import datetime, timedelta
 
 from peewee import Case, OperationalError
 
-from webapp import db
+from webapp import db, metrics
 from webapp.db import database
 from webapp.mail.errors import N_
 from webapp.models import DeliveryAttempt, Notification, utcnow
@@ -146,6 +146,7 @@ def _reclaim_expired(now: datetime, settings: OutboxSettings) -> None:
                                                          Notification.lease_until < now), skip_locked=True))
     if expired:
         db.lock_tally((*WAITING, "sending", "failed"))  # all that the claim changes next, in their one order
+    gave_up = []  # the accounts of those failed now
     for notification in expired:
         facts = {"ok": False, "step": LEASE_EXPIRED, "code": None, "reply": None, "params": {}, "message": N_(
             "The worker sending it stopped before recording the result; the message may have been sent.")}
@@ -159,11 +160,13 @@ def _reclaim_expired(now: datetime, settings: OutboxSettings) -> None:
         give_up = give_up_reason(notification, attempts, now, settings)
         if give_up:
             values.update(status="failed", last_reply=json.dumps({**facts, "gave_up": give_up}))
+            gave_up.append(notification.account_id)
         else:
             values.update(status="retrying", next_attempt_at=now)
         Notification.update(**values).where(Notification.id == notification.id).execute()
         log.warning("notification %s: lease of %s expired; %s", notification.id, notification.lease_owner,
                     "failed" if give_up else "queued again")
+    metrics.count_gave_up(gave_up)  # in this transaction, after the tally's rows (the order record() takes them in)
 
 
 # The oldest due notifications, each waiting status walked in order on its (status, next_attempt_at) index and

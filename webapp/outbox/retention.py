@@ -1,8 +1,9 @@
 """Retention: notifications in a final status (sent, failed) and audit entries older than the periods set under
 Settings are deleted, a few hundred rows per transaction, by the worker at most once an hour (run_if_due) or by hand
-(`smtpdesk outbox prune`); SQLite then gives the freed pages back to the file system (incremental vacuum), so the
-file stops growing once retention holds. Queued, sending and retrying notifications are never deleted, however old.
-PostgreSQL reuses the space of deleted rows through autovacuum."""
+(`smtpdesk outbox prune`), each writing an audit entry (the worker only when it deleted anything); SQLite then gives
+the freed pages back to the file system (incremental vacuum), so the file stops growing once retention holds.
+Queued, sending and retrying notifications are never deleted, however old. PostgreSQL reuses the space of deleted
+rows through autovacuum."""
 import dataclasses
 import logging
 import sqlite3
@@ -213,6 +214,14 @@ def enable_incremental_vacuum() -> None:
     database.execute_sql("VACUUM")
 
 
+def audit(pruned: Pruned, delivery_days: int, audit_days: int, remote_addr: str = "") -> None:
+    """The audit entry of a prune, inside the caller's transaction: by hand (remote_addr "cli", shown as the command
+    line), or by the worker (no user, no address: shown as the system; only a pass that deleted something)."""
+    AuditEntry.record("prune", actor=None, object_type="retention", remote_addr=remote_addr, changes={
+        "notifications": pruned.notifications, "delivery_days": delivery_days,
+        "audit_entries": pruned.audit_entries, "audit_days": audit_days})
+
+
 # --- The worker's hourly pass ---------------------------------------------------------------------------------------
 
 
@@ -245,7 +254,14 @@ def run_if_due(config, now: datetime | None = None) -> Pruned | None:
     pruned = prune(settings.delivery_days, settings.audit_days, batch_size=settings.batch_size,
                    deadline=time.monotonic() + settings.pass_seconds, now=now)
     next_run = now + timedelta(seconds=settings.interval_seconds) if pruned.finished else utcnow()
-    retry_locked(lambda: Setting.set_value(NEXT_RUN, next_run.isoformat()))
+
+    def work():
+        with database.atomic(_write_lock()):
+            Setting.set_value(NEXT_RUN, next_run.isoformat())
+            if pruned.notifications or pruned.audit_entries:  # a pass that deleted nothing leaves no entry
+                audit(pruned, settings.delivery_days, settings.audit_days)
+
+    retry_locked(work)
     if pruned.notifications or pruned.audit_entries or pruned.vacuumed_pages:
         log.info("retention: deleted %d notifications (%d delivery attempts) and %d audit entries, gave back %d "
                  "free pages%s", pruned.notifications, pruned.attempts, pruned.audit_entries, pruned.vacuumed_pages,
