@@ -151,6 +151,8 @@ def test_the_worker_prunes_at_most_once_an_interval(app, account):
 
 
 def test_a_worker_pass_that_deleted_something_is_audited_as_the_system_and_one_that_did_not_is_not(app, account):
+    from flask_babel import force_locale
+
     from webapp.audit.labels import action_label, actor_label, object_type_label
 
     aged(make_notification("sent"), app.config["RETENTION_DELIVERY_DAYS"] + 1)
@@ -162,7 +164,8 @@ def test_a_worker_pass_that_deleted_something_is_audited_as_the_system_and_one_t
         ("prune", "retention", None, "", "")
     assert entry.changes == {"notifications": 1, "delivery_days": app.config["RETENTION_DELIVERY_DAYS"],
                              "audit_entries": 1, "audit_days": app.config["RETENTION_AUDIT_DAYS"]}
-    with app.test_request_context():  # as the audit log shows it: as `smtpdesk outbox prune`'s, by the system
+    # As the audit log shows it (in English here): as `smtpdesk outbox prune`'s, by the system.
+    with app.test_request_context(), force_locale("en"):
         assert [actor_label(entry), action_label(entry.action), object_type_label(entry.object_type)] == \
             ["system", "pruned", "retention"]
     # The hourly passes after it delete nothing: no entry, not one an hour.
