@@ -589,15 +589,24 @@ def test_the_report_shows_each_accounts_last_delivery_in_one_query(admin):
 
 
 def test_a_report_page_is_four_queries_for_one_row_or_thirty(admin):
-    """The signed-in user, the count, the page's rows and their last deliveries; nothing per row."""
+    """The signed-in user, the count, the page's rows (with their backup) and their last deliveries; nothing per
+    row."""
     make_notification("sent", account=make_account(name="Only one", is_default=True))
     with QueryCounter() as one_row:
         assert len(row_ids(admin.get("/accounts/"))) == 1
+    previous = None
     for n in range(40):
         account = make_account(name=f"many-{n:02d}", last_test_at=datetime(2025, 3, 4), last_test_ok=n % 2 == 0,
                                last_test_summary="250 OK")
         make_notification("failed" if n % 2 else "sent", account=account, last_reply="550 no")
-        SmtpAccount.update(enabled=n % 3 > 0).where(SmtpAccount.id == account.id).execute()
+        # Every other account names the one before as its backup, enabled or not, some failing over to it.
+        SmtpAccount.update(enabled=n % 3 > 0, backup_account=previous if n % 2 else None,
+                           failover_until=datetime(2999, 1, 1) if n % 4 == 3 else None).where(
+            SmtpAccount.id == account.id).execute()
+        previous = account.id
     with QueryCounter() as thirty_rows:
-        assert len(row_ids(admin.get("/accounts/"))) == 30
+        response = admin.get("/accounts/")
+        assert len(row_ids(response)) == 30
     assert one_row.count == thirty_rows.count == 4
+    text = response.get_data(as_text=True)
+    assert "backup many-00 disabled" in text and "failing over to many-02" in text

@@ -268,8 +268,19 @@ class SmtpAccount(DefaultFlagMixin, BaseModel):
 
     @property
     def failing_over(self) -> bool:
-        """Whether its notifications go through its backup now (the cool-down has not ended)."""
-        return bool(self.backup_account_id and self.failover_until and self.failover_until > utcnow())
+        """Whether its notifications go through its backup now: the cool-down has not ended, and the backup is
+        enabled (the claim ignores a disabled one)."""
+        return bool(self.backup_account_id and self.failover_until and self.failover_until > utcnow()
+                    and self.backup_account.enabled)
+
+    @property
+    def backup_disabled(self) -> bool:
+        """Whether the backup it names is disabled: the claim ignores that backup, so the account has no failover."""
+        return bool(self.backup_account_id) and not self.backup_account.enabled
+
+    def accounts_backed_up(self) -> list:
+        """The accounts that name this one as their backup, by name."""
+        return list(self.backing.order_by(SmtpAccount.name))
 
     def effective_connector(self):
         """The connector this account goes through: its own, the system default, or None for direct."""
