@@ -1,12 +1,13 @@
 """The backup account (Conta de contingência) on the account form: its choices, the refusals (disabled, itself, a
-circle), the audit and the CSV; the report's badge while an account fails over; the delivery's detail."""
+circle), the audit and the CSV; the report's badge while an account fails over; the delivery's detail. Disabling or
+deleting an account others name as their backup: the warnings, the cleared backups and the report's badge."""
 import json
 import re
 from datetime import timedelta
 
 import pytest
 
-from tests.support.factories import account_form, make_account
+from tests.support.factories import account_form, make_account, make_notification
 from tests.test_accounts_form import field_error
 from webapp.models import AuditEntry, Notification, SmtpAccount, utcnow
 from webapp.outbox import send_notification
@@ -56,12 +57,6 @@ def test_a_backup_is_saved_audited_and_exported(admin):
     assert SmtpAccount.get_by_id(main.id).backup_account_id is None
 
 
-def test_a_deleted_backup_leaves_the_account_without_one(admin):
-    main = make_account(name="Main", is_default=True)
-    spare = make_account(name="Spare")
-    SmtpAccount.update(backup_account=spare.id).where(SmtpAccount.id == main.id).execute()
-    assert admin.post(f"/accounts/{spare.id}/delete").status_code in (302, 303)
-    assert SmtpAccount.get_by_id(main.id).backup_account_id is None
 
 
 @pytest.mark.parametrize("case", ["disabled", "itself", "circle of two", "circle of three", "unknown"])
@@ -134,3 +129,138 @@ def test_a_delivery_carried_by_the_backup_says_so_in_its_detail_and_the_list(adm
     assert re.search(r'<dd class="sent-via">backup account Spare</dd>', detail)
     assert said in detail
     assert said in admin.get("/deliveries/").get_data(as_text=True)
+
+
+# --- Disabling or deleting a backup -------------------------------------------------------------------------------
+
+LEFT_TWO = ("The accounts “Main”, “Other” use “Spare” as their backup: they have no backup while “Spare” is "
+            "disabled.")
+
+
+def backed_up_by_two() -> tuple[SmtpAccount, SmtpAccount, SmtpAccount]:
+    """Spare, named as their backup by Main (the default) and Other; Lone names none."""
+    main = make_account(name="Main", is_default=True)
+    other = make_account(name="Other")
+    spare = make_account(name="Spare")
+    make_account(name="Lone")
+    SmtpAccount.update(backup_account=spare.id).where(SmtpAccount.id.in_((main.id, other.id))).execute()
+    return main, other, spare
+
+
+def row(text: str, account: SmtpAccount) -> str:
+    return re.search(rf'<tr id="account-{account.id}".*?</tr>', text, re.S).group(0)
+
+
+def flashes(text: str) -> list[tuple[str, str]]:
+    return re.findall(r'<p class="flash flash-(\w+)">([^<]*)</p>', text)
+
+
+def test_disabling_a_backup_on_the_form_saves_and_warns_which_accounts_lose_it(admin):
+    main, other, spare = backed_up_by_two()
+    response = admin.post(f"/accounts/{spare.id}/edit", data=edit_form(spare, enabled="no"))
+    assert response.status_code == 303
+    assert not SmtpAccount.get_by_id(spare.id).enabled
+    # Their backup stays named (enabling Spare again gives it back); the report says they have none meanwhile.
+    assert SmtpAccount.get_by_id(main.id).backup_account_id == spare.id
+    assert flashes(admin.get(response.headers["Location"]).get_data(as_text=True)) == [
+        ("success", "Account “Spare” saved."), ("warning", LEFT_TWO)]
+    # Saved again while disabled, or enabled: nothing is lost by that save.
+    response = admin.post(f"/accounts/{spare.id}/edit", data=edit_form(spare, enabled="no", helo_name="relay2.example"))
+    assert flashes(admin.get(response.headers["Location"]).get_data(as_text=True)) == [
+        ("success", "Account “Spare” saved.")]
+    response = admin.post(f"/accounts/{spare.id}/edit", data=edit_form(spare, enabled="yes"))
+    assert flashes(admin.get(response.headers["Location"]).get_data(as_text=True)) == [
+        ("success", "Account “Spare” saved.")]
+
+
+def test_disabling_an_account_nobody_names_as_backup_warns_of_nothing(admin):
+    backed_up_by_two()
+    lone = SmtpAccount.get(SmtpAccount.name == "Lone")
+    response = admin.post(f"/accounts/{lone.id}/edit", data=edit_form(lone, enabled="no"))
+    assert flashes(admin.get(response.headers["Location"]).get_data(as_text=True)) == [
+        ("success", "Account “Lone” saved.")]
+    admin.htmx("post", f"/accounts/{lone.id}/enable")
+    response = admin.post(f"/accounts/{lone.id}/disable", data={"next": "/accounts/"})
+    assert flashes(admin.get(response.headers["Location"]).get_data(as_text=True)) == [
+        ("success", "Account “Lone” disabled.")]
+
+
+def test_disabling_a_backup_from_its_row_warns_too(admin):
+    main, other, spare = backed_up_by_two()
+    response = admin.htmx("post", f"/accounts/{spare.id}/disable")
+    assert flashes(response.get_data(as_text=True)) == [("success", "Account “Spare” disabled."),
+                                                       ("warning", LEFT_TWO)]
+    admin.htmx("post", f"/accounts/{spare.id}/enable")
+    SmtpAccount.update(backup_account=None).where(SmtpAccount.id == other.id).execute()
+    response = admin.post(f"/accounts/{spare.id}/disable", data={"next": "/accounts/"})
+    assert flashes(admin.get(response.headers["Location"]).get_data(as_text=True)) == [
+        ("success", "Account “Spare” disabled."),
+        ("warning", "The account “Main” uses “Spare” as its backup: it has no backup while “Spare” is disabled.")]
+
+
+def test_the_report_marks_an_account_whose_backup_is_disabled(admin):
+    main, other, spare = backed_up_by_two()
+    # Failing over when its backup was disabled: the claim ignores that backup, so the report does not say it.
+    SmtpAccount.update(failover_until=utcnow() + timedelta(minutes=5)).where(SmtpAccount.id == main.id).execute()
+    admin.post(f"/accounts/{spare.id}/disable")
+    for url in ("/accounts/", "/accounts/print"):
+        text = admin.get(url).get_data(as_text=True)
+        for account in (main, other):
+            assert re.search(r'<span class="badge badge-warn backup-disabled" title="Its backup account Spare is '
+                             r'disabled: this account has no failover until that account is enabled again or another '
+                             r'backup is chosen.">backup Spare disabled</span>', row(text, account))
+        assert "failing-over" not in row(text, main)
+        assert "backup-disabled" not in row(text, spare)
+    # The row an action sends back says it too.
+    assert "backup Spare disabled" in admin.htmx("post", f"/accounts/{other.id}/disable").get_data(as_text=True)
+    admin.htmx("post", f"/accounts/{spare.id}/enable")
+    text = admin.get("/accounts/").get_data(as_text=True)
+    assert "backup-disabled" not in text
+    assert "failing over to Spare" in row(text, main)
+
+
+def test_deleting_a_backup_asks_naming_the_accounts_that_lose_it(admin):
+    main, other, spare = backed_up_by_two()
+    text = admin.get(f"/accounts/{spare.id}/edit").get_data(as_text=True)
+    losing = ("The accounts “Main”, “Other” use this account as their backup: deleting it leaves them without a "
+              "backup.")
+    assert f'<p class="form-warning" id="delete-backup-warning">{losing}</p>' in text
+    assert (f'data-confirm="Delete the account “Spare”? This cannot be undone. {losing}"') in text
+    SmtpAccount.update(backup_account=None).where(SmtpAccount.id == other.id).execute()
+    text = admin.get(f"/accounts/{spare.id}/edit").get_data(as_text=True)
+    assert ("The account “Main” uses this account as its backup: deleting it leaves that account without a "
+            "backup.") in text
+    text = admin.get(f"/accounts/{other.id}/edit").get_data(as_text=True)
+    assert "delete-backup-warning" not in text
+    assert 'data-confirm="Delete the account “Other”? This cannot be undone."' in text
+
+
+def test_deleting_a_backup_clears_it_on_the_accounts_naming_it_and_audits_each(admin):
+    main, other, spare = backed_up_by_two()
+    opened = admin.get(f"/accounts/{main.id}/edit").get_data(as_text=True)
+    version = re.search(r'name="version" type="hidden" value="([^"]*)"', opened).group(1)
+    response = admin.post(f"/accounts/{spare.id}/delete")
+    assert response.status_code == 303
+    assert flashes(admin.get(response.headers["Location"]).get_data(as_text=True)) == [
+        ("success", "Account “Spare” deleted."),
+        ("warning", "The accounts “Main”, “Other” have no backup any more.")]
+    assert SmtpAccount.get_or_none(SmtpAccount.id == spare.id) is None
+    assert [SmtpAccount.get_by_id(a.id).backup_account_id for a in (main, other)] == [None, None]
+    entries = list(AuditEntry.select().where(AuditEntry.object_type == "smtp_account").order_by(AuditEntry.id))
+    assert [(e.action, e.object_id, e.changes) for e in entries] == [
+        ("update", main.id, {"backup_account": [spare.id, None]}),
+        ("update", other.id, {"backup_account": [spare.id, None]}),
+        ("delete", spare.id, entries[-1].changes)]
+    # The form opened on Main before says Main changed, instead of saving its old backup back.
+    response = admin.post(f"/accounts/{main.id}/edit", data=edit_form(main, version=version))
+    assert response.status_code == 422
+    assert "This account was changed by someone else" in response.get_data(as_text=True)
+
+
+def test_a_refused_delete_leaves_the_backups_named(admin):
+    main, other, spare = backed_up_by_two()
+    make_notification("sent", account=spare)  # the delivery log still refers to it
+    response = admin.post(f"/accounts/{spare.id}/delete")
+    assert response.headers["Location"] == f"/accounts/{spare.id}/edit"
+    assert [SmtpAccount.get_by_id(a.id).backup_account_id for a in (main, other)] == [spare.id, spare.id]
+    assert not AuditEntry.select().where(AuditEntry.object_type == "smtp_account").exists()

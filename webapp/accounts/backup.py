@@ -1,6 +1,6 @@
 """The account form's backup account (Conta de contingência): the account whose relay carries this one's
 notifications while its own fails (webapp/outbox/failover.py). Its field, choices and rules, mixed into AccountForm."""
-from flask_babel import gettext as _
+from flask_babel import gettext as _, ngettext
 from wtforms import SelectField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import ValidationError
@@ -61,3 +61,16 @@ class BackupAccountFields:
             current = SmtpAccount.get_by_id(current.backup_account_id)
             seen.add(current.id)
             names.append(current.name)
+
+
+def quoted_names(accounts) -> str:
+    """Accounts' names as a message lists them: “A”, “B”."""
+    return ", ".join(f"“{account.name}”" for account in accounts)
+
+
+def left_without_backup(backup: SmtpAccount, accounts: list) -> str:
+    """What disabling backup does to the accounts naming it: the claim ignores a disabled backup."""
+    return ngettext("The account %(names)s uses “%(name)s” as its backup: it has no backup while “%(name)s” is "
+                    "disabled.",
+                    "The accounts %(names)s use “%(name)s” as their backup: they have no backup while “%(name)s” is "
+                    "disabled.", len(accounts), names=quoted_names(accounts), name=backup.name)

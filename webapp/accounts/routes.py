@@ -1,12 +1,13 @@
 """The SMTP accounts report, its row actions, CSV and print views, and the account form."""
 from flask import current_app, flash, redirect, render_template, request, url_for
-from flask_babel import gettext as _
+from flask_babel import gettext as _, ngettext
 from flask_login import current_user
 from htmx_flask import make_response as htmx_response
 from jinja2_fragments.flask import render_block
 from peewee import IntegrityError
 
 from webapp.accounts import bp
+from webapp.accounts.backup import left_without_backup, quoted_names
 from webapp.accounts.columns import REPORT_COLUMNS, csv_table
 from webapp.accounts.forms import AccountFilterForm, AccountForm, AccountTestForm, EmailTestForm
 from webapp.accounts.limits import limits_text
@@ -29,6 +30,7 @@ from webapp.web import Page, audit, get_or_404, go_to, refuse, render, render_fo
 # The report and the print view say a stored test outcome, and an account's own limits, in the reader's language.
 bp.add_app_template_filter(summary_text, "test_summary")
 bp.add_app_template_filter(limits_text, "account_limits")
+bp.add_app_template_filter(quoted_names, "quoted_names")
 
 # --- The report -------------------------------------------------------------------------------------------
 
@@ -94,12 +96,14 @@ def _refuse(message: str):
     return refuse(message, _back())
 
 
-def _row_done(account: SmtpAccount, message: str, previous: SmtpAccount | None = None):
+def _row_done(account: SmtpAccount, message: str, previous: SmtpAccount | None = None, warning: str | None = None):
     """After a row action: the changed row(s) for htmx, the report with a flash otherwise."""
+    messages = [("success", message)] + ([("warning", warning)] if warning else [])
     if request.htmx:
         return (_row(account) + (_row(previous, oob=True) if previous is not None else "")
-                + render_template("_flash.html", message=message, category="success"))
-    flash(message, "success")
+                + render_template("_flash.html", messages=messages))
+    for category, text in messages:
+        flash(text, category)
     return redirect(_back(), 303)
 
 
@@ -145,12 +149,15 @@ def disable(account_id):
             return _refuse(_("“%(name)s” is the default account and cannot be disabled. Make another account "
                              "the default first.", name=account.name))
         before = account.audit_snapshot()
+        left_without = []
         if account.enabled:
             account.enabled = False
             account.updated_at = utcnow()
             account.save_assigned()
             audit("disable", account, AuditEntry.diff(before, account.audit_snapshot()))
-    return _row_done(account, _("Account “%(name)s” disabled.", name=account.name))
+            left_without = account.accounts_backed_up()
+    return _row_done(account, _("Account “%(name)s” disabled.", name=account.name),
+                     warning=left_without_backup(account, left_without) if left_without else None)
 
 
 @bp.post("/<int:account_id>/make-default")
@@ -179,10 +186,11 @@ class EditConflict(Exception):
     """The account changed since its form was opened: saving would silently overwrite that change."""
 
 
-def _save(form: AccountForm, account_id: int | None = None) -> tuple[SmtpAccount, bool]:
+def _save(form: AccountForm, account_id: int | None = None) -> tuple[SmtpAccount, bool, list]:
     """Save the form as a new account (or onto account_id) with the default rules and the audit, atomically.
 
-    Returns the account and whether it became the default only because there was none.
+    Returns the account, whether it became the default only because there was none, and the accounts naming it as
+    their backup when this save disabled it (they have no failover while it stays disabled).
     """
     with database.atomic("IMMEDIATE"):
         # Re-read inside the lock: is_default may have moved since the form was validated.
@@ -190,6 +198,7 @@ def _save(form: AccountForm, account_id: int | None = None) -> tuple[SmtpAccount
         if account_id and form.is_stale(account):
             raise EditConflict()
         before = account.audit_snapshot() if account_id else None
+        was_enabled = bool(account_id) and account.enabled
         form.apply_to(account)
         account.updated_at = utcnow()
         account.save_assigned()  # not the workers' columns
@@ -202,7 +211,8 @@ def _save(form: AccountForm, account_id: int | None = None) -> tuple[SmtpAccount
         audit("update" if account_id else "create", account, AuditEntry.diff(before, account.audit_snapshot()))
         if previous is not None:
             _audit_undefault(previous)
-    return account, first_default
+        left_without = account.accounts_backed_up() if was_enabled and not account.enabled else []
+    return account, first_default, left_without
 
 
 def _submit(form: AccountForm, account: SmtpAccount | None):
@@ -212,7 +222,7 @@ def _submit(form: AccountForm, account: SmtpAccount | None):
         form.fill_from_preset()
     elif form.validate_on_submit():
         try:
-            saved, first_default = _save(form, account.id if account else None)
+            saved, first_default, left_without = _save(form, account.id if account else None)
         except IntegrityError:
             # Another request saved a clashing change after our validation: validate again to say which.
             if form.validate():
@@ -228,6 +238,8 @@ def _submit(form: AccountForm, account: SmtpAccount | None):
                 flash(_("Account “%(name)s” created.", name=saved.name), "success")
             if first_default:
                 flash(_("“%(name)s” is the default account, as there was none.", name=saved.name), "info")
+            if left_without:
+                flash(left_without_backup(saved, left_without), "warning")
             return go_to(back)
     return render_form("accounts/form.html", form, block="account_form", account=account, back=back)
 
@@ -259,6 +271,7 @@ def delete(account_id):
                         "default first.", name=account.name), "error")
                 return redirect(url_for("accounts.edit", account_id=account.id), 303)
             before = account.audit_snapshot()
+            left_without = _clear_backup_of(account)
             account.delete_instance()
             audit("delete", account, AuditEntry.diff(before, None))
     except IntegrityError:
@@ -266,7 +279,26 @@ def delete(account_id):
         flash(_("This account cannot be deleted: other records still refer to it. Disable it instead."), "error")
         return redirect(url_for("accounts.edit", account_id=account_id), 303)
     flash(_("Account “%(name)s” deleted.", name=account.name), "success")
+    if left_without:
+        flash(ngettext("The account %(names)s has no backup any more.",
+                       "The accounts %(names)s have no backup any more.",
+                       len(left_without), names=quoted_names(left_without)), "warning")
     return redirect(url_for("accounts.index"), 303)
+
+
+def _clear_backup_of(backup: SmtpAccount) -> list:
+    """Before backup is deleted: the accounts naming it lose their backup, each recorded as a change of that account
+    (the foreign key's ON DELETE SET NULL would do the same unrecorded). Returns them."""
+    accounts = backup.accounts_backed_up()
+    for account in accounts:
+        before = account.audit_snapshot()
+        account.backup_account, account.updated_at = None, utcnow()
+        # Only these columns: the workers keep the failover state of the row meanwhile. The version moves, so a form
+        # opened on the account before says it changed.
+        SmtpAccount.update(backup_account=None, updated_at=account.updated_at).where(
+            SmtpAccount.id == account.id).execute()
+        audit("update", account, AuditEntry.diff(before, account.audit_snapshot()))
+    return accounts
 
 
 # --- Test configuration -----------------------------------------------------------------------------------
