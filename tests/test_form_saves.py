@@ -131,31 +131,25 @@ def rotate(app, credential_id: int, token: str) -> None:
               (vault.encrypt(token), credential_id, held))
 
 
-def test_a_credential_edit_keeps_a_refresh_token_rotated_after_the_page_was_loaded(app, admin):
-    credential = refresh_credential(admin)
-    assert admin.get(f"/credentials/{credential.id}/edit").status_code == 200
-
-    rotate(app, credential.id, "1//Rotated-Token-9000")
-    response = admin.post(f"/credentials/{credential.id}/edit",
-                          data=credential_edit(credential, description="Gmail relay"))
-
-    assert response.status_code == 303
-    saved = Credential.get_by_id(credential.id)
-    assert saved.description == "Gmail relay"
-    assert saved.reveal_secret("refresh_token_encrypted") == "1//Rotated-Token-9000"
-    assert AuditEntry.get(AuditEntry.action == "update").changes == {"description": ["", "Gmail relay"]}
-
-
-def test_a_credential_edit_keeps_a_refresh_token_rotated_while_it_was_being_saved(app, admin, monkeypatch):
-    credential = refresh_credential(admin)
+def rotate_while_saving(app, monkeypatch) -> None:
+    """From now on, the sending path stores a rotated refresh token after the edit's request read the credential."""
     fill = CredentialForm.fill
 
     def rotated_meanwhile(form, row):
-        # The request read the credential already: the sending path stores a rotated token now.
         rotate(app, row.id, "1//Rotated-Token-9000")
         return fill(form, row)
 
     monkeypatch.setattr(CredentialForm, "fill", rotated_meanwhile)
+
+
+@pytest.mark.parametrize("when", ["after the page was loaded", "while the edit was being saved"])
+def test_a_credential_edit_keeps_a_refresh_token_rotated_meanwhile(app, admin, monkeypatch, when):
+    credential = refresh_credential(admin)
+    if when == "after the page was loaded":
+        assert admin.get(f"/credentials/{credential.id}/edit").status_code == 200
+        rotate(app, credential.id, "1//Rotated-Token-9000")
+    else:
+        rotate_while_saving(app, monkeypatch)
     response = admin.post(f"/credentials/{credential.id}/edit",
                           data=credential_edit(credential, description="Gmail relay"))
 
@@ -168,13 +162,7 @@ def test_a_credential_edit_keeps_a_refresh_token_rotated_while_it_was_being_save
 
 def test_a_refresh_token_pasted_in_the_form_still_replaces_the_stored_one(app, admin, monkeypatch):
     credential = refresh_credential(admin)
-    fill = CredentialForm.fill
-
-    def rotated_meanwhile(form, row):
-        rotate(app, row.id, "1//Rotated-Token-9000")
-        return fill(form, row)
-
-    monkeypatch.setattr(CredentialForm, "fill", rotated_meanwhile)
+    rotate_while_saving(app, monkeypatch)
     response = admin.post(f"/credentials/{credential.id}/edit",
                           data=credential_edit(credential, refresh_token="1//Pasted-Token-1234"))
 
