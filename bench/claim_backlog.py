@@ -1,10 +1,12 @@
-"""A claim's cost when the oldest due notifications belong to an account at its rate limit (`make bench-claims`).
+"""What a rate-limited account costs a claim, which holds SQLite's write lock (API posts and pages wait for it):
+`make bench-claims`. Two figures, each against the same claim without the rows that make it, measured in the same
+run on the same machine (median of ROUNDS claims; ratio 1.0: those rows cost nothing).
 
-What users do: a Microsoft 365 account limited to 30 messages a minute gets a burst of BACKLOG notifications (distinct
-recipients) while other accounts keep sending. Every claim must then look past the limited account's backlog to the
-others' notifications, holding SQLite's write lock (API posts and pages wait for it). The baseline, measured in the
-same run on the same machine: the same claim with the other accounts' notifications only. Prints the median of
-ROUNDS claims of each and their ratio (1.0: the backlog costs nothing)."""
+- Backlog: a Microsoft 365 account limited to 30 messages a minute gets a burst of BACKLOG notifications (distinct
+  recipients) while other accounts keep sending; its rate for the minute is spent, so every claim looks past its
+  backlog to the others' notifications.
+- History: the same account has sent HISTORY notifications (one attempt each, an hour ago, kept by the retention
+  period) and has 20 queued; each claim counts its attempts of the last minute for the rate."""
 import json
 import os
 import statistics
@@ -12,6 +14,7 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import timedelta
 
 from cryptography.fernet import Fernet
 
@@ -22,6 +25,7 @@ from webapp.outbox import queue
 from webapp.outbox.settings import OutboxSettings
 
 BACKLOG = int(os.environ.get("BENCH_BACKLOG", "100000"))
+HISTORY = int(os.environ.get("BENCH_HISTORY", "100000"))
 ROUNDS = 15
 COLUMNS = ("account_id", "status", "to_addrs", "cc_addrs", "bcc_addrs", "subject", "body_text", "overrides_ignored",
            "message_id", "attempts", "next_attempt_at", "source", "created_by", "created_at", "updated_at")
@@ -36,11 +40,11 @@ def account(name: str, **fields) -> SmtpAccount:
                               host="127.0.0.1", **fields)
 
 
-def queue_for(owner: SmtpAccount, count: int, label: str) -> None:
+def queue_for(owner: SmtpAccount, count: int, label: str, status: str = "queued") -> None:
     now = str(utcnow())
     with database.atomic():
         db.execute_many(INSERT, [
-            (owner.id, "queued", json.dumps([f"José Araújo {label} {n} <jose.araujo.{label}{n}@exemplo.com.br>"]),
+            (owner.id, status, json.dumps([f"José Araújo {label} {n} <jose.araujo.{label}{n}@exemplo.com.br>"]),
              "[]", "[]", f"Fatura nº {n} — {label}", "", False, f"<{uuid.uuid4().hex}@exemplo.com.br>", 0, now,
              "python", "", now, now) for n in range(count)])
 
@@ -55,10 +59,14 @@ def median_claim_ms(settings: OutboxSettings) -> float:
     return statistics.median(times) * 1000
 
 
-def measure(folder: str, backlog: int) -> float:
+def instance(folder: str, name: str):
     app = create_app({"SECRET_KEY": "bench", "VAULT_KEYS": Fernet.generate_key().decode(),
-                      "DATABASE": os.path.join(folder, f"claims-{backlog}.db")})
-    with app.app_context():
+                      "DATABASE": os.path.join(folder, f"claims-{name}.db")})
+    return app
+
+
+def past_backlog(folder: str, backlog: int) -> float:
+    with instance(folder, f"backlog-{backlog}").app_context():
         db.upgrade()
         with database.connection_context():
             limited = account("Cobranca", is_default=True, rate_per_minute=30)
@@ -72,12 +80,28 @@ def measure(folder: str, backlog: int) -> float:
             return median_claim_ms(settings)
 
 
+def with_history(folder: str, history: int) -> float:
+    with instance(folder, f"history-{history}").app_context():
+        db.upgrade()
+        with database.connection_context():
+            limited = account("Cobranca", is_default=True, rate_per_minute=30)
+            queue_for(limited, history, "historico", status="sent")
+            with database.atomic():
+                db.execute('INSERT INTO "delivery_attempt" ("notification_id", "started_at", "duration_ms", "ok", '
+                           '"code", "transient", "worker") SELECT "id", ?, 120, 1, 250, 0, \'bench\' '
+                           'FROM "notification" WHERE "status" = \'sent\'', (utcnow() - timedelta(hours=1),))
+            queue_for(limited, 20, "cobranca")
+            return median_claim_ms(OutboxSettings(batch_size=50))
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="smtpdesk-bench-claims-") as folder:
-        baseline = measure(folder, 0)
-        backlog = measure(folder, BACKLOG)
-    print(f"claim past a rate-limited account's {BACKLOG:,} queued notifications: {backlog:.1f} ms (median of "
-          f"{ROUNDS}); without that backlog: {baseline:.1f} ms; ratio {backlog / baseline:.2f}")
+        baseline, backlog = past_backlog(folder, 0), past_backlog(folder, BACKLOG)
+        print(f"claim past a rate-limited account's {BACKLOG:,} queued notifications: {backlog:.1f} ms (median of "
+              f"{ROUNDS}); without that backlog: {baseline:.1f} ms; ratio {backlog / baseline:.2f}")
+        baseline, history = with_history(folder, 0), with_history(folder, HISTORY)
+        print(f"claim of a rate-limited account that sent {HISTORY:,} notifications before: {history:.1f} ms (median "
+              f"of {ROUNDS}); without that history: {baseline:.1f} ms; ratio {history / baseline:.2f}")
 
 
 if __name__ == "__main__":

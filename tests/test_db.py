@@ -1,6 +1,7 @@
 import os
 import stat
 import threading
+from datetime import timedelta
 
 import peewee
 import psycopg
@@ -8,10 +9,10 @@ import pytest
 from cryptography.fernet import Fernet
 from peewee import IntegrityError
 
-from tests.support.factories import make_account
+from tests.support.factories import make_account, make_notification
 from webapp import create_app, db
 from webapp.db import database
-from webapp.models import MODELS, ApiToken, AuditEntry, User
+from webapp.models import MODELS, ApiToken, AuditEntry, DeliveryAttempt, User, utcnow
 from webapp.outbox import queue
 
 
@@ -137,3 +138,29 @@ def test_a_deadlock_in_a_statement_run_for_many_rows_is_run_again(app, engine):
     assert errors == [] and len(runs) == 3  # one of the two ran twice
     # The one run again came last: its own row is the one it "held", the other's it "took".
     assert sorted(user.locale for user in User.select()) == ["en", "pt-BR"]
+
+
+def test_m0015_gives_the_last_hours_attempts_their_relay_and_leaves_older_ones_alone(
+        tmp_path, monkeypatch, empty_database_config):
+    """The rate limit counts a relay's attempts of the last 60 s by relay_account_id: those of the hour before the
+    upgrade get it (the notification's account, or the backup that carried them); older ones stay NULL."""
+    every = db.migrations()
+    app = create_app({"TESTING": True, "SECRET_KEY": "test-secret-key", "VAULT_KEYS": Fernet.generate_key().decode(),
+                      "DATABASE": str(tmp_path / "release14.db"), **empty_database_config})
+    monkeypatch.setattr(db, "migrations", lambda: [m for m in every if m.__name__ < "webapp.migrations.m0015"])
+    db.upgrade()
+    with database.connection_context():
+        own, backup = make_account(is_default=True), make_account()
+        notification = make_notification(account=own)
+        now = utcnow()
+        for started, via in ((now - timedelta(minutes=1), None), (now - timedelta(minutes=2), backup.id),
+                             (now - timedelta(hours=2), None)):
+            db.execute('INSERT INTO "delivery_attempt" ("notification_id", "started_at", "duration_ms", "ok", '
+                       '"transient", "worker", "via_account_id") VALUES (?, ?, 0, ?, ?, \'w\', ?)',
+                       (notification.id, started, False, True, via))
+    monkeypatch.setattr(db, "migrations", lambda: every)
+    result = app.test_cli_runner().invoke(args=["db", "upgrade"])
+    assert result.exit_code == 0 and "applied m0015_attempt_relay." in result.output
+    with database.connection_context():
+        relays = [a.relay_account_id for a in DeliveryAttempt.select().order_by(DeliveryAttempt.started_at.desc())]
+    assert relays == [own.id, backup.id, None]

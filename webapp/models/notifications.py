@@ -103,3 +103,5 @@ class DeliveryAttempt(BaseModel):
     transient = BooleanField(default=False)
     worker = CharField(max_length=100, default="")
     via_account = ForeignKeyField(SmtpAccount, null=True, backref="carried_attempts", on_delete="SET NULL")
+    # The account whose relay took it: the notification's own, or via_account (m0015; NULL before an hour before it).
+    relay_account = ForeignKeyField(SmtpAccount, null=True, backref="relayed_attempts", on_delete="SET NULL")

@@ -47,7 +47,8 @@ class Outcome:
 
 
 _INSERT_ATTEMPT = ('INSERT INTO "delivery_attempt" ("notification_id", "started_at", "duration_ms", "ok", "code", '
-                   '"reply", "step", "transient", "worker", "via_account_id") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
+                   '"reply", "step", "transient", "worker", "via_account_id", "relay_account_id") '
+                   'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
 # One statement for every outcome: NULL parameters keep the column (headers, status, sent_at, next attempt), and a
 # final attempt ends the lease. Only rows still leased to this worker (the last parameter) are touched.
 _UPDATE_LEASED = (
@@ -86,7 +87,8 @@ def record(owner: str, outcomes: list[Outcome], settings: OutboxSettings) -> Non
                 ids) if row[1] == owner}
             db.execute_many(_INSERT_ATTEMPT, [
                 (o.notification.id, o.started, int(o.result.elapsed * 1000), o.result.ok, o.result.code,
-                 values["last_reply_attempt"], values["last_step"], o.transient, owner, o.via.id if o.via else None)
+                 values["last_reply_attempt"], values["last_step"], o.transient, owner, o.via.id if o.via else None,
+                 o.relay.id)
                 for o, values in rows])
             changing = {"sending", *(values["status"] for _, values in rows if "status" in values)}
             db.lock_tally(changing if held == set(ids) else Notification.STATUSES)

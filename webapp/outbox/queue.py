@@ -153,7 +153,8 @@ def _reclaim_expired(now: datetime, settings: OutboxSettings) -> None:
         reply = json.dumps(facts)
         DeliveryAttempt.create(notification=notification, started_at=notification.updated_at or now,
                                duration_ms=0, ok=False, code=None, reply=reply, step=LEASE_EXPIRED, transient=True,
-                               worker=notification.lease_owner or "")
+                               worker=notification.lease_owner or "",
+                               relay_account=notification.sent_via_id or notification.account_id)
         attempts = notification.attempts + 1
         values = dict(attempts=attempts, lease_owner=None, lease_until=None, updated_at=now, last_code=None,
                       last_reply=reply, last_step=LEASE_EXPIRED)
@@ -277,8 +278,8 @@ def _lock_account(account_id: int) -> bool:
 # started between two counts would hide it from both): the account's limits (its own, else the defaults), the other
 # workers connected to it (holding its leases, or keeping a connection open: webapp.outbox.sessions), its messages in
 # flight, and, when it has a rate, the attempts started in the last 60 seconds (the lost ones of dead workers are not
-# attempts started). An account's are those its relay carries: its own (sent_via_id NULL) and those of accounts
-# failing over to it (webapp.outbox.failover).
+# attempts started), one range of m0015's index. An account's are those its relay carries: its own (sent_via_id NULL)
+# and those of accounts failing over to it (webapp.outbox.failover).
 _RELAYED = '(("account_id" = ? AND "sent_via_id" IS NULL) OR "sent_via_id" = ?)'
 _USAGE = ('SELECT COALESCE("a"."max_connections", ?), COALESCE("a"."rate_per_minute", ?), '
           f'(SELECT COUNT(*) FROM (SELECT "lease_owner" FROM "notification" WHERE {_RELAYED} '
@@ -286,11 +287,8 @@ _USAGE = ('SELECT COALESCE("a"."max_connections", ?), COALESCE("a"."rate_per_min
           'SELECT "worker" FROM "outbox_connection" WHERE "account_id" = ? AND "until" >= ? AND "worker" <> ?) '
           'AS "holders"), '
           f'(SELECT COUNT(*) FROM "notification" WHERE {_RELAYED} AND "status" = \'sending\'), '
-          'CASE WHEN COALESCE("a"."rate_per_minute", ?) > 0 THEN (SELECT COUNT(*) FROM "delivery_attempt" AS "d" '
-          'JOIN "notification" AS "n" ON "n"."id" = "d"."notification_id" WHERE "n"."account_id" = ? '
-          'AND "d"."via_account_id" IS NULL AND "d"."started_at" >= ? '
-          f'AND ("d"."step" IS NULL OR "d"."step" <> \'{LEASE_EXPIRED}\')) '
-          '+ (SELECT COUNT(*) FROM "delivery_attempt" WHERE "via_account_id" = ? AND "started_at" >= ? '
+          'CASE WHEN COALESCE("a"."rate_per_minute", ?) > 0 THEN (SELECT COUNT(*) FROM "delivery_attempt" '
+          'WHERE "relay_account_id" = ? AND "started_at" >= ? '
           f'AND ("step" IS NULL OR "step" <> \'{LEASE_EXPIRED}\')) ELSE 0 END '
           'FROM "smtp_account" AS "a" WHERE "a"."id" = ?')
 
@@ -302,8 +300,7 @@ def _allowance(account_id: int, owner: str, now: datetime, settings: OutboxSetti
     minute_ago = now - timedelta(seconds=60)
     row = db.execute(_USAGE, (settings.max_connections, settings.rate_per_minute,
                               account_id, account_id, now, owner, account_id, now, owner, account_id, account_id,
-                              settings.rate_per_minute, account_id, minute_ago, account_id, minute_ago,
-                              account_id)).fetchone()
+                              settings.rate_per_minute, account_id, minute_ago, account_id)).fetchone()
     if row is None:  # deleted meanwhile: its notifications went with it
         return 0
     max_connections, per_minute, holding, in_flight, started = row
