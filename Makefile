@@ -121,7 +121,8 @@ bench: install-test translations
 	fi
 	BENCH_QUICK=$(BENCH_QUICK) BENCH_ONLY=$(BENCH_ONLY) $(BIN)/python -m bench.run
 
-# A claim looking past a rate-limited account's backlog (BENCH_BACKLOG=100000), against the same claim without it.
+# What a rate-limited account's backlog and history cost a claim, printed only (make bench has them as its "claims"
+# family, BENCH_ONLY=claims).
 bench-claims: install
 	$(BIN)/python -m bench.claim_backlog
 

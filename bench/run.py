@@ -4,8 +4,9 @@ Everything runs on 127.0.0.1: Postfix's smtp-sink (from the Debian package, extr
 front of it for implicit TLS, an aiosmtpd STARTTLS sink, `smtpdesk worker --until-idle` for the drains and
 `smtpdesk serve --no-worker` for the HTTP figures; the PostgreSQL figures (bench/postgresql.py) run the same commands
 on a throwaway PostgreSQL cluster of their own. The notifications are bench.workload's (pt-BR, one to three new
-recipients each). BENCH_QUICK=1 uses small counts (a smoke run); BENCH_ONLY=delivery, http or postgresql runs one
-family. The table is printed; a full run writes docs/BENCHMARKS.md, the others build/bench/BENCHMARKS-partial.md.
+recipients each). The claims figures (bench/claim_backlog.py) time a claim past a rate-limited account's rows.
+BENCH_QUICK=1 uses small counts (a smoke run); BENCH_ONLY=delivery, http, postgresql or claims runs one family. The
+table is printed; a full run writes docs/BENCHMARKS.md, the others build/bench/BENCHMARKS-partial.md.
 """
 import datetime
 import json
@@ -37,7 +38,7 @@ BUILD = ROOT / "build" / "bench"
 POSTFIX = BUILD / "postfix"
 SINK = POSTFIX / "usr" / "sbin" / "smtp-sink"
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
-# BENCH_ONLY=delivery, http or postgresql runs one family of figures (while working on it); the report says so.
+# BENCH_ONLY=delivery, http, postgresql or claims runs one family of figures (while working on it); the report says so.
 ONLY = os.environ.get("BENCH_ONLY", "")
 BIN = Path(sys.executable).parent
 
@@ -731,11 +732,11 @@ def write_report(elapsed: float) -> None:
 
 def main() -> int:
     """Run every figure, print the table, write docs/BENCHMARKS.md; processes are stopped whatever happens."""
-    if ONLY not in ("", "delivery", "http", "postgresql"):
-        print(f"BENCH_ONLY={ONLY}: use delivery, http or postgresql (or leave it empty for every figure)",
+    if ONLY not in ("", "delivery", "http", "postgresql", "claims"):
+        print(f"BENCH_ONLY={ONLY}: use delivery, http, postgresql or claims (or leave it empty for every figure)",
               file=sys.stderr)
         return 2
-    from bench import postgresql
+    from bench import claim_backlog, postgresql
 
     # Each figure says which database it runs on: the SQLite file of its instance folder unless it names another.
     os.environ.pop("SMTPDESK_DATABASE_URL", None)
@@ -749,7 +750,8 @@ def main() -> int:
         failures = []
         for name, figures in (("delivery", lambda: delivery_figures(stack, work, sink_port, certs)),
                               ("http", lambda: http_figures(stack, work, sink_port)),
-                              ("postgresql", lambda: postgresql.figures(work, sink_port))):
+                              ("postgresql", lambda: postgresql.figures(work, sink_port)),
+                              ("claims", claim_backlog.figures)):
             if ONLY and name != ONLY:
                 continue
             try:
