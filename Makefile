@@ -105,7 +105,7 @@ vendor:
 
 # Throughput and latency figures against baselines from the same run (docs/BENCHMARKS.md); BENCH_QUICK=1 for a
 # smoke run. Debian's stunnel (implicit TLS), wrk (HTTP load) and postgresql (the bench starts a throwaway cluster, so
-# the service the package enables is stopped, as for the tests); bench/run.py extracts smtp-sink from postfix's .deb.
+# the service the package enables is stopped, as for the tests); bench/delivery.py takes smtp-sink from postfix's .deb.
 bench: install-test translations
 	@missing=""; \
 	command -v stunnel4 >/dev/null 2>&1 || command -v stunnel >/dev/null 2>&1 || missing="$$missing stunnel4"; \

@@ -14,24 +14,9 @@ from pathlib import Path
 
 import psycopg
 
-from bench.run import (
-    BIN,
-    COUNTS,
-    NOTES,
-    ROOT,
-    ROWS,
-    Drain,
-    Row,
-    _errors,
-    _met,
-    free_port,
-    p3_figure,
-    raw_reused,
-    say,
-    seed_instance,
-    start,
-    wrk,
-)
+from bench.delivery import Drain, raw_reused
+from bench.http import _errors, p3_figure, seed_instance, wrk
+from bench.run import BIN, COUNTS, NOTES, ROOT, ROWS, Row, _met, free_port, say, start
 from bench.workload import Workload
 from tests.support.pg_cluster import throwaway_cluster
 

@@ -13,7 +13,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from bench.run import ACCOUNT, obtain_smtp_sink, start_sink
+from bench.delivery import ACCOUNT, obtain_smtp_sink, start_sink
 from bench.workload import Workload
 
 
