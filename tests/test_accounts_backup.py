@@ -1,16 +1,20 @@
 """The backup account (Conta de contingência) on the account form: its choices, the refusals (disabled, itself, a
 circle), the audit and the CSV; the report's badge while an account fails over; the delivery's detail. Disabling or
 deleting an account others name as their backup: the warnings, the cleared backups and the report's badge."""
+import base64
+import csv
+import io
 import json
 import re
 from datetime import timedelta
 
 import pytest
 
-from tests.support.factories import account_form, make_account, make_notification
+from tests.support.factories import QueryCounter, account_form, make_account, make_notification, make_user
 from tests.test_accounts_form import field_error
-from webapp.models import AuditEntry, Notification, SmtpAccount, utcnow
+from webapp.models import AuditEntry, Notification, ScheduledReport, SmtpAccount, utcnow
 from webapp.outbox import send_notification
+from webapp.schedules import run_due_schedules
 
 pytestmark = pytest.mark.engines("sqlite", "postgresql")
 
@@ -57,6 +61,63 @@ def test_a_backup_is_saved_audited_and_exported(admin):
     assert SmtpAccount.get_by_id(main.id).backup_account_id is None
 
 
+# The CSV in each language: its separator, its "Backup account" heading and how it says a backup is disabled.
+CSV_LANGUAGES = [("en", ",", "Backup account", "{} (disabled)"),
+                 ("pt_BR", ";", "Conta de contingência", "{} (desativada)")]
+
+
+def backed_up_pairs(numbers, disabled: str) -> dict[str, str]:
+    """For each number, an account naming a spare of its own as backup (every other spare disabled); each account's
+    name → its expected CSV backup cell, a disabled spare said as `disabled` formats it."""
+    expected = {}
+    for n in numbers:
+        spare = make_account(name=f"Spare-{n}", enabled=n % 2 == 1)
+        make_account(name=f"Main-{n}", backup_account=spare.id)
+        expected[f"Main-{n}"] = spare.name if spare.enabled else disabled.format(spare.name)
+    return expected
+
+
+def backup_cells(data: bytes, separator: str, heading: str) -> dict[str, str]:
+    """Each row's account name → its backup cell, from a CSV."""
+    header, *rows = csv.reader(io.StringIO(data.decode("utf-8-sig")), delimiter=separator)
+    return {row[1]: row[header.index(heading)] for row in rows}
+
+
+@pytest.mark.parametrize("language,separator,heading,disabled", CSV_LANGUAGES)
+def test_the_csv_reads_every_backup_in_its_one_query_and_says_a_disabled_one(admin, language, separator, heading,
+                                                                             disabled):
+    """The signed-in user, then the accounts with their credential, connector and backup: two queries, for one row
+    without a backup or 21 with; a disabled backup says so in the reader's language (the claim ignores it)."""
+    admin.use_language(language)
+    make_account(name="Lone", is_default=True)
+    with QueryCounter() as one_row:
+        response = admin.get("/accounts/export.csv")
+    assert backup_cells(response.get_data(), separator, heading) == {"Lone": ""}
+    expected = {"Lone": "", **backed_up_pairs(range(10), disabled)}
+    with QueryCounter() as many_rows:
+        response = admin.get("/accounts/export.csv")
+    assert backup_cells(response.get_data(), separator, heading) == {
+        **expected, **{f"Spare-{n}": "" for n in range(10)}}
+    assert one_row.count == many_rows.count == 2
+
+
+@pytest.mark.parametrize("language,separator,heading,disabled", CSV_LANGUAGES)
+def test_the_scheduled_report_reads_every_backup_in_its_one_query_too(app, language, separator, heading, disabled):
+    """Its run's queries are as many for one account as for 21 with backups; its CSV says a disabled backup in the
+    language of whoever scheduled it."""
+    make_account(name="Lone", is_default=True)
+    due = utcnow().replace(microsecond=0) - timedelta(minutes=1)
+    schedule = ScheduledReport.create(recipients="ops@example.com", frequency="daily", next_run_at=due,
+                                      created_by=make_user("admin", locale=language))
+    with QueryCounter() as one_row:
+        assert run_due_schedules(now=due) == 1
+    expected = {"Lone": "", **backed_up_pairs(range(10), disabled), **{f"Spare-{n}": "" for n in range(10)}}
+    with QueryCounter() as many_rows:
+        assert run_due_schedules(now=due + timedelta(days=1)) == 1
+    assert one_row.count == many_rows.count
+    (attachment,) = json.loads(Notification.select().order_by(Notification.id.desc()).get().attachments)
+    assert backup_cells(base64.b64decode(attachment["data"]), separator, heading) == expected
+    assert ScheduledReport.get_by_id(schedule.id).next_run_at == due + timedelta(days=2)
 
 
 @pytest.mark.parametrize("case", ["disabled", "itself", "circle of two", "circle of three", "unknown"])

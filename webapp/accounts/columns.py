@@ -58,8 +58,12 @@ def connector_label(account: SmtpAccount) -> str:
 
 
 def backup_label(account: SmtpAccount) -> str:
-    """The backup account's name, or nothing."""
-    return account.backup_account.name if account.backup_account_id else ""
+    """The backup account's name, saying when it is disabled (the claim ignores it then), or nothing. The account is
+    read with its backup (AccountFilterForm.query()), not with a query per row."""
+    if not account.backup_account_id:
+        return ""
+    backup = account.backup_account
+    return backup.name if backup.enabled else _("%(name)s (disabled)", name=backup.name)
 
 
 def _test_time(account: SmtpAccount) -> str:

@@ -347,6 +347,13 @@ ENABLED_CHOICES = [SelectChoice("", _l("Any")), SelectChoice("yes", _l("Yes")), 
 FILTERED = {column.filter.name: column for column in COLUMNS if column.filter}
 
 
+def with_backup(query):
+    """query (of accounts, joining from SmtpAccount) with each account's backup: its id, name and state, or None."""
+    backup = SmtpAccount.alias()
+    return (query.select_extend(backup.id, backup.name, backup.enabled)
+            .join(backup, JOIN.LEFT_OUTER, on=(SmtpAccount.backup_account == backup.id), attr="backup_account"))
+
+
 class AccountFilterForm(FilterForm):
     """The report's search filters (one field per filtered column, accounts/columns.py), read from the query
     string (a GET form: no CSRF token), and the order chosen in a column heading."""
@@ -372,23 +379,22 @@ class AccountFilterForm(FilterForm):
         return {key: value for key, value in values.items() if value not in ("", None)}
 
     def query(self):
-        """The accounts matching the filter, in the chosen order, every column (the CSV)."""
-        # The credential's and connector's names come along, never their secrets.
+        """The accounts matching the filter, in the chosen order, every column (the CSV export and the scheduled
+        report): one query, whatever the row count."""
+        # The credential's and connector's names come along, never their secrets; the backup's name and state too.
         query = (
             SmtpAccount.select(SmtpAccount, Credential.id, Credential.name, Connector.id, Connector.name)
             .join(Credential, JOIN.LEFT_OUTER, on=(SmtpAccount.credential == Credential.id), attr="credential")
             .switch(SmtpAccount)
             .join(Connector, JOIN.LEFT_OUTER, on=(SmtpAccount.connector == Connector.id), attr="connector")
+            .switch(SmtpAccount)
         )
-        return self.matching(query)
+        return self.matching(with_backup(query))
 
     def rows(self):
         """The accounts matching the filter, in the chosen order, with only the fields the report's rows show; their
         backup's name and state come along (the health cell's badges), not in a query per row."""
-        backup = SmtpAccount.alias()
-        return self.matching(
-            SmtpAccount.select(*REPORT_FIELDS, backup.id, backup.name, backup.enabled)
-            .join(backup, JOIN.LEFT_OUTER, on=(SmtpAccount.backup_account == backup.id), attr="backup_account"))
+        return self.matching(with_backup(SmtpAccount.select(*REPORT_FIELDS)))
 
     def matching(self, query):
         """query narrowed by the filter, in the chosen order."""
