@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 import uuid
+from contextlib import contextmanager
 from datetime import timedelta
 
 from cryptography.fernet import Fernet
@@ -29,8 +30,8 @@ HISTORY = int(os.environ.get("BENCH_HISTORY", "100000"))
 ROUNDS = 15
 COLUMNS = ("account_id", "status", "to_addrs", "cc_addrs", "bcc_addrs", "subject", "body_text", "overrides_ignored",
            "message_id", "attempts", "next_attempt_at", "source", "created_by", "created_at", "updated_at")
-INSERT = (f'INSERT INTO "notification" ({", ".join(f"{c!r}".replace(chr(39), chr(34)) for c in COLUMNS)}) '
-          f'VALUES ({", ".join("?" * len(COLUMNS))})')
+NAMES = ", ".join(f'"{column}"' for column in COLUMNS)
+INSERT = f'INSERT INTO "notification" ({NAMES}) VALUES ({", ".join("?" * len(COLUMNS))})'
 
 
 def account(name: str, **fields) -> SmtpAccount:
@@ -59,39 +60,42 @@ def median_claim_ms(settings: OutboxSettings) -> float:
     return statistics.median(times) * 1000
 
 
+@contextmanager
 def instance(folder: str, name: str):
+    """A fresh, migrated SQLite instance of its own, connected until the block ends."""
     app = create_app({"SECRET_KEY": "bench", "VAULT_KEYS": Fernet.generate_key().decode(),
                       "DATABASE": os.path.join(folder, f"claims-{name}.db")})
-    return app
+    with app.app_context():
+        db.upgrade()
+        with database.connection_context():
+            yield
 
 
 def past_backlog(folder: str, backlog: int) -> float:
-    with instance(folder, f"backlog-{backlog}").app_context():
-        db.upgrade()
-        with database.connection_context():
-            limited = account("Cobranca", is_default=True, rate_per_minute=30)
-            others = [account(f"Atendimento{n}") for n in range(3)]
-            queue_for(limited, backlog, "cobranca")
-            settings = OutboxSettings(batch_size=50)
-            while queue.claim("spent", settings):  # the limited account's rate for this minute is spent
-                pass
-            for other in others:
-                queue_for(other, 20, other.name.lower())
-            return median_claim_ms(settings)
+    with instance(folder, f"backlog-{backlog}"):
+        limited = account("Cobranca", is_default=True, rate_per_minute=30)
+        others = [account(f"Atendimento{n}") for n in range(3)]
+        queue_for(limited, backlog, "cobranca")
+        settings = OutboxSettings(batch_size=50)
+        while queue.claim("spent", settings):  # the limited account's rate for this minute is spent
+            pass
+        for other in others:
+            queue_for(other, 20, other.name.lower())
+        return median_claim_ms(settings)
 
 
 def with_history(folder: str, history: int) -> float:
-    with instance(folder, f"history-{history}").app_context():
-        db.upgrade()
-        with database.connection_context():
-            limited = account("Cobranca", is_default=True, rate_per_minute=30)
-            queue_for(limited, history, "historico", status="sent")
-            with database.atomic():
-                db.execute('INSERT INTO "delivery_attempt" ("notification_id", "started_at", "duration_ms", "ok", '
-                           '"code", "transient", "worker") SELECT "id", ?, 120, 1, 250, 0, \'bench\' '
-                           'FROM "notification" WHERE "status" = \'sent\'', (utcnow() - timedelta(hours=1),))
-            queue_for(limited, 20, "cobranca")
-            return median_claim_ms(OutboxSettings(batch_size=50))
+    with instance(folder, f"history-{history}"):
+        limited = account("Cobranca", is_default=True, rate_per_minute=30)
+        queue_for(limited, history, "historico", status="sent")
+        with database.atomic():
+            # As the worker records them: with the relay that took them (m0015).
+            db.execute('INSERT INTO "delivery_attempt" ("notification_id", "started_at", "duration_ms", "ok", '
+                       '"code", "transient", "worker", "relay_account_id") SELECT "id", ?, 120, 1, 250, 0, '
+                       '\'bench\', "account_id" FROM "notification" WHERE "status" = \'sent\'',
+                       (utcnow() - timedelta(hours=1),))
+        queue_for(limited, 20, "cobranca")
+        return median_claim_ms(OutboxSettings(batch_size=50))
 
 
 def measured(backlog: int, history: int) -> list[tuple[str, float, float]]:
