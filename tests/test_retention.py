@@ -13,6 +13,7 @@ from peewee import SqliteDatabase
 
 from tests.support.factories import make_account, make_notification
 from tests.support.processes import instance_env, start, wait_for
+from tests.test_deliveries_search import counted_by_scan
 from webapp import db
 from webapp.db import database
 from webapp.models import AuditEntry, DeliveryAttempt, Notification, Setting, utcnow
@@ -47,12 +48,6 @@ def left() -> set[int]:
 def search_keys_of_missing_notifications() -> int:
     return db.execute('SELECT COUNT(*) FROM "notification_search" WHERE "notification_id" NOT IN '
                       '(SELECT "id" FROM "notification")').fetchone()[0]
-
-
-def counted_by_scan() -> dict:
-    counts = dict.fromkeys(Notification.STATUSES, 0)
-    counts.update(database.execute_sql('SELECT "status", COUNT(*) FROM "notification" GROUP BY "status"').fetchall())
-    return counts
 
 
 @pytest.fixture
