@@ -55,6 +55,15 @@ class _Entry:
     refresh_token: str | None = field(default=None, repr=False)  # the newest the endpoint sent (rotation)
 
 
+@dataclass
+class _Fetching:
+    """The lock that lets one thread at a time ask the token endpoint for a grant, and how many threads hold or wait
+    for it: the prune drops it only when none does, so that no thread waits on a lock the next one no longer finds."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    users: int = 0
+
+
 class TokenCache:
     """Access tokens per grant, in this process's memory only, until shortly before they expire; thread-safe, and
     one request to the token endpoint at a time per grant (the worker's lanes share a credential's token).
@@ -69,7 +78,7 @@ class TokenCache:
         self.on_refresh_token: Callable[[OAuthGrant, str], None] | None = None
         self._lock = threading.Lock()
         self._entries: dict[tuple[str, str], _Entry] = {}
-        self._fetching: dict[tuple[str, str], threading.Lock] = {}
+        self._fetching: dict[tuple[str, str], _Fetching] = {}
 
     def obtain(self, grant: OAuthGrant, fetch: Callable[[OAuthGrant], tuple[AccessToken, float | None]], *,
                wait: float) -> AccessToken:
@@ -78,8 +87,9 @@ class TokenCache:
         (past it, this thread asks too)."""
         key = (grant.cache_key, fingerprint(grant))
         with self._lock:
-            fetching = self._fetching.setdefault(key, threading.Lock())
-        waited = fetching.acquire(timeout=max(wait, 0.001))
+            fetching = self._fetching.setdefault(key, _Fetching())
+            fetching.users += 1
+        waited = fetching.lock.acquire(timeout=max(wait, 0.001))
         try:
             with self._lock:
                 entry = self._entries.get(key)
@@ -92,7 +102,9 @@ class TokenCache:
             return token
         finally:
             if waited:
-                fetching.release()
+                fetching.lock.release()
+            with self._lock:
+                fetching.users -= 1
 
     def discard(self, grant: OAuthGrant, token: AccessToken) -> None:
         """Forget the token when it is still the cached one (a server refused it: revoked early)."""
@@ -131,8 +143,8 @@ class TokenCache:
                 entry.token = None
             if entry.token is None and entry.refresh_token is None:
                 del self._entries[key]
-        for key, lock in list(self._fetching.items()):
-            if key not in self._entries and not lock.locked():
+        for key, fetching in list(self._fetching.items()):
+            if key not in self._entries and not fetching.users:
                 del self._fetching[key]
 
 
