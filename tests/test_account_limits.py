@@ -14,7 +14,8 @@ from tests.support.factories import account_form, edit_form, make_account, make_
 from tests.support.processes import instance_env, run
 from tests.test_account_presets import apply, help_line, options_of
 from webapp.config import ConfigError
-from webapp.models import AuditEntry, SmtpAccount, utcnow
+from webapp.db import database
+from webapp.models import AuditEntry, Notification, SmtpAccount, utcnow
 from webapp.outbox.queue import claim
 from webapp.outbox.settings import OutboxSettings
 
@@ -222,6 +223,40 @@ def test_a_claim_looks_past_an_account_at_its_limit_to_the_others_oldest_due_fir
     settings = OutboxSettings(batch_size=10)
     assert [n.subject for n in claim("w", settings)] == ["limited0", "first", "early", "middle", "late"]
     assert claim("w2", settings) == []  # the limited account's rate is spent, the rest is not due
+
+
+@pytest.mark.sqlite_only("counts SQLite's virtual machine steps (its progress handler); PostgreSQL has no such count")
+def test_a_claim_past_an_accounts_spent_backlog_does_not_walk_that_backlog(app):
+    """A claim holds SQLite's write lock, so its work must not grow with an account's backlog that it passes over
+    (its rate spent). Counted in SQLite's virtual machine steps, not time: the same claim over 1 and over 3,000 of
+    them does about the same work. (Timed, with 100,000: `make bench-claims`.)"""
+    limited = make_account(is_default=True, rate_per_minute=1)
+    other = make_account()
+    start = utcnow() - timedelta(minutes=10)
+    first = make_notification(account=limited, subject="limited", next_attempt_at=start)
+    make_notification(account=limited, subject="limited", next_attempt_at=start)
+    settings = OutboxSettings(batch_size=50)
+    assert [n.id for n in claim("spent", settings)] == [first.id]  # its rate for the minute is spent
+
+    def steps_of_a_claim() -> int:
+        for n in range(50):
+            make_notification(account=other, subject=f"other{n}", next_attempt_at=start)
+        steps = [0]
+        database.connection().set_progress_handler(lambda: steps.__setitem__(0, steps[0] + 1) or 0, 100)
+        try:
+            claimed = claim("w", settings)
+        finally:
+            database.connection().set_progress_handler(None, 100)
+        assert [n.subject for n in claimed] == [f"other{n}" for n in range(50)]
+        Notification.update(status="sent").where(Notification.id.in_([n.id for n in claimed])).execute()
+        return steps[0]
+
+    over_one = steps_of_a_claim()
+    row = {name: value for name, value in first.__data__.items() if name != "id"}
+    Notification.insert_many([{**row, "message_id": f"<backlog{n}@test>"} for n in range(3000)]).execute()
+    over_a_backlog = steps_of_a_claim()
+
+    assert over_a_backlog < 1.5 * over_one, (over_one, over_a_backlog)
 
 
 # --- OUTBOX_ACCOUNT_LIMITS ------------------------------------------------------------------------------------
