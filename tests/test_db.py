@@ -106,9 +106,10 @@ def test_a_full_disk_is_recognised_on_either_engine():
     assert not db.storage_full(as_peewee_raises(psycopg.errors.QueryCanceled("canceling statement")))
 
 
-def test_a_deadlock_in_a_statement_run_for_many_rows_is_run_again(app, engine):
+def test_a_deadlock_in_a_statement_run_for_many_rows_is_run_again(app, engine, caplog):
     """Two outbox transactions that lock the same rows in opposite orders: PostgreSQL ends one of them with a
-    deadlock, and retry_locked() runs it again, also when execute_many() (the outcomes' executemany) hit it."""
+    deadlock, and retry_locked() runs it again, also when execute_many() (the outcomes' executemany) hit it, and
+    says so in the log."""
     if engine == "sqlite":
         pytest.skip("SQLite has one writer at a time: its transactions cannot deadlock")
     first, second = (User.create(username=name, password_hash="-").id for name in ("first", "second"))
@@ -136,6 +137,8 @@ def test_a_deadlock_in_a_statement_run_for_many_rows_is_run_again(app, engine):
     for thread in threads:
         thread.join(30)
     assert errors == [] and len(runs) == 3  # one of the two ran twice
+    assert [r.getMessage() for r in caplog.records if r.name == "webapp.outbox.queue"] == [
+        "outbox transaction ran into another (deadlock detected): running it again"]
     # The one run again came last: its own row is the one it "held", the other's it "took".
     assert sorted(user.locale for user in User.select()) == ["en", "pt-BR"]
 

@@ -63,7 +63,7 @@ def connection():
 
 def retry_locked(work):
     """Run work() (one transaction); when it fails on contention (SQLite locked past its busy timeout, a PostgreSQL
-    deadlock), wait a little and try again."""
+    deadlock), say so in the log, wait a little and try again."""
     deadline = time.monotonic() + LOCK_RETRY_SECONDS
     while True:
         try:
@@ -71,6 +71,8 @@ def retry_locked(work):
         except OperationalError as error:
             if not db.contention(error) or time.monotonic() > deadline or database.in_transaction():
                 raise
+            # The database's own first line ("database is locked", "deadlock detected"): no values, no names.
+            log.warning("outbox transaction ran into another (%s): running it again", str(error).splitlines()[0])
             time.sleep(random.uniform(0.01, 0.1))
 
 
