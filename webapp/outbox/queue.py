@@ -72,7 +72,8 @@ def retry_locked(work):
             if not db.contention(error) or time.monotonic() > deadline or database.in_transaction():
                 raise
             # The database's own first line ("database is locked", "deadlock detected"): no values, no names.
-            log.warning("outbox transaction ran into another (%s): running it again", str(error).splitlines()[0])
+            first_line = next(iter(str(error).splitlines()), type(error).__name__)
+            log.warning("outbox transaction ran into another (%s): running it again", first_line)
             time.sleep(random.uniform(0.01, 0.1))
 
 
