@@ -8,6 +8,7 @@ run on the same machine (median of ROUNDS claims; ratio 1.0: those rows cost not
 - History: the same account has sent HISTORY notifications (one attempt each, an hour ago, kept by the retention
   period) and has 20 queued; each claim counts its attempts of the last minute for the rate."""
 import json
+import logging
 import os
 import statistics
 import sys
@@ -100,6 +101,8 @@ def with_history(folder: str, history: int) -> float:
 
 def measured(backlog: int, history: int) -> list[tuple[str, float, float]]:
     """(what, with those rows, without them) for each figure, in ms."""
+    # Every measured claim is released again, and the queue logs each release at INFO: hundreds of lines.
+    logging.getLogger(queue.__name__).setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="smtpdesk-bench-claims-") as folder:
         return [(f"a claim past a rate-limited account's {backlog:,} queued notifications (its rate spent)",
                  past_backlog(folder, backlog), past_backlog(folder, 0)),
