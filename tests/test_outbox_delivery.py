@@ -691,7 +691,8 @@ def test_security_36_stopping_the_worker_does_not_wait_on_relays_that_never_answ
     thread = threading.Thread(target=worker.run_forever)
     thread.start()
     try:
-        wait_until(lambda: {reload(n).status for n in sent} == {"sent"})
+        wait_until(lambda: {reload(n).status for n in sent} == {"sent"}, timeout=15)  # generous: not speed
+        assert {reload(n).status for n in sent} == {"sent"}
         worker.stop()
         thread.join(15)  # generous: "does not hang", not speed
         assert not thread.is_alive()

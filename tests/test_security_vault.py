@@ -94,7 +94,7 @@ def test_rotation_keeps_a_second_instance_reading_throughout(file_app, monkeypat
     other_instance = Vault()
     other_instance.init(keys_in(key_file), key_file)   # what a second `smtpdesk serve` loaded at start
     failures, passes, mixed_passes = [], [], []
-    stop = threading.Event()
+    stop, seen_mixed = threading.Event(), threading.Event()
 
     def keep_reading():
         while not stop.is_set():
@@ -114,11 +114,18 @@ def test_rotation_keeps_a_second_instance_reading_throughout(file_app, monkeypat
             passes.append(len(tokens))
             if 0 < under_old < len(tokens):
                 mixed_passes.append(under_old)
+                seen_mixed.set()
 
     rotate = vault.rotate
+    rotated = []
 
     def slow_rotate(token):
-        time.sleep(0.003)  # a bigger table: the reader gets many passes in while rows are half rotated
+        rotated.append(token)
+        if len(rotated) == 8:
+            # The first batch of 7 is committed: wait until the reader has seen the table half rotated (its passes
+            # open connections of their own, slow on a busy machine), as it would in a table of many batches.
+            seen_mixed.wait(10)
+        time.sleep(0.003)  # a bigger table: the reader gets more passes in while rows are half rotated
         return rotate(token)
 
     monkeypatch.setattr(vault, "rotate", slow_rotate)

@@ -12,6 +12,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import complete_first_run
+from tests.support.outbox import hold_data
 
 pytestmark = pytest.mark.e2e
 
@@ -29,8 +30,10 @@ def call_api(base: str, token: str, body: dict) -> dict:
 def test_a_notification_sent_through_the_api_appears_in_deliveries_and_turns_to_sent(
         live_server, smtp_server, page: Page):
     page.set_default_timeout(15_000)
-    # Slow enough to watch the notification on its way; the worker finishes it a few seconds later.
-    server = smtp_server("plain", stall={"DATA": 3})
+    # The relay holds the message's reply until the page has shown it on its way (a fixed stall could end before a
+    # slow browser has looked); the worker finishes it once released.
+    server = smtp_server("plain")
+    held = hold_data(server)
     base = live_server.url
 
     complete_first_run(page, live_server)
@@ -74,6 +77,7 @@ def test_a_notification_sent_through_the_api_appears_in_deliveries_and_turns_to_
     expect(row).to_contain_text("oncall@example.com")
     expect(row).to_contain_text(re.compile(r"Queued|Sending"))
     expect(page.locator("#delivery-counts")).to_have_attribute("hx-trigger", "every 3s")
+    held.release()
 
     # No reload from here: the counts refresh themselves and tell the rows to follow.
     page.evaluate("() => { window.__notReloaded = true; }")
