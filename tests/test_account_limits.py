@@ -241,15 +241,21 @@ def test_a_claim_past_an_accounts_spent_backlog_does_not_walk_that_backlog(app):
     def steps_of_a_claim() -> int:
         for n in range(50):
             make_notification(account=other, subject=f"other{n}", next_attempt_at=start)
-        steps = [0]
-        database.connection().set_progress_handler(lambda: steps.__setitem__(0, steps[0] + 1) or 0, 100)
+        steps = 0
+
+        def count_step() -> int:
+            nonlocal steps
+            steps += 1
+            return 0  # go on
+
+        database.connection().set_progress_handler(count_step, 100)
         try:
             claimed = claim("w", settings)
         finally:
             database.connection().set_progress_handler(None, 100)
         assert [n.subject for n in claimed] == [f"other{n}" for n in range(50)]
         Notification.update(status="sent").where(Notification.id.in_([n.id for n in claimed])).execute()
-        return steps[0]
+        return steps
 
     over_one = steps_of_a_claim()
     row = {name: value for name, value in first.__data__.items() if name != "id"}

@@ -5,15 +5,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 from tests.support.outbox import account_for, drain, message_ids, statuses
 from tests.support.processes import instance_env, start, wait_for
-from tests.test_outbox_workers import workers
+from tests.test_outbox_workers import active, workers
 from webapp.models import DeliveryAttempt, Notification
 from webapp.outbox import send_notification
 from webapp.outbox.settings import RECORD_EVERY
-
-
-def active() -> int:
-    return Notification.select().where(Notification.status.in_(("queued", "sending", "retrying"))).count()
-
 
 # Leases short enough for the test to see them expire; each message's dialogue well within them.
 WORKER_CONFIG = dict(OUTBOX_LEASE_SECONDS=3, OUTBOX_SMTP_TIMEOUT=0.5, OUTBOX_SMTP_DEADLINE=0.5,
